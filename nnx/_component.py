@@ -1,0 +1,34 @@
+"""The base every layer, activation, loss and optimizer shares: its backend, resolved once from `xp=`."""
+
+from __future__ import annotations
+
+from nnx import backends
+
+
+class Component:
+    """Resolves `xp` (a module, a backend name, a Backend, or None for the current one) at construction."""
+
+    def __init__(self, xp=None):
+        self.backend = backends.get(xp)
+        self.xp = self.backend.xp
+
+    def _accept(self, x, what: str = "inputs"):
+        """`x` itself if it lives on this component's backend, else a TypeError that says how to move it."""
+        return self.backend.check(x, f"{self!r} {what}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def check_positive_int(value, name: str) -> int:
+    """`value` if it is a positive int, else a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_non_negative(value, name: str) -> float:
+    """`value` as a float if it is a number >= 0, else a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)

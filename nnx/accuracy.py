@@ -1,0 +1,86 @@
+"""Accuracy: the book's helper for a softmax output, and its Categorical and Regression accuracy classes.
+
+Every result is a 0-d array on the backend; copy it to the host only when you print it.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from nnx._component import Component
+
+
+def accuracy(output, y):
+    """Fraction of rows of `output` whose argmax is the label in `y` (integer labels or one-hot rows)."""
+    xp = array_namespace(output, y)
+    predictions = xp.argmax(output, axis=1)
+    if y.ndim == 2:
+        y = xp.argmax(y, axis=1)
+    return xp.mean(xp.astype(predictions == y, output.dtype))
+
+
+class Accuracy(Component):
+    """Mean of `compare(predictions, y)`, per batch and accumulated over an epoch."""
+
+    def __init__(self, *, xp=None):
+        super().__init__(xp)
+        self.new_pass()
+
+    def init(self, y, reinit: bool = False) -> None:
+        """Fit anything that depends on the targets (the regression precision); nothing by default."""
+
+    def compare(self, predictions, y):
+        raise NotImplementedError
+
+    def calculate(self, predictions, y):
+        """Mean accuracy of this batch; adds to the epoch's sums."""
+        comparisons = self.xp.astype(self.compare(predictions, y), self.xp.float32)
+        self.accumulated_sum = self.accumulated_sum + self.xp.sum(comparisons)
+        self.accumulated_count += comparisons.shape[0] if comparisons.ndim else 1
+        return self.xp.mean(comparisons)
+
+    def calculate_accumulated(self):
+        """Mean accuracy over every batch since `new_pass()`."""
+        if self.accumulated_count == 0:
+            raise RuntimeError(f"{self!r} has no batches to average: call calculate() after new_pass()")
+        return self.accumulated_sum / self.accumulated_count
+
+    def new_pass(self) -> None:
+        """Reset the running sums at the start of an epoch."""
+        self.accumulated_sum = 0
+        self.accumulated_count = 0
+
+
+class Categorical(Accuracy):
+    """Predicted class == true class; `binary=True` compares sigmoid outputs element-wise instead."""
+
+    def __init__(self, *, binary: bool = False, xp=None):
+        super().__init__(xp=xp)
+        self.binary = binary
+
+    def compare(self, predictions, y):
+        if not self.binary and y.ndim == 2:
+            y = self.xp.argmax(y, axis=1)
+        if y.shape != predictions.shape:
+            y = self.xp.reshape(y, predictions.shape)
+        return predictions == y
+
+
+class Regression(Accuracy):
+    """|prediction - y| < precision, where precision is std(y) / `precision_divisor` (250, as in the book)."""
+
+    def __init__(self, *, precision_divisor: float = 250, xp=None):
+        super().__init__(xp=xp)
+        self.precision = None
+        self.precision_divisor = precision_divisor
+
+    def init(self, y, reinit: bool = False) -> None:
+        if self.precision is None or reinit:
+            if not self.xp.isdtype(y.dtype, "real floating"):
+                y = self.xp.astype(y, self.xp.float32)
+            self.precision = self.xp.std(y) / self.precision_divisor
+
+    def compare(self, predictions, y):
+        if self.precision is None:
+            raise RuntimeError(f"{self!r} has no precision yet: call init(y) first, or set .precision")
+        return self.xp.abs(predictions - y) < self.precision

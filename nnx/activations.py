@@ -1,0 +1,69 @@
+"""Activation functions: ReLU, Softmax, Sigmoid and Linear, each with its exact backward pass."""
+
+from __future__ import annotations
+
+from nnx._component import Component
+
+
+class ReLU(Component):
+    """max(0, x), element-wise; its gradient is zero where the input was <= 0."""
+
+    def forward(self, inputs, training: bool = False) -> None:
+        self._accept(inputs)
+        self.inputs = inputs
+        self.output = self.xp.maximum(inputs, 0)
+
+    def backward(self, dvalues) -> None:
+        self.dinputs = self.xp.where(self.inputs <= 0, 0, dvalues)
+
+    def predictions(self, outputs):
+        return outputs
+
+
+class Softmax(Component):
+    """Row-wise softmax, computed stably by subtracting each row's maximum first."""
+
+    def forward(self, inputs, training: bool = False) -> None:
+        self._accept(inputs)
+        xp = self.xp
+        self.inputs = inputs
+        exponentials = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
+        self.output = exponentials / xp.sum(exponentials, axis=1, keepdims=True)
+
+    def backward(self, dvalues) -> None:
+        """The exact Jacobian-vector product, all rows at once: s * (d - sum(d * s))."""
+        s = self.output
+        self.dinputs = s * (dvalues - self.xp.sum(dvalues * s, axis=1, keepdims=True))
+
+    def predictions(self, outputs):
+        return self.xp.argmax(outputs, axis=1)
+
+
+class Sigmoid(Component):
+    """1 / (1 + exp(-x)), element-wise: independent probabilities for binary outputs."""
+
+    def forward(self, inputs, training: bool = False) -> None:
+        self._accept(inputs)
+        self.inputs = inputs
+        self.output = 1 / (1 + self.xp.exp(-inputs))
+
+    def backward(self, dvalues) -> None:
+        self.dinputs = dvalues * (1 - self.output) * self.output
+
+    def predictions(self, outputs):
+        return self.xp.astype(outputs > 0.5, self.xp.int64)
+
+
+class Linear(Component):
+    """The identity, for regression outputs."""
+
+    def forward(self, inputs, training: bool = False) -> None:
+        self._accept(inputs)
+        self.inputs = inputs
+        self.output = inputs
+
+    def backward(self, dvalues) -> None:
+        self.dinputs = dvalues
+
+    def predictions(self, outputs):
+        return outputs

@@ -1,0 +1,183 @@
+"""The backend registry: which array library and device nnx computes on.
+
+`get`, `current` and `use` pick a backend; `register` and the ``nnx.backends`` entry-point group add new ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import types
+from collections.abc import Callable, Iterator
+from importlib import import_module
+from importlib.metadata import entry_points
+
+from nnx.backends._base import Backend, BackendUnavailableError
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "available",
+    "current",
+    "get",
+    "register",
+    "registered",
+    "seed",
+    "use",
+]
+
+ENV_VAR = "NNX_BACKEND"
+DEFAULT = "numpy"
+ENTRY_POINT_GROUP = "nnx.backends"
+
+Loader = Callable[[], Backend]
+
+_BUILTIN = {
+    "numpy": "nnx.backends.numpy",
+    "cupy": "nnx.backends.cupy",
+    "array_api_strict": "nnx.backends.array_api_strict",
+}
+_loaders: dict[str, Loader] = {}
+_loaded: dict[str, Backend] = {}
+_failures: dict[str, BackendUnavailableError] = {}
+_entry_points_read = False
+_active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("nnx_backend", default=None)
+
+
+def _builtin_loader(module_name: str) -> Loader:
+    return lambda: import_module(module_name).load()
+
+
+def _read_entry_points() -> None:
+    global _entry_points_read
+    if _entry_points_read:
+        return
+    _entry_points_read = True
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in _loaders:
+            _loaders[entry.name] = _entry_point_loader(entry)
+
+
+def _entry_point_loader(entry) -> Loader:
+    def load() -> Backend:
+        return entry.load()()
+
+    return load
+
+
+def _all_loaders() -> dict[str, Loader]:
+    _read_entry_points()
+    return _loaders
+
+
+def register(name: str, loader: Loader, *, replace: bool = False) -> None:
+    """Register `loader`, a callable returning a Backend (or raising BackendUnavailableError), as `name`."""
+    if not callable(loader):
+        raise TypeError(f"the loader for backend {name!r} must be callable, got {type(loader).__name__}")
+    if name in _all_loaders() and not replace:
+        raise ValueError(f"backend {name!r} is already registered; pass replace=True to override it")
+    _loaders[name] = loader
+    _loaded.pop(name, None)
+    _failures.pop(name, None)
+
+
+def registered() -> list[str]:
+    """Names of every registered backend, usable or not."""
+    return list(_all_loaders())
+
+
+def available() -> list[str]:
+    """Names of the backends that can be used on this machine now."""
+    return [name for name in registered() if _try_load(name) is not None]
+
+
+def _try_load(name: str) -> Backend | None:
+    try:
+        return _load(name)
+    except BackendUnavailableError:
+        return None
+
+
+def _load(name: str) -> Backend:
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failures:
+        raise _failures[name]
+    loaders = _all_loaders()
+    if name not in loaders:
+        known = ", ".join(sorted(loaders))
+        raise ValueError(f"unknown backend {name!r}; registered backends are: {known}")
+    try:
+        backend = loaders[name]()
+    except BackendUnavailableError as error:
+        _failures[name] = error
+        raise
+    if not isinstance(backend, Backend):
+        raise TypeError(f"the loader of backend {name!r} returned {type(backend).__name__}, not a Backend")
+    _loaded[name] = backend
+    return backend
+
+
+def get(spec: str | types.ModuleType | Backend | None = None) -> Backend:
+    """The Backend for `spec`: a registered name, an array module, a Backend, or None for `current()`."""
+    if spec is None:
+        return current()
+    if isinstance(spec, Backend):
+        return spec
+    if isinstance(spec, str):
+        return _load(spec)
+    if isinstance(spec, types.ModuleType):
+        return _from_module(spec)
+    raise TypeError(
+        f"a backend is named by a string, an array module or a Backend, got {type(spec).__name__}; "
+        f"try one of: {', '.join(registered())}"
+    )
+
+
+def _from_module(module: types.ModuleType) -> Backend:
+    for backend in _loaded.values():
+        if module is backend.xp:
+            return backend
+    root = module.__name__.split(".")[-1] if module.__name__.startswith("array_api_compat.") else module.__name__
+    if root in _all_loaders():
+        return _load(root)
+    if hasattr(module, "__array_namespace_info__"):
+        from nnx.backends.namespace import for_namespace
+
+        return for_namespace(module)
+    raise TypeError(
+        f"module {module.__name__!r} is not an array namespace nnx knows; "
+        f"register a backend for it with nnx.backends.register()"
+    )
+
+
+def current() -> Backend:
+    """The active backend: the innermost `use()`, else $NNX_BACKEND, else numpy."""
+    active = _active.get()
+    if active is not None:
+        return active
+    return _load(os.environ.get(ENV_VAR) or DEFAULT)
+
+
+@contextlib.contextmanager
+def use(spec: str | types.ModuleType | Backend) -> Iterator[Backend]:
+    """Make `spec` the current backend inside a ``with`` block; nests and restores on exit, errors included."""
+    token = _active.set(get(spec))
+    try:
+        yield _active.get()
+    finally:
+        _active.reset(token)
+
+
+def seed(value: int) -> None:
+    """Seed NumPy's global RNG (weight init, book data) and the RNG of every backend loaded so far."""
+    from nnx.backends._host import seed_host
+
+    seed_host(value)
+    for backend in _loaded.values():
+        backend.seed(value)
+
+
+for _name, _module in _BUILTIN.items():
+    _loaders[_name] = _builtin_loader(_module)

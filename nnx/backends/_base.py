@@ -1,0 +1,87 @@
+"""The Backend interface: one array namespace on one device, with explicit host <-> device transfers."""
+
+from __future__ import annotations
+
+from nnx.backends import _host
+
+
+class BackendUnavailableError(RuntimeError):
+    """A registered backend cannot be used here; the message says why and how to fix it."""
+
+
+class Backend:
+    """One array library on one device: its namespace `xp` and the only ways data crosses to the host.
+
+    Subclasses override `to_numpy`, and `synchronize`, `seed`, `dropout_mask` where the device needs it.
+    """
+
+    def __init__(self, name: str, xp, device: str, *, array_type: type, array_device=None):
+        self.name = name
+        self.xp = xp
+        self.device = device
+        self.array_type = array_type
+        self.array_device = array_device
+        self.default_float = xp.float32
+
+    def __repr__(self) -> str:
+        return f"<nnx backend {self.name!r} on {self.device}>"
+
+    def float_dtype(self, spec=None):
+        """The namespace's float dtype for `spec` (a name, NumPy dtype or namespace dtype); None is float32."""
+        if spec is None:
+            return self.default_float
+        return getattr(self.xp, _host.float_name(spec))
+
+    def asarray(self, host_array, dtype=None):
+        """Copy `host_array` (NumPy array, list or scalar) to this backend's device, as `dtype` if given."""
+        if dtype is not None:
+            dtype = getattr(self.xp, _host.dtype_name(dtype))
+        return self.xp.asarray(host_array, dtype=dtype, device=self.array_device)
+
+    def to_numpy(self, x):
+        """Copy `x` to the host as a NumPy array: the explicit device -> host transfer."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait until queued device work is done (for timing); a no-op on synchronous backends."""
+
+    def seed(self, value: int) -> None:
+        """Seed this backend's own RNG; host-drawn backends share NumPy's global RNG seeded by nnx.seed."""
+
+    def owns(self, x) -> bool:
+        """Whether `x` is an array of this backend, on its device."""
+        return isinstance(x, self.array_type)
+
+    def check(self, x, what: str):
+        """Return `x` if it is an array of this backend, else raise a TypeError naming `what` and the fix."""
+        if self.owns(x):
+            return x
+        raise TypeError(
+            f"{what} must be an array of backend {self.name!r} ({self.device}), got {_describe(x)}; "
+            f"move it there with nnx.backends.get({self.name!r}).asarray(x), or build the layer with that "
+            f"array's backend"
+        )
+
+    def zeros(self, shape: tuple[int, ...], dtype):
+        """A new array of zeros on this backend's device."""
+        return self.xp.zeros(shape, dtype=dtype, device=self.array_device)
+
+    def arange(self, stop: int, dtype=None):
+        """0, 1, ..., stop - 1 on this backend's device."""
+        return self.xp.arange(stop, dtype=dtype, device=self.array_device)
+
+    def scaled_normal(self, shape: tuple[int, ...], scale: float, dtype, rng=None):
+        """`scale` * standard normal numbers drawn on the host with NumPy (book-identical), then moved here."""
+        name = _host.float_name(dtype)
+        return self.asarray(_host.scaled_normal(shape, scale, name, rng), dtype=name)
+
+    def dropout_mask(self, shape: tuple[int, ...], keep: float, dtype):
+        """Inverted-dropout mask (1/keep or 0) in `dtype`; drawn from NumPy's global RNG unless overridden."""
+        name = _host.float_name(dtype)
+        return self.asarray(_host.bernoulli_mask(shape, keep, name), dtype=name)
+
+
+def _describe(x) -> str:
+    kind = f"{type(x).__module__}.{type(x).__qualname__}"
+    device = getattr(x, "device", None)
+    return f"{kind} on {device}" if device is not None and not callable(device) else kind

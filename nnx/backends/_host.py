@@ -1,0 +1,43 @@
+"""Host-side NumPy helpers: the random numbers that must match the book, drawn before any transfer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_NAMES = ("float32", "float64")
+
+
+def seed_host(value: int) -> None:
+    """Seed NumPy's global RNG, the one the book's data and weight init draw from."""
+    np.random.seed(value)
+
+
+def dtype_name(spec) -> str:
+    """The canonical name ('float32', 'int64', ...) of a dtype given as a string, NumPy dtype or namespace dtype."""
+    try:
+        return np.dtype(spec).name
+    except TypeError:
+        return str(getattr(spec, "name", spec)).rsplit(".", 1)[-1]
+
+
+def float_name(spec) -> str:
+    """The canonical name of a float dtype ('float32' or 'float64'); anything else is a ValueError."""
+    name = dtype_name(spec)
+    if name not in FLOAT_NAMES:
+        raise ValueError(f"dtype must be one of {', '.join(FLOAT_NAMES)}, got {spec!r}")
+    return name
+
+
+def scaled_normal(shape: tuple[int, ...], scale: float, dtype: str, rng=None) -> np.ndarray:
+    """`scale` * standard normal numbers as the book draws them (global RNG unless `rng` is a Generator)."""
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
+    draws = rng.standard_normal(shape) if rng is not None else np.random.standard_normal(shape)
+    typed = draws.astype(dtype)
+    return typed * typed.dtype.type(scale)
+
+
+def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str) -> np.ndarray:
+    """Inverted-dropout mask from NumPy's global RNG: 1/keep where kept, 0 elsewhere, in `dtype`."""
+    kept = np.random.binomial(1, keep, size=shape).astype(dtype)
+    return kept / kept.dtype.type(keep)

@@ -1,0 +1,190 @@
+"""Losses: categorical and binary cross-entropy, squared and absolute error, and the fused softmax classifier.
+
+`calculate` returns the mean loss as a 0-d array on the backend: nothing is copied to the host.
+"""
+
+from __future__ import annotations
+
+from nnx._component import Component
+from nnx.activations import Softmax
+
+EPSILON = 1e-7
+
+
+class Loss(Component):
+    """Shared parts: the mean over samples, the regularization penalty and the running sums of an epoch."""
+
+    def __init__(self, *, xp=None):
+        super().__init__(xp)
+        self.trainable_layers = []
+        self.new_pass()
+
+    def remember_trainable_layers(self, trainable_layers) -> None:
+        """The layers whose regularization penalty `regularization_loss()` adds up."""
+        self.trainable_layers = list(trainable_layers)
+
+    def regularization_loss(self, layer=None):
+        """The L1/L2 penalty of `layer`, or of every remembered trainable layer when `layer` is None."""
+        layers = self.trainable_layers if layer is None else [layer]
+        total = 0
+        for each in layers:
+            total = total + _penalty(self.xp, each.weights, each.weight_regularizer_l1, each.weight_regularizer_l2)
+            total = total + _penalty(self.xp, each.biases, each.bias_regularizer_l1, each.bias_regularizer_l2)
+        return total
+
+    def calculate(self, output, y, *, include_regularization: bool = False):
+        """Mean loss over the batch (and the regularization loss too, if asked); adds to the epoch's sums."""
+        sample_losses = self.forward(output, y)
+        data_loss = self.xp.mean(sample_losses)
+        self.accumulated_sum = self.accumulated_sum + self.xp.sum(sample_losses)
+        self.accumulated_count += sample_losses.shape[0]
+        if not include_regularization:
+            return data_loss
+        return data_loss, self.regularization_loss()
+
+    def calculate_accumulated(self, *, include_regularization: bool = False):
+        """Mean loss over every batch since `new_pass()`."""
+        if self.accumulated_count == 0:
+            raise RuntimeError(f"{self!r} has no batches to average: call calculate() after new_pass()")
+        data_loss = self.accumulated_sum / self.accumulated_count
+        if not include_regularization:
+            return data_loss
+        return data_loss, self.regularization_loss()
+
+    def new_pass(self) -> None:
+        """Reset the running sums at the start of an epoch."""
+        self.accumulated_sum = 0
+        self.accumulated_count = 0
+
+    def _targets(self, y_pred, y_true):
+        """Check both arrays and that they hold the same number of samples."""
+        self._accept(y_pred, "predictions")
+        self._accept(y_true, "targets")
+        if y_pred.ndim != 2 or y_true.shape[0] != y_pred.shape[0]:
+            raise ValueError(
+                f"{self!r} needs predictions of shape (n_samples, n_outputs) and as many targets, got predictions "
+                f"{tuple(y_pred.shape)} and targets {tuple(y_true.shape)}"
+            )
+        return y_true
+
+
+def _penalty(xp, values, l1: float, l2: float):
+    total = 0
+    if l1 > 0:
+        total = total + l1 * xp.sum(xp.abs(values))
+    if l2 > 0:
+        total = total + l2 * xp.sum(values * values)
+    return total
+
+
+def one_hot(labels, n_classes: int, dtype, backend):
+    """Rows of `n_classes` zeros with a one at each integer label, built by comparison (no scatter)."""
+    classes = backend.arange(n_classes, dtype=labels.dtype)
+    return backend.xp.astype(labels[:, None] == classes, dtype)
+
+
+def _as_float_targets(xp, y_true, y_pred):
+    """Targets in the predictions' dtype, shaped like them."""
+    if y_true.dtype != y_pred.dtype:
+        y_true = xp.astype(y_true, y_pred.dtype)
+    if y_true.shape != y_pred.shape:
+        y_true = xp.reshape(y_true, y_pred.shape)
+    return y_true
+
+
+class CategoricalCrossentropy(Loss):
+    """-log of the probability given to the true class; targets are integer labels or one-hot rows."""
+
+    def forward(self, y_pred, y_true):
+        y_true = self._targets(y_pred, y_true)
+        xp = self.xp
+        clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        if y_true.ndim == 1:
+            y_true = one_hot(y_true, y_pred.shape[1], y_pred.dtype, self.backend)
+        elif y_true.ndim != 2 or y_true.shape[1] != y_pred.shape[1]:
+            raise ValueError(
+                f"{self!r} targets must be labels of shape ({y_pred.shape[0]},) or one-hot rows of shape "
+                f"{tuple(y_pred.shape)}, got {tuple(y_true.shape)}"
+            )
+        correct_confidences = xp.sum(clipped * xp.astype(y_true, y_pred.dtype), axis=1)
+        return -xp.log(correct_confidences)
+
+    def backward(self, dvalues, y_true) -> None:
+        samples, labels = dvalues.shape
+        if y_true.ndim == 1:
+            y_true = one_hot(y_true, labels, dvalues.dtype, self.backend)
+        self.dinputs = -self.xp.astype(y_true, dvalues.dtype) / dvalues
+        self.dinputs = self.dinputs / samples
+
+
+class SoftmaxCategoricalCrossentropy(Component):
+    """Softmax followed by categorical cross-entropy, with the fast combined gradient (softmax - one-hot) / n."""
+
+    def __init__(self, *, xp=None):
+        super().__init__(xp)
+        self.activation = Softmax(xp=self.backend)
+        self.loss = CategoricalCrossentropy(xp=self.backend)
+
+    def forward(self, inputs, y_true):
+        """Set `output` to the softmax of `inputs` and return the mean loss against `y_true`."""
+        self.activation.forward(inputs)
+        self.output = self.activation.output
+        return self.loss.calculate(self.output, y_true)
+
+    def backward(self, dvalues, y_true) -> None:
+        """`dvalues` are the softmax outputs; `y_true` integer labels or one-hot rows."""
+        self._accept(dvalues, "softmax outputs")
+        self._accept(y_true, "targets")
+        samples, labels = dvalues.shape
+        if y_true.ndim == 2:
+            y_true = self.xp.argmax(y_true, axis=1)
+        self.dinputs = (dvalues - one_hot(y_true, labels, dvalues.dtype, self.backend)) / samples
+
+
+class BinaryCrossentropy(Loss):
+    """Mean over outputs of -(y log p + (1 - y) log(1 - p)), for independent sigmoid outputs."""
+
+    def forward(self, y_pred, y_true):
+        y_true = _as_float_targets(self.xp, self._targets(y_pred, y_true), y_pred)
+        xp = self.xp
+        clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        sample_losses = -(y_true * xp.log(clipped) + (1 - y_true) * xp.log(1 - clipped))
+        return xp.mean(sample_losses, axis=-1)
+
+    def backward(self, dvalues, y_true) -> None:
+        y_true = _as_float_targets(self.xp, y_true, dvalues)
+        samples, outputs = dvalues.shape
+        clipped = self.xp.clip(dvalues, EPSILON, 1 - EPSILON)
+        self.dinputs = -(y_true / clipped - (1 - y_true) / (1 - clipped)) / outputs
+        self.dinputs = self.dinputs / samples
+
+
+class MeanSquaredError(Loss):
+    """Mean over outputs of (y - p)^2, for regression."""
+
+    def forward(self, y_pred, y_true):
+        y_true = _as_float_targets(self.xp, self._targets(y_pred, y_true), y_pred)
+        return self.xp.mean((y_true - y_pred) ** 2, axis=-1)
+
+    def backward(self, dvalues, y_true) -> None:
+        y_true = _as_float_targets(self.xp, y_true, dvalues)
+        samples, outputs = dvalues.shape
+        self.dinputs = -2 * (y_true - dvalues) / outputs
+        self.dinputs = self.dinputs / samples
+
+
+class MeanAbsoluteError(Loss):
+    """Mean over outputs of |y - p|, for regression.
+
+    Its gradient is sign(p - y): the printed book has the sign flipped, which would climb the loss.
+    """
+
+    def forward(self, y_pred, y_true):
+        y_true = _as_float_targets(self.xp, self._targets(y_pred, y_true), y_pred)
+        return self.xp.mean(self.xp.abs(y_true - y_pred), axis=-1)
+
+    def backward(self, dvalues, y_true) -> None:
+        y_true = _as_float_targets(self.xp, y_true, dvalues)
+        samples, outputs = dvalues.shape
+        self.dinputs = self.xp.sign(dvalues - y_true) / outputs
+        self.dinputs = self.dinputs / samples

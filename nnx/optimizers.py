@@ -1,0 +1,138 @@
+"""The book's optimizers: SGD (with momentum), Adagrad, RMSprop and Adam, all with 1/t learning-rate decay.
+
+Each keeps its per-layer state (momentums, caches) in `optimizer.state[layer]`, on the layer's backend,
+created on the layer's first update.
+"""
+
+from __future__ import annotations
+
+from nnx._component import Component, check_non_negative
+
+
+class Optimizer(Component):
+    """The schedule shared by every optimizer: call `pre_update_params`, `update_params` per layer, then
+    `post_update_params`, once per step."""
+
+    STATE_NAMES: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: float, decay: float = 0.0, *, xp=None):
+        super().__init__(xp)
+        self.learning_rate = check_non_negative(learning_rate, "learning_rate")
+        self.current_learning_rate = self.learning_rate
+        self.decay = check_non_negative(decay, "decay")
+        self.iterations = 0
+        self.state: dict = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
+
+    def pre_update_params(self) -> None:
+        """Apply the decay: lr / (1 + decay * iterations)."""
+        if self.decay:
+            self.current_learning_rate = self.learning_rate * (1.0 / (1.0 + self.decay * self.iterations))
+
+    def post_update_params(self) -> None:
+        self.iterations += 1
+
+    def update_params(self, layer) -> None:
+        """Update `layer.weights` and `layer.biases` in place from `layer.dweights` and `layer.dbiases`."""
+        if layer.backend is not self.backend:
+            raise TypeError(
+                f"{self!r} runs on backend {self.backend.name!r} but {layer!r} is on {layer.backend.name!r}; "
+                f"build both with the same xp= or move the model with model.to()"
+            )
+        state = self.layer_state(layer)
+        layer.weights += self._step(layer.weights, layer.dweights, state, "weight")
+        layer.biases += self._step(layer.biases, layer.dbiases, state, "bias")
+
+    def layer_state(self, layer) -> dict:
+        """This optimizer's arrays for `layer` (e.g. 'weight_cache'), created as zeros on first use."""
+        if layer not in self.state:
+            self.state[layer] = {
+                f"{kind}_{name}": self.xp.zeros_like(values)
+                for kind, values in (("weight", layer.weights), ("bias", layer.biases))
+                for name in self.STATE_NAMES
+            }
+        return self.state[layer]
+
+    def _step(self, values, gradient, state: dict, kind: str):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional momentum."""
+
+    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0, *, xp=None):
+        super().__init__(learning_rate, decay, xp=xp)
+        self.momentum = check_non_negative(momentum, "momentum")
+        self.STATE_NAMES = ("momentums",) if self.momentum else ()
+
+    def _step(self, values, gradient, state, kind):
+        if not self.momentum:
+            return -self.current_learning_rate * gradient
+        key = f"{kind}_momentums"
+        state[key] = self.momentum * state[key] - self.current_learning_rate * gradient
+        return state[key]
+
+
+class Adagrad(Optimizer):
+    """SGD scaled per parameter by the root of the sum of its squared gradients."""
+
+    STATE_NAMES = ("cache",)
+
+    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7, *, xp=None):
+        super().__init__(learning_rate, decay, xp=xp)
+        self.epsilon = check_non_negative(epsilon, "epsilon")
+
+    def _step(self, values, gradient, state, kind):
+        key = f"{kind}_cache"
+        state[key] = state[key] + gradient**2
+        return -self.current_learning_rate * gradient / (self.xp.sqrt(state[key]) + self.epsilon)
+
+
+class RMSprop(Optimizer):
+    """SGD scaled per parameter by the root of a moving average of its squared gradients."""
+
+    STATE_NAMES = ("cache",)
+
+    def __init__(
+        self, learning_rate: float = 0.001, decay: float = 0.0, epsilon: float = 1e-7, rho: float = 0.9, *, xp=None
+    ):
+        super().__init__(learning_rate, decay, xp=xp)
+        self.epsilon = check_non_negative(epsilon, "epsilon")
+        self.rho = check_non_negative(rho, "rho")
+
+    def _step(self, values, gradient, state, kind):
+        key = f"{kind}_cache"
+        state[key] = self.rho * state[key] + (1 - self.rho) * gradient**2
+        return -self.current_learning_rate * gradient / (self.xp.sqrt(state[key]) + self.epsilon)
+
+
+class Adam(Optimizer):
+    """RMSprop with momentum, both bias-corrected (the book's formulation)."""
+
+    STATE_NAMES = ("momentums", "cache")
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        decay: float = 0.0,
+        epsilon: float = 1e-7,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        *,
+        xp=None,
+    ):
+        super().__init__(learning_rate, decay, xp=xp)
+        self.epsilon = check_non_negative(epsilon, "epsilon")
+        self.beta_1 = check_non_negative(beta_1, "beta_1")
+        self.beta_2 = check_non_negative(beta_2, "beta_2")
+
+    def _step(self, values, gradient, state, kind):
+        momentums, cache = f"{kind}_momentums", f"{kind}_cache"
+        step = self.iterations + 1
+        state[momentums] = self.beta_1 * state[momentums] + (1 - self.beta_1) * gradient
+        corrected_momentums = state[momentums] / (1 - self.beta_1**step)
+        state[cache] = self.beta_2 * state[cache] + (1 - self.beta_2) * gradient**2
+        corrected_cache = state[cache] / (1 - self.beta_2**step)
+        return -self.current_learning_rate * corrected_momentums / (self.xp.sqrt(corrected_cache) + self.epsilon)

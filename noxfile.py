@@ -1,0 +1,52 @@
+"""Test matrix (Python 3.10-3.13 x backend), lint, and benchmarks.  ``nox`` runs tests and lint."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import nox
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+BACKENDS = ["numpy", "array_api_strict", "cupy"]
+PYTEST_NO_TESTS_COLLECTED = 5
+
+nox.options.sessions = ["tests", "lint"]
+
+
+def cuda_major_version() -> int | None:
+    """The CUDA major version the driver supports, from nvidia-smi; None when there is no NVIDIA GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    result = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False)
+    match = re.search(r"CUDA Version:\s*(\d+)", result.stdout)
+    return int(match.group(1)) if result.returncode == 0 and match else None
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("backend", BACKENDS)
+def tests(session: nox.Session, backend: str) -> None:
+    """The test suite with the `backend` fixture limited to one backend (NumPy stays the reference)."""
+    extras = "test"
+    if backend == "cupy":
+        cuda = cuda_major_version()
+        if cuda is None:
+            session.skip("cupy: no CUDA device found (nvidia-smi is missing or failed); GPU tests skipped")
+        extras += ",cuda13" if cuda >= 13 else ",cuda12"
+    session.install("-e", f".[{extras}]")
+    session.run(
+        "pytest",
+        "-rs",
+        *session.posargs,
+        env={"NNX_TEST_BACKENDS": backend},
+        success_codes=[0, PYTEST_NO_TESTS_COLLECTED],
+    )
+
+
+@nox.session(python="3.12")
+def lint(session: nox.Session) -> None:
+    """ruff: lint rules and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

@@ -1,0 +1,45 @@
+"""Shared fixtures: `backend` runs a test once per registered backend, skipping unavailable ones with the reason."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import nnx
+
+
+def _selected_backends() -> list[str]:
+    """All registered backends, or those named in NNX_TEST_BACKENDS (comma-separated), as nox sets it."""
+    chosen = os.environ.get("NNX_TEST_BACKENDS")
+    names = nnx.backends.registered()
+    return [name for name in chosen.split(",") if name] if chosen else names
+
+
+def _backend_param(name: str):
+    marks = [pytest.mark.gpu] if name == "cupy" else []
+    return pytest.param(name, id=name, marks=marks)
+
+
+@pytest.fixture(params=[_backend_param(name) for name in _selected_backends()])
+def backend(request) -> nnx.backends.Backend:
+    try:
+        return nnx.backends.get(request.param)
+    except nnx.backends.BackendUnavailableError as error:
+        pytest.skip(f"{request.param}: {_reason(error)}")
+
+
+def _reason(error: Exception) -> str:
+    message = str(error)
+    return message.split(": ", 1)[1] if message.startswith("backend ") else message
+
+
+@pytest.fixture
+def numpy_backend() -> nnx.backends.Backend:
+    return nnx.backends.get("numpy")
+
+
+@pytest.fixture
+def host_rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,142 @@
+"""The chapter-10 spiral run: the book's log, the same losses on every backend, and the example script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nnx
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "spiral.py"
+BOOK_LOG = {0: (0.360, 1.099), 100: (0.400, 1.087), 200: (0.417, 1.077), 300: (0.413, 1.076)}
+
+
+def spiral_losses(backend, epochs: int, every: int = 10) -> dict[int, tuple[float, float]]:
+    """Train the book's 2-64-3 network with SGD(1.0); (accuracy, loss) every `every` epochs, copied to the host."""
+    nnx.seed(0)
+    X_host, y_host = nnx.datasets.spiral_data(samples=100, classes=3)
+    X, y = backend.asarray(X_host, dtype="float32"), backend.asarray(y_host)
+    with nnx.backends.use(backend):
+        dense1, relu, dense2 = nnx.Dense(2, 64), nnx.ReLU(), nnx.Dense(64, 3)
+        head, optimizer = nnx.SoftmaxCategoricalCrossentropy(), nnx.SGD()
+    log = {}
+    for epoch in range(epochs):
+        dense1.forward(X)
+        relu.forward(dense1.output)
+        dense2.forward(relu.output)
+        loss = head.forward(dense2.output, y)
+        if epoch % every == 0:
+            log[epoch] = (float(backend.to_numpy(nnx.accuracy(head.output, y))), float(backend.to_numpy(loss)))
+        head.backward(head.output, y)
+        dense2.backward(head.dinputs)
+        relu.backward(dense2.dinputs)
+        dense1.backward(relu.dinputs)
+        optimizer.pre_update_params()
+        optimizer.update_params(dense1)
+        optimizer.update_params(dense2)
+        optimizer.post_update_params()
+    return log
+
+
+def test_book_log_lines(backend):
+    log = spiral_losses(backend, epochs=301, every=100)
+    for epoch, (book_acc, book_loss) in BOOK_LOG.items():
+        acc, loss = log[epoch]
+        assert acc == pytest.approx(book_acc, abs=0.0051), f"epoch {epoch}"
+        assert loss == pytest.approx(book_loss, abs=0.002), f"epoch {epoch}"
+
+
+def test_every_backend_gives_numpys_losses(backend, numpy_backend):
+    reference = spiral_losses(numpy_backend, epochs=200)
+    log = spiral_losses(backend, epochs=200)
+    for epoch, (acc, loss) in reference.items():
+        assert log[epoch][1] == pytest.approx(loss, rel=1e-4), f"epoch {epoch}"
+        assert log[epoch][0] == pytest.approx(acc, abs=0.01), f"epoch {epoch}"
+
+
+def test_sgd_decay_schedule():
+    optimizer = nnx.SGD(learning_rate=1.0, decay=1e-2)
+    rates = []
+    for _ in range(4):
+        optimizer.pre_update_params()
+        rates.append(optimizer.current_learning_rate)
+        optimizer.post_update_params()
+    assert rates == [1.0 / (1 + 1e-2 * i) for i in range(4)]
+    assert optimizer.iterations == 4
+
+
+def run_example(*args: str, backend: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "NNX_BACKEND"}
+    if backend is not None:
+        env["NNX_BACKEND"] = backend
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def test_example_prints_the_book_log():
+    result = run_example("--epochs", "301")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("nnx spiral: backend numpy on CPU")
+    assert lines[1:5] == [
+        "epoch: 0, acc: 0.360, loss: 1.099",
+        "epoch: 100, acc: 0.400, loss: 1.087",
+        "epoch: 200, acc: 0.417, loss: 1.077",
+        "epoch: 300, acc: 0.413, loss: 1.076",
+    ]
+    assert lines[5].startswith("done: 301 epochs, final acc: 0.413, loss: 1.076")
+
+
+def test_example_on_strict_backend_matches_numpy():
+    pytest.importorskip("array_api_strict")
+    numpy_run = run_example("--epochs", "201", "--every", "50")
+    strict_run = run_example("--epochs", "201", "--every", "50", backend="array_api_strict")
+    assert strict_run.returncode == 0, strict_run.stderr
+    assert strict_run.stdout.splitlines()[1:-1] == numpy_run.stdout.splitlines()[1:-1]
+
+
+def test_example_prints_lr_only_with_decay():
+    """Like the book, the rate printed is the one the last step used (decay applies from the second step)."""
+    with_decay = run_example("--epochs", "3", "--every", "1", "--decay", "0.1").stdout.splitlines()
+    assert [line.split(", lr: ")[1] for line in with_decay[1:4]] == ["1.0", "1.0", str(1.0 / (1.0 + 0.1))]
+    without = run_example("--epochs", "3", "--every", "1").stdout
+    assert "lr:" not in without
+
+
+@pytest.mark.parametrize("name, message", [("cupy", "pip install"), ("no_such_backend", "registered backends are")])
+def test_example_unavailable_backend_exits_2_with_one_line(name, message):
+    if name in nnx.backends.available():
+        pytest.skip(f"{name} is available here")
+    result = run_example("--epochs", "1", backend=name)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+
+
+def test_example_rejects_bad_options():
+    result = run_example("--epochs", "0")
+    assert result.returncode == 2
+    assert "--epochs must be at least 1" in result.stderr
+
+
+def test_runs_alongside_nnfs_init():
+    """nnfs.init() patches NumPy globally; nnx must still reproduce the book under it (in a fresh process)."""
+    code = (
+        "import nnfs, numpy as np, nnx\n"
+        "nnfs.init()\n"
+        "from nnfs.datasets import spiral_data\n"
+        "X, y = spiral_data(samples=100, classes=3)\n"
+        "d1, r, d2 = nnx.Dense(2, 64), nnx.ReLU(), nnx.Dense(64, 3)\n"
+        "head = nnx.SoftmaxCategoricalCrossentropy()\n"
+        "d1.forward(X); r.forward(d1.output); d2.forward(r.output)\n"
+        "print(f'{head.forward(d2.output, y):.3f} {nnx.accuracy(head.output, y):.3f}')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["1.099", "0.360"]
