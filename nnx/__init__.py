@@ -1,7 +1,6 @@
 """nnx: the network of *Neural Networks from Scratch* on any array backend (NumPy, CuPy, Array API)."""
 
-from nnx import backends, datasets
-from nnx.accuracy import accuracy
+from nnx import backends, datasets, metrics
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.backends import seed
 from nnx.layers import Dense, Dropout
@@ -12,6 +11,8 @@ from nnx.losses import (
     MeanSquaredError,
     SoftmaxCategoricalCrossentropy,
 )
+from nnx.metrics import accuracy
+from nnx.model import Model
 from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __all__ = [
     "Linear",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "Model",
     "RMSprop",
     "ReLU",
     "Sigmoid",
@@ -35,5 +37,6 @@ __all__ = [
     "accuracy",
     "backends",
     "datasets",
+    "metrics",
     "seed",
 ]

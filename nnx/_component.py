@@ -6,11 +6,26 @@ from nnx import backends
 
 
 class Component:
-    """Resolves `xp` (a module, a backend name, a Backend, or None for the current one) at construction."""
+    """Resolves `xp` (a module, a backend name, a Backend, or None for the current one) at construction.
+
+    `ARRAYS` names the attributes that hold state worth keeping (parameters); `to()` carries them across.
+    """
+
+    ARRAYS: tuple[str, ...] = ()
 
     def __init__(self, xp=None):
         self.backend = backends.get(xp)
         self.xp = self.backend.xp
+
+    def to(self, spec):
+        """Move this component's state to another backend (through the host) and compute there from now on."""
+        target = backends.get(spec)
+        for name in self.ARRAYS:
+            value = getattr(self, name, None)
+            if value is not None and not isinstance(value, (int, float)):
+                setattr(self, name, target.asarray(self.backend.to_numpy(value)))
+        self.backend, self.xp = target, target.xp
+        return self
 
     def _accept(self, x, what: str = "inputs"):
         """`x` itself if it lives on this component's backend, else a TypeError that says how to move it."""

@@ -14,6 +14,8 @@ class Dense(Component):
     `rng`), so every backend starts from the same numbers; biases start at zero.
     """
 
+    ARRAYS = ("weights", "biases")
+
     def __init__(
         self,
         n_inputs: int,
@@ -42,6 +44,11 @@ class Dense(Component):
 
     def __repr__(self) -> str:
         return f"Dense({self.n_inputs} -> {self.n_neurons})"
+
+    def to(self, spec):
+        super().to(spec)
+        self.dtype = self.weights.dtype
+        return self
 
     def forward(self, inputs, training: bool = False) -> None:
         """Set `output` for a (n_samples, n_inputs) batch; inputs of another float dtype are cast once."""

@@ -56,6 +56,10 @@ class Loss(Component):
         self.accumulated_sum = 0
         self.accumulated_count = 0
 
+    def to(self, spec):
+        self.new_pass()
+        return super().to(spec)
+
     def _targets(self, y_pred, y_true):
         """Check both arrays and that they hold the same number of samples."""
         self._accept(y_pred, "predictions")
@@ -124,6 +128,12 @@ class SoftmaxCategoricalCrossentropy(Component):
         super().__init__(xp)
         self.activation = Softmax(xp=self.backend)
         self.loss = CategoricalCrossentropy(xp=self.backend)
+
+    def to(self, spec):
+        super().to(spec)
+        self.activation.to(self.backend)
+        self.loss.to(self.backend)
+        return self
 
     def forward(self, inputs, y_true):
         """Set `output` to the softmax of `inputs` and return the mean loss against `y_true`."""

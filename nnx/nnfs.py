@@ -3,10 +3,11 @@
 Nothing here patches NumPy; use ``nnx.seed(0)`` (or the book's own ``nnfs.init()``) for its random numbers.
 """
 
-from nnx import accuracy as _accuracy
 from nnx import activations as _activations
 from nnx import layers as _layers
 from nnx import losses as _losses
+from nnx import metrics as _metrics
+from nnx import model as _model
 from nnx import optimizers as _optimizers
 
 Layer_Dense = _layers.Dense
@@ -26,9 +27,10 @@ Optimizer_SGD = _optimizers.SGD
 Optimizer_Adagrad = _optimizers.Adagrad
 Optimizer_RMSprop = _optimizers.RMSprop
 Optimizer_Adam = _optimizers.Adam
-Accuracy = _accuracy.Accuracy
-Accuracy_Categorical = _accuracy.Categorical
-Accuracy_Regression = _accuracy.Regression
+Accuracy = _metrics.Accuracy
+Accuracy_Categorical = _metrics.Categorical
+Accuracy_Regression = _metrics.Regression
+Model = _model.Model
 
 __all__ = [
     "Accuracy",
@@ -47,6 +49,7 @@ __all__ = [
     "Loss_CategoricalCrossentropy",
     "Loss_MeanAbsoluteError",
     "Loss_MeanSquaredError",
+    "Model",
     "Optimizer_Adagrad",
     "Optimizer_Adam",
     "Optimizer_RMSprop",

@@ -26,6 +26,16 @@ class Optimizer(Component):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
 
+    def to(self, spec):
+        """Move the per-layer state too; layers keep their keys, so move them with the model."""
+        source = self.backend
+        super().to(spec)
+        self.state = {
+            layer: {name: self.backend.asarray(source.to_numpy(value)) for name, value in arrays.items()}
+            for layer, arrays in self.state.items()
+        }
+        return self
+
     def pre_update_params(self) -> None:
         """Apply the decay: lr / (1 + decay * iterations)."""
         if self.decay:

@@ -50,6 +50,10 @@ class Accuracy(Component):
         self.accumulated_sum = 0
         self.accumulated_count = 0
 
+    def to(self, spec):
+        self.new_pass()
+        return super().to(spec)
+
 
 class Categorical(Accuracy):
     """Predicted class == true class; `binary=True` compares sigmoid outputs element-wise instead."""
@@ -68,6 +72,8 @@ class Categorical(Accuracy):
 
 class Regression(Accuracy):
     """|prediction - y| < precision, where precision is std(y) / `precision_divisor` (250, as in the book)."""
+
+    ARRAYS = ("precision",)
 
     def __init__(self, *, precision_divisor: float = 250, xp=None):
         super().__init__(xp=xp)
