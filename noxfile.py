@@ -47,6 +47,6 @@ def tests(session: nox.Session, backend: str) -> None:
 @nox.session(python="3.12")
 def lint(session: nox.Session) -> None:
     """ruff: lint rules and formatting."""
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

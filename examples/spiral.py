@@ -6,39 +6,27 @@ python examples/spiral.py --backend array_api_strict --epochs 1001
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
+
+from _common import load_backend, parser, require_positive
 
 import nnx
 from nnx.datasets import spiral_data
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=os.environ.get("NNX_BACKEND") or "numpy", help="numpy, cupy, ...")
-    parser.add_argument("--epochs", type=int, default=10001)
-    parser.add_argument("--lr", type=float, default=1.0, help="learning rate")
-    parser.add_argument("--decay", type=float, default=0.0, help="learning-rate decay")
-    parser.add_argument("--every", type=int, default=100, help="print every N epochs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden", type=int, default=64, help="neurons in the hidden layer")
-    parser.add_argument("--samples", type=int, default=100, help="samples per class")
-    parser.add_argument("--classes", type=int, default=3)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    args = parser.parse_args(argv)
-    for name in ("epochs", "every", "hidden", "samples", "classes"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    options = parser(__doc__.splitlines()[0])
+    options.add_argument("--epochs", type=int, default=10001)
+    options.add_argument("--lr", type=float, default=1.0, help="learning rate")
+    options.add_argument("--decay", type=float, default=0.0, help="learning-rate decay")
+    options.add_argument("--every", type=int, default=100, help="print every N epochs")
+    options.add_argument("--hidden", type=int, default=64, help="neurons in the hidden layer")
+    options.add_argument("--samples", type=int, default=100, help="samples per class")
+    options.add_argument("--classes", type=int, default=3)
+    options.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    args = options.parse_args(argv)
+    require_positive(options, args, "epochs", "every", "hidden", "samples", "classes")
     return args
-
-
-def load_backend(name: str) -> nnx.backends.Backend:
-    try:
-        return nnx.backends.get(name)
-    except (ValueError, nnx.backends.BackendUnavailableError) as error:
-        print(f"spiral.py: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def train(args: argparse.Namespace, backend: nnx.backends.Backend) -> None:
@@ -52,7 +40,6 @@ def train(args: argparse.Namespace, backend: nnx.backends.Backend) -> None:
         loss_activation = nnx.SoftmaxCategoricalCrossentropy()
         optimizer = nnx.SGD(learning_rate=args.lr, decay=args.decay)
 
-    print(f"nnx spiral: backend {backend.name} on {backend.device}, {args.dtype}")
     start = time.perf_counter()
     for epoch in range(args.epochs):
         dense1.forward(X)

@@ -1,7 +1,119 @@
-"""Data sets: the book's spiral, vertical and sine data (from the nnfs package), as NumPy arrays on the host."""
+"""Data sets on the host as NumPy arrays: the book's spiral, vertical and sine data (from the nnfs package) and
+a Fashion-MNIST loader for a local copy (the book's PNG folders or the standard gzipped IDX files).
+
+Nothing here downloads.
+"""
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
+import numpy as np
 from nnfs.datasets import sine_data, spiral_data, vertical_data
 
-__all__ = ["sine_data", "spiral_data", "vertical_data"]
+__all__ = ["fashion_mnist", "read_idx", "sine_data", "spiral_data", "vertical_data"]
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def fashion_mnist(path, *, shuffle: bool = True, scale: bool = True, flatten: bool = True, rng=None):
+    """(X, y, X_test, y_test) from a local Fashion-MNIST copy at `path`, prepared as in the book.
+
+    `path` holds either the book's ``train/<label>/*.png`` and ``test/<label>/*.png`` folders, or the four
+    IDX files (``train-images-idx3-ubyte.gz``, ...). The training set is shuffled with NumPy's global RNG
+    (or `rng`), images are flattened to rows and scaled from [0, 255] to [-1, 1] (float32).
+    """
+    root = Path(path)
+    if _has_png_folders(root):
+        (X, y), (X_test, y_test) = _read_png_split(root / "train"), _read_png_split(root / "test")
+    elif _idx_path(root, IDX_FILES["train"][0]) is not None:
+        (X, y), (X_test, y_test) = _read_idx_split(root, "train"), _read_idx_split(root, "test")
+    else:
+        idx_names = ", ".join(f"{name}.gz" for pair in IDX_FILES.values() for name in pair)
+        raise FileNotFoundError(
+            f"no Fashion-MNIST data in {str(root)!r}: expected the folders train/<label>/*.png and "
+            f"test/<label>/*.png, or the files {idx_names} (gzipped or not); download them once and pass their folder"
+        )
+    if shuffle:
+        keys = np.arange(X.shape[0])
+        (rng.shuffle if rng is not None else np.random.shuffle)(keys)
+        X, y = X[keys], y[keys]
+    return _prepare(X, scale, flatten), y, _prepare(X_test, scale, flatten), y_test
+
+
+def _prepare(images: np.ndarray, scale: bool, flatten: bool) -> np.ndarray:
+    if flatten:
+        images = images.reshape(images.shape[0], -1)
+    if scale:
+        images = (images.astype(np.float32) - 127.5) / 127.5
+    return images
+
+
+def _has_png_folders(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "test").is_dir()
+
+
+def _read_png_split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise ImportError(
+            'reading the PNG folders needs Pillow: pip install "nnx-nnfs[images]" (or use the IDX files)'
+        ) from error
+    labels = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name))
+    if not labels or not all(p.name.isdigit() for p in labels):
+        raise ValueError(f"{str(folder)!r} must hold one folder per class, named 0, 1, 2, ...")
+    images, targets = [], []
+    for label in labels:
+        for file in sorted(label.glob("*.png")):
+            with Image.open(file) as image:
+                images.append(np.asarray(image.convert("L"), dtype=np.uint8))
+            targets.append(int(label.name))
+    if not images:
+        raise ValueError(f"no PNG images under {str(folder)!r}")
+    shapes = {image.shape for image in images}
+    if len(shapes) != 1:
+        raise ValueError(f"images under {str(folder)!r} differ in size: {sorted(shapes)}")
+    return np.stack(images), np.array(targets, dtype=np.uint8)
+
+
+def _idx_path(root: Path, name: str) -> Path | None:
+    for candidate in (root / f"{name}.gz", root / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    arrays = []
+    for name in IDX_FILES[split]:
+        file = _idx_path(root, name)
+        if file is None:
+            raise FileNotFoundError(f"missing {name}.gz (or {name}) in {str(root)!r}")
+        arrays.append(read_idx(file))
+    images, labels = arrays
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{split} images and labels disagree in count: {images.shape[0]} and {labels.shape[0]}")
+    return images, labels
+
+
+def read_idx(path) -> np.ndarray:
+    """One IDX file (gzipped or not) as a NumPy array of its declared type and shape."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        data = stream.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
+        raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number)")
+    dtype, ndim = np.dtype(IDX_DTYPES[data[2]]), data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(data) != expected:
+        raise ValueError(f"{str(path)!r} is truncated or padded: {len(data)} bytes, its header says {expected}")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))

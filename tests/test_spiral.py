@@ -82,7 +82,7 @@ def test_example_prints_the_book_log():
     result = run_example("--epochs", "301")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("nnx spiral: backend numpy on CPU")
+    assert lines[0] == "nnx: backend numpy on CPU"
     assert lines[1:5] == [
         "epoch: 0, acc: 0.360, loss: 1.099",
         "epoch: 100, acc: 0.400, loss: 1.087",

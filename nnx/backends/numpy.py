@@ -8,10 +8,10 @@ from nnx.backends._base import Backend
 
 
 class NumpyBackend(Backend):
-    """NumPy on the CPU; transfers are free."""
+    """NumPy on the CPU; `to_numpy` still copies, so the result never aliases a live parameter."""
 
     def to_numpy(self, x):
-        return np.asarray(x)
+        return np.array(x, copy=True)
 
 
 def load() -> Backend:

@@ -1,0 +1,34 @@
+"""What the example scripts share: the --backend option and a one-line exit when a backend can't be used."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import nnx
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with --backend (default: $NNX_BACKEND, else numpy) and --seed."""
+    result = argparse.ArgumentParser(description=description)
+    result.add_argument("--backend", default=os.environ.get("NNX_BACKEND") or "numpy", help="numpy, cupy, ...")
+    result.add_argument("--seed", type=int, default=0, help="seed of NumPy's RNG (data, weights, dropout)")
+    return result
+
+
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+
+
+def load_backend(name: str) -> nnx.backends.Backend:
+    """The backend called `name`, or one line on stderr saying what to do and exit status 2."""
+    try:
+        backend = nnx.backends.get(name)
+    except (ValueError, nnx.backends.BackendUnavailableError) as error:
+        print(f"{os.path.basename(sys.argv[0])}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"nnx: backend {backend.name} on {backend.device}")
+    return backend
