@@ -145,7 +145,7 @@ class Model(Component):
                 print(f"epoch: {epoch}")
             self.loss.new_pass()
             self.accuracy.new_pass()
-            for step, (X_batch, y_batch) in enumerate(_batches(X, y, batch_size, steps)):
+            for step, (X_batch, y_batch) in enumerate(_batches(X, y, batch_size)):
                 output = self.forward(X_batch, training=True)
                 data_loss, regularization_loss = self.loss.calculate(output, y_batch, include_regularization=True)
                 accuracy = self.accuracy.calculate(self.output_layer_activation.predictions(output), y_batch)
@@ -188,7 +188,7 @@ class Model(Component):
         self.accuracy.init(y_val)
         self.loss.new_pass()
         self.accuracy.new_pass()
-        for X_batch, y_batch in _batches(X_val, y_val, batch_size, _steps(X_val.shape[0], batch_size)):
+        for X_batch, y_batch in _batches(X_val, y_val, batch_size):
             output = self.forward(X_batch, training=False)
             self.loss.calculate(output, y_batch)
             self.accuracy.calculate(self.output_layer_activation.predictions(output), y_batch)
@@ -203,10 +203,7 @@ class Model(Component):
         if not self.finalized:
             raise RuntimeError("the model is not finalized: call model.finalize() after add() and set()")
         X = self._inputs(X)
-        outputs = []
-        for start in range(0, X.shape[0], batch_size or max(X.shape[0], 1)):
-            stop = start + batch_size if batch_size else X.shape[0]
-            outputs.append(self.forward(X[start:stop, ...], training=False))
+        outputs = [self.forward(X[start:stop, ...], training=False) for start, stop in _slices(X.shape[0], batch_size)]
         return outputs[0] if len(outputs) == 1 else self.xp.concat(outputs, axis=0)
 
     # Parameters and devices ------------------------------------------------------------------------------------------
@@ -262,14 +259,17 @@ def _steps(n_samples: int, batch_size: int | None) -> int:
     return math.ceil(n_samples / _positive(batch_size, "batch_size"))
 
 
-def _batches(X, y, batch_size: int | None, steps: int):
+def _slices(n_samples: int, batch_size: int | None):
+    """Start and stop of each batch, the last one shorter if needed (never past the end)."""
+    step = n_samples if batch_size is None else _positive(batch_size, "batch_size")
+    for start in range(0, n_samples, max(step, 1)):
+        yield start, min(start + step, n_samples)
+
+
+def _batches(X, y, batch_size: int | None):
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must hold as many samples, got {X.shape[0]} and {y.shape[0]}")
-    if batch_size is None:
-        yield X, y
-        return
-    for step in range(steps):
-        start, stop = step * batch_size, (step + 1) * batch_size
+    for start, stop in _slices(X.shape[0], batch_size):
         yield X[start:stop, ...], y[start:stop, ...]
 
 
