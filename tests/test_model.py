@@ -71,9 +71,8 @@ def test_batches_that_do_not_divide_the_data(backend, capsys):
     model.train(X, y, epochs=2, batch_size=64, print_every=2, validation_data=(X, y))
     lines = capsys.readouterr().out.splitlines()
     labels = [line.split(",")[0] for line in lines]
-    assert labels == [
-        f"{label}" for epoch in (1, 2) for label in (f"epoch: {epoch}", "step: 0", "step: 2", "training", "validation")
-    ]
+    per_epoch = ("step: 0", "step: 2", "training", "validation")
+    assert labels == [line for epoch in (1, 2) for line in (f"epoch: {epoch}", *per_epoch)]
     assert model.optimizer.iterations == 2 * 3
     full = backend.to_numpy(model.predict(X))
     batched = backend.to_numpy(model.predict(X, batch_size=64))
