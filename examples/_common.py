@@ -17,6 +17,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return result
 
 
+def training_options(parser: argparse.ArgumentParser, *, epochs: int, lr: float, decay: float, every: int) -> None:
+    """--epochs, --lr, --decay and --every with the chapter's defaults."""
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--lr", type=float, default=lr, help="learning rate")
+    parser.add_argument("--decay", type=float, default=decay, help="learning-rate decay")
+    parser.add_argument("--every", type=int, default=every, help="print every N epochs (steps with batches)")
+
+
 def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
     for name in names:
         if getattr(args, name) < 1:

@@ -5,7 +5,7 @@ python examples/binary.py --backend array_api_strict
 
 from __future__ import annotations
 
-from _common import load_backend, parser, require_positive
+from _common import load_backend, parser, require_positive, training_options
 
 import nnx
 from nnx.datasets import spiral_data
@@ -13,10 +13,7 @@ from nnx.datasets import spiral_data
 
 def main(argv=None) -> None:
     options = parser(__doc__.splitlines()[0])
-    options.add_argument("--epochs", type=int, default=10001)
-    options.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate")
-    options.add_argument("--decay", type=float, default=5e-7, help="learning-rate decay")
-    options.add_argument("--every", type=int, default=100, help="print every N epochs")
+    training_options(options, epochs=10001, lr=0.001, decay=5e-7, every=100)
     args = options.parse_args(argv)
     require_positive(options, args, "epochs", "every")
     backend = load_backend(args.backend)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import load_backend, parser, require_positive
+from _common import load_backend, parser, require_positive, training_options
 
 import nnx
 from nnx.datasets import spiral_data
@@ -16,10 +16,7 @@ from nnx.datasets import spiral_data
 
 def parse_args(argv=None) -> argparse.Namespace:
     options = parser(__doc__.splitlines()[0])
-    options.add_argument("--epochs", type=int, default=10001)
-    options.add_argument("--lr", type=float, default=1.0, help="learning rate")
-    options.add_argument("--decay", type=float, default=0.0, help="learning-rate decay")
-    options.add_argument("--every", type=int, default=100, help="print every N epochs")
+    training_options(options, epochs=10001, lr=1.0, decay=0.0, every=100)
     options.add_argument("--hidden", type=int, default=64, help="neurons in the hidden layer")
     options.add_argument("--samples", type=int, default=100, help="samples per class")
     options.add_argument("--classes", type=int, default=3)

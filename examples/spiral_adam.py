@@ -6,7 +6,7 @@ python examples/spiral_adam.py --dropout 0.1 --lr 0.05 --decay 5e-5   # chapter 
 
 from __future__ import annotations
 
-from _common import load_backend, parser, require_positive
+from _common import load_backend, parser, require_positive, training_options
 
 import nnx
 from nnx.datasets import spiral_data
@@ -14,14 +14,11 @@ from nnx.datasets import spiral_data
 
 def main(argv=None) -> None:
     options = parser(__doc__.splitlines()[0])
-    options.add_argument("--epochs", type=int, default=10001)
-    options.add_argument("--lr", type=float, default=0.02, help="Adam's learning rate")
-    options.add_argument("--decay", type=float, default=5e-7, help="learning-rate decay")
+    training_options(options, epochs=10001, lr=0.02, decay=5e-7, every=100)
     options.add_argument("--l2", type=float, default=5e-4, help="L2 penalty on the first layer's weights and biases")
     options.add_argument("--dropout", type=float, default=0.0, help="dropout rate after the ReLU (0: none)")
     options.add_argument("--hidden", type=int, default=64)
     options.add_argument("--samples", type=int, default=1000, help="training samples per class")
-    options.add_argument("--every", type=int, default=100, help="print every N epochs")
     args = options.parse_args(argv)
     require_positive(options, args, "epochs", "hidden", "samples", "every")
     backend = load_backend(args.backend)

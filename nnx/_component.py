@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from nnx import backends
 
 
@@ -33,6 +35,32 @@ class Component:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class RunningMean(Component):
+    """A component that averages per-sample values over all the batches of a pass (an epoch), on the device."""
+
+    def __init__(self, *, xp=None):
+        super().__init__(xp)
+        self.new_pass()
+
+    def new_pass(self) -> None:
+        """Reset the running sums at the start of an epoch."""
+        self.accumulated_sum = 0
+        self.accumulated_count = 0
+
+    def _accumulate(self, values) -> None:
+        self.accumulated_sum = self.accumulated_sum + self.xp.sum(values)
+        self.accumulated_count += math.prod(values.shape)
+
+    def _accumulated_mean(self):
+        if self.accumulated_count == 0:
+            raise RuntimeError(f"{self!r} has no batches to average: call calculate() after new_pass()")
+        return self.accumulated_sum / self.accumulated_count
+
+    def to(self, spec):
+        self.new_pass()
+        return super().to(spec)
 
 
 def check_positive_int(value, name: str) -> int:

@@ -5,19 +5,18 @@
 
 from __future__ import annotations
 
-from nnx._component import Component
+from nnx._component import Component, RunningMean
 from nnx.activations import Softmax
 
 EPSILON = 1e-7
 
 
-class Loss(Component):
+class Loss(RunningMean):
     """Shared parts: the mean over samples, the regularization penalty and the running sums of an epoch."""
 
     def __init__(self, *, xp=None):
-        super().__init__(xp)
+        super().__init__(xp=xp)
         self.trainable_layers = []
-        self.new_pass()
 
     def remember_trainable_layers(self, trainable_layers) -> None:
         """The layers whose regularization penalty `regularization_loss()` adds up."""
@@ -36,29 +35,17 @@ class Loss(Component):
         """Mean loss over the batch (and the regularization loss too, if asked); adds to the epoch's sums."""
         sample_losses = self.forward(output, y)
         data_loss = self.xp.mean(sample_losses)
-        self.accumulated_sum = self.accumulated_sum + self.xp.sum(sample_losses)
-        self.accumulated_count += sample_losses.shape[0]
+        self._accumulate(sample_losses)
         if not include_regularization:
             return data_loss
         return data_loss, self.regularization_loss()
 
     def calculate_accumulated(self, *, include_regularization: bool = False):
         """Mean loss over every batch since `new_pass()`."""
-        if self.accumulated_count == 0:
-            raise RuntimeError(f"{self!r} has no batches to average: call calculate() after new_pass()")
-        data_loss = self.accumulated_sum / self.accumulated_count
+        data_loss = self._accumulated_mean()
         if not include_regularization:
             return data_loss
         return data_loss, self.regularization_loss()
-
-    def new_pass(self) -> None:
-        """Reset the running sums at the start of an epoch."""
-        self.accumulated_sum = 0
-        self.accumulated_count = 0
-
-    def to(self, spec):
-        self.new_pass()
-        return super().to(spec)
 
     def _targets(self, y_pred, y_true):
         """Check both arrays and that they hold the same number of samples."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from nnx._component import Component
+from nnx._component import RunningMean
 
 
 def accuracy(output, y):
@@ -19,12 +19,8 @@ def accuracy(output, y):
     return xp.mean(xp.astype(predictions == y, output.dtype))
 
 
-class Accuracy(Component):
+class Accuracy(RunningMean):
     """Mean of `compare(predictions, y)`, per batch and accumulated over an epoch."""
-
-    def __init__(self, *, xp=None):
-        super().__init__(xp)
-        self.new_pass()
 
     def init(self, y, reinit: bool = False) -> None:
         """Fit anything that depends on the targets (the regression precision); nothing by default."""
@@ -35,24 +31,12 @@ class Accuracy(Component):
     def calculate(self, predictions, y):
         """Mean accuracy of this batch; adds to the epoch's sums."""
         comparisons = self.xp.astype(self.compare(predictions, y), self.xp.float32)
-        self.accumulated_sum = self.accumulated_sum + self.xp.sum(comparisons)
-        self.accumulated_count += comparisons.shape[0] if comparisons.ndim else 1
+        self._accumulate(comparisons)
         return self.xp.mean(comparisons)
 
     def calculate_accumulated(self):
         """Mean accuracy over every batch since `new_pass()`."""
-        if self.accumulated_count == 0:
-            raise RuntimeError(f"{self!r} has no batches to average: call calculate() after new_pass()")
-        return self.accumulated_sum / self.accumulated_count
-
-    def new_pass(self) -> None:
-        """Reset the running sums at the start of an epoch."""
-        self.accumulated_sum = 0
-        self.accumulated_count = 0
-
-    def to(self, spec):
-        self.new_pass()
-        return super().to(spec)
+        return self._accumulated_mean()
 
 
 class Categorical(Accuracy):

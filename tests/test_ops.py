@@ -314,3 +314,21 @@ def test_accuracy_helper(backend):
     assert float(backend.to_numpy(nnx.accuracy(output, labels))) == pytest.approx(0.75)
     one_hot = backend.asarray(np.eye(2)[[1, 0, 0, 0]])
     assert float(backend.to_numpy(nnx.accuracy(output, one_hot))) == pytest.approx(0.75)
+
+
+def test_accuracy_classes_accumulate_over_batches(backend):
+    binary = nnx.metrics.Categorical(binary=True, xp=backend)
+    with pytest.raises(RuntimeError, match="no batches to average"):
+        binary.calculate_accumulated()
+    predictions = backend.asarray(np.array([[1, 0], [1, 1]]))
+    targets = backend.asarray(np.array([[1, 1], [1, 1]]))
+    assert float(backend.to_numpy(binary.calculate(predictions, targets))) == pytest.approx(0.75)
+    binary.calculate(predictions[:1, ...], targets[:1, ...])
+    assert float(backend.to_numpy(binary.calculate_accumulated())) == pytest.approx(4 / 6)
+
+    regression = nnx.metrics.Regression(xp=backend)
+    y = backend.asarray(np.array([[0.0], [1.0], [2.0], [3.0]]))
+    regression.init(y)
+    assert float(backend.to_numpy(regression.precision)) == pytest.approx(np.std([0, 1, 2, 3]) / 250)
+    near = backend.asarray(np.array([[0.001], [1.5], [2.0], [3.0]]))
+    assert float(backend.to_numpy(regression.calculate(near, y))) == pytest.approx(0.75)

@@ -1,0 +1,86 @@
+"""Every example script runs briefly on every backend and prints the book's line formats."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_datasets import write_idx_dataset
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EPOCH_LINE = re.compile(
+    r"^epoch: \d+, acc: \d\.\d{3}, loss: \d+\.\d{3} \(data_loss: \d+\.\d{3}, reg_loss: \d+\.\d{3}\), lr: "
+)
+
+
+def run(script: str, *args: str, backend: str = "numpy") -> subprocess.CompletedProcess:
+    env = {**os.environ, "NNX_BACKEND": backend}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.mark.parametrize("script", ["spiral_adam.py", "binary.py", "sine.py"])
+def test_model_examples(backend, script):
+    result = run(script, "--epochs", "20", "--every", "10", backend=backend.name)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"nnx: backend {backend.name} on {backend.device}"
+    assert EPOCH_LINE.match(lines[1]) and lines[1].startswith("epoch: 10,")
+    assert EPOCH_LINE.match(lines[2]) and lines[2].startswith("epoch: 20,")
+    if script == "sine.py":
+        assert lines[3].startswith("done: mean squared error ")
+    else:
+        assert re.match(r"^validation, acc: \d\.\d{3}, loss: \d+\.\d{3}$", lines[3])
+
+
+def test_spiral_adam_with_dropout_matches_on_every_backend(backend):
+    args = ("--epochs", "30", "--every", "10", "--dropout", "0.1", "--lr", "0.05", "--decay", "5e-5")
+    reference, result = run("spiral_adam.py", *args), run("spiral_adam.py", *args, backend=backend.name)
+    assert result.returncode == 0, result.stderr
+    if backend.name != "cupy":  # the host backends share NumPy's dropout masks
+        assert result.stdout.splitlines()[1:] == reference.stdout.splitlines()[1:]
+
+
+def test_fashion_mnist_example(backend, tmp_path):
+    write_idx_dataset(tmp_path, np.random.default_rng(0), n_train=40, n_test=10)
+    result = run(
+        "fashion_mnist.py",
+        "--data",
+        str(tmp_path),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--hidden",
+        "16",
+        backend=backend.name,
+    )
+    assert result.returncode == 0, result.stderr
+    labels = [line.split(",")[0] for line in result.stdout.splitlines()[1:]]
+    per_epoch = ["step: 0", "step: 2", "training", "validation"]
+    assert labels[:10] == ["epoch: 1", *per_epoch, "epoch: 2", *per_epoch]
+    assert len(labels) == 15 and all(label.startswith("predicted: ") for label in labels[10:])
+
+
+def test_fashion_mnist_example_without_data(tmp_path):
+    result = run("fashion_mnist.py", "--data", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    assert "no Fashion-MNIST data" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("script", ["spiral_adam.py", "binary.py", "sine.py", "fashion_mnist.py"])
+def test_examples_unknown_backend(script, tmp_path):
+    result = (
+        run(script, "--data", str(tmp_path), backend="nope")
+        if script == "fashion_mnist.py"
+        else run(script, backend="nope")
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "registered backends are" in result.stderr
