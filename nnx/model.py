@@ -164,10 +164,10 @@ class Model(Component):
                     validation = self.evaluate(*validation_data, batch_size=batch_size, verbose=bool(print_every))
         metrics = {
             "accuracy": _host(self.backend, accuracy),
+            "loss": _host(self.backend, data_loss + regularization_loss),
             "data_loss": _host(self.backend, data_loss),
             "reg_loss": _host(self.backend, regularization_loss),
         }
-        metrics["loss"] = metrics["data_loss"] + metrics["reg_loss"]
         if validation_data is not None:
             if batch_size is None:
                 validation = self.evaluate(*validation_data, verbose=bool(print_every))
@@ -175,9 +175,10 @@ class Model(Component):
         return metrics
 
     def _print(self, label: str, accuracy, data_loss, regularization_loss) -> None:
-        acc, data, reg = (_host(self.backend, v) for v in (accuracy, data_loss, regularization_loss))
+        values = (accuracy, data_loss + regularization_loss, data_loss, regularization_loss)
+        acc, loss, data, reg = (_host(self.backend, v) for v in values)
         print(
-            f"{label}, acc: {acc:.3f}, loss: {data + reg:.3f} (data_loss: {data:.3f}, reg_loss: {reg:.3f}), "
+            f"{label}, acc: {acc:.3f}, loss: {loss:.3f} (data_loss: {data:.3f}, reg_loss: {reg:.3f}), "
             f"lr: {self.optimizer.current_learning_rate}"
         )
 
