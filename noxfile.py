@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -50,3 +51,12 @@ def lint(session: nox.Session) -> None:
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def benchmarks(session: nox.Session) -> None:
+    """Spiral training-step timings side by side; set NNX_BENCH_TORCH=1 to add PyTorch eager (a large install)."""
+    session.install("-e", ".[test]")
+    if session.env.get("NNX_BENCH_TORCH") or os.environ.get("NNX_BENCH_TORCH"):
+        session.install("torch")
+    session.run("python", "benchmarks/spiral_step.py", *session.posargs)
