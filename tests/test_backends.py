@@ -201,3 +201,41 @@ def test_seed_reseeds_the_host_rng():
     first = nnx.Dense(3, 4).weights
     nnx.seed(7)
     np.testing.assert_array_equal(nnx.Dense(3, 4).weights, first)
+
+
+def fake_cupy(device_count):
+    """A stand-in CuPy module whose CUDA runtime reports `device_count` devices (or raises it)."""
+    import types
+
+    def get_device_count():
+        if isinstance(device_count, Exception):
+            raise device_count
+        return device_count
+
+    runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
+    module = types.ModuleType("cupy")
+    module.cuda = types.SimpleNamespace(runtime=runtime)
+    return module
+
+
+@pytest.mark.parametrize(
+    "device_count, message",
+    [
+        (0, r"no CUDA device found\. Install it with: pip install \"nnx-nnfs\[cuda12\]\""),
+        (RuntimeError("cudaErrorNoDevice"), r"no CUDA device found \(cudaErrorNoDevice\)\. Check the NVIDIA driver"),
+    ],
+)
+def test_cupy_without_a_device_says_so(monkeypatch, device_count, message):
+    from nnx.backends import cupy as cupy_backend
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(device_count))
+    with pytest.raises(backends.BackendUnavailableError, match=message):
+        cupy_backend.load()
+
+
+def test_cupy_that_cannot_import_says_how_to_install(monkeypatch):
+    from nnx.backends import cupy as cupy_backend
+
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    with pytest.raises(backends.BackendUnavailableError, match=r"CuPy could not be imported.*\[cuda13\]"):
+        cupy_backend.load()

@@ -37,19 +37,20 @@ def _device_name(cupy) -> str:
 
 def load() -> Backend:
     try:
-        import array_api_compat.cupy as xp
         import cupy
-    except ImportError as error:
+    except Exception as error:  # CuPy raises more than ImportError when its CUDA libraries are missing
         raise BackendUnavailableError(
             f"backend 'cupy' is not available: CuPy could not be imported ({error}). {INSTALL_HINT}"
         ) from error
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as error:
+    except Exception as error:  # CUDARuntimeError, or a missing driver library
         raise BackendUnavailableError(
-            f"backend 'cupy' is not available: no CUDA device found ({error}). "
-            f"Check the NVIDIA driver, or {INSTALL_HINT[0].lower()}{INSTALL_HINT[1:]} matching your CUDA version"
+            f"backend 'cupy' is not available: no CUDA device found ({error}). Check the NVIDIA driver and that "
+            f"the CuPy build matches its CUDA version: {INSTALL_HINT[0].lower()}{INSTALL_HINT[1:]}"
         ) from error
     if count == 0:
         raise BackendUnavailableError(f"backend 'cupy' is not available: no CUDA device found. {INSTALL_HINT}")
+    import array_api_compat.cupy as xp
+
     return CupyBackend(cupy, xp, _device_name(cupy))
