@@ -1,0 +1,28 @@
+"""The README's Python examples run as printed (the Model one with fewer epochs)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_readme_has_python_examples():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_runs(index, capsys):
+    source = BLOCKS[index].replace("epochs=10001", "epochs=11").replace("print_every=100", "print_every=5")
+    namespace: dict = {}
+    exec(compile(source, f"README.md block {index}", "exec"), namespace)
+    out = capsys.readouterr().out
+    if index == 0:
+        assert out.strip().startswith("1.098")
+    else:
+        assert "validation, acc: " in out
+        assert set(namespace["metrics"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
