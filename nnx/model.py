@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from array_api_compat import is_numpy_array
+
 from nnx import backends
 from nnx._component import Component
 from nnx.activations import Softmax
@@ -245,7 +247,22 @@ class Model(Component):
         return X if X.dtype == dtype else self.xp.astype(X, dtype)
 
     def _targets(self, y):
+        if is_numpy_array(y):
+            self._check_labels(y)
         return y if self.backend.owns(y) else self.backend.asarray(y)
+
+    def _check_labels(self, y) -> None:
+        """Class labels given as NumPy arrays must index the output layer; checked on the host, before any copy."""
+        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        if not isinstance(self.loss, CategoricalCrossentropy) or not dense or getattr(y, "ndim", 0) != 1 or not y.size:
+            return
+        classes = dense[-1].n_neurons
+        low, high = y.min(), y.max()
+        if low < 0 or high >= classes or (y != y.astype("int64")).any():
+            raise ValueError(
+                f"class labels must be integers in [0, {classes}) for the model's {classes} outputs, got values from "
+                f"{low} to {high}; relabel the data or give the last Dense layer more neurons"
+            )
 
 
 def _positive(value, name: str) -> int:

@@ -263,3 +263,13 @@ def test_chapter_17_sine_acceptance(backend):
     nnx.seed(0)
     X, y = sine_data()
     assert regressor(backend).train(X, y, epochs=10001, print_every=None)["data_loss"] < 1e-3
+
+
+def test_labels_outside_the_outputs_are_rejected(backend):
+    model = classifier(backend, hidden=4)
+    X = np.ones((3, 2))
+    with pytest.raises(ValueError, match=r"class labels must be integers in \[0, 3\).*from 0 to 5"):
+        model.train(X, np.array([0, 1, 5]), print_every=None)
+    with pytest.raises(ValueError, match=r"integers in \[0, 3\)"):
+        model.evaluate(X, np.array([0.0, 1.5, 2.0]), verbose=False)
+    model.train(X, np.array([0, 1, 2], dtype=np.uint8), print_every=None)
