@@ -14,7 +14,8 @@ class ReLU(Component):
         self.output = self.xp.maximum(inputs, 0)
 
     def backward(self, dvalues) -> None:
-        self.dinputs = self.xp.where(self.inputs <= 0, 0, dvalues)
+        """Pass the gradient where the input was positive (a multiply by the 0/1 mask: faster than `where`)."""
+        self.dinputs = dvalues * self.xp.astype(self.inputs > 0, dvalues.dtype)
 
     def predictions(self, outputs):
         return outputs
