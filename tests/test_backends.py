@@ -239,3 +239,18 @@ def test_cupy_that_cannot_import_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)
     with pytest.raises(backends.BackendUnavailableError, match=r"CuPy could not be imported.*\[cuda13\]"):
         cupy_backend.load()
+
+
+def test_seed_reaches_backends_loaded_later(isolated_registry, monkeypatch):
+    seen = []
+
+    class Recording(nnx.backends.get("numpy").__class__):
+        def seed(self, value):
+            seen.append(value)
+
+    backends.register("recording", lambda: Recording("recording", np, "CPU", array_type=np.ndarray))
+    monkeypatch.setattr(backends, "_last_seed", None)
+    backends.seed(11)
+    backends.get("recording")
+    backends.seed(12)
+    assert seen == [11, 12]

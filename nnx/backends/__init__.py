@@ -42,6 +42,7 @@ _loaders: dict[str, Loader] = {}
 _loaded: dict[str, Backend] = {}
 _failures: dict[str, BackendUnavailableError] = {}
 _entry_points_read = False
+_last_seed: int | None = None
 _active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("nnx_backend", default=None)
 
 
@@ -115,6 +116,8 @@ def _load(name: str) -> Backend:
         raise
     if not isinstance(backend, Backend):
         raise TypeError(f"the loader of backend {name!r} returned {type(backend).__name__}, not a Backend")
+    if _last_seed is not None:
+        backend.seed(_last_seed)
     _loaded[name] = backend
     return backend
 
@@ -171,10 +174,13 @@ def use(spec: str | types.ModuleType | Backend) -> Iterator[Backend]:
 
 
 def seed(value: int) -> None:
-    """Seed NumPy's global RNG (weight init, book data) and the RNG of every backend loaded so far."""
+    """Seed NumPy's global RNG (weight init, book data, host dropout masks) and every backend's own RNG,
+    including backends loaded later."""
+    global _last_seed
     from nnx.backends._host import seed_host
 
     seed_host(value)
+    _last_seed = value
     for backend in _loaded.values():
         backend.seed(value)
 
