@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from nnx._component import Component, check_non_negative, check_positive_int
 
-REGULARIZERS = ("weight_regularizer_l1", "weight_regularizer_l2", "bias_regularizer_l1", "bias_regularizer_l2")
-
 
 class Dense(Component):
     """A fully connected layer, ``output = inputs @ weights + biases``, initialised as in the book.

@@ -134,7 +134,9 @@ def test_entry_point_plugin(tmp_path, monkeypatch, isolated_registry):
     dist_info = tmp_path / "nnx_demo_backend-1.0.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: nnx-demo-backend\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[nnx.backends]\ndemo = nnx_demo_backend:load\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[nnx.backends]\ndemo = nnx_demo_backend:load\nbroken = nnx_missing_module:load\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(backends, "_entry_points_read", False)
 
@@ -143,6 +145,9 @@ def test_entry_point_plugin(tmp_path, monkeypatch, isolated_registry):
     assert demo.device == "CPU (demo plug-in)"
     layer = nnx.Dense(2, 3, xp="demo")
     assert layer.backend is demo
+    assert "demo" in backends.available() and "broken" not in backends.available()
+    with pytest.raises(backends.BackendUnavailableError, match="plug-in 'nnx_missing_module:load' failed to import"):
+        backends.get("broken")
 
 
 def test_asarray_and_to_numpy_round_trip(backend):

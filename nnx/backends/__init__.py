@@ -61,8 +61,17 @@ def _read_entry_points() -> None:
 
 
 def _entry_point_loader(entry) -> Loader:
+    """A loader for a plug-in backend; a plug-in that fails to import is unavailable, not an error for all."""
+
     def load() -> Backend:
-        return entry.load()()
+        try:
+            factory = entry.load()
+        except Exception as error:
+            raise BackendUnavailableError(
+                f"backend {entry.name!r} is not available: its plug-in {entry.value!r} failed to import ({error}). "
+                f"Reinstall the package that provides it, or uninstall it"
+            ) from error
+        return factory()
 
     return load
 
