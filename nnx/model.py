@@ -11,7 +11,7 @@ import math
 from array_api_compat import is_numpy_array
 
 from nnx import backends
-from nnx._component import Component
+from nnx._component import Component, check_positive_int
 from nnx.activations import Softmax
 from nnx.layers import Dense, Input
 from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
@@ -142,7 +142,7 @@ class Model(Component):
             validation_data = (self._inputs(validation_data[0]), self._targets(validation_data[1]))
         self.accuracy.init(y)
         steps = _steps(X.shape[0], batch_size)
-        for epoch in range(1, _positive(epochs, "epochs") + 1):
+        for epoch in range(1, check_positive_int(epochs, "epochs") + 1):
             if batch_size is not None and print_every:
                 print(f"epoch: {epoch}")
             self.loss.new_pass()
@@ -265,21 +265,15 @@ class Model(Component):
             )
 
 
-def _positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def _steps(n_samples: int, batch_size: int | None) -> int:
     if batch_size is None:
         return 1
-    return math.ceil(n_samples / _positive(batch_size, "batch_size"))
+    return math.ceil(n_samples / check_positive_int(batch_size, "batch_size"))
 
 
 def _slices(n_samples: int, batch_size: int | None):
     """Start and stop of each batch, the last one shorter if needed (never past the end)."""
-    step = n_samples if batch_size is None else _positive(batch_size, "batch_size")
+    step = n_samples if batch_size is None else check_positive_int(batch_size, "batch_size")
     for start in range(0, n_samples, max(step, 1)):
         yield start, min(start + step, n_samples)
 
