@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import math
 
-from nnx import backends
+from nnx import _checks, backends
+from nnx.errors import CallOrderError
+
+_classes: dict[str, type] = {}
+
+
+def component_class(name: str) -> type | None:
+    """The Component subclass saved under `name` (see `Component.kind`), or None: files never name code to run."""
+    return _classes.get(name)
 
 
 class Component:
@@ -14,10 +22,35 @@ class Component:
     """
 
     ARRAYS: tuple[str, ...] = ()
+    CONFIG: tuple[str, ...] = ()
+    position: int | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _classes[cls.kind()] = cls
+
+    @classmethod
+    def kind(cls) -> str:
+        """The name a saved file uses for this class: the bare name for nnx's own, module.name for others."""
+        return cls.__name__ if cls.__module__.startswith("nnx.") else f"{cls.__module__}.{cls.__qualname__}"
 
     def __init__(self, xp=None):
         self.backend = backends.get(xp)
         self.xp = self.backend.xp
+
+    def get_config(self) -> dict:
+        """The constructor arguments that rebuild this component (JSON-friendly; no arrays, no backend)."""
+        return {name: getattr(self, name) for name in self.CONFIG}
+
+    @classmethod
+    def from_config(cls, config: dict, xp=None):
+        """A new component built from `get_config()`'s dictionary, on backend `xp`."""
+        return cls(**config, xp=xp)
+
+    @property
+    def label(self) -> str:
+        """How errors name this component: its repr, and its place in a model once it has one."""
+        return repr(self) if self.position is None else f"{self!r} at layer {self.position}"
 
     def to(self, spec):
         """Move this component's state to another backend (through the host) and compute there from now on."""
@@ -31,7 +64,27 @@ class Component:
 
     def _accept(self, x, what: str = "inputs"):
         """`x` itself if it lives on this component's backend, else a TypeError that says how to move it."""
-        return x if self.backend.owns(x) else self.backend.check(x, f"{self!r} {what}")
+        return x if self.backend.owns(x) else self.backend.check(x, f"{self.label} {what}")
+
+    def _accept_batch(self, x, what: str = "inputs", features: int | None = None):
+        """`x` if it is a non-empty 2-d batch of real numbers on this backend (values checked once per array)."""
+        self._accept(x, what)
+        _checks.batch(x, self.label, what=what, features=features)
+        _checks.real_dtype(self.xp, x, self.label, what)
+        _checks.finite(self.backend, x, self.label, what)
+        return x
+
+    def _require_forward(self, dvalues, attribute: str = "output") -> None:
+        """A CallOrderError unless `forward` ran, and a ValueError unless `dvalues` is shaped like its output."""
+        output = getattr(self, attribute, None)
+        if output is None:
+            raise CallOrderError(f"{self.label}.backward() was called before forward(); call forward(inputs) first")
+        self._accept(dvalues, "gradient")
+        if tuple(dvalues.shape) != tuple(output.shape):
+            raise ValueError(
+                f"{self.label}.backward() expected a gradient shaped like its last output {tuple(output.shape)}, "
+                f"got {tuple(dvalues.shape)}; pass the next layer's dinputs from the same batch"
+            )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -63,15 +116,3 @@ class RunningMean(Component):
         return super().to(spec)
 
 
-def check_positive_int(value, name: str) -> int:
-    """`value` if it is a positive int, else a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def check_non_negative(value, name: str) -> float:
-    """`value` as a float if it is a number >= 0, else a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)

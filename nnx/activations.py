@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nnx import _checks
 from nnx._component import Component
 
 
@@ -9,12 +10,13 @@ class ReLU(Component):
     """max(0, x), element-wise; its gradient is zero where the input was <= 0."""
 
     def forward(self, inputs, training: bool = False) -> None:
-        self._accept(inputs)
+        self._accept_batch(inputs)
         self.inputs = inputs
-        self.output = self.xp.maximum(inputs, 0)
+        self.output = _checks.produced(self.xp.maximum(inputs, 0))
 
     def backward(self, dvalues) -> None:
         """Pass the gradient where the input was positive (a multiply by the 0/1 mask: faster than `where`)."""
+        self._require_forward(dvalues)
         self.dinputs = dvalues * self.xp.astype(self.inputs > 0, dvalues.dtype)
 
     def predictions(self, outputs):
@@ -25,14 +27,15 @@ class Softmax(Component):
     """Row-wise softmax, computed stably by subtracting each row's maximum first."""
 
     def forward(self, inputs, training: bool = False) -> None:
-        self._accept(inputs)
+        self._accept_batch(inputs)
         xp = self.xp
         self.inputs = inputs
         exponentials = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
-        self.output = exponentials / xp.sum(exponentials, axis=1, keepdims=True)
+        self.output = _checks.produced(exponentials / xp.sum(exponentials, axis=1, keepdims=True))
 
     def backward(self, dvalues) -> None:
         """The exact Jacobian-vector product, all rows at once: s * (d - sum(d * s))."""
+        self._require_forward(dvalues)
         s = self.output
         self.dinputs = s * (dvalues - self.xp.sum(dvalues * s, axis=1, keepdims=True))
 
@@ -44,11 +47,12 @@ class Sigmoid(Component):
     """1 / (1 + exp(-x)), element-wise: independent probabilities for binary outputs."""
 
     def forward(self, inputs, training: bool = False) -> None:
-        self._accept(inputs)
+        self._accept_batch(inputs)
         self.inputs = inputs
-        self.output = 1 / (1 + self.xp.exp(-inputs))
+        self.output = _checks.produced(1 / (1 + self.xp.exp(-inputs)))
 
     def backward(self, dvalues) -> None:
+        self._require_forward(dvalues)
         self.dinputs = dvalues * (1 - self.output) * self.output
 
     def predictions(self, outputs):
@@ -59,11 +63,12 @@ class Linear(Component):
     """The identity, for regression outputs."""
 
     def forward(self, inputs, training: bool = False) -> None:
-        self._accept(inputs)
+        self._accept_batch(inputs)
         self.inputs = inputs
-        self.output = inputs
+        self.output = _checks.produced(inputs)
 
     def backward(self, dvalues) -> None:
+        self._require_forward(dvalues)
         self.dinputs = dvalues
 
     def predictions(self, outputs):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nnx._component import Component, check_non_negative, check_positive_int
+from nnx import _checks
+from nnx._component import Component
 
 
 class Dense(Component):
@@ -13,6 +14,15 @@ class Dense(Component):
     """
 
     ARRAYS = ("weights", "biases")
+    CONFIG = (
+        "n_inputs",
+        "n_neurons",
+        "weight_regularizer_l1",
+        "weight_regularizer_l2",
+        "bias_regularizer_l1",
+        "bias_regularizer_l2",
+        "weight_scale",
+    )
 
     def __init__(
         self,
@@ -29,16 +39,23 @@ class Dense(Component):
         rng=None,
     ):
         super().__init__(xp)
-        self.n_inputs = check_positive_int(n_inputs, "n_inputs")
-        self.n_neurons = check_positive_int(n_neurons, "n_neurons")
-        self.weight_regularizer_l1 = check_non_negative(weight_regularizer_l1, "weight_regularizer_l1")
-        self.weight_regularizer_l2 = check_non_negative(weight_regularizer_l2, "weight_regularizer_l2")
-        self.bias_regularizer_l1 = check_non_negative(bias_regularizer_l1, "bias_regularizer_l1")
-        self.bias_regularizer_l2 = check_non_negative(bias_regularizer_l2, "bias_regularizer_l2")
+        self.n_inputs = _checks.positive_int(n_inputs, "n_inputs", "Dense")
+        self.n_neurons = _checks.positive_int(n_neurons, "n_neurons", "Dense")
+        for name, value in (
+            ("weight_regularizer_l1", weight_regularizer_l1),
+            ("weight_regularizer_l2", weight_regularizer_l2),
+            ("bias_regularizer_l1", bias_regularizer_l1),
+            ("bias_regularizer_l2", bias_regularizer_l2),
+            ("weight_scale", weight_scale),
+        ):
+            setattr(self, name, _checks.non_negative(value, name, repr(self)))
         self.dtype = self.backend.float_dtype(dtype)
-        scale = check_non_negative(weight_scale, "weight_scale")
-        self.weights = self.backend.scaled_normal((n_inputs, n_neurons), scale, self.dtype, rng)
-        self.biases = self.backend.zeros((1, n_neurons), self.dtype)
+        self.weights = self.backend.scaled_normal((self.n_inputs, self.n_neurons), self.weight_scale, self.dtype, rng)
+        self.biases = self.backend.zeros((1, self.n_neurons), self.dtype)
+        self.inputs = self.output = self.dweights = self.dbiases = None
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "dtype": _dtype_name(self.dtype)}
 
     def __repr__(self) -> str:
         return f"Dense({self.n_inputs} -> {self.n_neurons})"
@@ -50,18 +67,15 @@ class Dense(Component):
 
     def forward(self, inputs, training: bool = False) -> None:
         """Set `output` for a (n_samples, n_inputs) batch; inputs of another float dtype are cast once."""
-        self._accept(inputs)
-        if inputs.ndim != 2 or inputs.shape[1] != self.n_inputs:
-            raise ValueError(
-                f"{self!r} expected inputs of shape (n_samples, {self.n_inputs}), got shape {tuple(inputs.shape)}"
-            )
+        self._accept_batch(inputs, features=self.n_inputs)
         if inputs.dtype != self.dtype:
             inputs = self.xp.astype(inputs, self.dtype)
         self.inputs = inputs
-        self.output = self.xp.matmul(inputs, self.weights) + self.biases
+        self.output = _checks.produced(self.xp.matmul(inputs, self.weights) + self.biases)
 
     def backward(self, dvalues) -> None:
         """Set `dweights`, `dbiases` (regularization terms included) and `dinputs` from the output gradient."""
+        self._require_forward(dvalues)
         xp = self.xp
         self.dweights = xp.matmul(self.inputs.T, dvalues)
         self.dbiases = xp.sum(dvalues, axis=0, keepdims=True)
@@ -80,16 +94,22 @@ class Dense(Component):
         return gradient
 
     def get_parameters(self):
-        """(weights, biases), on this layer's backend."""
-        return self.weights, self.biases
+        """Copies of (weights, biases) on this layer's backend: later training never changes them."""
+        return _copy(self.xp, self.weights), _copy(self.xp, self.biases)
 
     def set_parameters(self, weights, biases) -> None:
-        """Replace weights and biases with arrays of the same shapes on this layer's backend."""
+        """Replace weights and biases with copies of same-shaped, finite arrays on this layer's backend."""
         for name, new, old in (("weights", weights, self.weights), ("biases", biases, self.biases)):
             self._accept(new, name)
             if tuple(new.shape) != tuple(old.shape):
-                raise ValueError(f"{self!r} {name} must have shape {tuple(old.shape)}, got {tuple(new.shape)}")
-        self.weights, self.biases = weights, biases
+                raise ValueError(
+                    f"{self.label} {name} must have shape {tuple(old.shape)}, got {tuple(new.shape)}; "
+                    f"pass the parameters of a layer built with the same n_inputs and n_neurons"
+                )
+            _checks.real_dtype(self.xp, new, self.label, name)
+            _checks.finite(self.backend, new, self.label, name)
+        self.weights = self.xp.astype(weights, self.dtype, copy=True)
+        self.biases = self.xp.astype(biases, self.dtype, copy=True)
 
 
 class Dropout(Component):
@@ -100,26 +120,29 @@ class Dropout(Component):
 
     def __init__(self, rate: float, *, xp=None):
         super().__init__(xp)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            raise ValueError(f"Dropout rate is the fraction of inputs to drop, in [0, 1), got {rate!r}")
-        self.rate = 1 - float(rate)
+        self.rate = 1 - _checks.fraction(rate, "rate (the fraction of inputs to drop)", "Dropout")
+        self.output = self.binary_mask = None
+
+    def get_config(self) -> dict:
+        return {"rate": 1 - self.rate}
 
     def __repr__(self) -> str:
         return f"Dropout({1 - self.rate:g})"
 
     def forward(self, inputs, training: bool = True) -> None:
         """Set `output`: masked and rescaled when `training`, the inputs unchanged otherwise."""
-        self._accept(inputs)
+        self._accept_batch(inputs)
         self.inputs = inputs
         if not training:
             self.output = inputs
             self.binary_mask = None
             return
         self.binary_mask = self.backend.dropout_mask(tuple(inputs.shape), self.rate, inputs.dtype)
-        self.output = inputs * self.binary_mask
+        self.output = _checks.produced(inputs * self.binary_mask)
 
     def backward(self, dvalues) -> None:
         """Set `dinputs`: the gradient through the same mask (or unchanged after an inference pass)."""
+        self._require_forward(dvalues)
         self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
 
 
@@ -128,3 +151,11 @@ class Input:
 
     def forward(self, inputs, training: bool = False) -> None:
         self.output = inputs
+
+
+def _copy(xp, array):
+    return xp.asarray(array, copy=True)
+
+
+def _dtype_name(dtype) -> str:
+    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]

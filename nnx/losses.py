@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from nnx import _checks
 from nnx._component import Component, RunningMean
 from nnx.activations import Softmax
 
@@ -48,15 +49,17 @@ class Loss(RunningMean):
         return data_loss, self.regularization_loss()
 
     def _targets(self, y_pred, y_true):
-        """Check both arrays and that they hold the same number of samples."""
-        self._accept(y_pred, "predictions")
+        """Checked targets for `y_pred`: class labels or one-hot rows here, same-shaped values in subclasses."""
+        self._accept_batch(y_pred, "predictions")
         self._accept(y_true, "targets")
-        if y_pred.ndim != 2 or y_true.shape[0] != y_pred.shape[0]:
-            raise ValueError(
-                f"{self!r} needs predictions of shape (n_samples, n_outputs) and as many targets, got predictions "
-                f"{tuple(y_pred.shape)} and targets {tuple(y_true.shape)}"
-            )
-        return y_true
+        _checks.same_samples(y_pred.shape[0], y_true, self.label)
+        return self._checked_targets(y_pred, y_true)
+
+    def _checked_targets(self, y_pred, y_true):
+        _checks.real_dtype(self.xp, y_true, self.label, "targets")
+        _checks.finite(self.backend, y_true, self.label, "targets")
+        y_true = _checks.value_targets(self.xp, y_true, y_pred.shape[0], y_pred.shape[1], self.label)
+        return y_true if y_true.dtype == y_pred.dtype else self.xp.astype(y_true, y_pred.dtype)
 
 
 def _penalty(xp, values, l1: float, l2: float):
@@ -74,17 +77,11 @@ def one_hot(labels, n_classes: int, dtype, backend):
     return backend.xp.astype(labels[:, None] == classes, dtype)
 
 
-def _as_float_targets(xp, y_true, y_pred):
-    """Targets in the predictions' dtype, shaped like them."""
-    if y_true.dtype != y_pred.dtype:
-        y_true = xp.astype(y_true, y_pred.dtype)
-    if y_true.shape != y_pred.shape:
-        y_true = xp.reshape(y_true, y_pred.shape)
-    return y_true
-
-
 class CategoricalCrossentropy(Loss):
     """-log of the probability given to the true class; targets are integer labels or one-hot rows."""
+
+    def _checked_targets(self, y_pred, y_true):
+        return _checks.class_targets(self.backend, y_true, y_pred.shape[1], self.label)
 
     def forward(self, y_pred, y_true):
         y_true = self._targets(y_pred, y_true)
@@ -92,15 +89,11 @@ class CategoricalCrossentropy(Loss):
         clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         if y_true.ndim == 1:
             y_true = one_hot(y_true, y_pred.shape[1], y_pred.dtype, self.backend)
-        elif y_true.ndim != 2 or y_true.shape[1] != y_pred.shape[1]:
-            raise ValueError(
-                f"{self!r} targets must be labels of shape ({y_pred.shape[0]},) or one-hot rows of shape "
-                f"{tuple(y_pred.shape)}, got {tuple(y_true.shape)}"
-            )
         correct_confidences = xp.sum(clipped * xp.astype(y_true, y_pred.dtype), axis=1)
         return -xp.log(correct_confidences)
 
     def backward(self, dvalues, y_true) -> None:
+        y_true = self._targets(dvalues, y_true)
         samples, labels = dvalues.shape
         if y_true.ndim == 1:
             y_true = one_hot(y_true, labels, dvalues.dtype, self.backend)
@@ -130,8 +123,7 @@ class SoftmaxCategoricalCrossentropy(Component):
 
     def backward(self, dvalues, y_true) -> None:
         """`dvalues` are the softmax outputs; `y_true` integer labels or one-hot rows."""
-        self._accept(dvalues, "softmax outputs")
-        self._accept(y_true, "targets")
+        y_true = self.loss._targets(dvalues, y_true)
         samples, labels = dvalues.shape
         if y_true.ndim == 2:
             y_true = self.xp.argmax(y_true, axis=1)
@@ -142,14 +134,14 @@ class BinaryCrossentropy(Loss):
     """Mean over outputs of -(y log p + (1 - y) log(1 - p)), for independent sigmoid outputs."""
 
     def forward(self, y_pred, y_true):
-        y_true = _as_float_targets(self.xp, self._targets(y_pred, y_true), y_pred)
+        y_true = self._targets(y_pred, y_true)
         xp = self.xp
         clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         sample_losses = -(y_true * xp.log(clipped) + (1 - y_true) * xp.log(1 - clipped))
         return xp.mean(sample_losses, axis=-1)
 
     def backward(self, dvalues, y_true) -> None:
-        y_true = _as_float_targets(self.xp, y_true, dvalues)
+        y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         clipped = self.xp.clip(dvalues, EPSILON, 1 - EPSILON)
         self.dinputs = -(y_true / clipped - (1 - y_true) / (1 - clipped)) / outputs
@@ -160,11 +152,11 @@ class MeanSquaredError(Loss):
     """Mean over outputs of (y - p)^2, for regression."""
 
     def forward(self, y_pred, y_true):
-        y_true = _as_float_targets(self.xp, self._targets(y_pred, y_true), y_pred)
+        y_true = self._targets(y_pred, y_true)
         return self.xp.mean((y_true - y_pred) ** 2, axis=-1)
 
     def backward(self, dvalues, y_true) -> None:
-        y_true = _as_float_targets(self.xp, y_true, dvalues)
+        y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         self.dinputs = -2 * (y_true - dvalues) / outputs
         self.dinputs = self.dinputs / samples
@@ -177,11 +169,11 @@ class MeanAbsoluteError(Loss):
     """
 
     def forward(self, y_pred, y_true):
-        y_true = _as_float_targets(self.xp, self._targets(y_pred, y_true), y_pred)
+        y_true = self._targets(y_pred, y_true)
         return self.xp.mean(self.xp.abs(y_true - y_pred), axis=-1)
 
     def backward(self, dvalues, y_true) -> None:
-        y_true = _as_float_targets(self.xp, y_true, dvalues)
+        y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         self.dinputs = self.xp.sign(dvalues - y_true) / outputs
         self.dinputs = self.dinputs / samples

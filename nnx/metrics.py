@@ -7,12 +7,21 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
+from nnx import _checks
 from nnx._component import RunningMean
+from nnx.errors import CallOrderError
 
 
 def accuracy(output, y):
     """Fraction of rows of `output` whose argmax is the label in `y` (integer labels or one-hot rows)."""
     xp = array_namespace(output, y)
+    _checks.batch(output, "nnx.accuracy", what="outputs")
+    _checks.same_samples(output.shape[0], y, "nnx.accuracy", "labels")
+    if len(y.shape) > 2 or (len(y.shape) == 2 and y.shape[1] != output.shape[1]):
+        raise ValueError(
+            f"nnx.accuracy expected labels of shape ({output.shape[0]},) or one-hot rows shaped like the outputs "
+            f"{tuple(output.shape)}, got {tuple(y.shape)}"
+        )
     predictions = xp.argmax(output, axis=1)
     if y.ndim == 2:
         y = xp.argmax(y, axis=1)
@@ -42,27 +51,28 @@ class Accuracy(RunningMean):
 class Categorical(Accuracy):
     """Predicted class == true class; `binary=True` compares sigmoid outputs element-wise instead."""
 
+    CONFIG = ("binary",)
+
     def __init__(self, *, binary: bool = False, xp=None):
         super().__init__(xp=xp)
-        self.binary = binary
+        self.binary = _checks.boolean(binary, "binary", "Categorical")
 
     def compare(self, predictions, y):
-        if not self.binary and y.ndim == 2:
+        if not self.binary and y.ndim == 2 and predictions.ndim == 1:
             y = self.xp.argmax(y, axis=1)
-        if y.shape != predictions.shape:
-            y = self.xp.reshape(y, predictions.shape)
-        return predictions == y
+        return predictions == _same_shape(self.xp, y, predictions, self)
 
 
 class Regression(Accuracy):
     """|prediction - y| < precision, where precision is std(y) / `precision_divisor` (250, as in the book)."""
 
     ARRAYS = ("precision",)
+    CONFIG = ("precision_divisor",)
 
     def __init__(self, *, precision_divisor: float = 250, xp=None):
         super().__init__(xp=xp)
         self.precision = None
-        self.precision_divisor = precision_divisor
+        self.precision_divisor = _checks.positive(precision_divisor, "precision_divisor", "Regression")
 
     def init(self, y, reinit: bool = False) -> None:
         if self.precision is None or reinit:
@@ -72,5 +82,17 @@ class Regression(Accuracy):
 
     def compare(self, predictions, y):
         if self.precision is None:
-            raise RuntimeError(f"{self!r} has no precision yet: call init(y) first, or set .precision")
-        return self.xp.abs(predictions - y) < self.precision
+            raise CallOrderError(f"{self!r} has no precision yet: call init(y) first, or set .precision")
+        return self.xp.abs(predictions - _same_shape(self.xp, y, predictions, self)) < self.precision
+
+
+def _same_shape(xp, y, predictions, owner):
+    """`y` shaped like `predictions`: (n,) becomes (n, 1) for one output; anything else must already match."""
+    if tuple(y.shape) == tuple(predictions.shape):
+        return y
+    if len(predictions.shape) == 2 and predictions.shape[1] == 1 and tuple(y.shape) == (predictions.shape[0],):
+        return xp.reshape(y, predictions.shape)
+    raise ValueError(
+        f"{owner!r} expected targets shaped like the predictions {tuple(predictions.shape)}, got {tuple(y.shape)}; "
+        f"pass one target per output"
+    )

@@ -6,7 +6,9 @@ created on the layer's first update.
 
 from __future__ import annotations
 
-from nnx._component import Component, check_non_negative
+from nnx import _checks
+from nnx._component import Component
+from nnx.errors import CallOrderError
 
 
 class Optimizer(Component):
@@ -14,12 +16,14 @@ class Optimizer(Component):
     `post_update_params`, once per step."""
 
     STATE_NAMES: tuple[str, ...] = ()
+    CONFIG = ("learning_rate", "decay")
 
     def __init__(self, learning_rate: float, decay: float = 0.0, *, xp=None):
         super().__init__(xp)
-        self.learning_rate = check_non_negative(learning_rate, "learning_rate")
+        owner = type(self).__name__
+        self.learning_rate = _checks.positive(learning_rate, "learning_rate", owner)
         self.current_learning_rate = self.learning_rate
-        self.decay = check_non_negative(decay, "decay")
+        self.decay = _checks.non_negative(decay, "decay", owner)
         self.iterations = 0
         self.state: dict = {}
 
@@ -46,6 +50,16 @@ class Optimizer(Component):
 
     def update_params(self, layer) -> None:
         """Update `layer.weights` and `layer.biases` in place from `layer.dweights` and `layer.dbiases`."""
+        gradients = (getattr(layer, "dweights", None), getattr(layer, "dbiases", None))
+        if not hasattr(layer, "weights") or not hasattr(layer, "biases"):
+            raise TypeError(
+                f"{self!r} updates layers with weights and biases, got {layer!r}; pass only trainable layers (Dense)"
+            )
+        if any(gradient is None for gradient in gradients):
+            raise CallOrderError(
+                f"{self!r}.update_params({layer!r}) was called before {layer!r}.backward(); "
+                f"run the backward pass first so the layer has gradients"
+            )
         if layer.backend is not self.backend:
             raise TypeError(
                 f"{self!r} runs on backend {self.backend.name!r} but {layer!r} is on {layer.backend.name!r}; "
@@ -72,9 +86,11 @@ class Optimizer(Component):
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum."""
 
+    CONFIG = ("learning_rate", "decay", "momentum")
+
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0, *, xp=None):
         super().__init__(learning_rate, decay, xp=xp)
-        self.momentum = check_non_negative(momentum, "momentum")
+        self.momentum = _checks.fraction(momentum, "momentum", "SGD")
         self.STATE_NAMES = ("momentums",) if self.momentum else ()
 
     def _step(self, values, gradient, state, kind):
@@ -89,10 +105,11 @@ class Adagrad(Optimizer):
     """SGD scaled per parameter by the root of the sum of its squared gradients."""
 
     STATE_NAMES = ("cache",)
+    CONFIG = ("learning_rate", "decay", "epsilon")
 
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7, *, xp=None):
         super().__init__(learning_rate, decay, xp=xp)
-        self.epsilon = check_non_negative(epsilon, "epsilon")
+        self.epsilon = _checks.positive(epsilon, "epsilon", "Adagrad")
 
     def _step(self, values, gradient, state, kind):
         key = f"{kind}_cache"
@@ -104,13 +121,14 @@ class RMSprop(Optimizer):
     """SGD scaled per parameter by the root of a moving average of its squared gradients."""
 
     STATE_NAMES = ("cache",)
+    CONFIG = ("learning_rate", "decay", "epsilon", "rho")
 
     def __init__(
         self, learning_rate: float = 0.001, decay: float = 0.0, epsilon: float = 1e-7, rho: float = 0.9, *, xp=None
     ):
         super().__init__(learning_rate, decay, xp=xp)
-        self.epsilon = check_non_negative(epsilon, "epsilon")
-        self.rho = check_non_negative(rho, "rho")
+        self.epsilon = _checks.positive(epsilon, "epsilon", "RMSprop")
+        self.rho = _checks.fraction(rho, "rho", "RMSprop")
 
     def _step(self, values, gradient, state, kind):
         key = f"{kind}_cache"
@@ -122,6 +140,7 @@ class Adam(Optimizer):
     """RMSprop with momentum, both bias-corrected (the book's formulation)."""
 
     STATE_NAMES = ("momentums", "cache")
+    CONFIG = ("learning_rate", "decay", "epsilon", "beta_1", "beta_2")
 
     def __init__(
         self,
@@ -134,9 +153,9 @@ class Adam(Optimizer):
         xp=None,
     ):
         super().__init__(learning_rate, decay, xp=xp)
-        self.epsilon = check_non_negative(epsilon, "epsilon")
-        self.beta_1 = check_non_negative(beta_1, "beta_1")
-        self.beta_2 = check_non_negative(beta_2, "beta_2")
+        self.epsilon = _checks.positive(epsilon, "epsilon", "Adam")
+        self.beta_1 = _checks.fraction(beta_1, "beta_1", "Adam")
+        self.beta_2 = _checks.fraction(beta_2, "beta_2", "Adam")
 
     def _step(self, values, gradient, state, kind):
         momentums, cache = f"{kind}_momentums", f"{kind}_cache"

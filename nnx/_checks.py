@@ -1,0 +1,272 @@
+"""Validation at the public edges: hyperparameters, input batches and targets, checked once before any state changes.
+
+Every error names the component, what was expected, what was received and the fix. Value checks (NaN, label
+ranges) on device arrays cost one reduction and one host copy, so they run once per array object (identity is
+remembered), and not at all inside ``trusted()`` blocks, where the Model has already checked its data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import numbers
+import weakref
+
+from nnx.backends._base import _describe
+
+_TRUSTED = contextvars.ContextVar("nnx_trusted_values", default=False)
+_seen: dict[tuple, weakref.ref] = {}
+
+
+# Scalars ------------------------------------------------------------------------------------------------------------
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def number(value, name: str, owner: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """`value` as a float if it is a finite real number inside the interval, else a ValueError/TypeError."""
+    domain = _interval(low, high, low_open, high_open)
+    if not _is_real(value):
+        raise TypeError(f"{owner} {name} must be a real number {domain}, got {_kind(value)}; pass e.g. {name}=0.1")
+    value = float(value)
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or below or above:
+        raise ValueError(f"{owner} {name} must be a finite number {domain}, got {value!r}; {_fix(name, low, high)}")
+    return value
+
+
+def positive(value, name: str, owner: str) -> float:
+    """A finite number > 0 (learning rates, epsilons, divisors)."""
+    return number(value, name, owner, low=0, low_open=True)
+
+
+def non_negative(value, name: str, owner: str) -> float:
+    """A finite number >= 0 (decay, regularization strengths, scales)."""
+    return number(value, name, owner, low=0)
+
+
+def fraction(value, name: str, owner: str) -> float:
+    """A number in [0, 1) (momentum, betas, rho, dropout rate)."""
+    return number(value, name, owner, low=0, high=1, high_open=True)
+
+
+def positive_int(value, name: str, owner: str) -> int:
+    """`value` as an int if it is an integer >= 1 (Python or NumPy), else a TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner} {name} must be a positive integer, got {_kind(value)}; pass e.g. {name}=10")
+    if value < 1:
+        raise ValueError(f"{owner} {name} must be a positive integer, got {value!r}; pass e.g. {name}=10")
+    return int(value)
+
+
+def optional_positive_int(value, name: str, owner: str) -> int | None:
+    return None if value is None else positive_int(value, name, owner)
+
+
+def choice(value, name: str, owner: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"{owner} {name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def boolean(value, name: str, owner: str) -> bool:
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise TypeError(f"{owner} {name} must be True or False, got {_kind(value)}")
+    return bool(value)
+
+
+def _interval(low, high, low_open, high_open) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+
+
+def _fix(name: str, low, high) -> str:
+    if low is not None and high is not None:
+        return f"pass a value such as {name}={(low + high) / 2 if high - low > 1 else 0.9:g}"
+    if "learning_rate" in name:
+        return f"pass a smaller finite value such as {name}=0.01"
+    return f"pass a finite value such as {name}={'1e-7' if 'epsilon' in name else '0.1'}"
+
+
+def _kind(value) -> str:
+    return f"{value!r} ({type(value).__name__})" if _is_scalar_like(value) else _describe(value)
+
+
+def _is_scalar_like(value) -> bool:
+    return value is None or isinstance(value, (numbers.Number, str, bool)) or type(value).__name__ == "bool_"
+
+
+# Arrays -------------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def trusted():
+    """Skip value checks inside the block: the Model has checked its whole data once before its loop."""
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def already_checked(x, key) -> bool:
+    """Whether `x` (this very object) passed the value check `key`, or values are trusted right now."""
+    if _TRUSTED.get():
+        return True
+    ref = _seen.get((id(x), key))
+    return ref is not None and ref() is x
+
+
+def remember(x, key) -> None:
+    """Record that `x` passed the value check `key`; forgotten when `x` is freed."""
+    entry = (id(x), key)
+    try:
+        _seen[entry] = weakref.ref(x, lambda _ref, entry=entry: _seen.pop(entry, None))
+    except TypeError:  # an array type without weak references: it is simply checked again next time
+        pass
+
+
+def shape_of(x) -> tuple:
+    return tuple(x.shape)
+
+
+def batch(x, owner: str, *, what: str = "inputs", features: int | None = None) -> None:
+    """A non-empty 2-d batch of real numbers with `features` columns (structure only: no device sync)."""
+    ndim = len(x.shape)
+    if ndim != 2:
+        example = f"(n_samples, {features})" if features else "(n_samples, n_features)"
+        fix = "; reshape it, e.g. x.reshape(-1, 1) for one feature" if ndim < 2 else ""
+        raise ValueError(f"{owner} expected {what} of shape {example}, got a {ndim}-d array of shape {shape_of(x)}{fix}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{owner} expected at least one sample in {what}, got an empty batch of shape {shape_of(x)}")
+    if features is not None and x.shape[1] != features:
+        raise ValueError(
+            f"{owner} expected {what} with {features} features, got shape {shape_of(x)}; "
+            f"give the layer n_inputs={x.shape[1]} or pass data with {features} columns"
+        )
+
+
+def real_dtype(xp, x, owner: str, what: str = "inputs") -> None:
+    """A TypeError unless `x` holds real numbers (floats or integers; not bool, complex or objects)."""
+    try:
+        ok = xp.isdtype(x.dtype, ("real floating", "signed integer", "unsigned integer"))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise TypeError(f"{owner} expected {what} of real numbers, got dtype {x.dtype}; convert with x.astype('float32')")
+
+
+def finite(backend, x, owner: str, what: str = "inputs") -> None:
+    """A ValueError if `x` holds NaN or infinity: one reduction and one host copy, once per array object."""
+    if already_checked(x, "finite"):
+        return
+    xp = backend.xp
+    if xp.isdtype(x.dtype, "real floating"):
+        bad = int(backend.to_numpy(xp.sum(xp.astype(~xp.isfinite(x), xp.int64))))
+        if bad:
+            raise ValueError(
+                f"{owner} {what} contain {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
+                f"clean the data (drop or impute those samples) before training"
+            )
+    remember(x, "finite")
+
+
+def produced(x):
+    """Mark `x` as an output made by an nnx layer, and return it: its values are the network's business (a
+    divergence check catches NaN there), not the user's data, so the next layer does not check them again."""
+    if not _TRUSTED.get():
+        remember(x, "finite")
+    return x
+
+
+def same_samples(n_expected: int, y, owner: str, what: str = "targets") -> None:
+    if len(y.shape) == 0 or y.shape[0] != n_expected:
+        raise ValueError(
+            f"{owner} expected {what} for {n_expected} samples, got shape {shape_of(y)}; "
+            f"pass one target per row of the inputs"
+        )
+
+
+# Targets ------------------------------------------------------------------------------------------------------------
+
+
+def class_targets(backend, y, n_classes: int, owner: str):
+    """Integer labels (n,) or one-hot rows (n, n_classes), checked once per object; returns them unchanged.
+
+    Labels must be integers in [0, n_classes) (integer-valued floats are accepted); one-hot rows hold 0/1 with
+    one 1 each. Bool labels are a TypeError.
+    """
+    xp = backend.xp
+    if len(y.shape) not in (1, 2) or (len(y.shape) == 2 and y.shape[1] != n_classes):
+        raise ValueError(
+            f"{owner} expected class labels of shape (n_samples,) or one-hot rows of shape (n_samples, {n_classes}), "
+            f"got shape {shape_of(y)}"
+        )
+    if xp.isdtype(y.dtype, "bool") or not xp.isdtype(y.dtype, ("integral", "real floating")):
+        raise TypeError(
+            f"{owner} expected class labels as integers (or one-hot rows), got dtype {y.dtype}; "
+            f"convert with y.astype('int64')"
+        )
+    key = ("classes", n_classes)
+    if y.shape[0] == 0 or already_checked(y, key):
+        return y
+    summary = backend.to_numpy(_label_summary(xp, y, n_classes))
+    _raise_for_labels(summary, n_classes, owner, one_hot=len(y.shape) == 2)
+    remember(y, key)
+    return y
+
+
+def _label_summary(xp, y, n_classes: int):
+    """One small array, copied once: [rows bad, min, max] of what can go wrong with these targets."""
+    values = xp.astype(y, xp.float64) if backend_has_float64(xp) else xp.astype(y, xp.float32)
+    if len(y.shape) == 2:
+        not_binary = xp.sum(xp.astype((values != 0) & (values != 1), values.dtype), axis=1)
+        row_sums = xp.sum(values, axis=1)
+        bad_rows = xp.sum(xp.astype((not_binary > 0) | (row_sums != 1), values.dtype))
+        return xp.stack([bad_rows, xp.min(row_sums), xp.max(row_sums)])
+    non_integer = xp.sum(xp.astype(xp.isnan(values) | (values != xp.round(values)), values.dtype))
+    finite_values = xp.where(xp.isnan(values), xp.zeros_like(values), values)
+    return xp.stack([non_integer, xp.min(finite_values), xp.max(finite_values)])
+
+
+def backend_has_float64(xp) -> bool:
+    return hasattr(xp, "float64")
+
+
+def _raise_for_labels(summary, n_classes: int, owner: str, *, one_hot: bool) -> None:
+    bad, low, high = (float(v) for v in summary)
+    if one_hot and bad:
+        raise ValueError(
+            f"{owner} expected one-hot rows (zeros and a single 1 per row), got {int(bad)} rows that are not; "
+            f"pass integer labels instead, or fix those rows"
+        )
+    if one_hot:
+        return
+    if bad:
+        raise ValueError(
+            f"{owner} expected integer class labels, got {int(bad)} non-integer or NaN values; "
+            f"round or clean the labels and convert with y.astype('int64')"
+        )
+    if low < 0 or high >= n_classes:
+        raise ValueError(
+            f"{owner} expected class labels in [0, {n_classes}) for {n_classes} outputs, got values from {low:g} to "
+            f"{high:g}; relabel the data or give the last Dense layer more neurons"
+        )
+
+
+def value_targets(xp, y, n_samples: int, n_outputs: int, owner: str):
+    """Regression or binary targets shaped like the outputs; (n,) is reshaped once for a single output."""
+    shape = shape_of(y)
+    if shape == (n_samples, n_outputs):
+        return y
+    if shape == (n_samples,) and n_outputs == 1:
+        return xp.reshape(y, (n_samples, 1))
+    hint = "; reshape them with y.reshape(-1, 1)" if n_outputs == 1 else ""
+    raise ValueError(f"{owner} expected targets of shape ({n_samples}, {n_outputs}) like the outputs, got {shape}{hint}")
