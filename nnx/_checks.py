@@ -56,9 +56,9 @@ def fraction(value, name: str, owner: str) -> float:
 
 def positive_int(value, name: str, owner: str) -> int:
     """`value` as an int if it is an integer >= 1 (Python or NumPy), else a TypeError/ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{owner} {name} must be a positive integer, got {_kind(value)}; pass e.g. {name}=10")
-    if value < 1:
+    if not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{owner} {name} must be a positive integer, got {value!r}; pass e.g. {name}=10")
     return int(value)
 
@@ -143,7 +143,9 @@ def batch(x, owner: str, *, what: str = "inputs", features: int | None = None) -
     if ndim != 2:
         example = f"(n_samples, {features})" if features else "(n_samples, n_features)"
         fix = "; reshape it, e.g. x.reshape(-1, 1) for one feature" if ndim < 2 else ""
-        raise ValueError(f"{owner} expected {what} of shape {example}, got a {ndim}-d array of shape {shape_of(x)}{fix}")
+        raise ValueError(
+            f"{owner} expected {what} of shape {example}, got a {ndim}-d array of shape {shape_of(x)}{fix}"
+        )
     if x.shape[0] == 0:
         raise ValueError(f"{owner} expected at least one sample in {what}, got an empty batch of shape {shape_of(x)}")
     if features is not None and x.shape[1] != features:
@@ -160,7 +162,9 @@ def real_dtype(xp, x, owner: str, what: str = "inputs") -> None:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise TypeError(f"{owner} expected {what} of real numbers, got dtype {x.dtype}; convert with x.astype('float32')")
+        raise TypeError(
+            f"{owner} expected {what} of real numbers, got dtype {x.dtype}; convert with x.astype('float32')"
+        )
 
 
 def finite(backend, x, owner: str, what: str = "inputs") -> None:
@@ -251,7 +255,7 @@ def _raise_for_labels(summary, n_classes: int, owner: str, *, one_hot: bool) -> 
         return
     if bad:
         raise ValueError(
-            f"{owner} expected integer class labels, got {int(bad)} non-integer or NaN values; "
+            f"{owner} expected integer class labels in [0, {n_classes}), got {int(bad)} non-integer or NaN values; "
             f"round or clean the labels and convert with y.astype('int64')"
         )
     if low < 0 or high >= n_classes:
@@ -269,4 +273,6 @@ def value_targets(xp, y, n_samples: int, n_outputs: int, owner: str):
     if shape == (n_samples,) and n_outputs == 1:
         return xp.reshape(y, (n_samples, 1))
     hint = "; reshape them with y.reshape(-1, 1)" if n_outputs == 1 else ""
-    raise ValueError(f"{owner} expected targets of shape ({n_samples}, {n_outputs}) like the outputs, got {shape}{hint}")
+    raise ValueError(
+        f"{owner} expected targets of shape ({n_samples}, {n_outputs}) like the outputs, got {shape}{hint}"
+    )

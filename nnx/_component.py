@@ -114,5 +114,3 @@ class RunningMean(Component):
     def to(self, spec):
         self.new_pass()
         return super().to(spec)
-
-

@@ -99,6 +99,12 @@ class Dense(Component):
 
     def set_parameters(self, weights, biases) -> None:
         """Replace weights and biases with copies of same-shaped, finite arrays on this layer's backend."""
+        self.check_parameters(weights, biases)
+        self.weights = self.xp.astype(weights, self.dtype, copy=True)
+        self.biases = self.xp.astype(biases, self.dtype, copy=True)
+
+    def check_parameters(self, weights, biases) -> None:
+        """A TypeError/ValueError unless both are finite real arrays of this layer's shapes on its backend."""
         for name, new, old in (("weights", weights, self.weights), ("biases", biases, self.biases)):
             self._accept(new, name)
             if tuple(new.shape) != tuple(old.shape):
@@ -108,8 +114,6 @@ class Dense(Component):
                 )
             _checks.real_dtype(self.xp, new, self.label, name)
             _checks.finite(self.backend, new, self.label, name)
-        self.weights = self.xp.astype(weights, self.dtype, copy=True)
-        self.biases = self.xp.astype(biases, self.dtype, copy=True)
 
 
 class Dropout(Component):
@@ -142,7 +146,7 @@ class Dropout(Component):
 
     def backward(self, dvalues) -> None:
         """Set `dinputs`: the gradient through the same mask (or unchanged after an inference pass)."""
-        self._require_forward(dvalues)
+        self._require_forward(dvalues, "output" if self.binary_mask is None else "binary_mask")
         self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
 
 

@@ -1,20 +1,26 @@
-"""The book's Model: add layers, set loss/optimizer/accuracy, finalize, then train, evaluate and predict.
+"""The book's Model: add layers, set loss/optimizer/accuracy, finalize, then train, evaluate, predict and save.
 
-Host data is copied to the model's backend once per call; metrics stay on the device and are copied back only
-when a line is printed.
+Data is checked once per call, on the host before it is copied (or with one reduction on the device); the
+training loop is a short loop plus callbacks (`nnx.callbacks`): the printed lines, divergence checks and
+checkpoints all happen around it.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
-from array_api_compat import is_numpy_array
-
-from nnx import backends
-from nnx._component import Component, check_positive_int
+from nnx import _checks, backends
+from nnx._component import Component
 from nnx.activations import Softmax
+from nnx.callbacks import BookLog, CallbackList, Checkpoint, DivergenceGuard, Run, Validation
+from nnx.errors import CallOrderError
 from nnx.layers import Dense, Input
-from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
+from nnx.losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
+from nnx.metrics import Accuracy
+from nnx.optimizers import Optimizer
+
+CHECK_EVERY = 100  # steps between divergence checks; see benchmarks/divergence_check.py
 
 
 class Model(Component):
@@ -25,25 +31,59 @@ class Model(Component):
         self.layers = []
         self.loss = self.optimizer = self.accuracy = None
         self.softmax_classifier_output = None
+        self.trainable_layers = []
         self.finalized = False
 
     def __repr__(self) -> str:
         return f"Model({', '.join(repr(layer) for layer in self.layers)})"
 
     def add(self, layer) -> None:
-        """Append a layer or activation; its backend must be the model's."""
+        """Append a layer or activation (anything with `forward` and `backward`)."""
+        if isinstance(layer, (Loss, SoftmaxCategoricalCrossentropy, Optimizer, Accuracy, Model)) or not (
+            callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))
+        ):
+            raise TypeError(
+                f"Model.add() expected a layer or activation (Dense, Dropout, ReLU, Softmax, ...), got "
+                f"{_checks._kind(layer)}; give losses, optimizers and accuracies to model.set() instead"
+            )
+        if isinstance(layer, Component):
+            layer.position = len(self.layers)
         self.layers.append(layer)
         self.finalized = False
 
     def set(self, *, loss=None, optimizer=None, accuracy=None) -> None:
         """Choose the loss, the optimizer and the accuracy measure (any may be set later again)."""
-        if loss is not None:
-            self.loss = loss
-        if optimizer is not None:
-            self.optimizer = optimizer
-        if accuracy is not None:
-            self.accuracy = accuracy
+        if isinstance(loss, SoftmaxCategoricalCrossentropy):
+            raise TypeError(
+                "Model.set(loss=SoftmaxCategoricalCrossentropy()) is the layer-level fused class; end the model with "
+                "model.add(Softmax()) and pass loss=CategoricalCrossentropy(): finalize() fuses them the same way"
+            )
+        for name, value, kind in (
+            ("loss", loss, Loss),
+            ("optimizer", optimizer, Optimizer),
+            ("accuracy", accuracy, Accuracy),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(
+                    f"Model.set({name}=...) expected an nnx {kind.__name__} (e.g. nnx.{_EXAMPLES[name]}), "
+                    f"got {_checks._kind(value)}"
+                )
+        for name, value in (("loss", loss), ("optimizer", optimizer), ("accuracy", accuracy)):
+            if value is not None:
+                self._claim(value, name)
+                setattr(self, name, value)
         self.finalized = False
+
+    def _claim(self, component, name: str) -> None:
+        """Make `component` this model's own: two models sharing a loss or optimizer would mix their state."""
+        owner = getattr(component, "_owner", None)
+        owner = owner() if owner is not None else None
+        if owner is not None and owner is not self:
+            raise ValueError(
+                f"{component!r} is already the {name} of another Model; sharing it would mix the two models' "
+                f"state. Give each model its own: {name}={type(component).__name__}(...)"
+            )
+        component._owner = weakref.ref(self)
 
     def finalize(self) -> None:
         """Check the network, remember its trainable layers, and pick the fast softmax + cross-entropy path."""
@@ -51,12 +91,18 @@ class Model(Component):
             raise ValueError("the model has no layers: add some with model.add() before finalize()")
         self._check_backends()
         self._check_shapes()
+        last = self.layers[-1]
+        if not callable(getattr(last, "predictions", None)):
+            raise TypeError(
+                f"the model's last layer {last!r} has no predictions(); end the model with an activation: Softmax "
+                f"(classes), Sigmoid (binary) or Linear (regression)"
+            )
         self.input_layer = Input()
         self.trainable_layers = [layer for layer in self.layers if hasattr(layer, "weights")]
-        self.output_layer_activation = self.layers[-1]
+        self.output_layer_activation = last
         if self.loss is not None:
             self.loss.remember_trainable_layers(self.trainable_layers)
-        fused = isinstance(self.layers[-1], Softmax) and isinstance(self.loss, CategoricalCrossentropy)
+        fused = isinstance(last, Softmax) and isinstance(self.loss, CategoricalCrossentropy)
         self.softmax_classifier_output = SoftmaxCategoricalCrossentropy(xp=self.backend) if fused else None
         self.finalized = True
 
@@ -80,16 +126,18 @@ class Model(Component):
             if previous is not None and layer.n_inputs != previous[1].n_neurons:
                 raise ValueError(
                     f"{layer!r} at layer {index} expects {layer.n_inputs} inputs, but {previous[1]!r} at layer "
-                    f"{previous[0]} gives {previous[1].n_neurons}"
+                    f"{previous[0]} gives {previous[1].n_neurons}; make them match"
                 )
             previous = (index, layer)
 
     def _require(self, *names: str) -> None:
         if not self.finalized:
-            raise RuntimeError("the model is not finalized: call model.finalize() after add() and set()")
+            raise CallOrderError("the model is not finalized: call model.finalize() after add() and set()")
         missing = [name for name in names if getattr(self, name) is None]
         if missing:
-            raise RuntimeError(f"the model has no {' or '.join(missing)}: give it with model.set({missing[0]}=...)")
+            raise CallOrderError(
+                f"the model has no {' or '.join(missing)}: give it with model.set({missing[0]}=...) and finalize()"
+            )
 
     # Passes ------------------------------------------------------------------------------------------------------
 
@@ -107,15 +155,11 @@ class Model(Component):
         if self.softmax_classifier_output is not None:
             self.softmax_classifier_output.backward(output, y)
             self.layers[-1].dinputs = self.softmax_classifier_output.dinputs
-            layers = self.layers[:-1]
         else:
             self.loss.backward(output, y)
             self.layers[-1].backward(self.loss.dinputs)
-            layers = self.layers[:-1]
-            if not layers:
-                return
         dvalues = self.layers[-1].dinputs
-        for layer in reversed(layers):
+        for layer in reversed(self.layers[:-1]):
             layer.backward(dvalues)
             dvalues = layer.dinputs
 
@@ -125,76 +169,124 @@ class Model(Component):
             self.optimizer.update_params(layer)
         self.optimizer.post_update_params()
 
+    def _train_step(self, X, y):
+        output = self.forward(X, training=True)
+        data_loss, regularization_loss = self.loss.calculate(output, y, include_regularization=True)
+        accuracy = self.accuracy.calculate(self.output_layer_activation.predictions(output), y)
+        self.backward(output, y)
+        self._optimize()
+        return accuracy, data_loss, regularization_loss
+
     # Training, evaluation, prediction ------------------------------------------------------------------------------
 
     def train(
-        self, X, y, *, epochs: int = 1, batch_size: int | None = None, print_every: int | None = 1, validation_data=None
+        self,
+        X,
+        y,
+        *,
+        epochs: int = 1,
+        batch_size: int | None = None,
+        print_every: int | None = 1,
+        validation_data=None,
+        callbacks=(),
+        on_divergence: str = "raise",
+        check_every: int = CHECK_EVERY,
+        checkpoint=None,
+        checkpoint_every: int = 1,
+        resume=None,
     ) -> dict:
         """Train for `epochs`; returns the last epoch's metrics (and validation metrics) as host floats.
 
         Without `batch_size` it prints the chapter-18 lines every `print_every` epochs and validates once at
         the end; with it, the chapter-19 lines every `print_every` steps and a validation after every epoch.
-        `print_every=None` prints nothing.
+        `print_every=None` prints nothing. A non-finite loss or parameter stops training with the last finite
+        parameters restored (`on_divergence`: "raise", "stop" or "warn"; checked every `check_every` steps and
+        whenever metrics are printed). `checkpoint=path` saves every `checkpoint_every` epochs and at the end;
+        `resume=path` continues from such a file, bit for bit.
         """
         self._require("loss", "optimizer", "accuracy")
-        X, y = self._inputs(X), self._targets(y)
-        if validation_data is not None:
-            validation_data = (self._inputs(validation_data[0]), self._targets(validation_data[1]))
+        epochs = _checks.positive_int(epochs, "epochs", "Model.train")
+        batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.train")
+        print_every = _checks.optional_positive_int(print_every or None, "print_every", "Model.train")
+        X, y = self._data(X, y, "training")
+        hooks = [
+            DivergenceGuard(check_every=check_every, action=on_divergence),
+            BookLog(print_every),
+            *(
+                [Validation(*self._data(*_pair(validation_data), "validation"), verbose=bool(print_every))]
+                if validation_data is not None
+                else []
+            ),
+            *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
+            *callbacks,
+        ]
+        callback = CallbackList(hooks)
+        first_epoch = self._resume(resume) + 1 if resume is not None else 1
         self.accuracy.init(y)
-        steps = _steps(X.shape[0], batch_size)
-        for epoch in range(1, check_positive_int(epochs, "epochs") + 1):
-            if batch_size is not None and print_every:
-                print(f"epoch: {epoch}")
+        run = Run(
+            self, epochs=epochs, steps=_steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch
+        )
+        with _checks.trusted():
+            self._loop(run, callback, X, y)
+        return self._result(run)
+
+    def _loop(self, run: Run, callback: CallbackList, X, y) -> None:
+        callback.on_train_begin(run)
+        for run.epoch in range(run.first_epoch, run.epochs + 1):
             self.loss.new_pass()
             self.accuracy.new_pass()
-            for step, (X_batch, y_batch) in enumerate(_batches(X, y, batch_size)):
-                output = self.forward(X_batch, training=True)
-                data_loss, regularization_loss = self.loss.calculate(output, y_batch, include_regularization=True)
-                accuracy = self.accuracy.calculate(self.output_layer_activation.predictions(output), y_batch)
-                self.backward(output, y_batch)
-                self._optimize()
-                if batch_size is not None and print_every and (not step % print_every or step == steps - 1):
-                    self._print(f"step: {step}", accuracy, data_loss, regularization_loss)
-            if batch_size is None and print_every and not epoch % print_every:
-                self._print(f"epoch: {epoch}", accuracy, data_loss, regularization_loss)
-            if batch_size is not None:
+            callback.on_epoch_begin(run)
+            for run.step, (X_batch, y_batch) in enumerate(_batches(X, y, run.batch_size)):
+                run.set_metrics(*self._train_step(X_batch, y_batch))
+                run.global_step += 1
+                callback.on_step_end(run)
+                if run.stop:
+                    break
+            if run.stop:
+                break
+            if run.batch_size is not None:
                 data_loss, regularization_loss = self.loss.calculate_accumulated(include_regularization=True)
-                accuracy = self.accuracy.calculate_accumulated()
-                if print_every:
-                    self._print("training", accuracy, data_loss, regularization_loss)
-                if validation_data is not None:
-                    validation = self.evaluate(*validation_data, batch_size=batch_size, verbose=bool(print_every))
-        metrics = {
-            "accuracy": _host(self.backend, accuracy),
-            "loss": _host(self.backend, data_loss + regularization_loss),
-            "data_loss": _host(self.backend, data_loss),
-            "reg_loss": _host(self.backend, regularization_loss),
-        }
-        if validation_data is not None:
-            if batch_size is None:
-                validation = self.evaluate(*validation_data, verbose=bool(print_every))
-            metrics["val_loss"], metrics["val_accuracy"] = validation
-        return metrics
+                run.set_metrics(self.accuracy.calculate_accumulated(), data_loss, regularization_loss)
+            callback.on_epoch_end(run)
+            run.completed_epoch = run.epoch
+            if run.stop:
+                break
+        callback.on_train_end(run)
 
-    def _print(self, label: str, accuracy, data_loss, regularization_loss) -> None:
-        values = (accuracy, data_loss + regularization_loss, data_loss, regularization_loss)
-        acc, loss, data, reg = (_host(self.backend, v) for v in values)
-        print(
-            f"{label}, acc: {acc:.3f}, loss: {loss:.3f} (data_loss: {data:.3f}, reg_loss: {reg:.3f}), "
-            f"lr: {self.optimizer.current_learning_rate}"
-        )
+    def _result(self, run: Run) -> dict:
+        if run.divergence is not None:
+            error = run.divergence
+            return {"diverged": True, "epoch": error.epoch, "step": error.step, "loss": error.last_finite_loss}
+        if not run.metrics:
+            return dict(run.logs)
+        values = run.host_metrics()
+        result = {name: values[name] for name in ("accuracy", "loss", "data_loss", "reg_loss")}
+        return {**result, **run.logs}
+
+    def _resume(self, path) -> int:
+        """Load a checkpoint into this model (parameters, optimizer and RNG state); the last epoch it completed."""
+        from nnx import io
+
+        training = io.restore_training(self, path)
+        if not training or "epoch" not in training:
+            from nnx.errors import CheckpointError
+
+            raise CheckpointError(path, "it holds no training state; write it with model.train(checkpoint=...)")
+        return int(training["epoch"])
 
     def evaluate(self, X_val, y_val, *, batch_size: int | None = None, verbose: bool = True) -> tuple[float, float]:
         """Loss and accuracy on (X_val, y_val) without dropout; prints the book's validation line if `verbose`."""
         self._require("loss", "accuracy")
-        X_val, y_val = self._inputs(X_val), self._targets(y_val)
+        batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.evaluate")
+        X_val, y_val = self._data(X_val, y_val, "evaluation")
         self.accuracy.init(y_val)
         self.loss.new_pass()
         self.accuracy.new_pass()
-        for X_batch, y_batch in _batches(X_val, y_val, batch_size):
-            output = self.forward(X_batch, training=False)
-            self.loss.calculate(output, y_batch)
-            self.accuracy.calculate(self.output_layer_activation.predictions(output), y_batch)
+        with _checks.trusted():
+            for X_batch, y_batch in _batches(X_val, y_val, batch_size):
+                output = self.forward(X_batch, training=False)
+                self.loss.calculate(output, y_batch)
+                self.accuracy.calculate(self.output_layer_activation.predictions(output), y_batch)
         loss = _host(self.backend, self.loss.calculate_accumulated())
         accuracy = _host(self.backend, self.accuracy.calculate_accumulated())
         if verbose:
@@ -203,34 +295,100 @@ class Model(Component):
 
     def predict(self, X, *, batch_size: int | None = None):
         """The last layer's outputs for `X`, as one array on the model's backend."""
-        if not self.finalized:
-            raise RuntimeError("the model is not finalized: call model.finalize() after add() and set()")
+        self._require()
+        batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.predict")
         X = self._inputs(X)
-        outputs = [self.forward(X[start:stop, ...], training=False) for start, stop in _slices(X.shape[0], batch_size)]
+        with _checks.trusted():
+            outputs = [
+                self.forward(X[start:stop, ...], training=False) for start, stop in _slices(X.shape[0], batch_size)
+            ]
         return outputs[0] if len(outputs) == 1 else self.xp.concat(outputs, axis=0)
 
-    # Parameters and devices ------------------------------------------------------------------------------------------
+    # Data --------------------------------------------------------------------------------------------------------
+
+    def _data(self, X, y, what: str):
+        """Checked (inputs, targets) on the model's backend: host data checked on the host, then copied once."""
+        X = self._inputs(X, what)
+        return X, self._targets(y, X.shape[0], what)
+
+    def _inputs(self, X, what: str = "prediction"):
+        first = self.layers[0]
+        features = first.n_inputs if isinstance(first, Dense) else None
+        owner = getattr(first, "label", repr(first))
+        backend, X = self._located(X, f"{owner} {what} inputs")
+        _checks.batch(X, owner, what=f"{what} inputs", features=features)
+        _checks.real_dtype(backend.xp, X, owner, f"{what} inputs")
+        _checks.finite(backend, X, owner, f"{what} inputs")
+        dtype = self.trainable_layers[0].dtype if self.trainable_layers else self.backend.default_float
+        if backend is not self.backend:
+            return self.backend.asarray(backend.xp.astype(X, _dtype_name(dtype)), dtype=_dtype_name(dtype))
+        return X if X.dtype == dtype else self.xp.astype(X, dtype)
+
+    def _targets(self, y, n_samples: int, what: str):
+        owner = f"{self.loss!r} ({what} targets)"
+        backend, y = self._located(y, owner)
+        xp = backend.xp
+        _checks.same_samples(n_samples, y, owner)
+        outputs = self._output_width()
+        if isinstance(self.loss, CategoricalCrossentropy):
+            if outputs is not None:
+                _checks.class_targets(backend, y, outputs, owner)
+            if len(y.shape) == 1 and not xp.isdtype(y.dtype, "integral"):
+                y = xp.astype(y, xp.int64)
+        else:
+            _checks.real_dtype(xp, y, owner, "targets")
+            _checks.finite(backend, y, owner, "targets")
+            if outputs is not None:
+                y = _checks.value_targets(xp, y, n_samples, outputs, owner)
+        return y if backend is self.backend else self.backend.asarray(y)
+
+    def _located(self, x, what: str):
+        """(backend, array): `x` as it is if it is on the model's backend, else as a host array to check first."""
+        if self.backend.owns(x):
+            return self.backend, x
+        host = backends.get("numpy")
+        if isinstance(x, (list, tuple)):
+            try:
+                return host, host.xp.asarray(x)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{what} could not be read as an array ({error}); pass a rectangular array") from None
+        return host, host.check(x, what) if not host.owns(x) else x
+
+    def _output_width(self) -> int | None:
+        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        return dense[-1].n_neurons if dense else None
+
+    # Parameters, devices and files -------------------------------------------------------------------------------
 
     def get_parameters(self) -> list[tuple]:
-        """(weights, biases) of every trainable layer, in order, on the model's backend."""
+        """Copies of (weights, biases) of every trainable layer, in order, on the model's backend."""
         self._require()
         return [layer.get_parameters() for layer in self.trainable_layers]
 
     def set_parameters(self, parameters) -> None:
-        """Replace every trainable layer's (weights, biases); host arrays are copied to the model's backend."""
+        """Replace every trainable layer's (weights, biases) with copies; host arrays are copied to the backend.
+
+        Everything is checked before anything changes.
+        """
         self._require()
         parameters = list(parameters)
         if len(parameters) != len(self.trainable_layers):
             raise ValueError(
-                f"expected {len(self.trainable_layers)} (weights, biases) pairs, one per trainable layer, "
-                f"got {len(parameters)}"
+                f"Model.set_parameters() expected {len(self.trainable_layers)} (weights, biases) pairs, one per "
+                f"trainable layer, got {len(parameters)}; pass the list model.get_parameters() returns"
             )
-        for layer, (weights, biases) in zip(self.trainable_layers, parameters, strict=True):
-            layer.set_parameters(self._parameter(weights, layer), self._parameter(biases, layer))
+        converted = []
+        for layer, pair in zip(self.trainable_layers, parameters, strict=True):
+            weights, biases = _pair(pair, f"Model.set_parameters() entry for {layer.label}", "(weights, biases)")
+            weights, biases = self._parameter(weights, layer, "weights"), self._parameter(biases, layer, "biases")
+            layer.check_parameters(weights, biases)
+            converted.append((layer, weights, biases))
+        for layer, weights, biases in converted:
+            layer.set_parameters(weights, biases)
 
-    def _parameter(self, value, layer):
-        value = value if self.backend.owns(value) else self.backend.asarray(value)
-        return value if value.dtype == layer.dtype else self.xp.astype(value, layer.dtype)
+    def _parameter(self, value, layer, name: str):
+        backend, value = self._located(value, f"{layer.label} {name}")
+        return value if backend is self.backend else self.backend.asarray(value, dtype=_dtype_name(layer.dtype))
 
     def to(self, spec):
         """Move every parameter, the optimizer's state and all components to another backend."""
@@ -241,46 +399,57 @@ class Model(Component):
         self.backend, self.xp = target, target.xp
         return self
 
-    def _inputs(self, X):
-        X = X if self.backend.owns(X) else self.backend.asarray(X)
-        dtype = self.trainable_layers[0].dtype if self.trainable_layers else self.backend.default_float
-        return X if X.dtype == dtype else self.xp.astype(X, dtype)
+    def save_parameters(self, path) -> None:
+        """Write the trainable parameters to `path` (safetensors, atomically), as the book's chapter 21 does."""
+        from nnx import io
 
-    def _targets(self, y):
-        if is_numpy_array(y):
-            self._check_labels(y)
-        return y if self.backend.owns(y) else self.backend.asarray(y)
+        io.save_parameters(self, path)
 
-    def _check_labels(self, y) -> None:
-        """Class labels given as NumPy arrays must index the output layer; checked on the host, before any copy."""
-        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        if not isinstance(self.loss, CategoricalCrossentropy) or not dense or getattr(y, "ndim", 0) != 1 or not y.size:
-            return
-        classes = dense[-1].n_neurons
-        low, high = y.min(), y.max()
-        if low < 0 or high >= classes or (y != y.astype("int64")).any():
-            raise ValueError(
-                f"class labels must be integers in [0, {classes}) for the model's {classes} outputs, got values from "
-                f"{low} to {high}; relabel the data or give the last Dense layer more neurons"
-            )
+    def load_parameters(self, path) -> None:
+        """Read parameters saved by `save_parameters` (or `save`) into this model of the same architecture."""
+        from nnx import io
+
+        io.load_parameters(self, path)
+
+    def save(self, path) -> None:
+        """Write the whole model: architecture, parameters, loss, optimizer with its state, accuracy."""
+        from nnx import io
+
+        io.save_model(self, path)
+
+    @staticmethod
+    def load(path, xp=None) -> Model:
+        """A finalized Model read from a file written by `save`, on backend `xp` (default: the current one)."""
+        from nnx import io
+
+        return io.load_model(path, xp=xp)
+
+
+_EXAMPLES = {"loss": "CategoricalCrossentropy()", "optimizer": "Adam()", "accuracy": "metrics.Categorical()"}
+
+
+def _pair(value, what: str = "Model.train validation_data", expected: str = "an (X, y) pair"):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{what} must be {expected}, got {_checks._kind(value)}")
+    return value
+
+
+def _dtype_name(dtype) -> str:
+    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
 
 
 def _steps(n_samples: int, batch_size: int | None) -> int:
-    if batch_size is None:
-        return 1
-    return math.ceil(n_samples / check_positive_int(batch_size, "batch_size"))
+    return 1 if batch_size is None else math.ceil(n_samples / batch_size)
 
 
 def _slices(n_samples: int, batch_size: int | None):
     """Start and stop of each batch, the last one shorter if needed (never past the end)."""
-    step = n_samples if batch_size is None else check_positive_int(batch_size, "batch_size")
+    step = n_samples if batch_size is None else batch_size
     for start in range(0, n_samples, max(step, 1)):
         yield start, min(start + step, n_samples)
 
 
 def _batches(X, y, batch_size: int | None):
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"X and y must hold as many samples, got {X.shape[0]} and {y.shape[0]}")
     for start, stop in _slices(X.shape[0], batch_size):
         yield X[start:stop, ...], y[start:stop, ...]
 

@@ -55,15 +55,15 @@ class Optimizer(Component):
             raise TypeError(
                 f"{self!r} updates layers with weights and biases, got {layer!r}; pass only trainable layers (Dense)"
             )
-        if any(gradient is None for gradient in gradients):
-            raise CallOrderError(
-                f"{self!r}.update_params({layer!r}) was called before {layer!r}.backward(); "
-                f"run the backward pass first so the layer has gradients"
-            )
         if layer.backend is not self.backend:
             raise TypeError(
                 f"{self!r} runs on backend {self.backend.name!r} but {layer!r} is on {layer.backend.name!r}; "
                 f"build both with the same xp= or move the model with model.to()"
+            )
+        if any(gradient is None for gradient in gradients):
+            raise CallOrderError(
+                f"{self!r}.update_params({layer!r}) was called before {layer!r}.backward(); "
+                f"run the backward pass first so the layer has gradients"
             )
         state = self.layer_state(layer)
         layer.weights += self._step(layer.weights, layer.dweights, state, "weight")

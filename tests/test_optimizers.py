@@ -103,9 +103,9 @@ def test_sgd_without_momentum_keeps_no_state():
 
 
 def test_bad_hyperparameters_are_rejected():
-    with pytest.raises(ValueError, match="learning_rate must be a number >= 0"):
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
         nnx.Adam(learning_rate=-1)
-    with pytest.raises(ValueError, match="decay must be a number >= 0"):
+    with pytest.raises(TypeError, match="decay must be a real number >= 0"):
         nnx.SGD(decay="fast")
 
 

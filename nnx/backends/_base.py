@@ -48,6 +48,16 @@ class Backend:
     def seed(self, value: int) -> None:
         """Seed this backend's own RNG; host-drawn backends share NumPy's global RNG seeded by nnx.seed."""
 
+    def rng_state(self):
+        """This backend's own RNG state as JSON-friendly data, or None: host-drawn backends have none of their own
+        (NumPy's global RNG, saved separately)."""
+        return None
+
+    def set_rng_state(self, state) -> None:
+        """Restore what `rng_state()` returned; None changes nothing."""
+        if state is not None:
+            raise ValueError(f"backend {self.name!r} has no RNG of its own, so it cannot restore {state!r}")
+
     def owns(self, x) -> bool:
         """Whether `x` is an array of this backend, on its device."""
         return isinstance(x, self.array_type)

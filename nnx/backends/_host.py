@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 
 FLOAT_NAMES = ("float32", "float64")
@@ -41,3 +44,34 @@ def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str) -> np.ndarra
     """Inverted-dropout mask from NumPy's global RNG: 1/keep where kept, 0 elsewhere, in `dtype`."""
     kept = np.random.binomial(1, keep, size=shape).astype(dtype)
     return kept / kept.dtype.type(keep)
+
+
+def numpy_rng_state() -> tuple[np.ndarray, dict]:
+    """NumPy's global MT19937 state: its 624 uint32 keys, and pos/has_gauss/cached_gaussian as plain numbers."""
+    algorithm, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    if algorithm != "MT19937":
+        raise ValueError(f"NumPy's global RNG is {algorithm}, not MT19937; its state cannot be saved")
+    numbers = {"pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+    return np.array(keys, dtype=np.uint32), numbers
+
+
+def set_numpy_rng_state(keys, numbers: dict) -> None:
+    """Restore NumPy's global RNG from what `numpy_rng_state` returned."""
+    state = (
+        "MT19937",
+        np.asarray(keys, dtype=np.uint32),
+        int(numbers["pos"]),
+        int(numbers["has_gauss"]),
+        float(numbers["cached_gaussian"]),
+    )
+    np.random.set_state(state)
+
+
+@contextlib.contextmanager
+def numpy_rng_kept() -> Iterator[None]:
+    """Run a block (building layers to load into, say) without moving NumPy's global RNG on."""
+    state = np.random.get_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(state)

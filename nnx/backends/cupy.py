@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+
+import numpy as np
+
 from nnx.backends._base import Backend, BackendUnavailableError
 
 INSTALL_HINT = 'Install it with: pip install "nnx-nnfs[cuda12]" (CUDA 12) or "nnx-nnfs[cuda13]" (CUDA 13)'
 
 
 class CupyBackend(Backend):
-    """CuPy on the current CUDA device; transfers and synchronisation are explicit."""
+    """CuPy on the current CUDA device; transfers and synchronisation are explicit.
+
+    Dropout masks come from the backend's own Philox generator, reseeded for mask n from (seed, n), so its
+    whole state is those two integers: `rng_state()` saves them and `set_rng_state()` resumes exactly there.
+    """
 
     def __init__(self, cupy, xp, device: str):
         super().__init__("cupy", xp, device, array_type=cupy.ndarray)
         self._cupy = cupy
+        self._stream_seed = int.from_bytes(os.urandom(8), "little")
+        self._draws = 0
+        self._random = None
 
     def to_numpy(self, x):
         return self._cupy.asnumpy(x)
@@ -22,10 +34,32 @@ class CupyBackend(Backend):
 
     def seed(self, value: int) -> None:
         self._cupy.random.seed(value)
+        self._stream_seed, self._draws = int(value), 0
+
+    def rng_state(self) -> dict:
+        return {"seed": self._stream_seed, "draws": self._draws}
+
+    def set_rng_state(self, state) -> None:
+        if state is None:
+            return
+        seed, draws = (state.get(key) if isinstance(state, dict) else None for key in ("seed", "draws"))
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (seed, draws)):
+            raise ValueError(f"a cupy RNG state is {{'seed': int >= 0, 'draws': int >= 0}}, got {state!r}")
+        self._stream_seed, self._draws = seed, draws
 
     def dropout_mask(self, shape, keep, dtype):
-        kept = self._cupy.random.random_sample(shape, dtype=dtype) < keep
+        kept = self._next_generator().random_sample(shape, dtype=dtype) < keep
         return self.xp.astype(kept, dtype) / keep
+
+    def _next_generator(self):
+        """The Philox generator, seeded for the next mask: a 64-bit hash of (seed, number of masks drawn)."""
+        if self._random is None:
+            philox = self._cupy.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10
+            self._random = self._cupy.random.RandomState(np.uint64(0), method=philox)
+        key = hashlib.blake2b(f"{self._stream_seed}:{self._draws}".encode(), digest_size=8).digest()
+        self._random.seed(np.uint64(int.from_bytes(key, "little")))
+        self._draws += 1
+        return self._random
 
 
 def _device_name(cupy) -> str:
