@@ -31,6 +31,22 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
 
+def run(main) -> None:
+    """Call `main()`; a user error becomes one line on stderr and exit status 2, a divergence exit status 1."""
+    try:
+        main()
+    except nnx.DivergenceError as error:
+        _fail(error, 1)
+    except (ValueError, TypeError, OSError, nnx.BackendUnavailableError) as error:
+        _fail(error, 2)
+
+
+def _fail(error: Exception, status: int) -> None:
+    message = " ".join(str(error).split())
+    print(f"{os.path.basename(sys.argv[0])}: {type(error).__name__}: {message}", file=sys.stderr)
+    raise SystemExit(status) from None
+
+
 def load_backend(name: str) -> nnx.backends.Backend:
     """The backend called `name`, or one line on stderr saying what to do and exit status 2."""
     try:

@@ -5,7 +5,7 @@ python examples/fashion_mnist.py --data path/to/fashion_mnist_images
 
 from __future__ import annotations
 
-from _common import load_backend, parser, require_positive
+from _common import load_backend, parser, require_positive, run
 
 import nnx
 from nnx.datasets import fashion_mnist
@@ -53,4 +53,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,7 +5,7 @@ python examples/sine.py --backend array_api_strict
 
 from __future__ import annotations
 
-from _common import load_backend, parser, require_positive, training_options
+from _common import load_backend, parser, require_positive, run, training_options
 
 import nnx
 from nnx.datasets import sine_data
@@ -39,4 +39,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

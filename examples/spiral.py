@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import load_backend, parser, require_positive, training_options
+from _common import load_backend, parser, require_positive, run, training_options
 
 import nnx
 from nnx.datasets import spiral_data
@@ -37,6 +37,11 @@ def train(args: argparse.Namespace, backend: nnx.backends.Backend) -> None:
         loss_activation = nnx.SoftmaxCategoricalCrossentropy()
         optimizer = nnx.SGD(learning_rate=args.lr, decay=args.decay)
 
+    with backend.quiet_float_errors():  # too high a learning rate is reported by nnx.check_finite below
+        _loop(args, backend, X, y, dense1, activation1, dense2, loss_activation, optimizer)
+
+
+def _loop(args, backend, X, y, dense1, activation1, dense2, loss_activation, optimizer) -> None:
     start = time.perf_counter()
     for epoch in range(args.epochs):
         dense1.forward(X)
@@ -45,6 +50,7 @@ def train(args: argparse.Namespace, backend: nnx.backends.Backend) -> None:
         loss = loss_activation.forward(dense2.output, y)
         if epoch % args.every == 0 or epoch == args.epochs - 1:
             acc = nnx.accuracy(loss_activation.output, y)
+            nnx.check_finite(loss, [dense1, dense2], epoch=epoch)  # stops with a clear error if the lr is too high
             line = f"epoch: {epoch}, acc: {_host(backend, acc):.3f}, loss: {_host(backend, loss):.3f}"
             if epoch % args.every == 0:
                 print(line + (f", lr: {optimizer.current_learning_rate}" if args.decay else ""))
@@ -75,4 +81,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -6,7 +6,7 @@ python examples/spiral_adam.py --dropout 0.1 --lr 0.05 --decay 5e-5   # chapter 
 
 from __future__ import annotations
 
-from _common import load_backend, parser, require_positive, training_options
+from _common import load_backend, parser, require_positive, run, training_options
 
 import nnx
 from nnx.datasets import spiral_data
@@ -44,4 +44,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,8 +1,11 @@
 """nnx: the network of *Neural Networks from Scratch* on any array backend (NumPy, CuPy, Array API)."""
 
-from nnx import backends, datasets, metrics
+from nnx import backends, callbacks, datasets, metrics
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
-from nnx.backends import seed
+from nnx.backends import BackendUnavailableError, seed
+from nnx.callbacks import check_finite
+from nnx.errors import CallOrderError, CheckpointError, DivergenceError
+from nnx.io import load, save  # noqa: E402
 from nnx.layers import Dense, Dropout
 from nnx.losses import (
     BinaryCrossentropy,
@@ -21,9 +24,13 @@ __all__ = [
     "SGD",
     "Adagrad",
     "Adam",
+    "BackendUnavailableError",
     "BinaryCrossentropy",
+    "CallOrderError",
     "CategoricalCrossentropy",
+    "CheckpointError",
     "Dense",
+    "DivergenceError",
     "Dropout",
     "Linear",
     "MeanAbsoluteError",
@@ -36,7 +43,11 @@ __all__ = [
     "SoftmaxCategoricalCrossentropy",
     "accuracy",
     "backends",
+    "callbacks",
+    "check_finite",
     "datasets",
+    "load",
     "metrics",
+    "save",
     "seed",
 ]

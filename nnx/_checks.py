@@ -127,10 +127,8 @@ def already_checked(x, key) -> bool:
 def remember(x, key) -> None:
     """Record that `x` passed the value check `key`; forgotten when `x` is freed."""
     entry = (id(x), key)
-    try:
+    with contextlib.suppress(TypeError):  # an array type without weak references is simply checked again
         _seen[entry] = weakref.ref(x, lambda _ref, entry=entry: _seen.pop(entry, None))
-    except TypeError:  # an array type without weak references: it is simply checked again next time
-        pass
 
 
 def shape_of(x) -> tuple:

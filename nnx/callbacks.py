@@ -292,3 +292,24 @@ class Checkpoint(Callback):
 
         io.save_model(run.model, self.path, training={"epoch": run.epoch, "epochs": run.epochs})
         self.saved_epoch = run.epoch
+
+
+def check_finite(loss, layers=(), *, epoch: int | None = None) -> float:
+    """For hand-written loops: the loss as a float if it and every layer's parameters are finite, else a
+    DivergenceError with a hint. One reduction and one host copy: call it when you print, not every step."""
+    from nnx import backends
+
+    layers = list(layers)
+    backend = layers[0].backend if layers else backends.current()
+    probe = loss
+    for layer in layers:
+        if hasattr(layer, "weights"):
+            probe = probe + layer.xp.sum(layer.weights * 0) + layer.xp.sum(layer.biases * 0)
+    if not math.isfinite(_host_float(backend, probe)):
+        where = f" at epoch {epoch}" if epoch is not None else ""
+        raise DivergenceError(
+            f"training diverged{where}: the loss or a parameter is NaN or infinite. Lower the learning rate or add "
+            f"decay, and start again from saved or freshly initialised parameters",
+            epoch=epoch,
+        )
+    return _host_float(backend, loss)

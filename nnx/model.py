@@ -226,17 +226,19 @@ class Model(Component):
         run = Run(
             self, epochs=epochs, steps=_steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch
         )
-        with _checks.trusted():
+        with _checks.trusted(), self.backend.quiet_float_errors():
             self._loop(run, callback, X, y)
         return self._result(run)
 
     def _loop(self, run: Run, callback: CallbackList, X, y) -> None:
         callback.on_train_begin(run)
-        for run.epoch in range(run.first_epoch, run.epochs + 1):
+        for epoch in range(run.first_epoch, run.epochs + 1):
+            run.epoch = epoch
             self.loss.new_pass()
             self.accuracy.new_pass()
             callback.on_epoch_begin(run)
-            for run.step, (X_batch, y_batch) in enumerate(_batches(X, y, run.batch_size)):
+            for step, (X_batch, y_batch) in enumerate(_batches(X, y, run.batch_size)):
+                run.step = step
                 run.set_metrics(*self._train_step(X_batch, y_batch))
                 run.global_step += 1
                 callback.on_step_end(run)

@@ -34,13 +34,21 @@ class Backend:
 
     def asarray(self, host_array, dtype=None):
         """Copy `host_array` (NumPy array, list or scalar) to this backend's device, as `dtype` if given."""
-        if dtype is not None:
-            dtype = getattr(self.xp, _host.dtype_name(dtype))
+        name = _host.dtype_name(dtype) if dtype is not None else getattr(getattr(host_array, "dtype", None), "name", None)
+        if name is not None and not hasattr(self.xp, name):
+            raise TypeError(
+                f"backend {self.name!r} has no {name} dtype; cast the array on the host first, e.g. x.astype('float32')"
+            )
+        dtype = None if dtype is None else getattr(self.xp, name)
         return self.xp.asarray(host_array, dtype=dtype, device=self.array_device)
 
     def to_numpy(self, x):
         """Copy `x` to the host as a NumPy array: the explicit device -> host transfer."""
         raise NotImplementedError
+
+    def quiet_float_errors(self):
+        """A context that silences the array library's overflow/NaN warnings (divergence checks report them)."""
+        return _host.quiet_float_errors()
 
     def synchronize(self) -> None:
         """Wait until queued device work is done (for timing); a no-op on synchronous backends."""

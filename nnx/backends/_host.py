@@ -10,6 +10,11 @@ import numpy as np
 FLOAT_NAMES = ("float32", "float64")
 
 
+def quiet_float_errors():
+    """A context in which NumPy does not warn about overflow or NaN: nnx's divergence checks report those."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+
 def seed_host(value: int) -> None:
     """Seed NumPy's global RNG, the one the book's data and weight init draw from."""
     np.random.seed(value)
