@@ -96,6 +96,8 @@ def _fix(name: str, low, high) -> str:
 
 
 def _kind(value) -> str:
+    if isinstance(value, (tuple, list, dict)):
+        return f"a {type(value).__name__} of length {len(value)}"
     return f"{value!r} ({type(value).__name__})" if _is_scalar_like(value) else _describe(value)
 
 
