@@ -30,12 +30,12 @@ def number(value, name: str, owner: str, *, low=None, high=None, low_open=False,
     """`value` as a float if it is a finite real number inside the interval, else a ValueError/TypeError."""
     domain = _interval(low, high, low_open, high_open)
     if not _is_real(value):
-        raise TypeError(f"{owner} {name} must be a real number {domain}, got {_kind(value)}; pass e.g. {name}=0.1")
+        raise TypeError(f"{_name(owner)} {name} must be a real number {domain}, got {_kind(value)}; pass e.g. {name}=0.1")
     value = float(value)
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if not math.isfinite(value) or below or above:
-        raise ValueError(f"{owner} {name} must be a finite number {domain}, got {value!r}; {_fix(name, low, high)}")
+        raise ValueError(f"{_name(owner)} {name} must be a finite number {domain}, got {value!r}; {_fix(name, low, high)}")
     return value
 
 
@@ -57,9 +57,9 @@ def fraction(value, name: str, owner: str) -> float:
 def positive_int(value, name: str, owner: str) -> int:
     """`value` as an int if it is an integer >= 1 (Python or NumPy), else a TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner} {name} must be a positive integer, got {_kind(value)}; pass e.g. {name}=10")
+        raise TypeError(f"{_name(owner)} {name} must be a positive integer, got {_kind(value)}; pass e.g. {name}=10")
     if not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{owner} {name} must be a positive integer, got {value!r}; pass e.g. {name}=10")
+        raise ValueError(f"{_name(owner)} {name} must be a positive integer, got {value!r}; pass e.g. {name}=10")
     return int(value)
 
 
@@ -69,13 +69,13 @@ def optional_positive_int(value, name: str, owner: str) -> int | None:
 
 def choice(value, name: str, owner: str, options: tuple[str, ...]) -> str:
     if value not in options:
-        raise ValueError(f"{owner} {name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+        raise ValueError(f"{_name(owner)} {name} must be one of {', '.join(map(repr, options))}, got {value!r}")
     return value
 
 
 def boolean(value, name: str, owner: str) -> bool:
     if not isinstance(value, bool) and type(value).__name__ != "bool_":
-        raise TypeError(f"{owner} {name} must be True or False, got {_kind(value)}")
+        raise TypeError(f"{_name(owner)} {name} must be True or False, got {_kind(value)}")
     return bool(value)
 
 
@@ -144,26 +144,48 @@ def batch(x, owner: str, *, what: str = "inputs", features: int | None = None) -
         example = f"(n_samples, {features})" if features else "(n_samples, n_features)"
         fix = "; reshape it, e.g. x.reshape(-1, 1) for one feature" if ndim < 2 else ""
         raise ValueError(
-            f"{owner} expected {what} of shape {example}, got a {ndim}-d array of shape {shape_of(x)}{fix}"
+            f"{_name(owner)} expected {what} of shape {example}, got a {ndim}-d array of shape {shape_of(x)}{fix}"
         )
     if x.shape[0] == 0:
-        raise ValueError(f"{owner} expected at least one sample in {what}, got an empty batch of shape {shape_of(x)}")
+        raise ValueError(f"{_name(owner)} expected at least one sample in {what}, got an empty batch of shape {shape_of(x)}")
     if features is not None and x.shape[1] != features:
         raise ValueError(
-            f"{owner} expected {what} with {features} features, got shape {shape_of(x)}; "
+            f"{_name(owner)} expected {what} with {features} features, got shape {shape_of(x)}; "
             f"give the layer n_inputs={x.shape[1]} or pass data with {features} columns"
         )
 
 
+_dtype_kinds: dict = {}
+
+
+def is_kind(xp, dtype, kind) -> bool:
+    """`xp.isdtype(dtype, kind)`, remembered per dtype (it is slow next to a layer's arithmetic)."""
+    key = (id(xp), dtype, kind)
+    try:
+        return _dtype_kinds[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable dtype object
+        return _isdtype(xp, dtype, kind)
+    _dtype_kinds[key] = result = _isdtype(xp, dtype, kind)
+    return result
+
+
+def _isdtype(xp, dtype, kind) -> bool:
+    try:
+        return bool(xp.isdtype(dtype, kind))
+    except (TypeError, ValueError):
+        return False
+
+
+REAL = ("real floating", "signed integer", "unsigned integer")
+
+
 def real_dtype(xp, x, owner: str, what: str = "inputs") -> None:
     """A TypeError unless `x` holds real numbers (floats or integers; not bool, complex or objects)."""
-    try:
-        ok = xp.isdtype(x.dtype, ("real floating", "signed integer", "unsigned integer"))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
+    if not is_kind(xp, x.dtype, REAL):
         raise TypeError(
-            f"{owner} expected {what} of real numbers, got dtype {x.dtype}; convert with x.astype('float32')"
+            f"{_name(owner)} expected {what} of real numbers, got dtype {x.dtype}; convert with x.astype('float32')"
         )
 
 
@@ -172,11 +194,11 @@ def finite(backend, x, owner: str, what: str = "inputs") -> None:
     if already_checked(x, "finite"):
         return
     xp = backend.xp
-    if xp.isdtype(x.dtype, "real floating"):
+    if is_kind(xp, x.dtype, "real floating"):
         bad = int(backend.to_numpy(xp.sum(xp.astype(~xp.isfinite(x), xp.int64))))
         if bad:
             raise ValueError(
-                f"{owner} {what} contain {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
+                f"{_name(owner)} {what} contain {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
                 f"clean the data (drop or impute those samples) before training"
             )
     remember(x, "finite")
@@ -193,7 +215,7 @@ def produced(x):
 def same_samples(n_expected: int, y, owner: str, what: str = "targets") -> None:
     if len(y.shape) == 0 or y.shape[0] != n_expected:
         raise ValueError(
-            f"{owner} expected {what} for {n_expected} samples, got shape {shape_of(y)}; "
+            f"{_name(owner)} expected {what} for {n_expected} samples, got shape {shape_of(y)}; "
             f"pass one target per row of the inputs"
         )
 
@@ -210,12 +232,12 @@ def class_targets(backend, y, n_classes: int, owner: str):
     xp = backend.xp
     if len(y.shape) not in (1, 2) or (len(y.shape) == 2 and y.shape[1] != n_classes):
         raise ValueError(
-            f"{owner} expected class labels of shape (n_samples,) or one-hot rows of shape (n_samples, {n_classes}), "
+            f"{_name(owner)} expected class labels of shape (n_samples,) or one-hot rows of shape (n_samples, {n_classes}), "
             f"got shape {shape_of(y)}"
         )
-    if xp.isdtype(y.dtype, "bool") or not xp.isdtype(y.dtype, ("integral", "real floating")):
+    if is_kind(xp, y.dtype, "bool") or not is_kind(xp, y.dtype, ("integral", "real floating")):
         raise TypeError(
-            f"{owner} expected class labels as integers (or one-hot rows), got dtype {y.dtype}; "
+            f"{_name(owner)} expected class labels as integers (or one-hot rows), got dtype {y.dtype}; "
             f"convert with y.astype('int64')"
         )
     key = ("classes", n_classes)
@@ -248,19 +270,19 @@ def _raise_for_labels(summary, n_classes: int, owner: str, *, one_hot: bool) -> 
     bad, low, high = (float(v) for v in summary)
     if one_hot and bad:
         raise ValueError(
-            f"{owner} expected one-hot rows (zeros and a single 1 per row), got {int(bad)} rows that are not; "
+            f"{_name(owner)} expected one-hot rows (zeros and a single 1 per row), got {int(bad)} rows that are not; "
             f"pass integer labels instead, or fix those rows"
         )
     if one_hot:
         return
     if bad:
         raise ValueError(
-            f"{owner} expected integer class labels in [0, {n_classes}), got {int(bad)} non-integer or NaN values; "
+            f"{_name(owner)} expected integer class labels in [0, {n_classes}), got {int(bad)} non-integer or NaN values; "
             f"round or clean the labels and convert with y.astype('int64')"
         )
     if low < 0 or high >= n_classes:
         raise ValueError(
-            f"{owner} expected class labels in [0, {n_classes}) for {n_classes} outputs, got values from {low:g} to "
+            f"{_name(owner)} expected class labels in [0, {n_classes}) for {n_classes} outputs, got values from {low:g} to "
             f"{high:g}; relabel the data or give the last Dense layer more neurons"
         )
 
@@ -274,5 +296,10 @@ def value_targets(xp, y, n_samples: int, n_outputs: int, owner: str):
         return xp.reshape(y, (n_samples, 1))
     hint = "; reshape them with y.reshape(-1, 1)" if n_outputs == 1 else ""
     raise ValueError(
-        f"{owner} expected targets of shape ({n_samples}, {n_outputs}) like the outputs, got {shape}{hint}"
+        f"{_name(owner)} expected targets of shape ({n_samples}, {n_outputs}) like the outputs, got {shape}{hint}"
     )
+
+
+def _name(owner) -> str:
+    """How a message names its component: a string as is, a component by its label (built only on error)."""
+    return owner if isinstance(owner, str) else getattr(owner, "label", repr(owner))

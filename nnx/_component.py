@@ -69,9 +69,9 @@ class Component:
     def _accept_batch(self, x, what: str = "inputs", features: int | None = None):
         """`x` if it is a non-empty 2-d batch of real numbers on this backend (values checked once per array)."""
         self._accept(x, what)
-        _checks.batch(x, self.label, what=what, features=features)
-        _checks.real_dtype(self.xp, x, self.label, what)
-        _checks.finite(self.backend, x, self.label, what)
+        _checks.batch(x, self, what=what, features=features)
+        _checks.real_dtype(self.xp, x, self, what)
+        _checks.finite(self.backend, x, self, what)
         return x
 
     def _require_forward(self, dvalues, attribute: str = "output") -> None:

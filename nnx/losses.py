@@ -52,13 +52,13 @@ class Loss(RunningMean):
         """Checked targets for `y_pred`: class labels or one-hot rows here, same-shaped values in subclasses."""
         self._accept_batch(y_pred, "predictions")
         self._accept(y_true, "targets")
-        _checks.same_samples(y_pred.shape[0], y_true, self.label)
+        _checks.same_samples(y_pred.shape[0], y_true, self)
         return self._checked_targets(y_pred, y_true)
 
     def _checked_targets(self, y_pred, y_true):
-        _checks.real_dtype(self.xp, y_true, self.label, "targets")
-        _checks.finite(self.backend, y_true, self.label, "targets")
-        y_true = _checks.value_targets(self.xp, y_true, y_pred.shape[0], y_pred.shape[1], self.label)
+        _checks.real_dtype(self.xp, y_true, self, "targets")
+        _checks.finite(self.backend, y_true, self, "targets")
+        y_true = _checks.value_targets(self.xp, y_true, y_pred.shape[0], y_pred.shape[1], self)
         return y_true if y_true.dtype == y_pred.dtype else self.xp.astype(y_true, y_pred.dtype)
 
 
@@ -81,7 +81,7 @@ class CategoricalCrossentropy(Loss):
     """-log of the probability given to the true class; targets are integer labels or one-hot rows."""
 
     def _checked_targets(self, y_pred, y_true):
-        return _checks.class_targets(self.backend, y_true, y_pred.shape[1], self.label)
+        return _checks.class_targets(self.backend, y_true, y_pred.shape[1], self)
 
     def forward(self, y_pred, y_true):
         y_true = self._targets(y_pred, y_true)
