@@ -131,3 +131,14 @@ def test_spiral_example_stops_with_one_line_and_status_1():
     assert result.stderr.strip().count("\n") == 0
     assert "DivergenceError" in result.stderr and "learning rate" in result.stderr
     assert "nan" not in result.stdout
+
+
+def test_training_copies_to_the_host_only_at_checks_and_prints(backend, data, monkeypatch):
+    """No host sync per step: the data is checked once per call, the guard every check_every steps."""
+    model = spiral_model(backend, 0.5)
+    copies = []
+    original = type(model.backend).to_numpy
+    monkeypatch.setattr(type(model.backend), "to_numpy", lambda self, x: copies.append(1) or original(self, x))
+    model.train(*data, epochs=200, batch_size=10, print_every=None, check_every=50)
+    steps = 200 * 6
+    assert len(copies) <= 4 + steps // 50 + 4, len(copies)

@@ -84,3 +84,18 @@ def test_examples_unknown_backend(script, tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "registered backends are" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "fragment"),
+    [
+        ("spiral.py", ["--lr", "-1"], "SGD learning_rate must be a finite number > 0"),
+        ("spiral_adam.py", ["--dropout", "1.5", "--epochs", "2"], "Dropout rate"),
+        ("spiral_adam.py", ["--decay", "inf", "--epochs", "2"], "Adam decay must be a finite number"),
+        ("sine.py", ["--lr", "nan", "--epochs", "2"], "learning_rate must be a finite number"),
+    ],
+)
+def test_user_errors_end_with_one_line_and_status_2(script, args, fragment):
+    result = run(script, *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
