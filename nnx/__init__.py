@@ -5,7 +5,7 @@ from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.backends import BackendUnavailableError, seed
 from nnx.callbacks import check_finite
 from nnx.errors import CallOrderError, CheckpointError, DivergenceError
-from nnx.io import load, save  # noqa: E402
+from nnx.io import load, save
 from nnx.layers import Dense, Dropout
 from nnx.losses import (
     BinaryCrossentropy,

@@ -30,12 +30,16 @@ def number(value, name: str, owner: str, *, low=None, high=None, low_open=False,
     """`value` as a float if it is a finite real number inside the interval, else a ValueError/TypeError."""
     domain = _interval(low, high, low_open, high_open)
     if not _is_real(value):
-        raise TypeError(f"{_name(owner)} {name} must be a real number {domain}, got {_kind(value)}; pass e.g. {name}=0.1")
+        raise TypeError(
+            f"{_name(owner)} {name} must be a real number {domain}, got {_kind(value)}; pass e.g. {name}=0.1"
+        )
     value = float(value)
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if not math.isfinite(value) or below or above:
-        raise ValueError(f"{_name(owner)} {name} must be a finite number {domain}, got {value!r}; {_fix(name, low, high)}")
+        raise ValueError(
+            f"{_name(owner)} {name} must be a finite number {domain}, got {value!r}; {_fix(name, low, high)}"
+        )
     return value
 
 
@@ -147,7 +151,9 @@ def batch(x, owner: str, *, what: str = "inputs", features: int | None = None) -
             f"{_name(owner)} expected {what} of shape {example}, got a {ndim}-d array of shape {shape_of(x)}{fix}"
         )
     if x.shape[0] == 0:
-        raise ValueError(f"{_name(owner)} expected at least one sample in {what}, got an empty batch of shape {shape_of(x)}")
+        raise ValueError(
+            f"{_name(owner)} expected at least one sample in {what}, got an empty batch of shape {shape_of(x)}"
+        )
     if features is not None and x.shape[1] != features:
         raise ValueError(
             f"{_name(owner)} expected {what} with {features} features, got shape {shape_of(x)}; "
@@ -232,7 +238,8 @@ def class_targets(backend, y, n_classes: int, owner: str):
     xp = backend.xp
     if len(y.shape) not in (1, 2) or (len(y.shape) == 2 and y.shape[1] != n_classes):
         raise ValueError(
-            f"{_name(owner)} expected class labels of shape (n_samples,) or one-hot rows of shape (n_samples, {n_classes}), "
+            f"{_name(owner)} expected class labels of shape (n_samples,) or one-hot rows of shape "
+            f"(n_samples, {n_classes}), "
             f"got shape {shape_of(y)}"
         )
     if is_kind(xp, y.dtype, "bool") or not is_kind(xp, y.dtype, ("integral", "real floating")):
@@ -277,12 +284,14 @@ def _raise_for_labels(summary, n_classes: int, owner: str, *, one_hot: bool) -> 
         return
     if bad:
         raise ValueError(
-            f"{_name(owner)} expected integer class labels in [0, {n_classes}), got {int(bad)} non-integer or NaN values; "
+            f"{_name(owner)} expected integer class labels in [0, {n_classes}), got {int(bad)} non-integer or NaN "
+            f"values; "
             f"round or clean the labels and convert with y.astype('int64')"
         )
     if low < 0 or high >= n_classes:
         raise ValueError(
-            f"{_name(owner)} expected class labels in [0, {n_classes}) for {n_classes} outputs, got values from {low:g} to "
+            f"{_name(owner)} expected class labels in [0, {n_classes}) for {n_classes} outputs, got values from "
+            f"{low:g} to "
             f"{high:g}; relabel the data or give the last Dense layer more neurons"
         )
 

@@ -48,6 +48,8 @@ def save_model(model, path, *, training: dict | None = None) -> None:
     if record["optimizer"] is not None:
         record["optimizer"].update(_optimizer_progress(model, tensors))
     if training is not None:
+        if not isinstance(training, dict):
+            raise TypeError(f"training must be a dict (epoch, history, ...) or None, got {type(training).__name__}")
         record["training"] = training
         record["rng"] = _rng_record(model.backend, tensors)
     _write(path, tensors, record)
@@ -246,29 +248,34 @@ def _sync_directory(directory: str) -> None:
 
 def load_model(path, xp=None):
     """The Model saved in `path`, rebuilt on backend `xp` (None: the current one), bit for bit."""
-    from nnx.model import Model
-
     record, tensors = _read(path)
     _expect_content(path, record, ("model", "layers"), "load_model")
     backend = backends.get(xp)
     layers, layer_arrays, used = _rebuilt_layers(path, record, tensors, backend)
     with _host.numpy_rng_kept():
         parts = {role: _build(path, record[role], backend, role, ROLES[role]) for role in ROLES}
-    role_arrays = {role: _arrays(path, tensors, role, part, used) for role, part in parts.items() if part is not None}
-    state = _optimizer_state(path, record, tensors, parts["optimizer"], layers, used)
+    parts = {role: part for role, part in parts.items() if part is not None}
+    role_arrays = [_arrays(path, tensors, role, part, used) for role, part in parts.items()]
+    state = _optimizer_state(path, record, tensors, parts.get("optimizer"), layers, used)
     _no_strays(path, tensors, used)
+    model = _assembled(path, backend, layers, parts)
+    _assign([*layers, *parts.values()], [*layer_arrays, *role_arrays])
+    _restore_optimizer(parts.get("optimizer"), record["optimizer"], layers, state)
+    return model
+
+
+def _assembled(path, backend, layers: list, parts: dict):
+    """A finalized Model of `layers` and the loss, optimizer and accuracy in `parts`."""
+    from nnx.model import Model
+
     model = Model(xp=backend)
-    for layer in layers:
-        model.add(layer)
-    model.set(**{role: part for role, part in parts.items() if part is not None})
     try:
+        for layer in layers:
+            model.add(layer)
+        model.set(**parts)
         model.finalize()
     except (TypeError, ValueError) as error:
         raise CheckpointError(path, f"its layers do not make a model ({error}); the file is corrupted") from error
-    _assign(layers, layer_arrays)
-    for role, arrays in role_arrays.items():
-        _assign([parts[role]], [arrays])
-    _restore_optimizer(parts["optimizer"], record["optimizer"], layers, state)
     return model
 
 
@@ -304,7 +311,9 @@ def restore_training(model, path) -> dict:
     used = set()
     layer_arrays = [_arrays(path, tensors, f"layers.{i}", layer, used, cast=True) for i, layer in enumerate(layers)]
     accuracy = model.accuracy if _same_kind(model.accuracy, record["accuracy"]) else None
-    accuracy_arrays = _arrays(path, tensors, "accuracy", accuracy, used, cast=True, optional=True) if accuracy else {}
+    accuracy_arrays = (
+        {} if accuracy is None else _arrays(path, tensors, "accuracy", accuracy, used, cast=True, optional=True)
+    )
     state = _optimizer_state(path, record, tensors, model.optimizer, layers, used, cast=True)
     rng = _rng_to_restore(path, record, tensors, model.backend, used)
     _no_strays(path, tensors, used, ignore=("loss.", "accuracy."))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nnx import _checks
 from nnx._component import Component
+from nnx.backends._host import dtype_name
 
 
 class Dense(Component):
@@ -55,7 +56,7 @@ class Dense(Component):
         self.inputs = self.output = self.dweights = self.dbiases = None
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "dtype": _dtype_name(self.dtype)}
+        return {**super().get_config(), "dtype": dtype_name(self.dtype)}
 
     def __repr__(self) -> str:
         return f"Dense({self.n_inputs} -> {self.n_neurons})"
@@ -159,7 +160,3 @@ class Input:
 
 def _copy(xp, array):
     return xp.asarray(array, copy=True)
-
-
-def _dtype_name(dtype) -> str:
-    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]

@@ -13,6 +13,7 @@ import weakref
 from nnx import _checks, backends
 from nnx._component import Component
 from nnx.activations import Softmax
+from nnx.backends._host import dtype_name
 from nnx.callbacks import BookLog, CallbackList, Checkpoint, DivergenceGuard, Run, Validation
 from nnx.errors import CallOrderError
 from nnx.layers import Dense, Input
@@ -323,7 +324,7 @@ class Model(Component):
         _checks.finite(backend, X, owner, f"{what} inputs")
         dtype = self.trainable_layers[0].dtype if self.trainable_layers else self.backend.default_float
         if backend is not self.backend:
-            return self.backend.asarray(backend.xp.astype(X, _dtype_name(dtype)), dtype=_dtype_name(dtype))
+            return self.backend.asarray(backend.xp.astype(X, dtype_name(dtype)), dtype=dtype_name(dtype))
         return X if X.dtype == dtype else self.xp.astype(X, dtype)
 
     def _targets(self, y, n_samples: int, what: str):
@@ -390,7 +391,7 @@ class Model(Component):
 
     def _parameter(self, value, layer, name: str):
         backend, value = self._located(value, f"{layer.label} {name}")
-        return value if backend is self.backend else self.backend.asarray(value, dtype=_dtype_name(layer.dtype))
+        return value if backend is self.backend else self.backend.asarray(value, dtype=dtype_name(layer.dtype))
 
     def to(self, spec):
         """Move every parameter, the optimizer's state and all components to another backend."""
@@ -434,10 +435,6 @@ def _pair(value, what: str = "Model.train validation_data", expected: str = "an 
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{what} must be {expected}, got {_checks._kind(value)}")
     return value
-
-
-def _dtype_name(dtype) -> str:
-    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
 
 
 def _steps(n_samples: int, batch_size: int | None) -> int:

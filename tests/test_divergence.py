@@ -119,7 +119,7 @@ def test_check_finite_for_hand_written_loops(backend, data):
     loss = head.forward(dense.output, y)
     assert nnx.check_finite(loss, [dense]) == pytest.approx(float(backend.to_numpy(loss)))
     dense.weights = dense.weights * float("nan")
-    with pytest.raises(nnx.DivergenceError, match="at epoch 7.*Lower the learning rate"):
+    with pytest.raises(nnx.DivergenceError, match=r"at epoch 7.*Lower the learning rate"):
         nnx.check_finite(loss, [dense], epoch=7)
 
 

@@ -73,8 +73,9 @@ def test_checkpoint_every_n_epochs_and_at_the_end(backend, tmp_path):
         def on_epoch_end(self, run):
             seen.append(path.exists() and nnx.io.restore_training(build(backend, "sgd", 0.0), path)["epoch"])
 
-    build(backend, "sgd", 0.0).train(X, y, epochs=5, print_every=None, checkpoint=path, checkpoint_every=2,
-                                     callbacks=[Spy()])
+    build(backend, "sgd", 0.0).train(
+        X, y, epochs=5, print_every=None, checkpoint=path, checkpoint_every=2, callbacks=[Spy()]
+    )
     assert seen == [False, 2, 2, 4, 4]
     assert nnx.io.restore_training(build(backend, "sgd", 0.0), path)["epoch"] == 5
 
@@ -84,7 +85,7 @@ def test_resume_from_a_missing_or_foreign_file_fails_before_training(tmp_path, c
     X, y = spiral_data(samples=10, classes=3)
     model = build("numpy", "sgd", 0.0)
     before = state(model)
-    with pytest.raises(nnx.CheckpointError, match="missing.nnx"):
+    with pytest.raises(nnx.CheckpointError, match=r"missing\.nnx"):
         model.train(X, y, epochs=2, resume=tmp_path / "missing.nnx")
     model.save(tmp_path / "plain.nnx")
     with pytest.raises(nnx.CheckpointError, match="no training state"):

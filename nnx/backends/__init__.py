@@ -154,7 +154,8 @@ def _from_module(module: types.ModuleType) -> Backend:
     root = module.__name__.split(".")[-1] if module.__name__.startswith("array_api_compat.") else module.__name__
     if root in _all_loaders():
         return _load(root)
-    kind = "an Array API namespace without" if hasattr(module, "__array_namespace_info__") else "not an array module with"
+    array_api = hasattr(module, "__array_namespace_info__")
+    kind = "an Array API namespace without" if array_api else "not an array module with"
     raise TypeError(
         f"module {module.__name__!r} is {kind} an nnx backend; registered backends are "
         f"{', '.join(registered())}. Pass one of those names, or register a backend for it with "

@@ -34,7 +34,8 @@ class Backend:
 
     def asarray(self, host_array, dtype=None):
         """Copy `host_array` (NumPy array, list or scalar) to this backend's device, as `dtype` if given."""
-        name = _host.dtype_name(dtype) if dtype is not None else getattr(getattr(host_array, "dtype", None), "name", None)
+        host_dtype = getattr(host_array, "dtype", None)
+        name = _host.dtype_name(dtype) if dtype is not None else getattr(host_dtype, "name", None)
         if name is not None and not hasattr(self.xp, name):
             raise TypeError(
                 f"backend {self.name!r} has no {name} dtype; cast the array on the host first, e.g. x.astype('float32')"

@@ -33,7 +33,7 @@ class CupyBackend(Backend):
         self._cupy.cuda.get_current_stream().synchronize()
 
     def seed(self, value: int) -> None:
-        self._cupy.random.seed(value)
+        self._cupy.random.seed(np.uint64(value))  # CuPy under NumPy 2 refuses a plain int here
         self._stream_seed, self._draws = int(value), 0
 
     def rng_state(self) -> dict:
