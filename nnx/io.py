@@ -305,6 +305,8 @@ def restore_training(model, path) -> dict:
     learning rate, accuracy precision and RNG states into `model` (same architecture), and return `training`."""
     record, tensors = _read(path)
     _expect_content(path, record, ("model",), "restore_training")
+    if not record["training"]:
+        raise CheckpointError(path, "it holds no training state; write one with model.train(checkpoint=...)")
     _ready(model, "restore")
     layers = list(model.layers)
     _raise_misfit(path, _fit_problems(layers, record, tensors) + _optimizer_problem(model.optimizer, record))

@@ -15,7 +15,7 @@ from nnx._component import Component
 from nnx.activations import Softmax
 from nnx.backends._host import dtype_name
 from nnx.callbacks import BookLog, CallbackList, Checkpoint, DivergenceGuard, Run, Validation
-from nnx.errors import CallOrderError
+from nnx.errors import CallOrderError, CheckpointError
 from nnx.layers import Dense, Input
 from nnx.losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
 from nnx.metrics import Accuracy
@@ -271,11 +271,9 @@ class Model(Component):
         from nnx import io
 
         training = io.restore_training(self, path)
-        if not training or "epoch" not in training:
-            from nnx.errors import CheckpointError
-
-            raise CheckpointError(path, "it holds no training state; write it with model.train(checkpoint=...)")
-        return int(training["epoch"])
+        if not isinstance(training.get("epoch"), int) or isinstance(training["epoch"], bool):
+            raise CheckpointError(path, "its training state has no epoch; write it with model.train(checkpoint=...)")
+        return training["epoch"]
 
     def evaluate(self, X_val, y_val, *, batch_size: int | None = None, verbose: bool = True) -> tuple[float, float]:
         """Loss and accuracy on (X_val, y_val) without dropout; prints the book's validation line if `verbose`."""

@@ -343,10 +343,15 @@ def test_restore_training_of_regression_precision(backend, tmp_path):
     assert_identical(snapshot(model), snapshot(other))
 
 
-def test_restore_training_without_training_record_returns_empty(numpy_backend, tmp_path):
+def test_restore_training_without_training_record_changes_nothing(numpy_backend, tmp_path):
     model, _ = trained(numpy_backend)
     io.save_model(model, tmp_path / "m.nnx")
-    assert io.restore_training(classifier(numpy_backend), tmp_path / "m.nnx") == {}
+    fresh = classifier(numpy_backend)
+    before = snapshot(fresh)
+    with pytest.raises(nnx.CheckpointError, match="no training state"):
+        io.restore_training(fresh, tmp_path / "m.nnx")
+    after = snapshot(fresh)
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
 
 
 def test_restore_training_refuses_another_architecture_and_changes_nothing(numpy_backend, tmp_path):
