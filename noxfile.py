@@ -63,3 +63,10 @@ def benchmarks(session: nox.Session) -> None:
     if session.env.get("NNX_BENCH_TORCH") or os.environ.get("NNX_BENCH_TORCH"):
         session.install("torch")
     session.run("python", "benchmarks/spiral_step.py", *session.posargs)
+
+
+@nox.session(python="3.12")
+def fuzz(session: nox.Session) -> None:
+    """Property-based fuzzing of the public API: at least 10 000 generated cases."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "tests/test_fuzz.py", "-p", "no:cacheprovider", env={"NNX_FUZZ": "1"})
