@@ -33,7 +33,10 @@ def number(value, name: str, owner: str, *, low=None, high=None, low_open=False,
         raise TypeError(
             f"{_name(owner)} {name} must be a real number {domain}, got {_kind(value)}; pass e.g. {name}=0.1"
         )
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        value = math.inf
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if not math.isfinite(value) or below or above:
@@ -78,7 +81,8 @@ def choice(value, name: str, owner: str, options: tuple[str, ...]) -> str:
 
 
 def boolean(value, name: str, owner: str) -> bool:
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    if not isinstance(value, bool) and not numpy_bool:
         raise TypeError(f"{_name(owner)} {name} must be True or False, got {_kind(value)}")
     return bool(value)
 
@@ -146,13 +150,19 @@ def batch(x, owner: str, *, what: str = "inputs", features: int | None = None) -
     ndim = len(x.shape)
     if ndim != 2:
         example = f"(n_samples, {features})" if features else "(n_samples, n_features)"
-        fix = "; reshape it, e.g. x.reshape(-1, 1) for one feature" if ndim < 2 else ""
+        fix = "; reshape it, e.g. x.reshape(-1, 1) for one feature" if ndim < 2 else "; reshape it to 2-d"
         raise ValueError(
             f"{_name(owner)} expected {what} of shape {example}, got a {ndim}-d array of shape {shape_of(x)}{fix}"
         )
     if x.shape[0] == 0:
         raise ValueError(
-            f"{_name(owner)} expected at least one sample in {what}, got an empty batch of shape {shape_of(x)}"
+            f"{_name(owner)} expected at least one sample in {what}, got an empty batch of shape {shape_of(x)}; "
+            f"pass at least one row"
+        )
+    if x.shape[1] == 0:
+        raise ValueError(
+            f"{_name(owner)} expected {what} with at least one feature, got shape {shape_of(x)}; "
+            "pass one column per feature"
         )
     if features is not None and x.shape[1] != features:
         raise ValueError(
@@ -210,6 +220,38 @@ def finite(backend, x, owner: str, what: str = "inputs") -> None:
     remember(x, "finite")
 
 
+def as_finite(backend, x, dtype, owner, what: str = "inputs"):
+    """`x` cast to `dtype` (None: as it is), after checking that its values, so cast, are finite: a value too
+    large for `dtype` becomes inf and is refused. Checked once per original array object."""
+    xp = backend.xp
+    if dtype is not None and x.dtype != dtype:
+        key = ("finite as", str(dtype))
+        checked = already_checked(x, key)
+        with backend.quiet_float_errors():
+            cast = xp.astype(x, dtype)
+        if not checked:
+            finite(backend, cast, owner, what)
+            remember(x, key)
+        return cast
+    finite(backend, x, owner, what)
+    return x
+
+
+def within(backend, y, low: float, high: float, owner, what: str = "targets") -> None:
+    """A ValueError unless every value of `y` lies in [low, high]: one reduction, once per array object."""
+    key = ("within", low, high)
+    if already_checked(y, key):
+        return
+    xp = backend.xp
+    outside = int(backend.to_numpy(xp.sum(xp.astype((y < low) | (y > high), xp.int64))))
+    if outside:
+        raise ValueError(
+            f"{_name(owner)} expected {what} in [{low:g}, {high:g}], got {outside} value{'s' if outside > 1 else ''} "
+            f"outside; pass probabilities or 0/1 labels"
+        )
+    remember(y, key)
+
+
 def produced(x):
     """Mark `x` as an output made by an nnx layer, and return it: its values are the network's business (a
     divergence check catches NaN there), not the user's data, so the next layer does not check them again."""
@@ -239,8 +281,7 @@ def class_targets(backend, y, n_classes: int, owner: str):
     if len(y.shape) not in (1, 2) or (len(y.shape) == 2 and y.shape[1] != n_classes):
         raise ValueError(
             f"{_name(owner)} expected class labels of shape (n_samples,) or one-hot rows of shape "
-            f"(n_samples, {n_classes}), "
-            f"got shape {shape_of(y)}"
+            f"(n_samples, {n_classes}), got shape {shape_of(y)}; pass one label per sample"
         )
     if is_kind(xp, y.dtype, "bool") or not is_kind(xp, y.dtype, ("integral", "real floating")):
         raise TypeError(
@@ -303,7 +344,7 @@ def value_targets(xp, y, n_samples: int, n_outputs: int, owner: str):
         return y
     if shape == (n_samples,) and n_outputs == 1:
         return xp.reshape(y, (n_samples, 1))
-    hint = "; reshape them with y.reshape(-1, 1)" if n_outputs == 1 else ""
+    hint = "; reshape them with y.reshape(-1, 1)" if n_outputs == 1 else f"; pass {n_outputs} targets per sample"
     raise ValueError(
         f"{_name(owner)} expected targets of shape ({n_samples}, {n_outputs}) like the outputs, got {shape}{hint}"
     )

@@ -66,13 +66,15 @@ class Component:
         """`x` itself if it lives on this component's backend, else a TypeError that says how to move it."""
         return x if self.backend.owns(x) else self.backend.check(x, f"{self.label} {what}")
 
-    def _accept_batch(self, x, what: str = "inputs", features: int | None = None):
-        """`x` if it is a non-empty 2-d batch of real numbers on this backend (values checked once per array)."""
+    def _accept_batch(self, x, what: str = "inputs", features: int | None = None, dtype=None):
+        """`x` as a float batch: a non-empty 2-d array of real numbers on this backend, cast to `dtype` (integers
+        to the default float) before its values are checked (once per array)."""
         self._accept(x, what)
         _checks.batch(x, self, what=what, features=features)
         _checks.real_dtype(self.xp, x, self, what)
-        _checks.finite(self.backend, x, self, what)
-        return x
+        if dtype is None and not _checks.is_kind(self.xp, x.dtype, "real floating"):
+            dtype = self.backend.default_float
+        return _checks.as_finite(self.backend, x, dtype, self, what)
 
     def _require_forward(self, dvalues, attribute: str = "output") -> None:
         """A CallOrderError unless `forward` ran, and a ValueError unless `dvalues` is shaped like its output."""

@@ -10,7 +10,7 @@ class ReLU(Component):
     """max(0, x), element-wise; its gradient is zero where the input was <= 0."""
 
     def forward(self, inputs, training: bool = False) -> None:
-        self._accept_batch(inputs)
+        inputs = self._accept_batch(inputs)
         self.inputs = inputs
         self.output = _checks.produced(self.xp.maximum(inputs, 0))
 
@@ -27,11 +27,12 @@ class Softmax(Component):
     """Row-wise softmax, computed stably by subtracting each row's maximum first."""
 
     def forward(self, inputs, training: bool = False) -> None:
-        self._accept_batch(inputs)
+        inputs = self._accept_batch(inputs)
         xp = self.xp
         self.inputs = inputs
-        exponentials = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
-        self.output = _checks.produced(exponentials / xp.sum(exponentials, axis=1, keepdims=True))
+        with self.backend.quiet_float_errors():  # extreme logits round to 0 or 1, which is right
+            exponentials = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
+            self.output = _checks.produced(exponentials / xp.sum(exponentials, axis=1, keepdims=True))
 
     def backward(self, dvalues) -> None:
         """The exact Jacobian-vector product, all rows at once: s * (d - sum(d * s))."""
@@ -47,9 +48,10 @@ class Sigmoid(Component):
     """1 / (1 + exp(-x)), element-wise: independent probabilities for binary outputs."""
 
     def forward(self, inputs, training: bool = False) -> None:
-        self._accept_batch(inputs)
+        inputs = self._accept_batch(inputs)
         self.inputs = inputs
-        self.output = _checks.produced(1 / (1 + self.xp.exp(-inputs)))
+        with self.backend.quiet_float_errors():  # exp overflows for very negative inputs: the result is 0, right
+            self.output = _checks.produced(1 / (1 + self.xp.exp(-inputs)))
 
     def backward(self, dvalues) -> None:
         self._require_forward(dvalues)
@@ -63,7 +65,7 @@ class Linear(Component):
     """The identity, for regression outputs."""
 
     def forward(self, inputs, training: bool = False) -> None:
-        self._accept_batch(inputs)
+        inputs = self._accept_batch(inputs)
         self.inputs = inputs
         self.output = _checks.produced(inputs)
 

@@ -189,10 +189,10 @@ class DivergenceGuard(Callback):
 
     def on_train_end(self, run):
         if not run.stop:
-            self._check(run, final=True)
+            self._check(run)
 
-    def _check(self, run: Run, final: bool = False) -> None:
-        loss = None if final else _loss_of(run)
+    def _check(self, run: Run) -> None:
+        loss = _loss_of(run) if run.metrics else None
         if self._finite(run, loss):
             return
         self._diverged(run, "a parameter" if loss is None else "the loss or a parameter")

@@ -68,9 +68,7 @@ class Dense(Component):
 
     def forward(self, inputs, training: bool = False) -> None:
         """Set `output` for a (n_samples, n_inputs) batch; inputs of another float dtype are cast once."""
-        self._accept_batch(inputs, features=self.n_inputs)
-        if inputs.dtype != self.dtype:
-            inputs = self.xp.astype(inputs, self.dtype)
+        inputs = self._accept_batch(inputs, features=self.n_inputs, dtype=self.dtype)
         self.inputs = inputs
         self.output = _checks.produced(self.xp.matmul(inputs, self.weights) + self.biases)
 
@@ -136,7 +134,7 @@ class Dropout(Component):
 
     def forward(self, inputs, training: bool = True) -> None:
         """Set `output`: masked and rescaled when `training`, the inputs unchanged otherwise."""
-        self._accept_batch(inputs)
+        inputs = self._accept_batch(inputs)
         self.inputs = inputs
         if not training:
             self.output = inputs

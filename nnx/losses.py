@@ -34,8 +34,9 @@ class Loss(RunningMean):
 
     def calculate(self, output, y, *, include_regularization: bool = False):
         """Mean loss over the batch (and the regularization loss too, if asked); adds to the epoch's sums."""
-        sample_losses = self.forward(output, y)
-        data_loss = self.xp.mean(sample_losses)
+        with self.backend.quiet_float_errors():  # an infinite loss is returned as such (Model: DivergenceError)
+            sample_losses = self.forward(output, y)
+            data_loss = self.xp.mean(sample_losses)
         self._accumulate(sample_losses)
         if not include_regularization:
             return data_loss
@@ -50,16 +51,15 @@ class Loss(RunningMean):
 
     def _targets(self, y_pred, y_true):
         """Checked targets for `y_pred`: class labels or one-hot rows here, same-shaped values in subclasses."""
-        self._accept_batch(y_pred, "predictions")
+        y_pred = self._accept_batch(y_pred, "predictions")
         self._accept(y_true, "targets")
         _checks.same_samples(y_pred.shape[0], y_true, self)
-        return self._checked_targets(y_pred, y_true)
+        return y_pred, self._checked_targets(y_pred, y_true)
 
     def _checked_targets(self, y_pred, y_true):
         _checks.real_dtype(self.xp, y_true, self, "targets")
-        _checks.finite(self.backend, y_true, self, "targets")
-        y_true = _checks.value_targets(self.xp, y_true, y_pred.shape[0], y_pred.shape[1], self)
-        return y_true if y_true.dtype == y_pred.dtype else self.xp.astype(y_true, y_pred.dtype)
+        y_true = _checks.as_finite(self.backend, y_true, y_pred.dtype, self, "targets")
+        return _checks.value_targets(self.xp, y_true, y_pred.shape[0], y_pred.shape[1], self)
 
 
 def _penalty(xp, values, l1: float, l2: float):
@@ -84,7 +84,7 @@ class CategoricalCrossentropy(Loss):
         return _checks.class_targets(self.backend, y_true, y_pred.shape[1], self)
 
     def forward(self, y_pred, y_true):
-        y_true = self._targets(y_pred, y_true)
+        y_pred, y_true = self._targets(y_pred, y_true)
         xp = self.xp
         clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         if y_true.ndim == 1:
@@ -93,7 +93,7 @@ class CategoricalCrossentropy(Loss):
         return -xp.log(correct_confidences)
 
     def backward(self, dvalues, y_true) -> None:
-        y_true = self._targets(dvalues, y_true)
+        dvalues, y_true = self._targets(dvalues, y_true)
         samples, labels = dvalues.shape
         if y_true.ndim == 1:
             y_true = one_hot(y_true, labels, dvalues.dtype, self.backend)
@@ -123,7 +123,7 @@ class SoftmaxCategoricalCrossentropy(Component):
 
     def backward(self, dvalues, y_true) -> None:
         """`dvalues` are the softmax outputs; `y_true` integer labels or one-hot rows."""
-        y_true = self.loss._targets(dvalues, y_true)
+        dvalues, y_true = self.loss._targets(dvalues, y_true)
         samples, labels = dvalues.shape
         if y_true.ndim == 2:
             y_true = self.xp.argmax(y_true, axis=1)
@@ -133,15 +133,20 @@ class SoftmaxCategoricalCrossentropy(Component):
 class BinaryCrossentropy(Loss):
     """Mean over outputs of -(y log p + (1 - y) log(1 - p)), for independent sigmoid outputs."""
 
+    def _checked_targets(self, y_pred, y_true):
+        checked = super()._checked_targets(y_pred, y_true)
+        _checks.within(self.backend, y_true, 0, 1, self)  # on the caller's array: checked once per object
+        return checked
+
     def forward(self, y_pred, y_true):
-        y_true = self._targets(y_pred, y_true)
+        y_pred, y_true = self._targets(y_pred, y_true)
         xp = self.xp
         clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         sample_losses = -(y_true * xp.log(clipped) + (1 - y_true) * xp.log(1 - clipped))
         return xp.mean(sample_losses, axis=-1)
 
     def backward(self, dvalues, y_true) -> None:
-        y_true = self._targets(dvalues, y_true)
+        dvalues, y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         clipped = self.xp.clip(dvalues, EPSILON, 1 - EPSILON)
         self.dinputs = -(y_true / clipped - (1 - y_true) / (1 - clipped)) / outputs
@@ -152,11 +157,11 @@ class MeanSquaredError(Loss):
     """Mean over outputs of (y - p)^2, for regression."""
 
     def forward(self, y_pred, y_true):
-        y_true = self._targets(y_pred, y_true)
+        y_pred, y_true = self._targets(y_pred, y_true)
         return self.xp.mean((y_true - y_pred) ** 2, axis=-1)
 
     def backward(self, dvalues, y_true) -> None:
-        y_true = self._targets(dvalues, y_true)
+        dvalues, y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         self.dinputs = -2 * (y_true - dvalues) / outputs
         self.dinputs = self.dinputs / samples
@@ -169,11 +174,11 @@ class MeanAbsoluteError(Loss):
     """
 
     def forward(self, y_pred, y_true):
-        y_true = self._targets(y_pred, y_true)
+        y_pred, y_true = self._targets(y_pred, y_true)
         return self.xp.mean(self.xp.abs(y_true - y_pred), axis=-1)
 
     def backward(self, dvalues, y_true) -> None:
-        y_true = self._targets(dvalues, y_true)
+        dvalues, y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         self.dinputs = self.xp.sign(dvalues - y_true) / outputs
         self.dinputs = self.dinputs / samples

@@ -5,23 +5,19 @@ Every result is a 0-d array on the backend; copy it to the host only when you pr
 
 from __future__ import annotations
 
-from array_api_compat import array_namespace
-
-from nnx import _checks
+from nnx import _checks, backends
 from nnx._component import RunningMean
 from nnx.errors import CallOrderError
 
 
 def accuracy(output, y):
     """Fraction of rows of `output` whose argmax is the label in `y` (integer labels or one-hot rows)."""
-    xp = array_namespace(output, y)
+    backend = backends.owner_of(output)
+    xp = backend.xp
+    backend.check(y, "nnx.accuracy labels")
     _checks.batch(output, "nnx.accuracy", what="outputs")
     _checks.same_samples(output.shape[0], y, "nnx.accuracy", "labels")
-    if len(y.shape) > 2 or (len(y.shape) == 2 and y.shape[1] != output.shape[1]):
-        raise ValueError(
-            f"nnx.accuracy expected labels of shape ({output.shape[0]},) or one-hot rows shaped like the outputs "
-            f"{tuple(output.shape)}, got {tuple(y.shape)}"
-        )
+    _checks.class_targets(backend, y, output.shape[1], "nnx.accuracy")
     predictions = xp.argmax(output, axis=1)
     if y.ndim == 2:
         y = xp.argmax(y, axis=1)
@@ -39,6 +35,8 @@ class Accuracy(RunningMean):
 
     def calculate(self, predictions, y):
         """Mean accuracy of this batch; adds to the epoch's sums."""
+        self._accept(predictions, "predictions")
+        self._accept(y, "targets")
         comparisons = self.xp.astype(self.compare(predictions, y), self.xp.float32)
         self._accumulate(comparisons)
         return self.xp.mean(comparisons)
@@ -60,7 +58,11 @@ class Categorical(Accuracy):
     def compare(self, predictions, y):
         if not self.binary and y.ndim == 2 and predictions.ndim == 1:
             y = self.xp.argmax(y, axis=1)
-        return predictions == _same_shape(self.xp, y, predictions, self)
+        y = _same_shape(self.xp, y, predictions, self)
+        if y.dtype != predictions.dtype:  # 0/1 predictions against float targets: compare as floats
+            floating = y if _checks.is_kind(self.xp, y.dtype, "real floating") else predictions
+            y, predictions = self.xp.astype(y, floating.dtype), self.xp.astype(predictions, floating.dtype)
+        return predictions == y
 
 
 class Regression(Accuracy):
@@ -76,6 +78,9 @@ class Regression(Accuracy):
 
     def init(self, y, reinit: bool = False) -> None:
         if self.precision is None or reinit:
+            self._accept(y, "targets")
+            _checks.real_dtype(self.xp, y, self, "targets")
+            _checks.finite(self.backend, y, self, "targets")
             if not self.xp.isdtype(y.dtype, "real floating"):
                 y = self.xp.astype(y, self.xp.float32)
             self.precision = self.xp.std(y) / self.precision_divisor
@@ -83,6 +88,7 @@ class Regression(Accuracy):
     def compare(self, predictions, y):
         if self.precision is None:
             raise CallOrderError(f"{self!r} has no precision yet: call init(y) first, or set .precision")
+        _checks.finite(self.backend, y, self, "targets")
         return self.xp.abs(predictions - _same_shape(self.xp, y, predictions, self)) < self.precision
 
 

@@ -17,7 +17,7 @@ from nnx.backends._host import dtype_name
 from nnx.callbacks import BookLog, CallbackList, Checkpoint, DivergenceGuard, Run, Validation
 from nnx.errors import CallOrderError, CheckpointError
 from nnx.layers import Dense, Input
-from nnx.losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
+from nnx.losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
 from nnx.metrics import Accuracy
 from nnx.optimizers import Optimizer
 
@@ -40,12 +40,13 @@ class Model(Component):
 
     def add(self, layer) -> None:
         """Append a layer or activation (anything with `forward` and `backward`)."""
-        if isinstance(layer, (Loss, SoftmaxCategoricalCrossentropy, Optimizer, Accuracy, Model)) or not (
+        if isinstance(layer, (type, Loss, SoftmaxCategoricalCrossentropy, Optimizer, Accuracy, Model)) or not (
             callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))
         ):
             raise TypeError(
                 f"Model.add() expected a layer or activation (Dense, Dropout, ReLU, Softmax, ...), got "
-                f"{_checks._kind(layer)}; give losses, optimizers and accuracies to model.set() instead"
+                f"{_checks._kind(layer)}; pass an instance such as Dense(2, 64) or ReLU(), and give losses, "
+                f"optimizers and accuracies to model.set() instead"
             )
         if isinstance(layer, Component):
             layer.position = len(self.layers)
@@ -69,14 +70,17 @@ class Model(Component):
                     f"Model.set({name}=...) expected an nnx {kind.__name__} (e.g. nnx.{_EXAMPLES[name]}), "
                     f"got {_checks._kind(value)}"
                 )
-        for name, value in (("loss", loss), ("optimizer", optimizer), ("accuracy", accuracy)):
-            if value is not None:
-                self._claim(value, name)
-                setattr(self, name, value)
+        chosen = {name: value for name, value in (("loss", loss), ("optimizer", optimizer), ("accuracy", accuracy))}
+        chosen = {name: value for name, value in chosen.items() if value is not None}
+        for name, value in chosen.items():
+            self._check_unclaimed(value, name)
+        for name, value in chosen.items():
+            value._owner = weakref.ref(self)
+            setattr(self, name, value)
         self.finalized = False
 
-    def _claim(self, component, name: str) -> None:
-        """Make `component` this model's own: two models sharing a loss or optimizer would mix their state."""
+    def _check_unclaimed(self, component, name: str) -> None:
+        """A ValueError if `component` belongs to another model: sharing a loss or optimizer mixes their state."""
         owner = getattr(component, "_owner", None)
         owner = owner() if owner is not None else None
         if owner is not None and owner is not self:
@@ -84,7 +88,6 @@ class Model(Component):
                 f"{component!r} is already the {name} of another Model; sharing it would mix the two models' "
                 f"state. Give each model its own: {name}={type(component).__name__}(...)"
             )
-        component._owner = weakref.ref(self)
 
     def finalize(self) -> None:
         """Check the network, remember its trainable layers, and pick the fast softmax + cross-entropy path."""
@@ -208,7 +211,16 @@ class Model(Component):
         self._require("loss", "optimizer", "accuracy")
         epochs = _checks.positive_int(epochs, "epochs", "Model.train")
         batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.train")
-        print_every = _checks.optional_positive_int(print_every or None, "print_every", "Model.train")
+        print_every = None if print_every is None or _is_zero(print_every) else print_every
+        print_every = _checks.optional_positive_int(print_every, "print_every", "Model.train")
+        checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every", "Model.train")
+        if callbacks is None:
+            callbacks = ()
+        if not isinstance(callbacks, (list, tuple)):
+            raise TypeError(
+                f"Model.train callbacks must be a list of nnx.callbacks.Callback, got {_checks._kind(callbacks)}; "
+                f"pass e.g. callbacks=[MyCallback()]"
+            )
         X, y = self._data(X, y, "training")
         hooks = [
             DivergenceGuard(check_every=check_every, action=on_divergence),
@@ -223,7 +235,8 @@ class Model(Component):
         ]
         callback = CallbackList(hooks)
         first_epoch = self._resume(resume) + 1 if resume is not None else 1
-        self.accuracy.init(y)
+        with self.backend.quiet_float_errors():
+            self.accuracy.init(y)
         run = Run(
             self, epochs=epochs, steps=_steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch
         )
@@ -280,10 +293,11 @@ class Model(Component):
         self._require("loss", "accuracy")
         batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.evaluate")
         X_val, y_val = self._data(X_val, y_val, "evaluation")
-        self.accuracy.init(y_val)
+        with self.backend.quiet_float_errors():
+            self.accuracy.init(y_val)
         self.loss.new_pass()
         self.accuracy.new_pass()
-        with _checks.trusted():
+        with _checks.trusted(), self.backend.quiet_float_errors():
             for X_batch, y_batch in _batches(X_val, y_val, batch_size):
                 output = self.forward(X_batch, training=False)
                 self.loss.calculate(output, y_batch)
@@ -299,7 +313,7 @@ class Model(Component):
         self._require()
         batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.predict")
         X = self._inputs(X)
-        with _checks.trusted():
+        with _checks.trusted(), self.backend.quiet_float_errors():
             outputs = [
                 self.forward(X[start:stop, ...], training=False) for start, stop in _slices(X.shape[0], batch_size)
             ]
@@ -319,11 +333,17 @@ class Model(Component):
         backend, X = self._located(X, f"{owner} {what} inputs")
         _checks.batch(X, owner, what=f"{what} inputs", features=features)
         _checks.real_dtype(backend.xp, X, owner, f"{what} inputs")
-        _checks.finite(backend, X, owner, f"{what} inputs")
-        dtype = self.trainable_layers[0].dtype if self.trainable_layers else self.backend.default_float
-        if backend is not self.backend:
-            return self.backend.asarray(backend.xp.astype(X, dtype_name(dtype)), dtype=dtype_name(dtype))
-        return X if X.dtype == dtype else self.xp.astype(X, dtype)
+        return self._finite_copy(backend, X, owner, f"{what} inputs")
+
+    def _float_dtype(self):
+        return self.trainable_layers[0].dtype if self.trainable_layers else self.backend.default_float
+
+    def _finite_copy(self, backend, x, owner, what: str):
+        """`x` in the model's float dtype on its backend: cast where it is (on the host for host data), checked
+        finite after the cast, then copied over once."""
+        name = dtype_name(self._float_dtype())
+        x = _checks.as_finite(backend, x, getattr(backend.xp, name), owner, what)
+        return x if backend is self.backend else self.backend.asarray(x, dtype=name)
 
     def _targets(self, y, n_samples: int, what: str):
         owner = f"{self.loss!r} ({what} targets)"
@@ -336,12 +356,14 @@ class Model(Component):
                 _checks.class_targets(backend, y, outputs, owner)
             if len(y.shape) == 1 and not xp.isdtype(y.dtype, "integral"):
                 y = xp.astype(y, xp.int64)
-        else:
-            _checks.real_dtype(xp, y, owner, "targets")
-            _checks.finite(backend, y, owner, "targets")
-            if outputs is not None:
-                y = _checks.value_targets(xp, y, n_samples, outputs, owner)
-        return y if backend is self.backend else self.backend.asarray(y)
+            return y if backend is self.backend else self.backend.asarray(y)
+        _checks.real_dtype(xp, y, owner, "targets")
+        if outputs is not None:
+            y = _checks.value_targets(xp, y, n_samples, outputs, owner)
+        y = self._finite_copy(backend, y, owner, "targets")
+        if isinstance(self.loss, BinaryCrossentropy):
+            _checks.within(self.backend, y, 0, 1, owner)
+        return y
 
     def _located(self, x, what: str):
         """(backend, array): `x` as it is if it is on the model's backend, else as a host array to check first."""
@@ -372,6 +394,11 @@ class Model(Component):
         Everything is checked before anything changes.
         """
         self._require()
+        if not isinstance(parameters, (list, tuple)):
+            raise TypeError(
+                f"Model.set_parameters() expected a list of (weights, biases) pairs, got {_checks._kind(parameters)}; "
+                f"pass the list model.get_parameters() returns"
+            )
         parameters = list(parameters)
         if len(parameters) != len(self.trainable_layers):
             raise ValueError(
@@ -389,7 +416,9 @@ class Model(Component):
 
     def _parameter(self, value, layer, name: str):
         backend, value = self._located(value, f"{layer.label} {name}")
-        return value if backend is self.backend else self.backend.asarray(value, dtype=dtype_name(layer.dtype))
+        _checks.real_dtype(backend.xp, value, layer, name)
+        value = _checks.as_finite(backend, value, getattr(backend.xp, dtype_name(layer.dtype)), layer, name)
+        return value if backend is self.backend else self.backend.asarray(value)
 
     def to(self, spec):
         """Move every parameter, the optimizer's state and all components to another backend."""
@@ -433,6 +462,10 @@ def _pair(value, what: str = "Model.train validation_data", expected: str = "an 
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{what} must be {expected}, got {_checks._kind(value)}")
     return value
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value == 0
 
 
 def _steps(n_samples: int, batch_size: int | None) -> int:

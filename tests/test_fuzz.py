@@ -264,6 +264,13 @@ def is_batch(array: np.ndarray, features: int | None) -> bool:
     )
 
 
+def fits(array: np.ndarray, dtype) -> bool:
+    """Whether every value stays finite when cast to `dtype` (nnx casts inputs to the layer's dtype first)."""
+    if array.dtype.kind not in "fiu" or array.size == 0:
+        return True
+    return bool((np.abs(array.astype(np.float64)) <= np.finfo(dtype).max).all())
+
+
 def host(backend, x):
     return backend.to_numpy(x)
 
@@ -381,6 +388,7 @@ def test_dense_forward(data, name, features, neurons):
     layer = nnx.Dense(features, neurons, xp=backend, dtype=data.draw(st.sampled_from(["float32", "float64"])))
     weights = host(backend, layer.weights)
     x, valid = data.draw(batches(features))
+    valid = valid and fits(x, host(backend, layer.weights).dtype)
     strict = name == "array_api_strict"
     try:
         inputs = backend.asarray(x)
@@ -521,6 +529,10 @@ def test_loss_calculate(data, name, loss_name, n, k, dtype):
         y, targets_ok = data.draw(class_targets(n, k))
     else:
         y, targets_ok = data.draw(value_targets(n, k))
+    if not categorical:
+        targets_ok = targets_ok and fits(y, predictions.dtype if predictions.dtype.kind == "f" else np.float32)
+    if loss_name == "BinaryCrossentropy":
+        targets_ok = targets_ok and bool(((y >= 0) & (y <= 1)).all())
     valid = predictions_ok and targets_ok
     strict = name == "array_api_strict"
     result = outcome(
@@ -533,10 +545,9 @@ def test_loss_calculate(data, name, loss_name, n, k, dtype):
         assert loss.accumulated_count == 0
         return
     value = float(host(backend, result))
-    assert math.isfinite(value), value
-    if loss_name == "BinaryCrossentropy" and not ((y >= 0) & (y <= 1)).all():
-        KNOWN[BINARY_RANGE] += 1
-    elif categorical or loss_name == "BinaryCrossentropy":
+    huge = max(np.abs(a.astype(np.float64)).max(initial=0) for a in (predictions, y)) > 1e15  # squares overflow
+    assert math.isfinite(value) or huge, value
+    if categorical or loss_name == "BinaryCrossentropy":
         assert 0 <= value <= -math.log(1e-7) + 1e-4
 
 
@@ -575,7 +586,11 @@ def model_targets(draw, kind: str, n: int, outputs: int):
     if kind == "binary" and draw(st.booleans()):
         shape = draw(st.sampled_from([(n, outputs)] + ([(n,)] if outputs == 1 else [])))
         return draw(hnp.arrays(np.int64, shape, elements=st.integers(0, 1))), n > 0
-    return draw(value_targets(n, outputs))
+    y, ok = draw(value_targets(n, outputs))
+    ok = ok and fits(y, np.float32)
+    if kind == "binary":
+        ok = ok and bool(((y >= 0) & (y <= 1)).all())
+    return y, ok
 
 
 epochs_values = st.one_of(st.integers(1, 3), st.sampled_from([0, -1, 1.5, "2", None, True, np.int64(2)]))
@@ -604,6 +619,7 @@ def test_model_train(data, name, kind, optimizer, learning_rate, epochs, batch_s
     outputs = 3 if kind == "classifier" else data.draw(st.integers(1, 2), "outputs")
     model = build_model(backend, kind, optimizer(learning_rate=learning_rate, xp=backend), outputs)
     X, X_ok = data.draw(batches(2, rows=(1, 6), dtypes=[np.float64, np.float32, np.int64, np.bool_]), "X")
+    X_ok = X_ok and fits(X, np.float32)
     n = X.shape[0] if X.ndim else 0
     y, y_ok = data.draw(model_targets(kind, n, outputs), "y")
     form = data.draw(st.sampled_from(["host", "list", "backend"]), "form")
@@ -646,12 +662,14 @@ def test_model_predict_and_evaluate(data, name, kind, trained):
         y = np.array([0.0, 1.0]) if kind == "regression" else np.array([0, 1])
         model.train(np.array([[0.1, 0.2], [0.5, -0.3]]), y, epochs=2, print_every=None)
     X, X_ok = data.draw(batches(2, rows=(1, 6), dtypes=[np.float64, np.float32, np.int64, np.uint8, np.bool_]), "X")
+    X_ok = X_ok and fits(X, np.float32)
     batch_size = data.draw(st.one_of(st.none(), st.integers(1, 4)), "batch_size")
     before = parameters(model)
     predictions = outcome(lambda: model.predict(X, batch_size=batch_size), valid=X_ok, strict=strict)
     if predictions is not FAILED:
         values = host(backend, predictions)
-        assert values.shape == (X.shape[0], outputs) and np.isfinite(values).all()
+        moderate = np.abs(X.astype(np.float64)).max() < 1e30  # larger inputs may overflow float32 arithmetic
+        assert values.shape == (X.shape[0], outputs) and (np.isfinite(values).all() or not moderate)
         if kind != "regression":
             assert ((values >= 0) & (values <= 1)).all()
     if X_ok:
@@ -660,7 +678,8 @@ def test_model_predict_and_evaluate(data, name, kind, trained):
         result = outcome(lambda: model.evaluate(X, y, batch_size=batch_size, verbose=False), valid=y_ok, strict=strict)
         if result is not FAILED:
             loss, accuracy = result
-            assert math.isfinite(loss) and 0 <= accuracy <= 1
+            huge = y.size and np.abs(y.astype(np.float64)).max() > 1e15  # its squared error overflows float32
+            assert (math.isfinite(loss) or huge) and 0 <= accuracy <= 1
     for old, new in zip(before, parameters(model), strict=True):
         np.testing.assert_array_equal(new, old)
 

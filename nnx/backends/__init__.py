@@ -163,6 +163,18 @@ def _from_module(module: types.ModuleType) -> Backend:
     )
 
 
+def owner_of(x) -> Backend:
+    """The loaded backend whose array `x` is, else a TypeError naming what `x` is."""
+    for backend in _loaded.values():
+        if backend.owns(x):
+            return backend
+    kind = f"{type(x).__module__}.{type(x).__qualname__}"
+    raise TypeError(
+        f"expected an array of an nnx backend ({', '.join(_loaded)}), got {kind}; convert it with "
+        f"nnx.backends.get(name).asarray(x)"
+    )
+
+
 def current() -> Backend:
     """The active backend: the innermost `use()`, else $NNX_BACKEND, else numpy."""
     active = _active.get()

@@ -42,7 +42,11 @@ def scaled_normal(shape: tuple[int, ...], scale: float, dtype: str, rng=None) ->
         raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
     draws = rng.standard_normal(shape) if rng is not None else np.random.standard_normal(shape)
     typed = draws.astype(dtype)
-    return typed * typed.dtype.type(scale)
+    with quiet_float_errors():
+        scaled = typed * typed.dtype.type(scale)
+    if not np.isfinite(scaled).all():
+        raise ValueError(f"Dense weight_scale={scale:g} overflows {dtype}; pass a smaller weight_scale such as 0.01")
+    return scaled
 
 
 def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str) -> np.ndarray:
