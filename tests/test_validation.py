@@ -692,7 +692,9 @@ def test_value_losses_check_target_shapes(backend, loss_class):
         (two, np.zeros(6), r"targets for 3 samples, got shape \(6,\)"),
         (one, np.zeros(6), r"targets for 3 samples, got shape \(6,\)"),
     ):
-        info = assert_raises(ValueError, lambda predictions=predictions, y=y: loss.calculate(predictions, backend.asarray(y)))
+        info = assert_raises(
+            ValueError, lambda predictions=predictions, y=y: loss.calculate(predictions, backend.asarray(y))
+        )
         assert_message(info, component, expected)
     assert loss.accumulated_count == 0
     assert np.isfinite(float(backend.to_numpy(loss.calculate(one, backend.asarray(np.array([0.0, 1.0, 1.0]))))))
@@ -797,7 +799,8 @@ def test_metrics_reject_targets_that_are_not_arrays_of_their_backend(backend, me
 def test_binary_accuracy_never_broadcasts(backend):
     metric = nnx.metrics.Categorical(binary=True, xp=backend)
     predictions = backend.asarray(np.zeros((3, 2), dtype=np.int64))
-    info = assert_raises(ValueError, lambda: metric.calculate(predictions, backend.asarray(np.zeros(6, dtype=np.int64))))
+    targets = backend.asarray(np.zeros(6, dtype=np.int64))
+    info = assert_raises(ValueError, lambda: metric.calculate(predictions, targets))
     assert_message(info, r"Categorical\(\)", r"predictions \(3, 2\), got \(6,\)", r"pass one target per output")
 
 
