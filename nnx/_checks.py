@@ -291,7 +291,8 @@ def class_targets(backend, y, n_classes: int, owner: str):
     key = ("classes", n_classes)
     if y.shape[0] == 0 or already_checked(y, key):
         return y
-    summary = backend.to_numpy(_label_summary(xp, y, n_classes))
+    with backend.quiet_float_errors():  # inf in one-hot rows makes NaN sums: counted as bad rows
+        summary = backend.to_numpy(_label_summary(xp, y, n_classes))
     _raise_for_labels(summary, n_classes, owner, one_hot=len(y.shape) == 2)
     remember(y, key)
     return y

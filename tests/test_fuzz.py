@@ -350,6 +350,8 @@ def test_dense_constructor(data, name):
     bad = verdicts(values, kinds)
     if dtype in ("float16", "int32", "bool"):
         bad.add(ValueError)
+    if not bad and float(values.get("weight_scale", 0.01)) > 1e30:
+        return  # weights of weight_scale * N(0, 1) may overflow the dtype: refused (tested elsewhere) or not
     positional = (values.pop("n_inputs"), values.pop("n_neurons"))
     build = lambda: nnx.Dense(*positional, **values, dtype=dtype, xp=backend)  # noqa: E731
     if bad:
@@ -588,8 +590,9 @@ def model_targets(draw, kind: str, n: int, outputs: int):
         return draw(hnp.arrays(np.int64, shape, elements=st.integers(0, 1))), n > 0
     y, ok = draw(value_targets(n, outputs))
     ok = ok and fits(y, np.float32)
-    if kind == "binary":
-        ok = ok and bool(((y >= 0) & (y <= 1)).all())
+    if kind == "binary" and ok:
+        as_model_sees_it = y.astype(np.float32)  # the model checks its targets in its own dtype
+        ok = bool(((as_model_sees_it >= 0) & (as_model_sees_it <= 1)).all())
     return y, ok
 
 
@@ -670,7 +673,7 @@ def test_model_predict_and_evaluate(data, name, kind, trained):
         values = host(backend, predictions)
         moderate = np.abs(X.astype(np.float64)).max() < 1e30  # larger inputs may overflow float32 arithmetic
         assert values.shape == (X.shape[0], outputs) and (np.isfinite(values).all() or not moderate)
-        if kind != "regression":
+        if kind != "regression" and moderate:
             assert ((values >= 0) & (values <= 1)).all()
     if X_ok:
         n = X.shape[0]
@@ -678,7 +681,8 @@ def test_model_predict_and_evaluate(data, name, kind, trained):
         result = outcome(lambda: model.evaluate(X, y, batch_size=batch_size, verbose=False), valid=y_ok, strict=strict)
         if result is not FAILED:
             loss, accuracy = result
-            huge = y.size and np.abs(y.astype(np.float64)).max() > 1e15  # its squared error overflows float32
+            extremes = max(np.abs(a.astype(np.float64)).max(initial=0) for a in (X, y))
+            huge = extremes > 1e15  # float32 arithmetic on such values may overflow: inf is the right answer
             assert (math.isfinite(loss) or huge) and 0 <= accuracy <= 1
     for old, new in zip(before, parameters(model), strict=True):
         np.testing.assert_array_equal(new, old)
