@@ -31,7 +31,7 @@ def number(value, name: str, owner: str, *, low=None, high=None, low_open=False,
     domain = _interval(low, high, low_open, high_open)
     if not _is_real(value):
         raise TypeError(
-            f"{_name(owner)} {name} must be a real number {domain}, got {_kind(value)}; pass e.g. {name}=0.1"
+            f"{_name(owner)} {name} must be a real number {domain}, got {describe(value)}; pass e.g. {name}=0.1"
         )
     try:
         value = float(value)
@@ -64,7 +64,7 @@ def fraction(value, name: str, owner: str) -> float:
 def positive_int(value, name: str, owner: str) -> int:
     """`value` as an int if it is an integer >= 1 (Python or NumPy), else a TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{_name(owner)} {name} must be a positive integer, got {_kind(value)}; pass e.g. {name}=10")
+        raise TypeError(f"{_name(owner)} {name} must be a positive integer, got {describe(value)}; pass e.g. {name}=10")
     if not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{_name(owner)} {name} must be a positive integer, got {value!r}; pass e.g. {name}=10")
     return int(value)
@@ -83,7 +83,7 @@ def choice(value, name: str, owner: str, options: tuple[str, ...]) -> str:
 def boolean(value, name: str, owner: str) -> bool:
     numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
     if not isinstance(value, bool) and not numpy_bool:
-        raise TypeError(f"{_name(owner)} {name} must be True or False, got {_kind(value)}")
+        raise TypeError(f"{_name(owner)} {name} must be True or False, got {describe(value)}")
     return bool(value)
 
 
@@ -103,7 +103,8 @@ def _fix(name: str, low, high) -> str:
     return f"pass a finite value such as {name}={'1e-7' if 'epsilon' in name else '0.1'}"
 
 
-def _kind(value) -> str:
+def describe(value) -> str:
+    """How a message shows a received value: its repr and type, or what kind of array or container it is."""
     if isinstance(value, (tuple, list, dict)):
         return f"a {type(value).__name__} of length {len(value)}"
     return f"{value!r} ({type(value).__name__})" if _is_scalar_like(value) else _describe(value)
@@ -300,7 +301,7 @@ def class_targets(backend, y, n_classes: int, owner: str):
 
 def _label_summary(xp, y, n_classes: int):
     """One small array, copied once: [rows bad, min, max] of what can go wrong with these targets."""
-    values = xp.astype(y, xp.float64) if backend_has_float64(xp) else xp.astype(y, xp.float32)
+    values = xp.astype(y, getattr(xp, "float64", xp.float32))
     if len(y.shape) == 2:
         not_binary = xp.sum(xp.astype((values != 0) & (values != 1), values.dtype), axis=1)
         row_sums = xp.sum(values, axis=1)
@@ -309,10 +310,6 @@ def _label_summary(xp, y, n_classes: int):
     non_integer = xp.sum(xp.astype(xp.isnan(values) | (values != xp.round(values)), values.dtype))
     finite_values = xp.where(xp.isnan(values), xp.zeros_like(values), values)
     return xp.stack([non_integer, xp.min(finite_values), xp.max(finite_values)])
-
-
-def backend_has_float64(xp) -> bool:
-    return hasattr(xp, "float64")
 
 
 def _raise_for_labels(summary, n_classes: int, owner: str, *, one_hot: bool) -> None:

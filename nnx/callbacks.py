@@ -49,7 +49,7 @@ class Run:
     def host_metrics(self) -> dict:
         """The current metrics as floats (one copy per step); watchers (the divergence check) see them first."""
         if self._host is None or self._host[0] is not self.metrics:
-            values = {name: _host_float(self.model.backend, value) for name, value in self.metrics.items()}
+            values = {name: host_float(self.model.backend, value) for name, value in self.metrics.items()}
             values["loss"] = values["data_loss"] + values["reg_loss"]
             values["lr"] = self.model.optimizer.current_learning_rate
             self._host = (self.metrics, values)
@@ -58,8 +58,8 @@ class Run:
         return self._host[1]
 
 
-def _host_float(backend, value) -> float:
-    """The explicit device -> host copy of one metric."""
+def host_float(backend, value) -> float:
+    """A metric as a Python float: the explicit device -> host copy, made only when a number is needed."""
     return float(value) if isinstance(value, (int, float)) else float(backend.to_numpy(value))
 
 
@@ -199,11 +199,8 @@ class DivergenceGuard(Callback):
 
     def _finite(self, run: Run, loss) -> bool:
         """One reduction over the loss and every parameter: NaN unless all are finite (x * 0 keeps NaN/inf)."""
-        model, xp = run.model, run.model.xp
-        probe = 0 if loss is None else loss
-        for layer in model.trainable_layers:
-            probe = probe + xp.sum(layer.weights * 0) + xp.sum(layer.biases * 0)
-        value = _host_float(model.backend, probe)
+        model = run.model
+        value = host_float(model.backend, _finite_probe(loss, model.trainable_layers))
         if not math.isfinite(value):
             return False
         if loss is not None:
@@ -232,6 +229,15 @@ class DivergenceGuard(Callback):
             raise error
         if self.action == "warn":
             warnings.warn(str(error), RuntimeWarning, stacklevel=2)
+
+
+def _finite_probe(loss, layers):
+    """`loss` (or 0) plus sum(p * 0) over every parameter: one value, NaN or inf unless all of them are finite."""
+    probe = 0 if loss is None else loss
+    for layer in layers:
+        if hasattr(layer, "weights"):
+            probe = probe + layer.xp.sum(layer.weights * 0) + layer.xp.sum(layer.biases * 0)
+    return probe
 
 
 def _loss_of(run: Run):
@@ -301,15 +307,11 @@ def check_finite(loss, layers=(), *, epoch: int | None = None) -> float:
 
     layers = list(layers)
     backend = layers[0].backend if layers else backends.current()
-    probe = loss
-    for layer in layers:
-        if hasattr(layer, "weights"):
-            probe = probe + layer.xp.sum(layer.weights * 0) + layer.xp.sum(layer.biases * 0)
-    if not math.isfinite(_host_float(backend, probe)):
+    if not math.isfinite(host_float(backend, _finite_probe(loss, layers))):
         where = f" at epoch {epoch}" if epoch is not None else ""
         raise DivergenceError(
             f"training diverged{where}: the loss or a parameter is NaN or infinite. Lower the learning rate or add "
             f"decay, and start again from saved or freshly initialised parameters",
             epoch=epoch,
         )
-    return _host_float(backend, loss)
+    return host_float(backend, loss)

@@ -14,7 +14,7 @@ from nnx import _checks, backends
 from nnx._component import Component
 from nnx.activations import Softmax
 from nnx.backends._host import dtype_name
-from nnx.callbacks import BookLog, CallbackList, Checkpoint, DivergenceGuard, Run, Validation
+from nnx.callbacks import BookLog, CallbackList, Checkpoint, DivergenceGuard, Run, Validation, host_float
 from nnx.errors import CallOrderError, CheckpointError
 from nnx.layers import Dense, Input
 from nnx.losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
@@ -45,7 +45,7 @@ class Model(Component):
         ):
             raise TypeError(
                 f"Model.add() expected a layer or activation (Dense, Dropout, ReLU, Softmax, ...), got "
-                f"{_checks._kind(layer)}; pass an instance such as Dense(2, 64) or ReLU(), and give losses, "
+                f"{_checks.describe(layer)}; pass an instance such as Dense(2, 64) or ReLU(), and give losses, "
                 f"optimizers and accuracies to model.set() instead"
             )
         if isinstance(layer, Component):
@@ -68,7 +68,7 @@ class Model(Component):
             if value is not None and not isinstance(value, kind):
                 raise TypeError(
                     f"Model.set({name}=...) expected an nnx {kind.__name__} (e.g. nnx.{_EXAMPLES[name]}), "
-                    f"got {_checks._kind(value)}"
+                    f"got {_checks.describe(value)}"
                 )
         chosen = {name: value for name, value in (("loss", loss), ("optimizer", optimizer), ("accuracy", accuracy))}
         chosen = {name: value for name, value in chosen.items() if value is not None}
@@ -218,7 +218,7 @@ class Model(Component):
             callbacks = ()
         if not isinstance(callbacks, (list, tuple)):
             raise TypeError(
-                f"Model.train callbacks must be a list of nnx.callbacks.Callback, got {_checks._kind(callbacks)}; "
+                f"Model.train callbacks must be a list of nnx.callbacks.Callback, got {_checks.describe(callbacks)}; "
                 f"pass e.g. callbacks=[MyCallback()]"
             )
         X, y = self._data(X, y, "training")
@@ -302,8 +302,8 @@ class Model(Component):
                 output = self.forward(X_batch, training=False)
                 self.loss.calculate(output, y_batch)
                 self.accuracy.calculate(self.output_layer_activation.predictions(output), y_batch)
-        loss = _host(self.backend, self.loss.calculate_accumulated())
-        accuracy = _host(self.backend, self.accuracy.calculate_accumulated())
+        loss = host_float(self.backend, self.loss.calculate_accumulated())
+        accuracy = host_float(self.backend, self.accuracy.calculate_accumulated())
         if verbose:
             print(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
         return loss, accuracy
@@ -335,13 +335,10 @@ class Model(Component):
         _checks.real_dtype(backend.xp, X, owner, f"{what} inputs")
         return self._finite_copy(backend, X, owner, f"{what} inputs")
 
-    def _float_dtype(self):
-        return self.trainable_layers[0].dtype if self.trainable_layers else self.backend.default_float
-
     def _finite_copy(self, backend, x, owner, what: str):
         """`x` in the model's float dtype on its backend: cast where it is (on the host for host data), checked
         finite after the cast, then copied over once."""
-        name = dtype_name(self._float_dtype())
+        name = dtype_name(self.trainable_layers[0].dtype if self.trainable_layers else self.backend.default_float)
         x = _checks.as_finite(backend, x, getattr(backend.xp, name), owner, what)
         return x if backend is self.backend else self.backend.asarray(x, dtype=name)
 
@@ -396,8 +393,8 @@ class Model(Component):
         self._require()
         if not isinstance(parameters, (list, tuple)):
             raise TypeError(
-                f"Model.set_parameters() expected a list of (weights, biases) pairs, got {_checks._kind(parameters)}; "
-                f"pass the list model.get_parameters() returns"
+                f"Model.set_parameters() expected a list of (weights, biases) pairs, got "
+                f"{_checks.describe(parameters)}; pass the list model.get_parameters() returns"
             )
         parameters = list(parameters)
         if len(parameters) != len(self.trainable_layers):
@@ -460,7 +457,7 @@ _EXAMPLES = {"loss": "CategoricalCrossentropy()", "optimizer": "Adam()", "accura
 
 def _pair(value, what: str = "Model.train validation_data", expected: str = "an (X, y) pair"):
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"{what} must be {expected}, got {_checks._kind(value)}")
+        raise TypeError(f"{what} must be {expected}, got {_checks.describe(value)}")
     return value
 
 
@@ -483,7 +480,3 @@ def _batches(X, y, batch_size: int | None):
     for start, stop in _slices(X.shape[0], batch_size):
         yield X[start:stop, ...], y[start:stop, ...]
 
-
-def _host(backend, value) -> float:
-    """A metric as a Python float: the explicit device -> host copy, made only when a number is needed."""
-    return float(value) if isinstance(value, (int, float)) else float(backend.to_numpy(value))

@@ -22,12 +22,20 @@ def _backend_param(name: str):
     return pytest.param(name, id=name, marks=marks)
 
 
-@pytest.fixture(params=[_backend_param(name) for name in _selected_backends()])
-def backend(request) -> nnx.backends.Backend:
+BACKEND_PARAMS = [_backend_param(name) for name in _selected_backends()]
+
+
+def backend_or_skip(name: str) -> nnx.backends.Backend:
+    """The backend called `name`, or a skip that says why it is unavailable here."""
     try:
-        return nnx.backends.get(request.param)
+        return nnx.backends.get(name)
     except nnx.backends.BackendUnavailableError as error:
-        pytest.skip(f"{request.param}: {_reason(error)}")
+        pytest.skip(f"{name}: {_reason(error)}")
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend(request) -> nnx.backends.Backend:
+    return backend_or_skip(request.param)
 
 
 def _reason(error: Exception) -> str:

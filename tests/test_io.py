@@ -17,7 +17,7 @@ import nnx
 from nnx import io
 from nnx._component import Component
 from nnx.errors import CheckpointError
-from tests.conftest import _backend_param, _reason, _selected_backends
+from tests.conftest import BACKEND_PARAMS, backend_or_skip
 
 OPTIMIZERS = {
     "sgd": lambda b: nnx.SGD(learning_rate=0.5, decay=1e-3, momentum=0.9, xp=b),
@@ -26,13 +26,10 @@ OPTIMIZERS = {
 }
 
 
-@pytest.fixture(params=[_backend_param(name) for name in _selected_backends()])
+@pytest.fixture(params=BACKEND_PARAMS)
 def target(request) -> nnx.backends.Backend:
     """A second backend, to load what `backend` saved."""
-    try:
-        return nnx.backends.get(request.param)
-    except nnx.backends.BackendUnavailableError as error:
-        pytest.skip(f"{request.param}: {_reason(error)}")
+    return backend_or_skip(request.param)
 
 
 def classifier(backend, optimizer: str = "adam", hidden: int = 8, dropout: float = 0.1) -> nnx.Model:

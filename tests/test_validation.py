@@ -929,44 +929,21 @@ def test_integers_beyond_the_float_range_are_value_errors(backend, build):
     assert_message(info, r"SGD|Adam|Dense|Dropout|Regression", r"finite number")
 
 
+NOT_POSITIVE_INTS = {
+    "0": (0, ValueError),
+    "-1": (-1, ValueError),
+    "1.5": (1.5, ValueError),
+    "inf": (float("inf"), ValueError),
+    "nan": (float("nan"), ValueError),
+    "str": ("3", TypeError),
+    "bool": (True, TypeError),
+}
+OPTIONAL = ("0", "None")  # print_every accepts 0 and None (print nothing); batch_size accepts None
 TRAIN_ARGUMENTS = {
-    "epochs": {
-        "0": (0, ValueError),
-        "-1": (-1, ValueError),
-        "1.5": (1.5, ValueError),
-        "inf": (float("inf"), ValueError),
-        "nan": (float("nan"), ValueError),
-        "str": ("3", TypeError),
-        "bool": (True, TypeError),
-        "None": (None, TypeError),
-    },
-    "batch_size": {
-        "0": (0, ValueError),
-        "-1": (-1, ValueError),
-        "1.5": (1.5, ValueError),
-        "inf": (float("inf"), ValueError),
-        "nan": (float("nan"), ValueError),
-        "str": ("3", TypeError),
-        "bool": (True, TypeError),
-    },
-    "print_every": {
-        "-1": (-1, ValueError),
-        "1.5": (1.5, ValueError),
-        "inf": (float("inf"), ValueError),
-        "nan": (float("nan"), ValueError),
-        "str": ("3", TypeError),
-        "bool": (True, TypeError),
-    },
-    "check_every": {
-        "0": (0, ValueError),
-        "-1": (-1, ValueError),
-        "1.5": (1.5, ValueError),
-        "inf": (float("inf"), ValueError),
-        "nan": (float("nan"), ValueError),
-        "str": ("3", TypeError),
-        "bool": (True, TypeError),
-        "None": (None, TypeError),
-    },
+    "epochs": {**NOT_POSITIVE_INTS, "None": (None, TypeError)},
+    "batch_size": NOT_POSITIVE_INTS,
+    "print_every": {key: case for key, case in NOT_POSITIVE_INTS.items() if key not in OPTIONAL},
+    "check_every": {**NOT_POSITIVE_INTS, "None": (None, TypeError)},
     "on_divergence": {"unknown": ("explode", ValueError), "upper": ("RAISE", ValueError)},
 }
 TRAIN_CASES = [
