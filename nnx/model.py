@@ -479,4 +479,3 @@ def _slices(n_samples: int, batch_size: int | None):
 def _batches(X, y, batch_size: int | None):
     for start, stop in _slices(X.shape[0], batch_size):
         yield X[start:stop, ...], y[start:stop, ...]
-
