@@ -105,8 +105,12 @@ class RunningMean(Component):
         self.accumulated_count = 0
 
     def _accumulate(self, values) -> None:
-        self.accumulated_sum = self.accumulated_sum + self.xp.sum(values)
-        self.accumulated_count += math.prod(values.shape)
+        self.add_to_pass(self.xp.sum(values), math.prod(values.shape))
+
+    def add_to_pass(self, total, count: int) -> None:
+        """Add a batch's precomputed sum of `count` per-sample values (a compiled step's) to the epoch's sums."""
+        self.accumulated_sum = self.accumulated_sum + total
+        self.accumulated_count += count
 
     def _accumulated_mean(self):
         if self.accumulated_count == 0:

@@ -70,17 +70,14 @@ class Dense(Component):
         """Set `output` for a (n_samples, n_inputs) batch; inputs of another float dtype are cast once."""
         inputs = self._accept_batch(inputs, features=self.n_inputs, dtype=self.dtype)
         self.inputs = inputs
-        self.output = _checks.produced(self.xp.matmul(inputs, self.weights) + self.biases)
+        self.output = _checks.produced(self.backend.dense_forward(inputs, self.weights, self.biases))
 
     def backward(self, dvalues) -> None:
         """Set `dweights`, `dbiases` (regularization terms included) and `dinputs` from the output gradient."""
         self._require_forward(dvalues)
-        xp = self.xp
-        self.dweights = xp.matmul(self.inputs.T, dvalues)
-        self.dbiases = xp.sum(dvalues, axis=0, keepdims=True)
-        self.dweights = self._regularized(self.dweights, self.weights, "weight")
-        self.dbiases = self._regularized(self.dbiases, self.biases, "bias")
-        self.dinputs = xp.matmul(dvalues, self.weights.T)
+        dweights, dbiases, self.dinputs = self.backend.dense_backward(self.inputs, self.weights, dvalues)
+        self.dweights = self._regularized(dweights, self.weights, "weight")
+        self.dbiases = self._regularized(dbiases, self.biases, "bias")
 
     def _regularized(self, gradient, values, kind: str):
         l1 = getattr(self, f"{kind}_regularizer_l1")

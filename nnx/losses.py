@@ -71,12 +71,6 @@ def _penalty(xp, values, l1: float, l2: float):
     return total
 
 
-def one_hot(labels, n_classes: int, dtype, backend):
-    """Rows of `n_classes` zeros with a one at each integer label, built by comparison (no scatter)."""
-    classes = backend.arange(n_classes, dtype=labels.dtype)
-    return backend.xp.astype(labels[:, None] == classes, dtype)
-
-
 class CategoricalCrossentropy(Loss):
     """-log of the probability given to the true class; targets are integer labels or one-hot rows."""
 
@@ -85,18 +79,17 @@ class CategoricalCrossentropy(Loss):
 
     def forward(self, y_pred, y_true):
         y_pred, y_true = self._targets(y_pred, y_true)
+        if y_true.ndim == 1:
+            return self.backend.categorical_crossentropy(y_pred, y_true, EPSILON)
         xp = self.xp
         clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
-        if y_true.ndim == 1:
-            y_true = one_hot(y_true, y_pred.shape[1], y_pred.dtype, self.backend)
-        correct_confidences = xp.sum(clipped * xp.astype(y_true, y_pred.dtype), axis=1)
-        return -xp.log(correct_confidences)
+        return -xp.log(xp.sum(clipped * xp.astype(y_true, y_pred.dtype), axis=1))
 
     def backward(self, dvalues, y_true) -> None:
         dvalues, y_true = self._targets(dvalues, y_true)
         samples, labels = dvalues.shape
         if y_true.ndim == 1:
-            y_true = one_hot(y_true, labels, dvalues.dtype, self.backend)
+            y_true = self.backend.one_hot(y_true, labels, dvalues.dtype)
         self.dinputs = -self.xp.astype(y_true, dvalues.dtype) / dvalues
         self.dinputs = self.dinputs / samples
 
@@ -124,10 +117,9 @@ class SoftmaxCategoricalCrossentropy(Component):
     def backward(self, dvalues, y_true) -> None:
         """`dvalues` are the softmax outputs; `y_true` integer labels or one-hot rows."""
         dvalues, y_true = self.loss._targets(dvalues, y_true)
-        samples, labels = dvalues.shape
         if y_true.ndim == 2:
             y_true = self.xp.argmax(y_true, axis=1)
-        self.dinputs = (dvalues - one_hot(y_true, labels, dvalues.dtype, self.backend)) / samples
+        self.dinputs = self.backend.softmax_crossentropy_backward(dvalues, y_true)
 
 
 class BinaryCrossentropy(Loss):

@@ -240,11 +240,12 @@ class Model(Component):
         run = Run(
             self, epochs=epochs, steps=_steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch
         )
+        train_step = self.backend.compiled_step(self, X, y) or self._train_step
         with _checks.trusted(), self.backend.quiet_float_errors():
-            self._loop(run, callback, X, y)
+            self._loop(run, callback, X, y, train_step)
         return self._result(run)
 
-    def _loop(self, run: Run, callback: CallbackList, X, y) -> None:
+    def _loop(self, run: Run, callback: CallbackList, X, y, train_step) -> None:
         callback.on_train_begin(run)
         for epoch in range(run.first_epoch, run.epochs + 1):
             run.epoch = epoch
@@ -253,7 +254,7 @@ class Model(Component):
             callback.on_epoch_begin(run)
             for step, (X_batch, y_batch) in enumerate(_batches(X, y, run.batch_size)):
                 run.step = step
-                run.set_metrics(*self._train_step(X_batch, y_batch))
+                run.set_metrics(*train_step(X_batch, y_batch))
                 run.global_step += 1
                 callback.on_step_end(run)
                 if run.stop:

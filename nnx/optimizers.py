@@ -49,7 +49,8 @@ class Optimizer(Component):
         self.iterations += 1
 
     def update_params(self, layer) -> None:
-        """Update `layer.weights` and `layer.biases` in place from `layer.dweights` and `layer.dbiases`."""
+        """Update `layer.weights` and `layer.biases` from `layer.dweights` and `layer.dbiases` (in place where the
+        backend can)."""
         gradients = (getattr(layer, "dweights", None), getattr(layer, "dbiases", None))
         if not hasattr(layer, "weights") or not hasattr(layer, "biases"):
             raise TypeError(
@@ -66,8 +67,8 @@ class Optimizer(Component):
                 f"run the backward pass first so the layer has gradients"
             )
         state = self.layer_state(layer)
-        layer.weights += self._step(layer.weights, layer.dweights, state, "weight")
-        layer.biases += self._step(layer.biases, layer.dbiases, state, "bias")
+        layer.weights = self._update(layer.weights, layer.dweights, state, "weight")
+        layer.biases = self._update(layer.biases, layer.dbiases, state, "bias")
 
     def layer_state(self, layer) -> dict:
         """This optimizer's arrays for `layer` (e.g. 'weight_cache'), created as zeros on first use."""
@@ -79,7 +80,8 @@ class Optimizer(Component):
             }
         return self.state[layer]
 
-    def _step(self, values, gradient, state: dict, kind: str):
+    def _update(self, values, gradient, state: dict, kind: str):
+        """`values` after one step (the same array updated in place on backends that can; use the result)."""
         raise NotImplementedError
 
 
@@ -93,12 +95,14 @@ class SGD(Optimizer):
         self.momentum = _checks.fraction(momentum, "momentum", "SGD")
         self.STATE_NAMES = ("momentums",) if self.momentum else ()
 
-    def _step(self, values, gradient, state, kind):
+    def _update(self, values, gradient, state, kind):
         if not self.momentum:
-            return -self.current_learning_rate * gradient
+            return self.backend.sgd_update(values, gradient, self.current_learning_rate)[0]
         key = f"{kind}_momentums"
-        state[key] = self.momentum * state[key] - self.current_learning_rate * gradient
-        return state[key]
+        values, state[key] = self.backend.sgd_update(
+            values, gradient, self.current_learning_rate, state[key], self.momentum
+        )
+        return values
 
 
 class Adagrad(Optimizer):
@@ -111,10 +115,12 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, decay, xp=xp)
         self.epsilon = _checks.positive(epsilon, "epsilon", "Adagrad")
 
-    def _step(self, values, gradient, state, kind):
+    def _update(self, values, gradient, state, kind):
         key = f"{kind}_cache"
-        state[key] = state[key] + gradient**2
-        return -self.current_learning_rate * gradient / (self.xp.sqrt(state[key]) + self.epsilon)
+        values, state[key] = self.backend.adagrad_update(
+            values, gradient, state[key], self.current_learning_rate, self.epsilon
+        )
+        return values
 
 
 class RMSprop(Optimizer):
@@ -130,10 +136,12 @@ class RMSprop(Optimizer):
         self.epsilon = _checks.positive(epsilon, "epsilon", "RMSprop")
         self.rho = _checks.fraction(rho, "rho", "RMSprop")
 
-    def _step(self, values, gradient, state, kind):
+    def _update(self, values, gradient, state, kind):
         key = f"{kind}_cache"
-        state[key] = self.rho * state[key] + (1 - self.rho) * gradient**2
-        return -self.current_learning_rate * gradient / (self.xp.sqrt(state[key]) + self.epsilon)
+        values, state[key] = self.backend.rmsprop_update(
+            values, gradient, state[key], self.current_learning_rate, self.epsilon, self.rho
+        )
+        return values
 
 
 class Adam(Optimizer):
@@ -157,11 +165,17 @@ class Adam(Optimizer):
         self.beta_1 = _checks.fraction(beta_1, "beta_1", "Adam")
         self.beta_2 = _checks.fraction(beta_2, "beta_2", "Adam")
 
-    def _step(self, values, gradient, state, kind):
+    def _update(self, values, gradient, state, kind):
         momentums, cache = f"{kind}_momentums", f"{kind}_cache"
-        step = self.iterations + 1
-        state[momentums] = self.beta_1 * state[momentums] + (1 - self.beta_1) * gradient
-        corrected_momentums = state[momentums] / (1 - self.beta_1**step)
-        state[cache] = self.beta_2 * state[cache] + (1 - self.beta_2) * gradient**2
-        corrected_cache = state[cache] / (1 - self.beta_2**step)
-        return -self.current_learning_rate * corrected_momentums / (self.xp.sqrt(corrected_cache) + self.epsilon)
+        values, state[momentums], state[cache] = self.backend.adam_update(
+            values,
+            gradient,
+            state[momentums],
+            state[cache],
+            self.current_learning_rate,
+            self.epsilon,
+            self.beta_1,
+            self.beta_2,
+            self.iterations + 1,
+        )
+        return values

@@ -67,6 +67,95 @@ class Backend:
         if state is not None:
             raise ValueError(f"backend {self.name!r} has no RNG of its own, so it cannot restore {state!r}")
 
+    # Kernels: the generic `xp` versions below are the reference; a backend overrides those it can do faster
+    # (tests compare each override with these). Results are new arrays unless an argument is documented as
+    # updated in place by a faster backend; callers always use the returned arrays.
+
+    def dense_forward(self, inputs, weights, biases):
+        """inputs @ weights + biases."""
+        return self.xp.matmul(inputs, weights) + biases
+
+    def dense_backward(self, inputs, weights, dvalues):
+        """(dweights, dbiases, dinputs) of a Dense layer for the output gradient `dvalues`."""
+        xp = self.xp
+        dweights = xp.matmul(xp.matrix_transpose(inputs), dvalues)
+        dbiases = xp.sum(dvalues, axis=0, keepdims=True)
+        return dweights, dbiases, xp.matmul(dvalues, xp.matrix_transpose(weights))
+
+    def relu_forward(self, inputs):
+        """max(0, inputs), element-wise."""
+        return self.xp.maximum(inputs, 0)
+
+    def relu_backward(self, dvalues, inputs):
+        """`dvalues` where `inputs` > 0, else 0 (a multiply by the 0/1 mask: faster than `where`)."""
+        return dvalues * self.xp.astype(inputs > 0, dvalues.dtype)
+
+    def softmax(self, inputs):
+        """Row-wise softmax, stable: each row's maximum is subtracted first."""
+        xp = self.xp
+        exponentials = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
+        return exponentials / xp.sum(exponentials, axis=1, keepdims=True)
+
+    def one_hot(self, labels, n_classes: int, dtype):
+        """Rows of `n_classes` zeros with a one at each integer label, built by comparison (no scatter)."""
+        classes = self.arange(n_classes, dtype=labels.dtype)
+        return self.xp.astype(labels[:, None] == classes, dtype)
+
+    def categorical_crossentropy(self, probabilities, labels, epsilon: float):
+        """Per-sample -log(p of the true class), p clipped to [epsilon, 1 - epsilon]; `labels` are integers."""
+        xp = self.xp
+        clipped = xp.clip(probabilities, epsilon, 1 - epsilon)
+        one_hot = self.one_hot(labels, probabilities.shape[1], probabilities.dtype)
+        return -xp.log(xp.sum(clipped * one_hot, axis=1))
+
+    def softmax_crossentropy_backward(self, probabilities, labels):
+        """(softmax outputs - one-hot of `labels`) / n_samples: the fused softmax + cross-entropy gradient."""
+        one_hot = self.one_hot(labels, probabilities.shape[1], probabilities.dtype)
+        return (probabilities - one_hot) / probabilities.shape[0]
+
+    def sgd_update(self, values, gradient, learning_rate: float, momentums=None, momentum: float = 0.0):
+        """(values, momentums) after one SGD step; `momentums` is None without momentum. Updated in place by
+        faster backends."""
+        if momentums is None:
+            return values - learning_rate * gradient, None
+        momentums = momentum * momentums - learning_rate * gradient
+        return values + momentums, momentums
+
+    def adagrad_update(self, values, gradient, cache, learning_rate: float, epsilon: float):
+        """(values, cache) after one Adagrad step (cache: the sum of squared gradients)."""
+        cache = cache + gradient**2
+        return values - learning_rate * gradient / (self.xp.sqrt(cache) + epsilon), cache
+
+    def rmsprop_update(self, values, gradient, cache, learning_rate: float, epsilon: float, rho: float):
+        """(values, cache) after one RMSprop step (cache: the moving average of squared gradients)."""
+        cache = rho * cache + (1 - rho) * gradient**2
+        return values - learning_rate * gradient / (self.xp.sqrt(cache) + epsilon), cache
+
+    def adam_update(self, values, gradient, momentums, cache, learning_rate, epsilon, beta_1, beta_2, step: int):
+        """(values, momentums, cache) after Adam's step number `step` (from 1), both moments bias-corrected."""
+        momentums = beta_1 * momentums + (1 - beta_1) * gradient
+        cache = beta_2 * cache + (1 - beta_2) * gradient**2
+        corrected_momentums = momentums / (1 - beta_1**step)
+        corrected_cache = cache / (1 - beta_2**step)
+        return (
+            values - learning_rate * corrected_momentums / (self.xp.sqrt(corrected_cache) + epsilon),
+            momentums,
+            cache,
+        )
+
+    def reference(self) -> Backend:
+        """The same arrays and device without any fast path: the generic `xp` code that fast paths are tested
+        against (this backend itself when it has none)."""
+        return self
+
+    def compiled_step(self, model, X, y):
+        """A compiled training step for `model` on the batches of (X, y), or None to use the generic one.
+
+        The step is called as ``step(X_batch, y_batch)`` and returns ``(accuracy, data_loss, reg_loss)`` as 0-d
+        arrays, exactly like `Model._train_step`; see `nnx.backends._compiled` for the contract.
+        """
+        return None
+
     def owns(self, x) -> bool:
         """Whether `x` is an array of this backend, on its device."""
         return isinstance(x, self.array_type)

@@ -1,18 +1,153 @@
-"""The NumPy backend: the CPU, NumPy's own namespace (Array API compatible since NumPy 2)."""
+"""The NumPy backend: the CPU, NumPy's own namespace (Array API compatible since NumPy 2).
+
+`NumpyBackend` is the generic reference; `FastNumpyBackend`, registered as ``numpy``, adds the CPU fast paths
+(and, with the ``fast`` extra, a compiled training step for `Model.train`).
+"""
 
 from __future__ import annotations
+
+import importlib.util
+import os
 
 import numpy as np
 
 from nnx.backends._base import Backend
 
+COMPILE_ENV_VAR = "NNX_COMPILE"
+COLUMN_SUM_BY_PRODUCT = 4096  # rows from which a product with ones beats NumPy's column sum
+
 
 class NumpyBackend(Backend):
-    """NumPy on the CPU; `to_numpy` still copies, so the result never aliases a live parameter."""
+    """NumPy on the CPU with only the generic code; `to_numpy` still copies, so the result never aliases a live
+    parameter."""
 
     def to_numpy(self, x):
         return np.array(x, copy=True)
 
 
+class FastNumpyBackend(NumpyBackend):
+    """NumPy on the CPU with fast paths: in-place, fused NumPy kernels, and a compiled `Model.train` step when
+    Numba is installed (``pip install "nnx-nnfs[fast]"``; ``NNX_COMPILE=0`` or ``compile = False`` turns it off).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.compile = os.environ.get(COMPILE_ENV_VAR, "1") != "0"
+        self._reference = NumpyBackend("numpy", np, "CPU", array_type=np.ndarray)
+        self._row_indices: dict = {}
+        self._ones: dict = {}
+
+    def reference(self) -> Backend:
+        return self._reference
+
+    # In-place arithmetic on arrays this call just created, BLAS for column sums, gathers instead of one-hot
+    # rows; each matches the generic kernel to float32 rounding (most of them bit for bit).
+
+    def dense_forward(self, inputs, weights, biases):
+        output = np.matmul(inputs, weights)
+        output += biases
+        return output
+
+    def dense_backward(self, inputs, weights, dvalues):
+        return inputs.T @ dvalues, self._column_sums(dvalues), dvalues @ weights.T
+
+    def relu_backward(self, dvalues, inputs):
+        return np.multiply(dvalues, inputs > 0)
+
+    def softmax(self, inputs):
+        exponentials = inputs - inputs.max(axis=1, keepdims=True)
+        np.exp(exponentials, out=exponentials)
+        exponentials /= exponentials.sum(axis=1, keepdims=True)
+        return exponentials
+
+    def categorical_crossentropy(self, probabilities, labels, epsilon: float):
+        if labels.dtype.kind not in "iu":  # integer-valued float labels: the generic comparison handles them
+            return super().categorical_crossentropy(probabilities, labels, epsilon)
+        confidences = probabilities[self._rows(labels.shape[0]), labels]
+        np.clip(confidences, epsilon, 1 - epsilon, out=confidences)
+        np.log(confidences, out=confidences)
+        return np.negative(confidences, out=confidences)
+
+    def softmax_crossentropy_backward(self, probabilities, labels):
+        if labels.dtype.kind not in "iu":
+            return super().softmax_crossentropy_backward(probabilities, labels)
+        gradient = probabilities.copy()
+        gradient[self._rows(labels.shape[0]), labels] -= 1
+        gradient /= probabilities.shape[0]
+        return gradient
+
+    def sgd_update(self, values, gradient, learning_rate, momentums=None, momentum=0.0):
+        if momentums is None:
+            values -= learning_rate * gradient
+            return values, None
+        momentums *= momentum
+        momentums -= learning_rate * gradient
+        values += momentums
+        return values, momentums
+
+    def adagrad_update(self, values, gradient, cache, learning_rate, epsilon):
+        cache += np.square(gradient)
+        values -= _scaled_step(gradient, cache, learning_rate, epsilon)
+        return values, cache
+
+    def rmsprop_update(self, values, gradient, cache, learning_rate, epsilon, rho):
+        cache *= rho
+        cache += (1 - rho) * np.square(gradient)
+        values -= _scaled_step(gradient, cache, learning_rate, epsilon)
+        return values, cache
+
+    def adam_update(self, values, gradient, momentums, cache, learning_rate, epsilon, beta_1, beta_2, step):
+        momentums *= beta_1
+        momentums += (1 - beta_1) * gradient
+        cache *= beta_2
+        cache += (1 - beta_2) * np.square(gradient)
+        denominator = cache / (1 - beta_2**step)
+        np.sqrt(denominator, out=denominator)
+        denominator += epsilon
+        update = momentums / (1 - beta_1**step)
+        update *= learning_rate
+        update /= denominator
+        values -= update
+        return values, momentums, cache
+
+    def _rows(self, n: int):
+        """0, 1, ..., n - 1 (int64), kept for the last few batch sizes: the row index of a gather."""
+        rows = self._row_indices.get(n)
+        if rows is None:
+            if len(self._row_indices) > 8:
+                self._row_indices.clear()
+            rows = self._row_indices[n] = np.arange(n)
+        return rows
+
+    def _column_sums(self, values):
+        """values.sum(axis=0, keepdims=True) as a product with a row of ones: BLAS reads the rows once, in
+        parallel, instead of a strided reduction."""
+        if values.shape[0] < COLUMN_SUM_BY_PRODUCT:
+            return values.sum(axis=0, keepdims=True)
+        key = (values.shape[0], values.dtype)
+        ones = self._ones.get(key)
+        if ones is None:
+            if len(self._ones) > 8:
+                self._ones.clear()
+            ones = self._ones[key] = np.ones((1, values.shape[0]), values.dtype)
+        return ones @ values
+
+    def compiled_step(self, model, X, y):
+        if not self.compile or importlib.util.find_spec("numba") is None:
+            return None
+        from nnx.backends import _compiled
+
+        return _compiled.compile_step(model, X, y)
+
+
+def _scaled_step(gradient, cache, learning_rate: float, epsilon: float):
+    """learning_rate * gradient / (sqrt(cache) + epsilon), with one temporary."""
+    denominator = np.sqrt(cache)
+    denominator += epsilon
+    step = learning_rate * gradient
+    step /= denominator
+    return step
+
+
 def load() -> Backend:
-    return NumpyBackend("numpy", np, "CPU", array_type=np.ndarray)
+    return FastNumpyBackend("numpy", np, "CPU", array_type=np.ndarray)
