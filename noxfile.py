@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ FULL_LENGTH_PYTHON = "3.12"  # the 10 001-epoch acceptance runs test numerics, n
 BACKENDS = ["numpy", "array_api_strict", "cupy"]
 PYTEST_NO_TESTS_COLLECTED = 5
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "fast", "lint"]
 
 
 def cuda_major_version() -> int | None:
@@ -48,6 +47,22 @@ def tests(session: nox.Session, backend: str) -> None:
     )
 
 
+@nox.session(python=FULL_LENGTH_PYTHON)
+def fast(session: nox.Session) -> None:
+    """The suite with the `fast` extra (Numba): Model.train on NumPy runs its compiled step, tested against the
+    generic one. The full-length runs stay on the generic step, where the book's numbers are pinned."""
+    session.install("-e", ".[test,fast]")
+    session.run(
+        "pytest",
+        "-rs",
+        "-m",
+        "not slow",
+        *session.posargs,
+        env={"NNX_TEST_BACKENDS": "numpy"},
+        success_codes=[0, PYTEST_NO_TESTS_COLLECTED],
+    )
+
+
 @nox.session(python="3.12")
 def lint(session: nox.Session) -> None:
     """ruff: lint rules and formatting."""
@@ -57,12 +72,14 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
-def benchmarks(session: nox.Session) -> None:
-    """Spiral training-step timings side by side; set NNX_BENCH_TORCH=1 to add PyTorch eager (a large install)."""
-    session.install("-e", ".[test]")
-    if session.env.get("NNX_BENCH_TORCH") or os.environ.get("NNX_BENCH_TORCH"):
+def bench(session: nox.Session) -> None:
+    """Per-epoch timings: nnx, plain NumPy and PyTorch side by side (benchmarks/bench.py)."""
+    session.install("-e", ".[fast]", "threadpoolctl", "pyinstrument")
+    try:
         session.install("torch")
-    session.run("python", "benchmarks/spiral_step.py", *session.posargs)
+    except nox.command.CommandFailed:
+        session.log("PyTorch did not install: benchmarking without it")
+    session.run("python", "benchmarks/bench.py", *session.posargs)
 
 
 @nox.session(python="3.12")

@@ -1,0 +1,283 @@
+"""The compiled training step of the numpy backend against the generic one: same metrics, same parameters, same
+RNG use, and a fallback (None) for every model it does not cover."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba", reason="the compiled training step needs numba (the 'fast' extra)")
+
+import numba
+
+import nnx
+from nnx.backends import _compiled
+from nnx.backends import numpy as numpy_backend
+from nnx.datasets import sine_data, spiral_data
+
+FAST = nnx.backends.get("numpy")
+REFERENCE = FAST.reference()
+
+OPTIMIZERS = {
+    "sgd": lambda: nnx.SGD(learning_rate=0.5),
+    "sgd-momentum-decay": lambda: nnx.SGD(learning_rate=0.5, decay=1e-2, momentum=0.9),
+    "adagrad": lambda: nnx.Adagrad(learning_rate=0.2, decay=1e-3),
+    "rmsprop": lambda: nnx.RMSprop(learning_rate=0.005, decay=1e-3),
+    "adam": lambda: nnx.Adam(learning_rate=0.01, decay=1e-3),
+}
+DIVERGING = {"diverging": lambda: nnx.SGD(learning_rate=1e30)}
+
+
+@pytest.fixture(autouse=True)
+def compile_on():
+    """Every test starts with the compiled step switched on, and leaves it as it was."""
+    before = FAST.compile
+    FAST.compile = True
+    yield
+    FAST.compile = before
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """How many batches went through the compiled kernel."""
+    calls = []
+    original = _compiled._run_kernel
+
+    def counted(*args):
+        calls.append(args[0].shape[0])
+        return original(*args)
+
+    monkeypatch.setattr(_compiled, "_run_kernel", counted)
+    return calls
+
+
+def build(backend, head="softmax", *, optimizer="adam", hidden=16, dropout=0.0, l1=0.0, l2=0.0, depth=2, **options):
+    """A small model on `backend`, initialised from seed 0 so that two builds start from the same weights."""
+    dtype = options.get("dtype")
+    inputs, outputs = {"softmax": (2, 3), "sigmoid": (2, 1), "linear": (1, 1)}[head]
+    nnx.seed(0)
+    with nnx.backends.use(backend):
+        model = nnx.Model()
+        width = inputs
+        for _ in range(depth - 1):
+            model.add(nnx.Dense(width, hidden, l1, l2, l1, l2, weight_scale=0.1, dtype=dtype))
+            model.add(nnx.ReLU())
+            if dropout:
+                model.add(nnx.Dropout(dropout))
+            width = hidden
+        model.add(nnx.Dense(width, outputs, weight_scale=0.1, dtype=dtype))
+        activation, loss, accuracy = {
+            "softmax": (nnx.Softmax, nnx.CategoricalCrossentropy, nnx.metrics.Categorical),
+            "sigmoid": (nnx.Sigmoid, nnx.BinaryCrossentropy, lambda: nnx.metrics.Categorical(binary=True)),
+            "linear": (nnx.Linear, nnx.MeanSquaredError, nnx.metrics.Regression),
+        }[head]
+        model.add(activation())
+        model.set(loss=loss(), optimizer={**OPTIMIZERS, **DIVERGING}[optimizer](), accuracy=accuracy())
+        model.finalize()
+    return model
+
+
+def data(head="softmax", *, one_hot=False, samples=30):
+    nnx.seed(1)
+    if head == "linear":
+        return sine_data(samples=samples * 2)
+    X, y = spiral_data(samples=samples, classes=3 if head == "softmax" else 2)
+    if head == "sigmoid":
+        return X, y.reshape(-1, 1)
+    return X, np.eye(3, dtype=np.float32)[y] if one_hot else y
+
+
+def train_both(head="softmax", *, one_hot=False, epochs=5, train=None, **options):
+    """(compiled model, its metrics, reference model, its metrics) after the same training from the same seed."""
+    X, y = data(head, one_hot=one_hot)
+    results = []
+    for backend in (FAST, REFERENCE):
+        model = build(backend, head, **options)
+        nnx.seed(2)
+        results += [model, model.train(X, y, epochs=epochs, print_every=None, **(train or {}))]
+    return results
+
+
+def assert_same(compiled, compiled_metrics, reference, reference_metrics, rtol=1e-4):
+    for name in ("accuracy", "data_loss", "reg_loss"):
+        assert compiled_metrics[name] == pytest.approx(reference_metrics[name], rel=rtol, abs=rtol * 1e-2), name
+    for ours, theirs in zip(compiled.get_parameters(), reference.get_parameters(), strict=True):
+        for mine, expected in zip(ours, theirs, strict=True):
+            assert mine.dtype == expected.dtype
+            scale = float(np.max(np.abs(expected)))
+            np.testing.assert_allclose(mine, expected, rtol=rtol, atol=rtol * scale)
+
+
+# Same results as the generic step ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "one_hot"), [("softmax", False), ("softmax", True), ("sigmoid", False), ("linear", False)]
+)
+def test_every_head_matches_the_generic_step(head, one_hot, kernel_calls):
+    assert_same(*train_both(head, one_hot=one_hot))
+    assert len(kernel_calls) == 5
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_every_optimizer_matches_the_generic_step(optimizer, kernel_calls):
+    compiled, *rest = train_both(optimizer=optimizer)
+    assert_same(compiled, *rest)
+    assert len(kernel_calls) == 5
+    assert compiled.optimizer.iterations == 5
+    if optimizer != "sgd":
+        assert all(np.any(value != 0) for value in compiled.optimizer.layer_state(compiled.layers[0]).values())
+
+
+def test_l1_and_l2_regularization_on_weights_and_biases(kernel_calls):
+    compiled, metrics, reference, expected = train_both(optimizer="sgd", l1=1e-3, l2=5e-3)
+    assert metrics["reg_loss"] > 0
+    assert_same(compiled, metrics, reference, expected)
+
+
+def test_dropout_draws_the_same_masks_from_the_global_rng(kernel_calls):
+    assert_same(*train_both(dropout=0.2, depth=3))
+    assert len(kernel_calls) == 5
+
+
+def test_dropout_leaves_the_rng_where_the_generic_step_does():
+    X, y = data()
+    states = []
+    for backend in (FAST, REFERENCE):
+        model = build(backend, dropout=0.5)
+        nnx.seed(5)
+        model.train(X, y, epochs=3, print_every=None)
+        states.append(np.random.random())
+    assert states[0] == states[1]
+
+
+def test_three_dense_layers(kernel_calls):
+    assert_same(*train_both(depth=3, optimizer="sgd-momentum-decay"))
+
+
+def test_batches_accumulate_the_epoch_metrics_and_print_the_same_lines(capsys, kernel_calls):
+    X, y = data()
+    outputs, results = [], []
+    for backend in (FAST, REFERENCE):
+        model = build(backend)
+        nnx.seed(2)
+        results += [model, model.train(X, y, epochs=2, batch_size=32, print_every=1)]
+        outputs.append(capsys.readouterr().out)
+    assert kernel_calls == [32, 32, 26] * 2
+    assert outputs[0] == outputs[1]
+    assert_same(*results)
+
+
+def test_float64_matches_tightly():
+    compiled, metrics, reference, expected = train_both(dtype="float64", l2=1e-3)
+    assert compiled.layers[0].weights.dtype == np.float64
+    assert_same(compiled, metrics, reference, expected, rtol=1e-9)
+
+
+def test_parallel_chunks_match(monkeypatch, kernel_calls):
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread: the parallel kernel is never used")
+    monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 2)
+    monkeypatch.setattr(_compiled, "ROWS_PER_THREAD", 8)
+    assert_same(*train_both(optimizer="rmsprop", l1=1e-4))
+
+
+def test_divergence_stops_with_the_same_finite_parameters(kernel_calls):
+    compiled, metrics, reference, expected = train_both(
+        optimizer="diverging", epochs=20, train={"on_divergence": "stop", "check_every": 1}
+    )
+    assert metrics["diverged"] and expected["diverged"]
+    assert (metrics["epoch"], metrics["step"]) == (expected["epoch"], expected["step"])
+    assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert kernel_calls
+    for ours, theirs in zip(compiled.get_parameters(), reference.get_parameters(), strict=True):
+        for mine, expected_values in zip(ours, theirs, strict=True):
+            assert np.isfinite(mine).all()
+            np.testing.assert_allclose(mine, expected_values, rtol=1e-4)
+
+
+def test_replaced_parameters_are_read_on_every_step(kernel_calls):
+    X, y = data()
+    model = build(FAST, optimizer="adam")
+    model.train(X, y, epochs=2, print_every=None)
+    model.set_parameters(build(FAST).get_parameters())
+    model.optimizer.state = {}
+    model.optimizer.iterations = 0
+    first = model.train(X, y, epochs=2, print_every=None)
+    fresh = build(FAST, optimizer="adam")
+    again = fresh.train(X, y, epochs=2, print_every=None)
+    assert first == again
+
+
+# Falling back to the generic step --------------------------------------------------------------------------------
+
+
+class MyDense(nnx.Dense):
+    pass
+
+
+def _prepared(model, X, y):
+    return model._data(X, y, "training")
+
+
+def test_the_covered_model_compiles():
+    model = build(FAST)
+    assert _compiled.compile_step(model, *_prepared(model, *data())) is not None
+
+
+def test_sigmoid_with_categorical_crossentropy_falls_back():
+    model = nnx.Model()
+    model.add(nnx.Dense(2, 3))
+    model.add(nnx.Sigmoid())
+    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD(), accuracy=nnx.metrics.Categorical())
+    model.finalize()
+    assert _compiled.compile_step(model, *_prepared(model, *data())) is None
+
+
+def test_a_user_subclass_falls_back():
+    model = nnx.Model()
+    model.add(MyDense(2, 3))
+    model.add(nnx.Softmax())
+    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD(), accuracy=nnx.metrics.Categorical())
+    model.finalize()
+    assert _compiled.compile_step(model, *_prepared(model, *data())) is None
+
+
+def test_a_wide_layer_falls_back():
+    model = nnx.Model()
+    model.add(nnx.Dense(784, 128))
+    model.add(nnx.ReLU())
+    model.add(nnx.Dense(128, 10))
+    model.add(nnx.Softmax())
+    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam(), accuracy=nnx.metrics.Categorical())
+    model.finalize()
+    X = np.zeros((4, 784), dtype=np.float32)
+    assert _compiled.compile_step(model, *_prepared(model, X, np.arange(4))) is None
+
+
+def test_mean_absolute_error_falls_back():
+    model = nnx.Model()
+    model.add(nnx.Dense(1, 1))
+    model.add(nnx.Linear())
+    model.set(loss=nnx.MeanAbsoluteError(), optimizer=nnx.Adam(), accuracy=nnx.metrics.Regression())
+    model.finalize()
+    X, y = data("linear")
+    model.accuracy.init(y)
+    assert _compiled.compile_step(model, *_prepared(model, X, y)) is None
+
+
+def test_compile_false_turns_it_off(kernel_calls):
+    FAST.compile = False
+    model = build(FAST)
+    X, y = data()
+    model.train(X, y, epochs=1, print_every=None)
+    assert FAST.compiled_step(model, *_prepared(model, X, y)) is None
+    assert kernel_calls == []
+
+
+def test_the_environment_variable_turns_it_off(monkeypatch):
+    monkeypatch.setenv(numpy_backend.COMPILE_ENV_VAR, "0")
+    backend = numpy_backend.load()
+    assert backend.compile is False
+    model = build(FAST)
+    assert backend.compiled_step(model, *_prepared(model, *data())) is None
