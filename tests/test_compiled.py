@@ -281,3 +281,34 @@ def test_the_environment_variable_turns_it_off(monkeypatch):
     assert backend.compile is False
     model = build(FAST)
     assert backend.compiled_step(model, *_prepared(model, *data())) is None
+
+
+# Rows in tiles: several full tiles and a partial one, in one chunk and in several --------------------------------
+
+
+def train_both_on(X, y, head="softmax", *, epochs=3, train=None, **options):
+    results = []
+    for backend in (FAST, REFERENCE):
+        model = build(backend, head, **options)
+        nnx.seed(2)
+        results += [model, model.train(X, y, epochs=epochs, print_every=None, **(train or {}))]
+    return results
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid", "linear"])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_several_tiles_with_a_partial_one(head, parallel, monkeypatch, kernel_calls):
+    if parallel:
+        if numba.get_num_threads() < 2:
+            pytest.skip("one thread: the parallel kernel is never used")
+        monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 2)
+        monkeypatch.setattr(_compiled, "ROWS_PER_THREAD", 8)
+    else:
+        monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 10**9)
+    X, y = data(head)
+    repeats = 1 + 3 * _compiled.TILE // X.shape[0]  # more than three tiles, and rarely a whole number of them
+    X, y = np.concatenate([X] * repeats)[:-7], np.concatenate([y] * repeats)[:-7]
+    assert X.shape[0] % _compiled.TILE
+    compiled, metrics, reference, expected = train_both_on(X, y, head, dropout=0.3, depth=3, optimizer="sgd")
+    assert_same(compiled, metrics, reference, expected)
+    assert kernel_calls and all(rows == X.shape[0] for rows in kernel_calls)

@@ -66,6 +66,7 @@ def _labels(backend, n, classes, dtype="int64", seed=1):
 
 READ_ONLY_KERNELS = {
     "dense_forward": lambda b, dtype, n: (_arrays(b, dtype, (n, 5), (5, 7), (1, 7)), {}),
+    "dense_forward narrow": lambda b, dtype, n: (_arrays(b, dtype, (n, 2), (2, 7), (1, 7)), {}),
     "dense_backward": lambda b, dtype, n: (_arrays(b, dtype, (n, 5), (5, 7), (n, 7)), {}),
     "relu_forward": lambda b, dtype, n: (_arrays(b, dtype, (n, 7)), {}),
     "relu_backward": lambda b, dtype, n: (_arrays(b, dtype, (n, 7), (n, 7)), {}),
@@ -82,16 +83,35 @@ READ_ONLY_KERNELS = {
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n", [1, 37, 5000])  # 5000 rows: the BLAS column sum
+@pytest.mark.parametrize("n", [1, 37, 5000, 20_000])  # 5000 rows: the BLAS column sum; 20 000: threads (Numba)
 @pytest.mark.parametrize("kernel", sorted(READ_ONLY_KERNELS))
 def test_kernel_matches_the_generic_one_and_leaves_its_arguments_alone(fast, kernel, n, dtype):
     arguments, options = READ_ONLY_KERNELS[kernel](fast, dtype, n)
     before = _copies(fast, arguments)
-    expected = getattr(Backend, kernel)(fast.reference(), *before, **options)
-    actual = getattr(fast, kernel)(*arguments, **options)
+    name = kernel.split()[0]
+    expected = getattr(Backend, name)(fast.reference(), *before, **options)
+    actual = getattr(fast, name)(*arguments, **options)
     _assert_same(fast, expected, actual, dtype, terms=n)
     for original, argument in zip(before, arguments, strict=True):
         np.testing.assert_array_equal(_host(fast, argument), _host(fast, original))
+
+
+@pytest.mark.parametrize("n", [37, 20_000])
+@pytest.mark.parametrize("kernel", ["relu_forward", "relu_backward", "dense_forward"])
+def test_kernels_keep_nan_and_inf_where_the_generic_ones_do(fast, kernel, n):
+    host = np.random.default_rng(3).standard_normal((n, 7)).astype("float32")
+    host[::5, 1], host[::7, 2], host[::11, 3] = np.nan, np.inf, -np.inf
+    values = fast.asarray(host)
+    arguments = {
+        "relu_forward": (values,),
+        "relu_backward": (values, fast.asarray(host[:, ::-1].copy())),
+        "dense_forward": (values, *_arrays(fast, "float32", (7, 3), (1, 3))),
+    }[kernel]
+    with fast.quiet_float_errors():
+        expected = getattr(Backend, kernel)(fast.reference(), *arguments)
+        actual = getattr(fast, kernel)(*arguments)
+    np.testing.assert_array_equal(np.isnan(_host(fast, actual)), np.isnan(_host(fast, expected)))
+    np.testing.assert_array_equal(np.isinf(_host(fast, actual)), np.isinf(_host(fast, expected)))
 
 
 @pytest.mark.parametrize("labels_dtype", ["int32", "uint8", "float32"])
@@ -194,6 +214,22 @@ def test_layer_outputs_stay_valid_until_the_next_call_on_that_layer(fast):
     nnx.SGD(xp=fast).update_params(dense)
     for before, array in zip(kept, (dense.output, dense.dweights, dense.dinputs), strict=True):
         np.testing.assert_array_equal(_host(fast, array), before)
+
+
+def test_compile_false_turns_the_numba_kernels_off(fast, monkeypatch):
+    if not hasattr(fast, "compile"):
+        pytest.skip(f"{fast.name}: no Numba kernels")
+    calls = []
+    monkeypatch.setattr(fast, "_parallel", lambda elements: calls.append(elements))
+    values = _arrays(fast, "float32", (20_000, 7))[0]
+    np.testing.assert_array_equal(fast.relu_forward(values), np.maximum(values, 0))
+    assert calls == [140_000]
+    monkeypatch.undo()
+    fast.compile = False
+    try:
+        assert fast._parallel(10**9) is None
+    finally:
+        fast.compile = True
 
 
 def test_reference_backend_has_no_fast_path_and_shares_the_arrays(fast):

@@ -1,5 +1,6 @@
-"""A compiled training step for `Model.train` on the CPU: one pass over the rows runs the forward pass, the loss and
-the backward pass of each row while it is in cache, then the regularization and the optimizer update, in one call.
+"""A compiled training step for `Model.train` on the CPU: one pass over the rows, a tile of rows at a time, runs the
+forward pass, the loss and the backward pass of each tile while it is in cache, then the regularization and the
+optimizer update, in one call.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
 
 MAX_LAYER_SIZE = 65536  # n_inputs * n_neurons above which BLAS (the generic step) beats a row-wise kernel
 NARROW = 16  # Dense layers with fewer outputs are stored transposed, so that their loops run along the inputs
-PARALLEL_MIN_ROWS = 2048  # smaller batches run on one thread: starting the threads costs more than they save
-ROWS_PER_THREAD = 1024
+PARALLEL_MIN_ROWS = 768  # smaller batches run on one thread: starting the threads costs more than they save
+ROWS_PER_THREAD = 384
+TILE = 64  # rows that go through each layer together
 
 # Fast math that keeps NaN and inf: the divergence guard must still see them.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -194,6 +196,9 @@ class CompiledStep:
         self.nothing = np.zeros(0, dtype=network.dtype)
         self.no_labels = np.zeros(0, dtype=np.int64)
         self.no_targets = np.zeros((0, 0), dtype=network.dtype)
+        size = int(network.segments[-1, 1])
+        self.packed = [np.empty(size, dtype=network.dtype) for _ in range(1 + len(STATE_NAMES[self.optimizer_code]))]
+        self.views = [self._views(flat) for flat in self.packed]
 
     def __call__(self, X_batch, y_batch):
         model, network = self.model, self.network
@@ -203,21 +208,22 @@ class CompiledStep:
             return model._train_step(X_batch, y_batch)
         n_samples = X_batch.shape[0]
         masks = self._masks(n_samples)
-        packed = [self._pack(pairs) for pairs in arrays]
+        for pairs, views in zip(arrays, self.views, strict=True):
+            _copy_pairs(views, pairs)
         optimizer = model.optimizer
         optimizer.pre_update_params()
         loss_sum, correct, reg_loss = _run_kernel(
             X_batch,
             *self._targets(batch_labels),
             masks,
-            packed,
+            self.packed,
             network,
             np.array([n_samples, self._precision(), EPSILON, 1 - EPSILON]),
             self.optimizer_code,
             _hyperparameters(optimizer, network.dtype),
         )
-        for pairs, flat in zip(arrays, packed, strict=True):
-            self._unpack(flat, pairs)
+        for pairs, views in zip(arrays, self.views, strict=True):
+            _copy_pairs(pairs, views)
         optimizer.post_update_params()
         return self._metrics(loss_sum, correct, reg_loss, n_samples)
 
@@ -253,19 +259,15 @@ class CompiledStep:
                     return None
         return groups
 
-    def _pack(self, pairs):
-        pieces = []
-        for (weights, biases), row in zip(pairs, self.network.layers, strict=True):
-            pieces += [(weights.T if row[TRANSPOSED] else weights).reshape(-1), biases.reshape(-1)]
-        return np.concatenate(pieces)
-
-    def _unpack(self, flat, pairs) -> None:
-        """Copy the packed arrays back into the layers' own arrays, in place."""
-        for (weights, biases), row in zip(pairs, self.network.layers, strict=True):
-            n_inputs, n_outputs, weights_at, biases_at, transposed = row
-            packed = flat[weights_at:biases_at]
-            np.copyto(weights, packed.reshape(n_outputs, n_inputs).T if transposed else packed.reshape(weights.shape))
-            np.copyto(biases, flat[biases_at : biases_at + n_outputs].reshape(biases.shape))
+    def _views(self, flat):
+        """[(weights, biases) per Dense] as views of a packed array, shaped as the layers' own arrays: packing and
+        unpacking are then one copy per array."""
+        views = []
+        for n_inputs, n_outputs, weights_at, biases_at, transposed in self.network.layers:
+            weights = flat[weights_at:biases_at]
+            weights = weights.reshape(n_outputs, n_inputs).T if transposed else weights.reshape(n_inputs, n_outputs)
+            views.append((weights, flat[biases_at : biases_at + n_outputs].reshape(1, n_outputs)))
+        return views
 
     def _masks(self, n_samples: int):
         """The dropout masks of this batch, drawn in forward order as the generic step draws them, packed flat."""
@@ -288,6 +290,12 @@ class CompiledStep:
         model.accuracy.add_to_pass(np.float32(correct), count)
         accuracy = np.asarray(np.float32(correct) / count)
         return accuracy, np.asarray(dtype(loss_sum / n_samples)), np.asarray(dtype(reg_loss))
+
+
+def _copy_pairs(destinations, sources) -> None:
+    for (weights, biases), (source_weights, source_biases) in zip(destinations, sources, strict=True):
+        np.copyto(weights, source_weights)
+        np.copyto(biases, source_biases)
 
 
 def _usable(array, shape, dtype) -> bool:
@@ -408,117 +416,156 @@ def _rows_into(
     """Forward, loss and backward of rows [start, stop), adding their gradients into `gradient` (laid out as
     `params`); returns (sum of the rows' losses, sum of their comparisons).
 
-    The helpers take views and index them with loop counters only: offsets added to indices would cost a
-    negative-index check on every access and keep the loops from being vectorized."""
+    The rows go through in tiles of TILE rows: each layer runs over the whole tile at once, on (rows, width) views of
+    scratch buffers made once per tile, so that no view is made per row and the inner loops run along the widths."""
     n_layers = layers.shape[0]
+    n_rows = X.shape[0]
     stage_at = np.zeros(n_layers + 2, dtype=np.int64)  # where each stage lives in `values` and `derivatives`
     for stage in range(n_layers + 1):
-        stage_at[stage + 1] = stage_at[stage] + widths[stage]
+        stage_at[stage + 1] = stage_at[stage] + widths[stage] * TILE
     values = np.empty(stage_at[-1], dtype=X.dtype)  # each stage's values, after its element-wise ops
     derivatives = np.empty(stage_at[-1], dtype=X.dtype)  # the gradients of those element-wise ops
-    delta = np.empty(widths.max(), dtype=X.dtype)  # the loss gradient at the current stage
-    previous = np.empty(widths.max(), dtype=X.dtype)
+    delta = np.empty(widths.max() * TILE, dtype=X.dtype)  # the loss gradient at the current stage
+    previous = np.empty(widths.max() * TILE, dtype=X.dtype)
+    features = X.reshape(n_rows * widths[0])
     loss_sum = 0.0
     correct = 0.0
-    for row in range(start, stop):
-        values[: widths[0]] = X[row]
+    for first in range(start, stop, TILE):
+        count = min(TILE, stop - first)
         for stage in range(n_layers + 1):
-            here = values[stage_at[stage] : stage_at[stage + 1]]
-            if stage > 0:
-                _dense_forward(values[stage_at[stage - 1] : stage_at[stage]], params, layers[stage - 1], here)
+            width = widths[stage]
+            here = values[stage_at[stage] : stage_at[stage] + count * width]
+            if stage == 0:
+                here[:] = features[first * width : (first + count) * width]
+            else:
+                n_inputs = widths[stage - 1]
+                inputs = values[stage_at[stage - 1] : stage_at[stage - 1] + count * n_inputs]
+                _dense_forward(
+                    inputs.reshape((count, n_inputs)), params, layers[stage - 1], here.reshape((count, width))
+                )
             ops = chain_ops[chain_starts[stage] : chain_starts[stage + 1]]
-            stage_derivatives = derivatives[stage_at[stage] : stage_at[stage + 1]]
-            _element_wise(here, stage_derivatives, ops, masks, mask_columns, X.shape[0], row)
-        outputs = values[stage_at[n_layers] : stage_at[n_layers + 1]]
-        loss, hits = _head(head, outputs, labels, targets, row, constants, delta[: widths[n_layers]])
+            stage_derivatives = derivatives[stage_at[stage] : stage_at[stage] + count * width]
+            _element_wise(here, stage_derivatives, ops, masks, mask_columns, n_rows, first, width)
+        width = widths[n_layers]
+        outputs = values[stage_at[n_layers] : stage_at[n_layers] + count * width].reshape((count, width))
+        loss, hits = _head(
+            head, outputs, labels, targets, first, constants, delta[: count * width].reshape((count, width))
+        )
         loss_sum += loss
         correct += hits
         for layer in range(n_layers - 1, -1, -1):
             n_inputs, n_outputs = widths[layer], widths[layer + 1]
-            out_delta = delta[:n_outputs]
-            _scale(out_delta, derivatives[stage_at[layer + 1] : stage_at[layer + 2]])
-            inputs = values[stage_at[layer] : stage_at[layer + 1]]
-            _dense_backward(inputs, out_delta, params, gradient, layers[layer], previous[:n_inputs], layer > 0)
+            out_delta = delta[: count * n_outputs]
+            if chain_starts[layer + 2] > chain_starts[layer + 1]:  # no element-wise ops: their gradient is 1
+                _scale(out_delta, derivatives[stage_at[layer + 1] : stage_at[layer + 1] + count * n_outputs])
+            inputs = values[stage_at[layer] : stage_at[layer] + count * n_inputs].reshape((count, n_inputs))
+            dinputs = previous[: count * n_inputs].reshape((count, n_inputs))
+            _dense_backward(
+                inputs, out_delta.reshape((count, n_outputs)), params, gradient, layers[layer], dinputs, layer > 0
+            )
             delta, previous = previous, delta
     return loss_sum, correct
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _element_wise(values, derivatives, ops, masks, mask_columns, n_rows, row):
-    """ReLUs and dropout masks in order, in place on `values`; `derivatives` gets the product of their local
-    gradients (the generic backward multiplies by the same 0/1 and mask values)."""
+def _element_wise(values, derivatives, ops, masks, mask_columns, n_rows, first, width):
+    """ReLUs and dropout masks in order, in place on a tile's `values` (rows of `width`, from row `first`);
+    `derivatives` gets the product of their local gradients (the generic backward multiplies by the same 0/1 and
+    mask values); without ops it is left as it is, and not used."""
     zero, one = values.dtype.type(0), values.dtype.type(1)
-    width = values.size
-    for index in range(width):
-        derivatives[index] = one
-    for op in ops:
+    size = values.size
+    for position in range(ops.size):
+        op = ops[position]
         if op == RELU_OP:
-            for index in range(width):
-                value = values[index]
-                derivatives[index] = derivatives[index] if value > zero else zero
-                values[index] = zero if value <= zero else value
+            if position == 0:
+                for index in range(size):
+                    value = values[index]
+                    derivatives[index] = one if value > zero else zero
+                    values[index] = zero if value <= zero else value
+            else:
+                for index in range(size):
+                    value = values[index]
+                    derivatives[index] = derivatives[index] if value > zero else zero
+                    values[index] = zero if value <= zero else value
         else:
-            mask_at = n_rows * mask_columns[op] + row * width
-            mask = masks[mask_at : mask_at + width]
-            for index in range(width):
-                values[index] *= mask[index]
-                derivatives[index] *= mask[index]
+            mask_at = n_rows * mask_columns[op] + first * width
+            mask = masks[mask_at : mask_at + size]
+            if position == 0:
+                for index in range(size):
+                    values[index] *= mask[index]
+                    derivatives[index] = mask[index]
+            else:
+                for index in range(size):
+                    values[index] *= mask[index]
+                    derivatives[index] *= mask[index]
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _dense_forward(inputs, params, layer, outputs):
+    """outputs = inputs @ weights + biases for a tile of rows."""
     n_inputs, n_outputs, weights_at, biases_at, transposed = layer[0], layer[1], layer[2], layer[3], layer[4]
     biases = params[biases_at : biases_at + n_outputs]
+    n_rows = inputs.shape[0]
     if transposed:
         weights = params[weights_at:biases_at].reshape((n_outputs, n_inputs))
-        for j in range(n_outputs):
-            total = outputs.dtype.type(0)
-            for i in range(n_inputs):
-                total += inputs[i] * weights[j, i]
-            outputs[j] = total + biases[j]
+        for row in range(n_rows):
+            for j in range(n_outputs):
+                total = outputs.dtype.type(0)
+                for i in range(n_inputs):
+                    total += inputs[row, i] * weights[j, i]
+                outputs[row, j] = total + biases[j]
         return
     weights = params[weights_at:biases_at].reshape((n_inputs, n_outputs))
-    for j in range(n_outputs):
-        outputs[j] = biases[j]
-    for i in range(n_inputs):
-        value = inputs[i]
-        if value != 0:
-            for j in range(n_outputs):
-                outputs[j] += value * weights[i, j]
+    for row in range(n_rows):
+        for j in range(n_outputs):
+            outputs[row, j] = biases[j]
+        for i in range(n_inputs):
+            value = inputs[row, i]
+            if value != 0:
+                for j in range(n_outputs):
+                    outputs[row, j] += value * weights[i, j]
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs):
-    """Add the layer's weight and bias gradients for one row; set dinputs (before the element-wise gradients)."""
+    """Add the layer's weight and bias gradients for a tile of rows; set dinputs (before the element-wise
+    gradients)."""
     n_inputs, n_outputs, weights_at, biases_at, transposed = layer[0], layer[1], layer[2], layer[3], layer[4]
+    n_rows = inputs.shape[0]
     bias_gradient = gradient[biases_at : biases_at + n_outputs]
-    for j in range(n_outputs):
-        bias_gradient[j] += delta[j]
+    for row in range(n_rows):
+        for j in range(n_outputs):
+            bias_gradient[j] += delta[row, j]
     if transposed:
         weights = params[weights_at:biases_at].reshape((n_outputs, n_inputs))
         weight_gradient = gradient[weights_at:biases_at].reshape((n_outputs, n_inputs))
-        for i in range(n_inputs):
-            dinputs[i] = 0
-        for j in range(n_outputs):
-            d = delta[j]
-            for i in range(n_inputs):
-                weight_gradient[j, i] += d * inputs[i]
+        for row in range(n_rows):
             if with_dinputs:
                 for i in range(n_inputs):
-                    dinputs[i] += d * weights[j, i]
+                    dinputs[row, i] = 0
+            for j in range(n_outputs):
+                d = delta[row, j]
+                for i in range(n_inputs):
+                    weight_gradient[j, i] += d * inputs[row, i]
+                if with_dinputs:
+                    for i in range(n_inputs):
+                        dinputs[row, i] += d * weights[j, i]
         return
     weights = params[weights_at:biases_at].reshape((n_inputs, n_outputs))
     weight_gradient = gradient[weights_at:biases_at].reshape((n_inputs, n_outputs))
-    for i in range(n_inputs):
-        value = inputs[i]
-        if value != 0:
-            for j in range(n_outputs):
-                weight_gradient[i, j] += value * delta[j]
-        if with_dinputs:
-            total = inputs.dtype.type(0)
-            for j in range(n_outputs):
-                total += weights[i, j] * delta[j]
-            dinputs[i] = total
+    for row in range(n_rows):
+        for i in range(n_inputs):
+            value = inputs[row, i]
+            if value != 0:
+                for j in range(n_outputs):
+                    weight_gradient[i, j] += value * delta[row, j]
+    if with_dinputs:
+        for row in range(n_rows):
+            for i in range(n_inputs):
+                total = inputs.dtype.type(0)
+                for j in range(n_outputs):
+                    total += weights[i, j] * delta[row, j]
+                dinputs[row, i] = total
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -528,13 +575,20 @@ def _scale(delta, derivatives):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _head(head, outputs, labels, targets, row, constants, delta):
-    """The output activation, the row's loss and comparisons, and the loss gradient at the head's inputs."""
-    if head == SOFTMAX:
-        return _softmax_cross_entropy(outputs, labels[row], constants, delta)
-    if head == SIGMOID:
-        return _sigmoid_binary_cross_entropy(outputs, targets[row], constants, delta)
-    return _linear_squared_error(outputs, targets[row], constants, delta)
+def _head(head, outputs, labels, targets, first, constants, delta):
+    """The output activation, the tile's loss and comparisons, and the loss gradient at the head's inputs."""
+    loss_sum = 0.0
+    correct = 0.0
+    for row in range(outputs.shape[0]):
+        if head == SOFTMAX:
+            loss, hits = _softmax_cross_entropy(outputs, row, labels[first + row], constants, delta)
+        elif head == SIGMOID:
+            loss, hits = _sigmoid_binary_cross_entropy(outputs, row, targets, first + row, constants, delta)
+        else:
+            loss, hits = _linear_squared_error(outputs, row, targets, first + row, constants, delta)
+        loss_sum += loss
+        correct += hits
+    return loss_sum, correct
 
 
 @njit(cache=True)
@@ -546,58 +600,60 @@ def _clip(value, low, high):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _softmax_cross_entropy(outputs, label, constants, delta):
+def _softmax_cross_entropy(outputs, row, label, constants, delta):
     kind = outputs.dtype.type
     n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    largest = outputs[0]
-    for j in range(outputs.size):
-        largest = max(largest, outputs[j])
+    width = outputs.shape[1]
+    largest = outputs[row, 0]
+    for j in range(width):
+        largest = max(largest, outputs[row, j])
     total = kind(0)
-    for j in range(outputs.size):
-        delta[j] = np.exp(outputs[j] - largest)
-        total += delta[j]
+    for j in range(width):
+        delta[row, j] = np.exp(outputs[row, j] - largest)
+        total += delta[row, j]
     best = 0
-    for j in range(outputs.size):
-        delta[j] = delta[j] / total
-        if delta[j] > delta[best]:
+    for j in range(width):
+        delta[row, j] = delta[row, j] / total
+        if delta[row, j] > delta[row, best]:
             best = j
-    confidence = _clip(delta[label], low, high)
-    delta[label] -= kind(1)
-    for j in range(outputs.size):
-        delta[j] = delta[j] / n_samples
+    confidence = _clip(delta[row, label], low, high)
+    delta[row, label] -= kind(1)
+    for j in range(width):
+        delta[row, j] = delta[row, j] / n_samples
     return -np.log(confidence), 1.0 if best == label else 0.0
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _sigmoid_binary_cross_entropy(outputs, targets, constants, delta):
+def _sigmoid_binary_cross_entropy(outputs, row, targets, target_row, constants, delta):
     kind = outputs.dtype.type
     n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    zero, one, half, width = kind(0), kind(1), kind(0.5), kind(outputs.size)
+    zero, one, half, width = kind(0), kind(1), kind(0.5), kind(outputs.shape[1])
     loss = zero
     hits = 0.0
-    for j in range(outputs.size):
-        p = one / (one + np.exp(-outputs[j]))
-        y = targets[j]
+    for j in range(outputs.shape[1]):
+        p = one / (one + np.exp(-outputs[row, j]))
+        y = targets[target_row, j]
         clipped = _clip(p, low, high)
         loss += -(y * np.log(clipped) + (one - y) * np.log(one - clipped))
         hits += 1.0 if (one if p > half else zero) == y else 0.0
         gradient = -(y / clipped - (one - y) / (one - clipped)) / width / n_samples
-        delta[j] = gradient * (one - p) * p
+        delta[row, j] = gradient * (one - p) * p
     return loss / width, hits
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _linear_squared_error(outputs, targets, constants, delta):
+def _linear_squared_error(outputs, row, targets, target_row, constants, delta):
     kind = outputs.dtype.type
     n_samples, precision = kind(constants[0]), constants[1]
-    width, two = kind(outputs.size), kind(2)
+    width, two = kind(outputs.shape[1]), kind(2)
     loss = kind(0)
     hits = 0.0
-    for j in range(outputs.size):
-        error = targets[j] - outputs[j]
+    for j in range(outputs.shape[1]):
+        output, target = outputs[row, j], targets[target_row, j]
+        error = target - output
         loss += error * error
-        hits += 1.0 if abs(outputs[j] - targets[j]) < precision else 0.0
-        delta[j] = -two * error / width / n_samples
+        hits += 1.0 if abs(output - target) < precision else 0.0
+        delta[row, j] = -two * error / width / n_samples
     return loss / width, hits
 
 

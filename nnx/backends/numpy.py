@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -15,6 +16,7 @@ from nnx.backends._base import Backend
 
 COMPILE_ENV_VAR = "NNX_COMPILE"
 COLUMN_SUM_BY_PRODUCT = 4096  # rows from which a product with ones beats NumPy's column sum
+PARALLEL_MIN_ELEMENTS = 1 << 17  # arrays from this size on go to the multi-threaded kernels (with Numba)
 
 
 class NumpyBackend(Backend):
@@ -26,9 +28,9 @@ class NumpyBackend(Backend):
 
 
 class FastNumpyBackend(NumpyBackend):
-    """NumPy on the CPU with fast paths: in-place, fused NumPy kernels, and a compiled `Model.train` step when
-    Numba is installed (``pip install "nnx-nnfs[fast]"``; ``NNX_COMPILE=0`` or ``compile = False`` turns it off).
-    """
+    """NumPy on the CPU with fast paths: in-place, fused NumPy kernels; with Numba (``pip install "nnx-nnfs[fast]"``)
+    also multi-threaded element-wise kernels for large arrays and a compiled `Model.train` step (``NNX_COMPILE=0``
+    or ``compile = False`` turns the Numba paths off)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -44,14 +46,27 @@ class FastNumpyBackend(NumpyBackend):
     # rows; each matches the generic kernel to float32 rounding (most of them bit for bit).
 
     def dense_forward(self, inputs, weights, biases):
+        parallel = self._parallel(inputs.shape[0] * weights.shape[1])
+        if parallel and inputs.shape[1] <= parallel.NARROW_INPUTS and parallel.takes(inputs, weights, biases):
+            return parallel.narrow_dense_forward(inputs, weights, biases)
         output = np.matmul(inputs, weights)
-        output += biases
+        if parallel and parallel.takes(output, biases):
+            parallel.add_row(output, biases)
+        else:
+            output += biases
         return output
 
     def dense_backward(self, inputs, weights, dvalues):
         return inputs.T @ dvalues, self._column_sums(dvalues), dvalues @ weights.T
 
+    def relu_forward(self, inputs):
+        parallel = self._parallel(inputs.size)
+        return parallel.relu_forward(inputs) if parallel and parallel.takes(inputs) else np.maximum(inputs, 0)
+
     def relu_backward(self, dvalues, inputs):
+        parallel = self._parallel(dvalues.size)
+        if parallel and parallel.takes(dvalues, inputs):
+            return parallel.relu_backward(dvalues, inputs)
         return np.multiply(dvalues, inputs > 0)
 
     def softmax(self, inputs):
@@ -110,6 +125,15 @@ class FastNumpyBackend(NumpyBackend):
         values -= update
         return values, momentums, cache
 
+    def _parallel(self, elements: int):
+        """The multi-threaded Numba kernels for arrays of this many elements, or None (small arrays, no Numba, or
+        `compile` off)."""
+        if elements < PARALLEL_MIN_ELEMENTS or not self.compile or not _numba_installed():
+            return None
+        from nnx.backends import _parallel
+
+        return _parallel
+
     def _rows(self, n: int):
         """0, 1, ..., n - 1 (int64), kept for the last few batch sizes: the row index of a gather."""
         rows = self._row_indices.get(n)
@@ -133,11 +157,16 @@ class FastNumpyBackend(NumpyBackend):
         return ones @ values
 
     def compiled_step(self, model, X, y):
-        if not self.compile or importlib.util.find_spec("numba") is None:
+        if not self.compile or not _numba_installed():
             return None
         from nnx.backends import _compiled
 
         return _compiled.compile_step(model, X, y)
+
+
+@functools.cache
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
 
 
 def _scaled_step(gradient, cache, learning_rate: float, epsilon: float):
