@@ -7,12 +7,19 @@ import numpy as np
 import pytest
 
 import nnx
+from nnx.backends import numpy as numpy_backends
 from nnx.backends._base import Backend
 from nnx.datasets import spiral_data
 from tests.conftest import BACKEND_PARAMS, backend_or_skip
 
 RTOL = {"float32": 2e-6, "float64": 1e-13}
 ATOL = {"float32": 1e-7, "float64": 1e-15}
+
+
+@pytest.fixture(autouse=True)
+def threads_from_small_sizes(monkeypatch):
+    """The multi-threaded kernels (with Numba) from 100 000 elements on, so the 20 000-row cases reach them."""
+    monkeypatch.setattr(numpy_backends, "PARALLEL_MIN_ELEMENTS", 100_000)
 
 
 @pytest.fixture(params=BACKEND_PARAMS)

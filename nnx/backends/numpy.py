@@ -16,7 +16,9 @@ from nnx.backends._base import Backend
 
 COMPILE_ENV_VAR = "NNX_COMPILE"
 COLUMN_SUM_BY_PRODUCT = 4096  # rows from which a product with ones beats NumPy's column sum
-PARALLEL_MIN_ELEMENTS = 1 << 17  # arrays from this size on go to the multi-threaded kernels (with Numba)
+# Arrays from this size on go to the multi-threaded kernels (with Numba). Below it they lose: BLAS's threads still
+# spin for a few milliseconds after each product, and fight the kernels' threads for the cores.
+PARALLEL_MIN_ELEMENTS = 1 << 23
 
 
 class NumpyBackend(Backend):
