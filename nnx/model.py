@@ -478,5 +478,8 @@ def _slices(n_samples: int, batch_size: int | None):
 
 
 def _batches(X, y, batch_size: int | None):
+    if batch_size is None or batch_size >= X.shape[0]:
+        yield X, y  # the arrays themselves: a compiled step recognises them without looking at their memory
+        return
     for start, stop in _slices(X.shape[0], batch_size):
         yield X[start:stop, ...], y[start:stop, ...]

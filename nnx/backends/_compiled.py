@@ -358,9 +358,10 @@ def _run_kernel(X, labels, targets, masks, packed, network, constants, optimizer
     rows = (X, labels, targets, masks, params, network.layers, network.widths, network.chain_ops)
     rows += (network.chain_starts, network.mask_columns, network.head, constants)
     update = (first, second, network.segments, network.regularization, optimizer, hyper)
-    threads = min(numba.get_num_threads(), n_samples // ROWS_PER_THREAD)
-    if n_samples >= PARALLEL_MIN_ROWS and threads > 1:
-        return _train_parallel(rows, update, threads)
+    if n_samples >= PARALLEL_MIN_ROWS:  # asking Numba for its thread count costs more than a small step
+        threads = min(numba.get_num_threads(), n_samples // ROWS_PER_THREAD)
+        if threads > 1:
+            return _train_parallel(rows, update, threads)
     return _train_serial(rows, update)
 
 
