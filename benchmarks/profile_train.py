@@ -8,41 +8,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench import OPTIMIZERS, SIZES, layer_loop, model_train, spiral
+
 import nnx
-from nnx.datasets import spiral_data
-
-SIZES = {"spiral-300": (300, 64), "30k": (30_000, 64), "300k": (300_000, 512)}
-OPTIMIZERS = {"sgd": lambda: nnx.SGD(learning_rate=1.0), "adam": lambda: nnx.Adam(learning_rate=0.02, decay=1e-5)}
-
-
-def layer_loop(X, y, hidden: int, optimizer):
-    dense1, relu, dense2 = nnx.Dense(2, hidden), nnx.ReLU(), nnx.Dense(hidden, 3)
-    head = nnx.SoftmaxCategoricalCrossentropy()
-
-    def epoch() -> None:
-        dense1.forward(X)
-        relu.forward(dense1.output)
-        dense2.forward(relu.output)
-        head.forward(dense2.output, y)
-        head.backward(head.output, y)
-        dense2.backward(head.dinputs)
-        relu.backward(dense2.dinputs)
-        dense1.backward(relu.dinputs)
-        optimizer.pre_update_params()
-        optimizer.update_params(dense1)
-        optimizer.update_params(dense2)
-        optimizer.post_update_params()
-
-    return lambda epochs: [epoch() for _ in range(epochs)]
-
-
-def model_train(X, y, hidden: int, optimizer):
-    model = nnx.Model()
-    for layer in (nnx.Dense(2, hidden), nnx.ReLU(), nnx.Dense(hidden, 3), nnx.Softmax()):
-        model.add(layer)
-    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=optimizer, accuracy=nnx.metrics.Categorical())
-    model.finalize()
-    return lambda epochs: model.train(X, y, epochs=epochs, print_every=None)
 
 
 def main() -> None:
@@ -58,12 +26,11 @@ def main() -> None:
     samples, hidden = SIZES[args.size]
     backend = nnx.backends.get("numpy")
     backend = backend.reference() if args.generic else backend
-    nnx.seed(0)
-    X, y = spiral_data(samples=samples // 3, classes=3)
-    X, y = backend.asarray(X, dtype="float32"), backend.asarray(y)
-    with nnx.backends.use(backend):
-        build = layer_loop if args.what == "loop" else model_train
-        run = build(X, y, hidden, OPTIMIZERS[args.optimizer]())
+    X, y = spiral(samples)
+    if args.what == "loop":
+        run = layer_loop("loop", backend, X, y, hidden, args.optimizer).run
+    else:
+        run = model_train("train", backend, X, y, hidden, args.optimizer, compiled=not args.generic).run
     run(3)
     start = time.perf_counter()
     run(3)
