@@ -225,42 +225,36 @@ def test_the_covered_model_compiles():
     assert _compiled.compile_step(model, *_prepared(model, *data())) is not None
 
 
-def test_sigmoid_with_categorical_crossentropy_falls_back():
+def _finalized(*layers, loss, optimizer=nnx.SGD, accuracy=nnx.metrics.Categorical):
     model = nnx.Model()
-    model.add(nnx.Dense(2, 3))
-    model.add(nnx.Sigmoid())
-    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD(), accuracy=nnx.metrics.Categorical())
+    for layer in layers:
+        model.add(layer)
+    model.set(loss=loss(), optimizer=optimizer(), accuracy=accuracy())
     model.finalize()
+    return model
+
+
+def test_sigmoid_with_categorical_crossentropy_falls_back():
+    model = _finalized(nnx.Dense(2, 3), nnx.Sigmoid(), loss=nnx.CategoricalCrossentropy)
     assert _compiled.compile_step(model, *_prepared(model, *data())) is None
 
 
 def test_a_user_subclass_falls_back():
-    model = nnx.Model()
-    model.add(MyDense(2, 3))
-    model.add(nnx.Softmax())
-    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD(), accuracy=nnx.metrics.Categorical())
-    model.finalize()
+    model = _finalized(MyDense(2, 3), nnx.Softmax(), loss=nnx.CategoricalCrossentropy)
     assert _compiled.compile_step(model, *_prepared(model, *data())) is None
 
 
 def test_a_wide_layer_falls_back():
-    model = nnx.Model()
-    model.add(nnx.Dense(784, 128))
-    model.add(nnx.ReLU())
-    model.add(nnx.Dense(128, 10))
-    model.add(nnx.Softmax())
-    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam(), accuracy=nnx.metrics.Categorical())
-    model.finalize()
+    layers = (nnx.Dense(784, 128), nnx.ReLU(), nnx.Dense(128, 10), nnx.Softmax())
+    model = _finalized(*layers, loss=nnx.CategoricalCrossentropy, optimizer=nnx.Adam)
     X = np.zeros((4, 784), dtype=np.float32)
     assert _compiled.compile_step(model, *_prepared(model, X, np.arange(4))) is None
 
 
 def test_mean_absolute_error_falls_back():
-    model = nnx.Model()
-    model.add(nnx.Dense(1, 1))
-    model.add(nnx.Linear())
-    model.set(loss=nnx.MeanAbsoluteError(), optimizer=nnx.Adam(), accuracy=nnx.metrics.Regression())
-    model.finalize()
+    model = _finalized(
+        nnx.Dense(1, 1), nnx.Linear(), loss=nnx.MeanAbsoluteError, optimizer=nnx.Adam, accuracy=nnx.metrics.Regression
+    )
     X, y = data("linear")
     model.accuracy.init(y)
     assert _compiled.compile_step(model, *_prepared(model, X, y)) is None
