@@ -1,83 +1,96 @@
 """The book's chapter-10 run on any backend: a 2-64-3 network learns the spiral data with SGD.
 
 python examples/spiral.py --backend array_api_strict --epochs 1001
+python examples/spiral.py --progress --plot spiral.png --history spiral.csv
+
+The loop itself is `nnx.recipes.train_spiral` (Dense, ReLU, Dense, softmax + cross-entropy, SGD, the book's
+order), the same function `nnx sweep` runs, so a sweep's numbers are this script's.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 from _common import load_backend, parser, require_positive, run, training_options
 
 import nnx
-from nnx.datasets import spiral_data
+from nnx.recipes import train_spiral
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     options = parser(__doc__.splitlines()[0])
     training_options(options, epochs=10001, lr=1.0, decay=0.0, every=100)
+    options.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     options.add_argument("--hidden", type=int, default=64, help="neurons in the hidden layer")
     options.add_argument("--samples", type=int, default=100, help="samples per class")
     options.add_argument("--classes", type=int, default=3)
     options.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    options.add_argument("--progress", action="store_true", help="show a progress bar (on stderr)")
+    options.add_argument("--plot", metavar="PNG", help="save the decision boundary and the curves to this file")
+    options.add_argument("--history", metavar="FILE", help="save the recorded metrics as .csv or .json")
     args = options.parse_args(argv)
     require_positive(options, args, "epochs", "every", "hidden", "samples", "classes")
+    if args.history and not args.history.endswith((".csv", ".json")):
+        options.error(f"--history must name a .csv or .json file, got {args.history!r}")
+    if args.plot:
+        _require_matplotlib(options)
     return args
 
 
-def train(args: argparse.Namespace, backend: nnx.backends.Backend) -> None:
-    nnx.seed(args.seed)
-    X_host, y_host = spiral_data(samples=args.samples, classes=args.classes)
-    X, y = backend.asarray(X_host, dtype=args.dtype), backend.asarray(y_host)
-    with nnx.backends.use(backend):
-        dense1 = nnx.Dense(2, args.hidden, dtype=args.dtype)
-        activation1 = nnx.ReLU()
-        dense2 = nnx.Dense(args.hidden, args.classes, dtype=args.dtype)
-        loss_activation = nnx.SoftmaxCategoricalCrossentropy()
-        optimizer = nnx.SGD(learning_rate=args.lr, decay=args.decay)
-
-    with backend.quiet_float_errors():  # too high a learning rate is reported by nnx.check_finite below
-        _loop(args, backend, X, y, dense1, activation1, dense2, loss_activation, optimizer)
+def _require_matplotlib(options: argparse.ArgumentParser) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        options.error('--plot needs matplotlib: pip install "nnx-nnfs[plot]"')
 
 
-def _loop(args, backend, X, y, dense1, activation1, dense2, loss_activation, optimizer) -> None:
-    start = time.perf_counter()
-    for epoch in range(args.epochs):
-        dense1.forward(X)
-        activation1.forward(dense1.output)
-        dense2.forward(activation1.output)
-        loss = loss_activation.forward(dense2.output, y)
-        if epoch % args.every == 0 or epoch == args.epochs - 1:
-            acc = nnx.accuracy(loss_activation.output, y)
-            nnx.check_finite(loss, [dense1, dense2], epoch=epoch)  # stops with a clear error if the lr is too high
-            line = f"epoch: {epoch}, acc: {_host(backend, acc):.3f}, loss: {_host(backend, loss):.3f}"
-            if epoch % args.every == 0:
-                print(line + (f", lr: {optimizer.current_learning_rate}" if args.decay else ""))
-        loss_activation.backward(loss_activation.output, y)
-        dense2.backward(loss_activation.dinputs)
-        activation1.backward(dense2.dinputs)
-        dense1.backward(activation1.dinputs)
-        optimizer.pre_update_params()
-        optimizer.update_params(dense1)
-        optimizer.update_params(dense2)
-        optimizer.post_update_params()
-    backend.synchronize()
-    elapsed = time.perf_counter() - start
-    print(
-        f"done: {args.epochs} epochs, final acc: {_host(backend, acc):.3f}, loss: {_host(backend, loss):.3f}, "
-        f"{elapsed:.2f} s"
+def train(args: argparse.Namespace, backend: nnx.backends.Backend):
+    def show(epoch: int, values: dict) -> None:
+        if epoch % args.every == 0:
+            line = f"epoch: {epoch}, acc: {values['accuracy']:.3f}, loss: {values['loss']:.3f}"
+            print(line + (f", lr: {values['lr']}" if args.decay else ""), flush=True)
+
+    result = train_spiral(
+        lr=args.lr,
+        decay=args.decay,
+        momentum=args.momentum,
+        epochs=args.epochs,
+        hidden=args.hidden,
+        samples=args.samples,
+        classes=args.classes,
+        seed=args.seed,
+        dtype=args.dtype,
+        every=args.every,
+        backend=backend,
+        on_record=show,
+        progress=nnx.callbacks.ProgressBar() if args.progress else None,
     )
+    final = result.final
+    print(
+        f"done: {args.epochs} epochs, final acc: {final['accuracy']:.3f}, loss: {final['loss']:.3f}, "
+        f"{result.seconds:.2f} s"
+    )
+    return result
 
 
-def _host(backend: nnx.backends.Backend, value) -> float:
-    """The explicit device -> host copy of a metric, made only when it is printed."""
-    return float(backend.to_numpy(value))
+def save_outputs(args: argparse.Namespace, result) -> None:
+    """The --history file and the --plot picture, when asked for."""
+    if args.history:
+        saved = result.history.to_csv(args.history) if args.history.endswith(".csv") else None
+        saved = saved or result.history.to_json(args.history)
+        print(f"history: {saved}")
+    if args.plot:
+        from nnx import plot
+
+        title = f"spiral: lr={args.lr:g}, decay={args.decay:g}, {args.epochs} epochs"
+        figure = plot.summary(result.network.predict, result.X, result.y, result.history, title=title)
+        figure.savefig(args.plot)
+        print(f"plot: {args.plot}")
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    train(args, load_backend(args.backend))
+    save_outputs(args, train(args, load_backend(args.backend)))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,25 @@ checkpoints all happen around it.
 from __future__ import annotations
 
 import math
+import sys
 import weakref
 
 from nnx import _checks, backends
 from nnx._component import Component
 from nnx.activations import Softmax
 from nnx.backends._host import dtype_name
-from nnx.callbacks import BookLog, CallbackList, Checkpoint, DivergenceGuard, Run, Validation, host_float
+from nnx.callbacks import (
+    BookLog,
+    CallbackList,
+    Checkpoint,
+    DivergenceGuard,
+    History,
+    LogLines,
+    ProgressBar,
+    Run,
+    Validation,
+    host_float,
+)
 from nnx.errors import CallOrderError, CheckpointError
 from nnx.layers import Dense, Input
 from nnx.losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
@@ -191,6 +203,7 @@ class Model(Component):
         epochs: int = 1,
         batch_size: int | None = None,
         print_every: int | None = 1,
+        verbose: int | None = None,
         validation_data=None,
         callbacks=(),
         on_divergence: str = "raise",
@@ -199,14 +212,15 @@ class Model(Component):
         checkpoint_every: int = 1,
         resume=None,
     ) -> dict:
-        """Train for `epochs`; returns the last epoch's metrics (and validation metrics) as host floats.
+        """Train for `epochs`; returns a `History` of every epoch's metrics, whose items are the last epoch's.
 
-        Without `batch_size` it prints the chapter-18 lines every `print_every` epochs and validates once at
-        the end; with it, the chapter-19 lines every `print_every` steps and a validation after every epoch.
-        `print_every=None` prints nothing. A non-finite loss or parameter stops training with the last finite
-        parameters restored (`on_divergence`: "raise", "stop" or "warn"; checked every `check_every` steps and
-        whenever metrics are printed). `checkpoint=path` saves every `checkpoint_every` epochs and at the end;
-        `resume=path` continues from such a file, bit for bit.
+        Output: by default the book's lines, chapter 18's every `print_every` epochs without `batch_size` (one
+        validation at the end) or chapter 19's every `print_every` steps with it (validation after every epoch);
+        `print_every=None` prints nothing. `verbose` replaces them as in Keras: 0 silent, 1 a progress bar on a
+        terminal (plain lines elsewhere), 2 one line every `print_every` epochs. A non-finite loss or parameter
+        stops training with the last finite parameters restored (`on_divergence`: "raise", "stop" or "warn";
+        checked every `check_every` steps and whenever metrics reach the host). `checkpoint=path` saves every
+        `checkpoint_every` epochs and at the end; `resume=path` continues from such a file, bit for bit.
         """
         self._require("loss", "optimizer", "accuracy")
         epochs = _checks.positive_int(epochs, "epochs", "Model.train")
@@ -214,6 +228,7 @@ class Model(Component):
         print_every = None if print_every is None or _is_zero(print_every) else print_every
         print_every = _checks.optional_positive_int(print_every, "print_every", "Model.train")
         checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every", "Model.train")
+        verbose = _verbosity(verbose)
         if callbacks is None:
             callbacks = ()
         if not isinstance(callbacks, (list, tuple)):
@@ -222,16 +237,19 @@ class Model(Component):
                 f"pass e.g. callbacks=[MyCallback()]"
             )
         X, y = self._data(X, y, "training")
+        history = next((c for c in callbacks if isinstance(c, History)), None) or History()
         hooks = [
             DivergenceGuard(check_every=check_every, action=on_divergence),
-            BookLog(print_every),
+            *([BookLog(print_every)] if verbose is None else []),
             *(
-                [Validation(*self._data(*_pair(validation_data), "validation"), verbose=bool(print_every))]
+                [Validation(*self._data(*_pair(validation_data), "validation"), verbose=_book(verbose, print_every))]
                 if validation_data is not None
                 else []
             ),
             *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
+            *_progress_callbacks(verbose, print_every),
             *callbacks,
+            *([history] if history not in callbacks else []),
         ]
         callback = CallbackList(hooks)
         first_epoch = self._resume(resume) + 1 if resume is not None else 1
@@ -243,7 +261,8 @@ class Model(Component):
         train_step = self.backend.compiled_step(self, X, y) or self._train_step
         with _checks.trusted(), self.backend.quiet_float_errors():
             self._loop(run, callback, X, y, train_step)
-        return self._result(run)
+        history.final = self._result(run)
+        return history
 
     def _loop(self, run: Run, callback: CallbackList, X, y, train_step) -> None:
         callback.on_train_begin(run)
@@ -451,6 +470,32 @@ class Model(Component):
         from nnx import io
 
         return io.load_model(path, xp=xp)
+
+
+VERBOSITY = (0, 1, 2)
+
+
+def _progress_callbacks(verbose: int | None, print_every: int | None) -> list:
+    """What `Model.train` shows besides the book's lines: a bar on a terminal (verbose=1), else plain lines."""
+    if not verbose:
+        return []
+    if verbose == 1 and sys.stderr.isatty():
+        return [ProgressBar()]
+    return [LogLines(print_every or 1)]
+
+
+def _verbosity(verbose) -> int | None:
+    if verbose is None or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose in VERBOSITY):
+        return verbose
+    raise ValueError(
+        f"Model.train verbose must be None (the book's lines), 0 (silent), 1 (progress bar) or 2 (a line every "
+        f"print_every epochs), got {verbose!r}"
+    )
+
+
+def _book(verbose: int | None, print_every: int | None) -> bool:
+    """Whether the validation pass prints the book's line."""
+    return verbose is None and bool(print_every)
 
 
 _EXAMPLES = {"loss": "CategoricalCrossentropy()", "optimizer": "Adam()", "accuracy": "metrics.Categorical()"}

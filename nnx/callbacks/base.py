@@ -1,0 +1,99 @@
+"""The loop's side of the hooks: `Run` (what callbacks read), `Callback` (the hooks) and `CallbackList`."""
+
+from __future__ import annotations
+
+from nnx.errors import DivergenceError
+
+
+class Run:
+    """The state of one `Model.train` call that callbacks read: model, epoch, step and the latest metrics.
+
+    Metrics stay on the device; `host_metrics()` copies them once per step, only when someone asks.
+    """
+
+    def __init__(self, model, *, epochs: int, steps: int, batch_size: int | None, first_epoch: int = 1):
+        self.model = model
+        self.epochs = epochs
+        self.steps = steps
+        self.batch_size = batch_size
+        self.first_epoch = first_epoch
+        self.epoch = self.completed_epoch = first_epoch - 1
+        self.step = 0
+        self.global_step = 0
+        self.metrics: dict = {}
+        self.logs: dict = {}
+        self.stop = False
+        self.divergence: DivergenceError | None = None
+        self.host_watchers: list = []
+        self._host: tuple | None = None
+
+    @property
+    def last_step(self) -> bool:
+        return self.step == self.steps - 1
+
+    def set_metrics(self, accuracy, data_loss, regularization_loss) -> None:
+        """The metrics of the step (or, at an epoch's end with batches, of the epoch) just computed."""
+        self.metrics = {"accuracy": accuracy, "data_loss": data_loss, "reg_loss": regularization_loss}
+        self._host = None
+
+    def host_metrics(self) -> dict:
+        """The current metrics as floats (one copy per step); watchers (the divergence check) see them first."""
+        if self._host is None or self._host[0] is not self.metrics:
+            values = {name: host_float(self.model.backend, value) for name, value in self.metrics.items()}
+            values["loss"] = values["data_loss"] + values["reg_loss"]
+            values["lr"] = self.model.optimizer.current_learning_rate
+            self._host = (self.metrics, values)
+            for watch in self.host_watchers:
+                watch(self, values)
+        return self._host[1]
+
+
+def host_float(backend, value) -> float:
+    """A metric as a Python float: the explicit device -> host copy, made only when a number is needed."""
+    return float(value) if isinstance(value, (int, float)) else float(backend.to_numpy(value))
+
+
+class Callback:
+    """Base class: every hook does nothing. Subclass it and override what you need."""
+
+    def on_train_begin(self, run: Run) -> None: ...
+
+    def on_epoch_begin(self, run: Run) -> None: ...
+
+    def on_step_end(self, run: Run) -> None: ...
+
+    def on_epoch_end(self, run: Run) -> None: ...
+
+    def on_train_end(self, run: Run) -> None: ...
+
+
+class CallbackList(Callback):
+    """Calls each hook on every callback in order, and stops calling step hooks once `run.stop` is set."""
+
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    f"Model.train callbacks must be nnx.callbacks.Callback instances, got {type(callback).__name__}; "
+                    f"subclass nnx.callbacks.Callback"
+                )
+
+    def _call(self, hook: str, run: Run) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(run)
+
+    def on_train_begin(self, run):
+        self._call("on_train_begin", run)
+
+    def on_epoch_begin(self, run):
+        self._call("on_epoch_begin", run)
+
+    def on_step_end(self, run):
+        self._call("on_step_end", run)
+
+    def on_epoch_end(self, run):
+        self._call("on_epoch_end", run)
+
+    def on_train_end(self, run):
+        self._call("on_train_end", run)

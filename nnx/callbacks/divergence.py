@@ -1,0 +1,142 @@
+"""Divergence checks: stop at the first NaN or inf, with the last finite parameters restored."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+from nnx import _checks
+from nnx.callbacks.base import Callback, Run, host_float
+from nnx.errors import DivergenceError
+
+DIVERGENCE_ACTIONS = ("raise", "stop", "warn")
+
+
+class DivergenceGuard(Callback):
+    """Stops training when the loss or a parameter stops being finite, and restores the last finite state.
+
+    It checks every `check_every` steps (one reduction, one host copy) and whenever metrics reach the host
+    anyway; after each good check it keeps a device-side copy of the parameters and the optimizer state.
+    `action` is "raise" (DivergenceError), "stop" (end training quietly) or "warn" (RuntimeWarning, then stop).
+    """
+
+    def __init__(self, *, check_every: int, action: str = "raise"):
+        self.check_every = _checks.positive_int(check_every, "check_every", "Model.train")
+        self.action = _checks.choice(action, "on_divergence", "Model.train", DIVERGENCE_ACTIONS)
+
+    def on_train_begin(self, run):
+        run.host_watchers.append(self._watch)
+        self.last_loss = None
+        self.snapshot = None
+        if not self._finite(run, None):
+            raise ValueError(
+                f"{run.model!r} has NaN or infinite parameters before training; reload them with "
+                f"model.load_parameters() or rebuild the model"
+            )
+
+    def on_step_end(self, run):
+        if not run.stop and not run.global_step % self.check_every:
+            self._check(run)
+
+    def on_train_end(self, run):
+        if not run.stop:
+            self._check(run)
+
+    def _check(self, run: Run) -> None:
+        loss = _loss_of(run) if run.metrics else None
+        if self._finite(run, loss):
+            return
+        self._diverged(run, "a parameter" if loss is None else "the loss or a parameter")
+
+    def _finite(self, run: Run, loss) -> bool:
+        """One reduction over the loss and every parameter: NaN unless all are finite (x * 0 keeps NaN/inf)."""
+        model = run.model
+        value = host_float(model.backend, _finite_probe(loss, model.trainable_layers))
+        if not math.isfinite(value):
+            return False
+        if loss is not None:
+            self.last_loss = value
+        self.snapshot = _snapshot(model)
+        return True
+
+    def _watch(self, run: Run, values: dict) -> None:
+        if not math.isfinite(values["loss"]) or not math.isfinite(values["accuracy"]):
+            self._diverged(run, "the loss")
+
+    def _diverged(self, run: Run, what: str) -> None:
+        _restore(run.model, self.snapshot)
+        where = f"epoch {run.epoch}" + (f", step {run.step}" if run.batch_size is not None else "")
+        last = "none was finite" if self.last_loss is None else f"{self.last_loss:.6g}"
+        lr = run.model.optimizer.learning_rate
+        error = DivergenceError(
+            f"training diverged at {where}: {what} became NaN or infinite (last finite loss: {last}). The parameters "
+            f"are restored to the last finite check; lower the learning rate (now {lr:g}) or add decay",
+            epoch=run.epoch,
+            step=run.step,
+            last_finite_loss=self.last_loss,
+        )
+        run.divergence, run.stop = error, True
+        if self.action == "raise":
+            raise error
+        if self.action == "warn":
+            warnings.warn(str(error), RuntimeWarning, stacklevel=2)
+
+
+def _finite_probe(loss, layers):
+    """`loss` (or 0) plus sum(p * 0) over every parameter: one value, NaN or inf unless all of them are finite."""
+    probe = 0 if loss is None else loss
+    for layer in layers:
+        if hasattr(layer, "weights"):
+            probe = probe + layer.xp.sum(layer.weights * 0) + layer.xp.sum(layer.biases * 0)
+    return probe
+
+
+def _loss_of(run: Run):
+    metrics = run.metrics
+    return metrics["data_loss"] + metrics["reg_loss"]
+
+
+def _snapshot(model) -> dict:
+    """Device-side copies of every parameter and the optimizer state, and the optimizer's counters."""
+    xp = model.xp
+    optimizer = model.optimizer
+    return {
+        "parameters": [
+            (xp.asarray(layer.weights, copy=True), xp.asarray(layer.biases, copy=True))
+            for layer in model.trainable_layers
+        ],
+        "state": {
+            layer: {name: xp.asarray(value, copy=True) for name, value in arrays.items()}
+            for layer, arrays in optimizer.state.items()
+        },
+        "iterations": optimizer.iterations,
+        "current_learning_rate": optimizer.current_learning_rate,
+    }
+
+
+def _restore(model, snapshot: dict | None) -> None:
+    if snapshot is None:
+        return
+    for layer, (weights, biases) in zip(model.trainable_layers, snapshot["parameters"], strict=True):
+        layer.weights, layer.biases = weights, biases
+    optimizer = model.optimizer
+    optimizer.state = snapshot["state"]
+    optimizer.iterations = snapshot["iterations"]
+    optimizer.current_learning_rate = snapshot["current_learning_rate"]
+
+
+def check_finite(loss, layers=(), *, epoch: int | None = None) -> float:
+    """For hand-written loops: the loss as a float if it and every layer's parameters are finite, else a
+    DivergenceError with a hint. One reduction and one host copy: call it when you print, not every step."""
+    from nnx import backends
+
+    layers = list(layers)
+    backend = layers[0].backend if layers else backends.current()
+    if not math.isfinite(host_float(backend, _finite_probe(loss, layers))):
+        where = f" at epoch {epoch}" if epoch is not None else ""
+        raise DivergenceError(
+            f"training diverged{where}: the loss or a parameter is NaN or infinite. Lower the learning rate or add "
+            f"decay, and start again from saved or freshly initialised parameters",
+            epoch=epoch,
+        )
+    return host_float(backend, loss)

@@ -1,0 +1,148 @@
+"""`History`: every epoch's metrics of a training run, kept on the device and copied back once, at the end.
+
+It is what `Model.train` returns: indexing it gives the last epoch's values (``history["loss"]``), its `history`
+attribute the per-epoch lists (``history.history["loss"]``), and it saves itself as CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from nnx.callbacks.base import Callback, Run, host_float
+
+METRICS = ("loss", "data_loss", "reg_loss", "accuracy", "lr")
+VALIDATION = ("val_loss", "val_accuracy")
+
+
+class History(Callback, Mapping):
+    """Per-epoch loss (data and regularization), accuracy, learning rate and validation metrics of one run.
+
+    `epoch` lists the epochs recorded and `history[name]` the values, aligned with it (None where a metric was
+    not measured, e.g. validation without batches, measured once at the end). As a mapping it holds the final
+    metrics `Model.train` reports. Use it as a callback, or fill it by hand with `record()` in your own loop.
+    """
+
+    def __init__(self):
+        self.epoch: list[int] = []
+        self.history: dict[str, list] = {}
+        self.final: dict = {}
+        self._pending: list = []
+        self._backend = None
+
+    def __repr__(self) -> str:
+        last = ", ".join(f"{name}={_short(value)}" for name, value in self.final.items())
+        return f"History({len(self.epoch)} epochs{', ' if last else ''}{last})"
+
+    # Mapping: the final metrics -------------------------------------------------------------------------------
+
+    def __getitem__(self, name: str):
+        return self.final[name]
+
+    def __iter__(self):
+        return iter(self.final)
+
+    def __len__(self) -> int:
+        return len(self.final)
+
+    # Recording --------------------------------------------------------------------------------------------------
+
+    def record(self, epoch: int, **values) -> None:
+        """Add one epoch's host values (floats, or None where not measured); new names start a column."""
+        self.epoch.append(int(epoch))
+        for name in {*self.history, *values}:
+            column = self.history.setdefault(name, [None] * (len(self.epoch) - 1))
+            value = values.get(name)
+            column.append(None if value is None else float(value))
+
+    def on_train_begin(self, run: Run) -> None:
+        self._pending = []
+        self._backend = run.model.backend
+
+    def on_epoch_end(self, run: Run) -> None:
+        if run.metrics:
+            lr = run.model.optimizer.current_learning_rate
+            self._pending.append((run.epoch, run.metrics, lr, dict(run.logs)))
+
+    def on_train_end(self, run: Run) -> None:
+        """Copy the epochs' metrics to the host (one transfer per metric) and append them."""
+        pending, self._pending = self._pending, []
+        if pending and run.logs:
+            epoch, metrics, lr, logs = pending[-1]
+            pending[-1] = (epoch, metrics, lr, {**logs, **run.logs})
+        columns = {name: self._host([entry[1][name] for entry in pending]) for name in ("accuracy", "data_loss")}
+        columns["reg_loss"] = self._host([entry[1]["reg_loss"] for entry in pending])
+        for index, (epoch, _, lr, logs) in enumerate(pending):
+            data_loss, reg_loss = columns["data_loss"][index], columns["reg_loss"][index]
+            values = {"loss": data_loss + reg_loss, "data_loss": data_loss, "reg_loss": reg_loss}
+            values.update(accuracy=columns["accuracy"][index], lr=lr)
+            values.update({name: logs[name] for name in VALIDATION if name in logs})
+            self.record(epoch, **values)
+
+    def _host(self, values: list) -> list[float]:
+        """Host floats of a list of 0-d device arrays (stacked, one copy) or numbers."""
+        if values and all(self._backend.owns(value) for value in values):
+            stacked = self._backend.xp.stack(values)
+            return [float(value) for value in self._backend.to_numpy(stacked).tolist()]
+        return [host_float(self._backend, value) for value in values]
+
+    # Files ------------------------------------------------------------------------------------------------------
+
+    def columns(self) -> list[str]:
+        """The recorded metric names, the usual ones first."""
+        known = [name for name in (*METRICS, *VALIDATION) if name in self.history]
+        return known + sorted(name for name in self.history if name not in known)
+
+    def rows(self) -> list[dict]:
+        """One dict per recorded epoch: ``{"epoch": 1, "loss": ..., ...}``."""
+        names = self.columns()
+        return [
+            {"epoch": epoch, **{name: self.history[name][index] for name in names}}
+            for index, epoch in enumerate(self.epoch)
+        ]
+
+    def to_csv(self, path) -> Path:
+        """Write one row per epoch (empty cells where a metric was not measured); returns the path."""
+        path = Path(path)
+        with path.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=["epoch", *self.columns()])
+            writer.writeheader()
+            for row in self.rows():
+                writer.writerow({name: "" if value is None else repr(value) for name, value in row.items()})
+        return path
+
+    def to_json(self, path) -> Path:
+        """Write ``{"epoch": [...], "history": {name: [...]}, "final": {...}}`` (null for NaN, inf or not measured)."""
+        path = Path(path)
+        record = {
+            "epoch": self.epoch,
+            "history": {name: [_json_number(v) for v in self.history[name]] for name in self.columns()},
+            "final": {name: _json_number(v) for name, v in self.final.items()},
+        }
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def from_json(cls, path) -> History:
+        """A History read back from `to_json`'s file."""
+        record = json.loads(Path(path).read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), list):
+            raise ValueError(f"{path} is not a History JSON file (no 'epoch' list); write one with History.to_json")
+        history = cls()
+        history.epoch = [int(epoch) for epoch in record["epoch"]]
+        history.history = {name: list(values) for name, values in record.get("history", {}).items()}
+        history.final = dict(record.get("final", {}))
+        return history
+
+
+def _json_number(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)

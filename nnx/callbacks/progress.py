@@ -1,0 +1,128 @@
+"""Progress while training: a tqdm bar on a terminal, or one plain log line every few epochs.
+
+Both show metrics only when they come back to the host: the bar fetches them at most every `interval` seconds
+(and sees every copy someone else makes, such as a validation pass), the lines every `every` epochs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from nnx.callbacks.base import Callback, Run
+
+SHOWN = (("loss", "loss"), ("accuracy", "acc"), ("lr", "lr"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc"))
+
+
+def format_metrics(values: dict, separator: str = " - ") -> str:
+    """``loss: 0.123 - acc: 0.912 - lr: 0.5`` from host metrics (those present, in a fixed order)."""
+    return separator.join(f"{label}: {_number(values[name])}" for name, label in SHOWN if name in values)
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the epochs (or over each epoch's steps, with `batch_size`), metrics in its postfix.
+
+    Outside `Model.train`, drive it by hand: `start(total, unit)`, `advance(n, metrics)`, `close()`.
+    """
+
+    def __init__(self, *, interval: float = 0.5, file=None, leave: bool = True):
+        self.interval = interval
+        self.file = file
+        self.leave = leave
+        self.bar = None
+        self._fetched = 0.0
+
+    # The bar itself, usable from any loop ---------------------------------------------------------------------
+
+    def start(self, total: int, *, unit: str = "epoch", description: str | None = None) -> None:
+        """Open a new bar of `total` units (closing the previous one)."""
+        from tqdm.auto import tqdm
+
+        self.close()
+        self.bar = tqdm(total=total, unit=unit, desc=description, file=self.file or sys.stderr, leave=self.leave)
+        self._fetched = time.monotonic()
+
+    def advance(self, n: int = 1, metrics: dict | None = None) -> None:
+        """Move the bar on by `n`; `metrics` (host numbers) replace the postfix."""
+        if metrics:
+            self.show(metrics)
+        self.bar.update(n)
+
+    def show(self, metrics: dict) -> None:
+        """Put host metrics in the postfix; the bar redraws them at its next update."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(format_metrics(metrics, ", "), refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    # As a callback --------------------------------------------------------------------------------------------
+
+    def on_train_begin(self, run: Run) -> None:
+        run.host_watchers.append(lambda _, values: self.show({**values, **run.logs}))
+        if run.batch_size is None:
+            self.start(run.epochs - run.first_epoch + 1, unit="epoch", description="training")
+
+    def on_epoch_begin(self, run: Run) -> None:
+        if run.batch_size is not None:
+            self.start(run.steps, unit="step", description=f"epoch {run.epoch}/{run.epochs}")
+
+    def on_step_end(self, run: Run) -> None:
+        if run.batch_size is not None:
+            self._fetch_if_due(run)
+            self.bar.update(1)
+
+    def on_epoch_end(self, run: Run) -> None:
+        if run.batch_size is None:
+            self._fetch_if_due(run)
+            self.bar.update(1)
+        elif not run.stop:
+            self._fetch(run)
+            self.bar.refresh()
+
+    def on_train_end(self, run: Run) -> None:
+        if self.bar is not None and run.metrics and not run.stop:
+            self._fetch(run)
+            self.bar.refresh()
+        self.close()
+
+    def _fetch_if_due(self, run: Run) -> None:
+        if time.monotonic() - self._fetched >= self.interval:
+            self._fetch(run)
+
+    def _fetch(self, run: Run) -> None:
+        self._fetched = time.monotonic()
+        if run.metrics and not run.stop:
+            run.host_metrics()  # the watcher added in on_train_begin shows them
+
+
+class LogLines(Callback):
+    """One plain line per `every` epochs (and the last), Keras-style: ``epoch 100/10001 - loss: ... - acc: ...``."""
+
+    def __init__(self, every: int = 1, *, file=None):
+        self.every = every
+        self.file = file
+
+    def on_epoch_end(self, run: Run) -> None:
+        if run.stop or not run.metrics:
+            return
+        if run.epoch % self.every and run.epoch != run.epochs:
+            return
+        if run.batch_size is None and run.epoch == run.epochs:
+            return  # the last line waits for the validation pass at the end of training
+        self._print(run)
+
+    def on_train_end(self, run: Run) -> None:
+        if run.batch_size is None and run.metrics and not run.stop and run.epoch == run.epochs:
+            self._print(run)
+
+    def _print(self, run: Run) -> None:
+        values = {**run.host_metrics(), **run.logs}
+        if not run.stop:
+            print(f"epoch {run.epoch}/{run.epochs} - {format_metrics(values)}", file=self.file or sys.stdout)
