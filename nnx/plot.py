@@ -1,0 +1,510 @@
+"""Pictures of a network with matplotlib, on host copies: the book's spiral decision boundary, training curves,
+the chapter-17 sine fit and a one-figure summary. Figures are built without pyplot; write them with `save`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from nnx import _checks, backends
+from nnx.model import Model
+
+__all__ = ["LIGHTEN", "PALETTE", "decision_boundary", "history", "regression", "save", "summary"]
+
+INSTALL_HINT = 'nnx.plot needs matplotlib: pip install "nnx-nnfs[plot]"'
+
+# matplotlib's tab10: class k is PALETTE[k] for points and the same colour lightened by LIGHTEN for its region.
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+LIGHTEN = 0.6  # fraction of the way from a class colour to white, for the regions
+EDGE_COLOUR = "#222222"
+
+PANELS = ("loss", "accuracy", "lr")
+PANEL_TITLES = {"loss": "loss", "accuracy": "accuracy", "lr": "learning rate"}
+METRIC_COLOURS = {
+    "loss": PALETTE[0],
+    "data_loss": PALETTE[1],
+    "reg_loss": PALETTE[2],
+    "accuracy": PALETTE[0],
+    "lr": PALETTE[3],
+}
+
+
+# matplotlib ---------------------------------------------------------------------------------------------------------
+
+
+def _matplotlib():
+    """matplotlib's Figure and Agg canvas classes, imported on first use."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(INSTALL_HINT) from error
+    return Figure, FigureCanvasAgg
+
+
+def _new_figure(figsize, dpi):
+    Figure, FigureCanvasAgg = _matplotlib()
+    figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _figure_and_axes(ax, figsize, dpi):
+    """(Figure, Axes): a new figure with one Axes, or the given Axes and the figure it is in."""
+    if ax is not None:
+        return _root_figure(ax), ax
+    figure = _new_figure(figsize, dpi)
+    return figure, figure.add_subplot()
+
+
+def _root_figure(ax):
+    """The top-level Figure that `ax` is drawn in (also when it sits in a SubFigure)."""
+    figure = ax.figure
+    while getattr(figure, "figure", figure) is not figure:
+        figure = figure.figure
+    return figure
+
+
+def save(figure, path, *, dpi=None):
+    """Write `figure` to `path` (format from the suffix: .png, .svg, .pdf); `dpi` defaults to the figure's own."""
+    figure.savefig(path, dpi="figure" if dpi is None else dpi)
+    return path
+
+
+# Host copies --------------------------------------------------------------------------------------------------------
+
+
+def _host(x, name: str, owner: str) -> np.ndarray:
+    """`x` as a NumPy array: NumPy as it is, a loaded backend's array through its `to_numpy`, lists read."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple, numbers.Number)):
+        return np.asarray(x)
+    try:
+        backend = backends.owner_of(x)
+    except TypeError:
+        raise TypeError(
+            f"{owner} expected {name} as a NumPy array or an array of an nnx backend, got {_checks.describe(x)}; "
+            f"convert it with numpy.asarray(...) or nnx.backends.get(name).asarray(...)"
+        ) from None
+    return np.asarray(backend.to_numpy(x))
+
+
+def _points(X, owner: str) -> np.ndarray:
+    """Inputs of shape (n, 2) as finite host floats."""
+    X = _host(X, "X", owner)
+    if X.ndim != 2 or X.shape[1] != 2 or X.shape[0] == 0:
+        raise ValueError(
+            f"{owner} expected X of shape (n_samples, 2), 2-D points, got an array of shape {X.shape}; plot 2 "
+            f"input features (e.g. spiral_data) or project your data to 2 columns first"
+        )
+    return _finite_floats(X, "X", owner)
+
+
+def _finite_floats(x: np.ndarray, name: str, owner: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{owner} expected {name} of real numbers, got dtype {x.dtype}; pass a float array")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{owner} found NaN or infinity in {name}; drop or fix those samples before plotting")
+    return x
+
+
+def _labels(y, n_samples: int, owner: str) -> np.ndarray:
+    """Integer class labels (n,) from labels (n,) or (n, 1), or from one-hot rows (n, C)."""
+    y = _host(y, "y", owner)
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = np.argmax(y, axis=1)
+    elif y.ndim == 2:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(
+            f"{owner} expected y as {n_samples} class labels (n,) or one-hot rows (n, C), one per row of X, got "
+            f"an array of shape {y.shape}; pass the labels that go with X"
+        )
+    return _integer_labels(y, "y", owner)
+
+
+def _integer_labels(labels: np.ndarray, name: str, owner: str) -> np.ndarray:
+    if labels.dtype.kind == "b":
+        return labels.astype(np.int64)
+    if labels.dtype.kind not in "iuf" or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+        raise ValueError(f"{owner} expected {name} as whole class numbers 0, 1, 2, ..., got values of {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{owner} expected {name} as class numbers >= 0, got {labels.min():g}")
+    return labels.astype(np.int64)
+
+
+# Predictions --------------------------------------------------------------------------------------------------------
+
+
+class _Predictor:
+    """Host inputs -> host outputs, from a finalized Model or from a predict function."""
+
+    def __init__(self, model_or_predict_fn, owner: str):
+        if not isinstance(model_or_predict_fn, Model) and not callable(model_or_predict_fn):
+            raise TypeError(
+                f"{owner} expected a finalized nnx.Model or a function predict_fn(X) returning scores (n, C) or "
+                f"labels (n,), got {_checks.describe(model_or_predict_fn)}; wrap a layer-level network in a "
+                f"function, e.g. def predict_fn(X): dense1.forward(X); ...; return dense2.output"
+            )
+        self.model = model_or_predict_fn if isinstance(model_or_predict_fn, Model) else None
+        self.function = model_or_predict_fn
+        self.owner = owner
+
+    def outputs(self, X: np.ndarray) -> np.ndarray:
+        """The model's last-layer outputs, or what the function returns, on the host."""
+        if self.model is not None:
+            return np.asarray(self.model.backend.to_numpy(self.model.predict(X)))
+        return _host(self.function(X), "the predict function's output", self.owner)
+
+    def classes(self, X: np.ndarray) -> np.ndarray:
+        """Class labels (n,): the model's output activation's predictions, or labels from the function's output."""
+        if self.model is None:
+            return _as_labels(self.outputs(X), X.shape[0], self.owner)
+        predictions = self.model.output_layer_activation.predictions(self.model.predict(X))
+        return _as_labels(np.asarray(self.model.backend.to_numpy(predictions)), X.shape[0], self.owner)
+
+
+def _as_labels(outputs: np.ndarray, n_samples: int, owner: str) -> np.ndarray:
+    if outputs.ndim == 2 and outputs.shape[0] == n_samples and outputs.shape[1] > 1:
+        return np.argmax(outputs, axis=1)
+    if outputs.ndim == 2 and outputs.shape == (n_samples, 1):
+        column = outputs[:, 0]
+        is_label = column.dtype.kind in "biu" or np.all(np.isin(column, (0, 1)))
+        return column.astype(np.int64) if is_label else (column > 0.5).astype(np.int64)
+    if outputs.ndim == 1 and outputs.shape[0] == n_samples:
+        return _integer_labels(outputs, "the predicted labels", owner)
+    raise ValueError(
+        f"{owner} expected the prediction for {n_samples} points as scores of shape ({n_samples}, n_classes) or "
+        f"labels of shape ({n_samples},), got an array of shape {outputs.shape}; return one row per input row"
+    )
+
+
+def _values(predict: _Predictor, X: np.ndarray, owner: str) -> np.ndarray:
+    """One real output per row of X, for regression: (n,) from outputs (n,) or (n, 1)."""
+    outputs = predict.outputs(X)
+    if outputs.shape in ((X.shape[0],), (X.shape[0], 1)):
+        return _finite_floats(outputs.reshape(-1), "the predictions", owner)
+    raise ValueError(
+        f"{owner} expected one prediction per sample, shape ({X.shape[0]}, 1) or ({X.shape[0]},), got an array of "
+        f"shape {outputs.shape}; end the model with a single output, e.g. Dense(64, 1) + Linear()"
+    )
+
+
+# Decision boundary --------------------------------------------------------------------------------------------------
+
+
+def _class_colours(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """RGB rows (points, regions): the palette up to 10 classes, then evenly spaced turbo colours."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_rgb
+
+    if n_classes <= len(PALETTE):
+        points = np.array([to_rgb(colour) for colour in PALETTE[:n_classes]])
+    else:
+        points = colormaps["turbo"](np.linspace(0.05, 0.95, n_classes))[:, :3]
+    return points, points + (1.0 - points) * LIGHTEN
+
+
+def _grid(X: np.ndarray, resolution: int, margin: float):
+    """Grid points (resolution**2, 2) covering X's bounding box widened by `margin` of its size, and the box."""
+    low, high = X.min(axis=0), X.max(axis=0)
+    pad = np.where(high > low, (high - low) * margin, 1.0)
+    low, high = low - pad, high + pad
+    xs, ys = (np.linspace(low[i], high[i], resolution) for i in range(2))
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    box = (low[0], high[0], low[1], high[1])
+    return np.column_stack([grid_x.ravel(), grid_y.ravel()]), box
+
+
+def decision_boundary(
+    model_or_predict_fn,
+    X,
+    y,
+    *,
+    ax=None,
+    resolution: int = 300,
+    margin: float = 0.1,
+    title: str | None = None,
+    class_names: Sequence[str] | None = None,
+    point_size: float = 20.0,
+    figsize=(6.0, 6.0),
+    dpi: float = 100,
+):
+    """The book's spiral picture: each class's learned region in a light colour, the data points on top.
+
+    `model_or_predict_fn` is a finalized nnx.Model or a function taking a NumPy float array (n, 2) and returning
+    scores (n, C) (argmax), labels (n,) or one probability (n, 1) (above 0.5 is class 1), as NumPy or as an
+    array of an nnx backend. `X` (n, 2) and `y` (labels or one-hot) may be NumPy or backend arrays. The grid has
+    `resolution` x `resolution` points over the data's box widened by `margin` of its size. Draws into `ax` if
+    given (figsize and dpi are then unused) and returns the Figure.
+    """
+    owner = "nnx.plot.decision_boundary"
+    _matplotlib()  # the install hint before any work
+    resolution = _checks.positive_int(resolution, "resolution", owner)
+    predict = _Predictor(model_or_predict_fn, owner)
+    X = _points(X, owner)
+    labels = _labels(y, X.shape[0], owner)
+    grid, box = _grid(X, resolution, _checks.non_negative(margin, "margin", owner))
+    regions = predict.classes(grid).reshape(resolution, resolution)
+    accuracy = float(np.mean(predict.classes(X) == labels))
+    n_classes = int(max(labels.max(), regions.max())) + 1
+    point_colours, region_colours = _class_colours(n_classes)
+    figure, ax = _figure_and_axes(ax, figsize, dpi)
+    ax.imshow(region_colours[regions], origin="lower", extent=box, interpolation="nearest", aspect="auto", zorder=0)
+    for k in range(n_classes):
+        chosen = labels == k
+        name = class_names[k] if class_names is not None and k < len(class_names) else f"class {k}"
+        ax.scatter(
+            *X[chosen].T, s=point_size, color=point_colours[k], edgecolors=EDGE_COLOUR, linewidths=0.5, label=name
+        )
+    _square_if_balanced(ax, box)
+    ax.set(xlim=box[:2], ylim=box[2:], xlabel="x1", ylabel="x2")
+    ax.set_title(title if title is not None else f"decision boundary (accuracy {accuracy:.3f})")
+    if n_classes <= len(PALETTE):
+        ax.legend(loc="upper right", fontsize="small", framealpha=0.85)
+    return figure
+
+
+def _square_if_balanced(ax, box) -> None:
+    """Equal axis scales when the box's sides are within a factor of 3 (the spiral), else fill the axes."""
+    ratio = (box[1] - box[0]) / (box[3] - box[2])
+    if 1 / 3 <= ratio <= 3:
+        ax.set_aspect("equal", adjustable="box")
+
+
+# History ------------------------------------------------------------------------------------------------------------
+
+
+def _history_table(history) -> tuple[list[int], dict[str, np.ndarray]]:
+    """(epochs, name -> values aligned with them) from a History-like object or a Mapping."""
+    if hasattr(history, "epoch") and hasattr(history, "history"):
+        epochs, table = list(history.epoch), dict(history.history)
+    elif isinstance(history, Mapping):
+        table = {name: values for name, values in history.items() if name != "epoch"}
+        lengths = {len(values) for values in table.values() if _is_column(values)}
+        epochs = list(history["epoch"]) if "epoch" in history else list(range(max(lengths, default=0)))
+    else:
+        raise TypeError(
+            f"nnx.plot.history expected a History (an object with .epoch and .history) or a dict name -> list of "
+            f"values per epoch, got {_checks.describe(history)}; record the metrics of every epoch, e.g. "
+            f"{{'loss': [...], 'accuracy': [...]}}"
+        )
+    return epochs, {name: _series(name, values, len(epochs)) for name, values in table.items()}
+
+
+def _is_column(values) -> bool:
+    """A list (or tuple, or 1-D NumPy array) of per-epoch values."""
+    if isinstance(values, np.ndarray):
+        return values.ndim == 1
+    return isinstance(values, Sequence) and not isinstance(values, (str, bytes))
+
+
+def _series(name: str, values, n_epochs: int) -> np.ndarray:
+    if not _is_column(values):
+        raise ValueError(
+            f"nnx.plot.history expected history[{name!r}] as a list with one value per epoch, got "
+            f"{_checks.describe(values)}; pass the per-epoch lists (the History Model.train returns, or a dict of "
+            f"lists), not the final metrics"
+        )
+    if len(values) != n_epochs:
+        raise ValueError(
+            f"nnx.plot.history expected history[{name!r}] to have one value per epoch ({n_epochs}), got "
+            f"{len(values)}; use None for the epochs where it was not measured"
+        )
+    return np.array([_host_float(value) for value in values], dtype=np.float64)
+
+
+def _host_float(value) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return float(_host(value, "a history value", "nnx.plot.history").reshape(()))
+
+
+def _panel_of(name: str) -> str | None:
+    base = name.removeprefix("val_")
+    if base in ("lr", "learning_rate"):
+        return "lr"
+    if "acc" in base:
+        return "accuracy"
+    return "loss" if "loss" in base else None
+
+
+def _panels(history) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """(epochs, panel -> {metric name -> values}) keeping only panels with at least one finite value."""
+    epochs, table = _history_table(history)
+    panels: dict[str, dict[str, np.ndarray]] = {panel: {} for panel in PANELS}
+    for name, values in table.items():
+        panel = _panel_of(name)
+        if panel is not None and np.isfinite(values).any():
+            panels[panel][name] = values
+    _drop_redundant_losses(panels["loss"])
+    panels = {panel: metrics for panel, metrics in panels.items() if metrics}
+    if not epochs or not panels:
+        raise ValueError(
+            f"nnx.plot.history got an empty history ({len(epochs)} epochs, metrics {sorted(table) or 'none'}); "
+            f"train first and pass values for loss, accuracy or lr (keys: loss, data_loss, reg_loss, accuracy, lr, "
+            f"val_loss, val_accuracy)"
+        )
+    return np.asarray(epochs, dtype=np.float64), panels
+
+
+def _drop_redundant_losses(losses: dict[str, np.ndarray]) -> None:
+    """Without regularization (reg_loss all zero) data_loss is loss: keep only loss."""
+    reg_loss = losses.get("reg_loss")
+    if "loss" in losses and reg_loss is not None and np.all(np.nan_to_num(reg_loss) == 0):
+        losses.pop("reg_loss")
+        losses.pop("data_loss", None)
+
+
+def _draw_metric(ax, epochs: np.ndarray, name: str, values: np.ndarray, colour) -> None:
+    """Training solid, validation dashed in the same colour; markers when the metric has gaps."""
+    measured = np.isfinite(values)
+    style = {"linestyle": "--" if name.startswith("val_") else "-", "color": colour, "label": name}
+    if not measured.all():
+        style |= {"marker": "o", "markersize": 4}
+    ax.plot(epochs[measured], values[measured], **style)
+
+
+def _draw_panel(ax, panel: str, epochs: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+    extra_colours = iter(PALETTE[4:])
+    colours: dict[str, str] = {}
+    for name, values in metrics.items():
+        base = name.removeprefix("val_")
+        if base not in colours:
+            colours[base] = METRIC_COLOURS.get(base) or next(extra_colours, PALETTE[-1])
+        _draw_metric(ax, epochs, name, values, colours[base])
+    ax.set_title(PANEL_TITLES[panel])
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    if panel == "lr":
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+
+
+def _draw_history(axes, epochs: np.ndarray, panels: dict[str, dict[str, np.ndarray]]) -> None:
+    axes = list(axes)
+    if len(axes) < len(panels):
+        raise ValueError(
+            f"nnx.plot.history needs {len(panels)} axes for the panels {', '.join(panels)}, got {len(axes)}; "
+            f"pass axes=None to get a new figure, or one Axes per panel"
+        )
+    for ax, (panel, metrics) in zip(axes, panels.items(), strict=False):
+        _draw_panel(ax, panel, epochs, metrics)
+    for ax in axes[len(panels) :]:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+    axes[len(panels) - 1].set_xlabel("epoch")
+
+
+def _axes_list(axes) -> list:
+    """A list of Axes from one Axes, a list of them, or the array `figure.subplots` returns."""
+    if hasattr(axes, "plot"):
+        return [axes]
+    axes = list(axes.ravel()) if hasattr(axes, "ravel") else list(axes)
+    if not axes:
+        raise ValueError("nnx.plot.history got axes=[]; pass one Axes per panel, or axes=None for a new figure")
+    return axes
+
+
+def history(history, *, axes=None, figsize=None, dpi: float = 100):
+    """Loss, accuracy and learning-rate curves against epoch, one panel each (lr only if recorded).
+
+    `history` is an object with `.epoch` (list of ints) and `.history` (name -> list aligned with it, None where
+    not measured), or a dict name -> list with an optional "epoch" list (default 0, 1, ...). Validation metrics
+    (val_...) are dashed in their training metric's colour; metrics with gaps get markers. Draws into `axes` (one
+    Axes per panel, in the order loss, accuracy, lr) if given and returns the Figure.
+    """
+    epochs, panels = _panels(history)
+    if axes is not None:
+        axes = _axes_list(axes)
+        figure = _root_figure(axes[0])
+    else:
+        figure = _new_figure(figsize or (6.0, 2.6 * len(panels)), dpi)
+        axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    _draw_history(axes, epochs, panels)
+    return figure
+
+
+# Regression ---------------------------------------------------------------------------------------------------------
+
+
+def _column(X, owner: str) -> np.ndarray:
+    X = _host(X, "X", owner)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[1] != 1 or X.shape[0] == 0:
+        raise ValueError(
+            f"{owner} expected X with one feature, shape (n,) or (n, 1), got an array of shape {X.shape}; "
+            f"plot one input feature, e.g. sine_data()"
+        )
+    return _finite_floats(X, "X", owner)
+
+
+def regression(model_or_predict_fn, X, y, *, ax=None, title: str | None = None, figsize=(7.0, 4.5), dpi: float = 100):
+    """Chapter 17's fit: the data as points and the model's prediction as a line, sorted by X.
+
+    `X` is (n, 1) or (n,), `y` (n, 1) or (n,), NumPy or backend arrays; the model is a finalized nnx.Model or a
+    function of a NumPy (n, 1) float array returning (n, 1) or (n,). Draws into `ax` if given; returns the Figure.
+    """
+    owner = "nnx.plot.regression"
+    predict = _Predictor(model_or_predict_fn, owner)
+    X = _column(X, owner)
+    y = _host(y, "y", owner)
+    if y.shape not in ((X.shape[0],), (X.shape[0], 1)):
+        raise ValueError(
+            f"{owner} expected y with one target per row of X, shape ({X.shape[0]},) or ({X.shape[0]}, 1), got "
+            f"an array of shape {y.shape}; pass the targets that go with X"
+        )
+    y = _finite_floats(y.reshape(-1), "y", owner)
+    order = np.argsort(X[:, 0], kind="stable")
+    X, y = X[order], y[order]
+    predicted = _values(predict, X, owner)
+    error = float(np.mean((predicted - y) ** 2))
+    figure, ax = _figure_and_axes(ax, figsize, dpi)
+    ax.scatter(X[:, 0], y, s=10, color=PALETTE[0], label="data", zorder=2)
+    ax.plot(X[:, 0], predicted, color=PALETTE[1], linewidth=2.5, label="prediction", zorder=3)
+    ax.set(xlabel="x", ylabel="y")
+    ax.set_title(title if title is not None else f"regression (mean squared error {error:.4g})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure
+
+
+# Summary ------------------------------------------------------------------------------------------------------------
+
+
+def summary(
+    model_or_predict_fn, X, y, history, *, title: str | None = None, resolution: int = 300, figsize=None, dpi=100
+):
+    """One figure: the decision boundary on the left, the history's loss, accuracy and lr panels stacked on the
+    right; what examples/spiral.py --plot saves. Arguments as for `decision_boundary` and `history`."""
+    epochs, panels = _panels(history)
+    figure = _new_figure(figsize or (12.0, 6.0), dpi)
+    grid = figure.add_gridspec(len(panels), 2, width_ratios=(1.15, 1.0))
+    boundary_ax = figure.add_subplot(grid[:, 0])
+    first = figure.add_subplot(grid[0, 1])
+    history_axes = [first, *(figure.add_subplot(grid[row, 1], sharex=first) for row in range(1, len(panels)))]
+    decision_boundary(model_or_predict_fn, X, y, ax=boundary_ax, resolution=resolution)
+    _draw_history(history_axes, epochs, panels)
+    for ax in history_axes[:-1]:
+        ax.tick_params(labelbottom=False)
+    if title is not None:
+        figure.suptitle(title)
+    return figure

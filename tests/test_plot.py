@@ -1,0 +1,327 @@
+"""nnx.plot: the pictures are rendered to PNG and their pixels checked (size, not blank, every class's point and
+region colour present), for a Model, a layer-level predict function, backend arrays, histories and bad inputs."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib", reason="nnx.plot needs matplotlib (the plot extra)")
+Image = pytest.importorskip("PIL.Image", reason="the PNG checks read images with pillow (the test extra)")
+
+import nnx  # noqa: E402
+import nnx.plot  # noqa: E402
+from nnx.datasets import sine_data, spiral_data  # noqa: E402
+
+TOLERANCE = 3  # per channel, 0-255: PNG rounding of the exact colours
+DPI = 50
+
+
+# Helpers --------------------------------------------------------------------------------------------------------
+
+
+def render(figure, tmp_path, name="figure.png", dpi=DPI) -> np.ndarray:
+    """The figure saved as PNG and read back: an (height, width, 3) uint8 array."""
+    path = nnx.plot.save(figure, tmp_path / name, dpi=dpi)
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def rgb255(colour) -> np.ndarray:
+    from matplotlib.colors import to_rgb
+
+    return np.round(np.asarray(to_rgb(colour)) * 255)
+
+
+def point_colour(k: int) -> np.ndarray:
+    return rgb255(nnx.plot.PALETTE[k])
+
+
+def region_colour(k: int) -> np.ndarray:
+    colour = rgb255(nnx.plot.PALETTE[k]) / 255
+    return np.round((colour + (1 - colour) * nnx.plot.LIGHTEN) * 255)
+
+
+def share_of(pixels: np.ndarray, colour: np.ndarray) -> float:
+    """The fraction of pixels within TOLERANCE of `colour`."""
+    close = np.all(np.abs(pixels.astype(int) - colour) <= TOLERANCE, axis=-1)
+    return float(close.mean())
+
+
+def assert_picture(pixels: np.ndarray, size: tuple[int, int]) -> None:
+    """`size` is (width, height); the picture has many colours and is not mostly white."""
+    assert (pixels.shape[1], pixels.shape[0]) == size
+    distinct = np.unique(pixels.reshape(-1, 3), axis=0)
+    assert len(distinct) > 50
+    white = np.all(pixels > 250, axis=-1).mean()
+    assert white < 0.9
+
+
+def spiral_classifier(xp="numpy"):
+    with nnx.backends.use(xp):
+        model = nnx.Model()
+        model.add(nnx.Dense(2, 64))
+        model.add(nnx.ReLU())
+        model.add(nnx.Dense(64, 3))
+        model.add(nnx.Softmax())
+        model.set(
+            loss=nnx.CategoricalCrossentropy(),
+            optimizer=nnx.Adam(learning_rate=0.05, decay=5e-5),
+            accuracy=nnx.metrics.Categorical(),
+        )
+        model.finalize()
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained_spiral():
+    """(model, X, y, what train returned) after 300 epochs on the book's spiral."""
+    nnx.seed(0)
+    X, y = spiral_data(samples=100, classes=3)
+    model = spiral_classifier()
+    result = model.train(X, y, epochs=300, print_every=None, validation_data=(X, y))
+    return model, X, y, result
+
+
+def hand_history(epochs=20):
+    """A history as a dict with validation measured every 5 epochs only."""
+    epoch = list(range(1, epochs + 1))
+    loss = [1.1 * 0.9**e for e in epoch]
+    return {
+        "epoch": epoch,
+        "loss": loss,
+        "accuracy": [min(0.3 + 0.03 * e, 1.0) for e in epoch],
+        "lr": [0.05 / (1 + 1e-2 * e) for e in epoch],
+        "val_loss": [value * 1.2 if e % 5 == 0 else None for e, value in zip(epoch, loss, strict=True)],
+        "val_accuracy": [0.5 if e % 5 == 0 else None for e in epoch],
+    }
+
+
+def layer_network(backend, seed=0):
+    """The chapter-10 network as loose objects, and a predict function wrapping its forward pass."""
+    nnx.seed(seed)
+    dense1, relu, dense2 = nnx.Dense(2, 64, xp=backend), nnx.ReLU(xp=backend), nnx.Dense(64, 3, xp=backend)
+
+    def predict_fn(X):
+        dense1.forward(backend.asarray(X, dtype="float32"))
+        relu.forward(dense1.output)
+        dense2.forward(relu.output)
+        return dense2.output
+
+    return predict_fn
+
+
+# Decision boundary ----------------------------------------------------------------------------------------------
+
+
+def test_decision_boundary_of_a_trained_spiral_model(trained_spiral, tmp_path):
+    model, X, y, _ = trained_spiral
+    figure = nnx.plot.decision_boundary(model, X, y, resolution=150, figsize=(6, 6), dpi=100)
+    pixels = render(figure, tmp_path, dpi=60)
+    assert_picture(pixels, (360, 360))
+    for k in range(3):
+        assert share_of(pixels, region_colour(k)) > 0.05, f"region of class {k}"
+        assert share_of(pixels, point_colour(k)) > 0.002, f"points of class {k}"
+    assert "accuracy 0." in figure.axes[0].get_title()
+
+
+def test_decision_boundary_of_a_layer_level_network_with_one_hot_labels(tmp_path, numpy_backend):
+    X, y = spiral_data(samples=40, classes=3)
+    one_hot = np.eye(3)[y]
+    figure = nnx.plot.decision_boundary(layer_network(numpy_backend), X, one_hot, resolution=60, title="untrained")
+    pixels = render(figure, tmp_path, dpi=100)
+    assert_picture(pixels, (600, 600))
+    assert figure.axes[0].get_title() == "untrained"
+    assert [len(points.get_offsets()) for points in figure.axes[0].collections] == [40, 40, 40]
+    for k in range(3):
+        assert share_of(pixels, point_colour(k)) > 0.001, f"points of class {k}"
+
+
+def test_decision_boundary_takes_backend_arrays(backend, tmp_path):
+    X, y = spiral_data(samples=30, classes=3)
+    X_device, y_device = backend.asarray(X, dtype="float32"), backend.asarray(y)
+    figure = nnx.plot.decision_boundary(layer_network(backend), X_device, y_device, resolution=40)
+    assert_picture(render(figure, tmp_path), (300, 300))
+
+
+def test_decision_boundary_takes_labels_and_draws_into_given_axes(tmp_path):
+    from matplotlib.figure import Figure
+
+    X, y = spiral_data(samples=30, classes=2)
+    figure = Figure(figsize=(8, 4), dpi=DPI)
+    left, right = figure.subplots(1, 2)
+    returned = nnx.plot.decision_boundary(lambda points: (points[:, 0] > 0).astype(int), X, y, ax=right)
+    assert returned is figure
+    assert right.images and not left.images
+    pixels = render(figure, tmp_path)
+    assert (pixels.shape[1], pixels.shape[0]) == (400, 200)
+    assert share_of(pixels, region_colour(0)) > 0.05 and share_of(pixels, region_colour(1)) > 0.05
+
+
+def test_decision_boundary_of_a_sigmoid_probability(tmp_path):
+    X, y = spiral_data(samples=30, classes=2)
+    figure = nnx.plot.decision_boundary(lambda points: 1 / (1 + np.exp(-points[:, :1] * 5)), X, y, resolution=50)
+    pixels = render(figure, tmp_path)
+    assert share_of(pixels, region_colour(0)) > 0.05 and share_of(pixels, region_colour(1)) > 0.05
+
+
+# History --------------------------------------------------------------------------------------------------------
+
+
+def test_history_from_a_mapping(tmp_path):
+    figure = nnx.plot.history(hand_history(), figsize=(6, 7.8))
+    assert [ax.get_title() for ax in figure.axes] == ["loss", "accuracy", "learning rate"]
+    loss_lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert loss_lines["val_loss"].get_linestyle() == "--" and loss_lines["loss"].get_linestyle() == "-"
+    assert loss_lines["val_loss"].get_color() == loss_lines["loss"].get_color()
+    assert len(loss_lines["val_loss"].get_xdata()) == 4 and loss_lines["val_loss"].get_marker() == "o"
+    assert_picture(render(figure, tmp_path), (300, 390))
+
+
+def test_history_from_an_object_with_epoch_and_history_and_default_epochs(tmp_path):
+    recorded = types.SimpleNamespace(
+        epoch=[10, 20, 30],
+        history={"loss": [1.0, 0.7, 0.5], "accuracy": [0.4, 0.6, 0.7], "val_accuracy": [None, None, 0.65]},
+    )
+    figure = nnx.plot.history(recorded)
+    assert [ax.get_title() for ax in figure.axes] == ["loss", "accuracy"]
+    val = next(line for line in figure.axes[1].get_lines() if line.get_label() == "val_accuracy")
+    assert list(val.get_xdata()) == [30] and val.get_marker() == "o"
+    render(figure, tmp_path)
+    unnumbered = nnx.plot.history({"loss": np.array([3.0, 2.0, np.nan, 1.0])})
+    assert list(unnumbered.axes[0].get_lines()[0].get_xdata()) == [0, 1, 3]
+
+
+def test_history_accepts_what_model_train_returns(trained_spiral, tmp_path):
+    result = trained_spiral[3]
+    if not hasattr(result, "epoch"):
+        pytest.skip("Model.train returns only the last epoch's metrics here, not a History")
+    figure = nnx.plot.history(result)
+    assert "loss" in [ax.get_title() for ax in figure.axes]
+    render(figure, tmp_path)
+
+
+def test_history_into_given_axes_marks_extra_ones_no_data():
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    axes = figure.subplots(3, 1)
+    assert nnx.plot.history({"loss": [1.0, 0.5]}, axes=axes) is figure
+    assert axes[1].texts[0].get_text() == "no data"
+
+
+# Regression and summary -----------------------------------------------------------------------------------------
+
+
+def test_regression_of_sine_data(tmp_path):
+    nnx.seed(0)
+    X, y = sine_data()
+    model = nnx.Model()
+    model.add(nnx.Dense(1, 64))
+    model.add(nnx.ReLU())
+    model.add(nnx.Dense(64, 1))
+    model.add(nnx.Linear())
+    model.set(loss=nnx.MeanSquaredError(), optimizer=nnx.Adam(learning_rate=0.01), accuracy=nnx.metrics.Regression())
+    model.finalize()
+    model.train(X, y, epochs=50, print_every=None)
+    order = np.random.default_rng(0).permutation(len(X))
+    figure = nnx.plot.regression(model, X[order], y[order][:, 0], figsize=(6, 4))
+    line = figure.axes[0].get_lines()[0]
+    assert np.all(np.diff(line.get_xdata()) >= 0)
+    pixels = render(figure, tmp_path)
+    assert_picture(pixels, (300, 200))
+    assert share_of(pixels, point_colour(1)) > 0.002  # the prediction line
+
+
+def test_regression_of_a_function_is_exact():
+    X = np.linspace(0, 1, 50)
+    figure = nnx.plot.regression(lambda column: np.sin(column), X, np.sin(X))
+    line = figure.axes[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), np.sin(X))
+    assert "mean squared error 0" in figure.axes[0].get_title()
+
+
+def test_summary_puts_the_boundary_left_and_the_curves_right(trained_spiral, tmp_path):
+    model, X, y, _ = trained_spiral
+    figure = nnx.plot.summary(model, X, y, hand_history(), title="spiral", resolution=100, figsize=(12, 6))
+    boundary, *curves = figure.axes
+    assert boundary.images and [ax.get_title() for ax in curves] == ["loss", "accuracy", "learning rate"]
+    pixels = render(figure, tmp_path)
+    assert boundary.get_position().x1 <= min(ax.get_position().x0 for ax in curves)
+    assert_picture(pixels, (600, 300))
+    for k in range(3):
+        assert share_of(pixels, region_colour(k)) > 0.02, f"region of class {k}"
+
+
+# Bad inputs -----------------------------------------------------------------------------------------------------
+
+
+def identity_scores(points):
+    return np.column_stack([points, -points.sum(axis=1)])
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "message"),
+    [
+        (np.zeros((5, 3)), np.zeros(5, dtype=int), r"decision_boundary expected X of shape \(n_samples, 2\).*\(5, 3\)"),
+        (np.zeros(5), np.zeros(5, dtype=int), r"expected X of shape \(n_samples, 2\).*\(5,\)"),
+        (np.zeros((5, 2)), np.zeros(4, dtype=int), r"expected y as 5 class labels.*\(4,\)"),
+        (np.zeros((5, 2)), np.full(5, 0.5), "whole class numbers"),
+        (np.full((5, 2), np.nan), np.zeros(5, dtype=int), "NaN or infinity in X"),
+    ],
+)
+def test_decision_boundary_rejects_bad_data(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        nnx.plot.decision_boundary(identity_scores, X, y)
+
+
+def test_decision_boundary_rejects_a_predict_function_of_the_wrong_shape():
+    X, y = np.zeros((5, 2)), np.zeros(5, dtype=int)
+    with pytest.raises(ValueError, match=r"scores of shape \(\d+, n_classes\).*got an array of shape \(3,\)"):
+        nnx.plot.decision_boundary(lambda points: np.zeros(3), X, y, resolution=10)
+    with pytest.raises(ValueError, match=r"got an array of shape \(100, 2, 2\)"):
+        nnx.plot.decision_boundary(lambda points: np.zeros((len(points), 2, 2)), X, y, resolution=10)
+
+
+@pytest.mark.parametrize("not_a_model", [None, "model", 3, [1, 2]])
+def test_plots_reject_what_is_neither_a_model_nor_a_function(not_a_model):
+    with pytest.raises(TypeError, match=r"expected a finalized nnx\.Model or a function predict_fn"):
+        nnx.plot.decision_boundary(not_a_model, np.zeros((5, 2)), np.zeros(5, dtype=int))
+    with pytest.raises(TypeError, match=r"nnx\.plot\.regression expected a finalized nnx\.Model"):
+        nnx.plot.regression(not_a_model, np.zeros(5), np.zeros(5))
+
+
+def test_regression_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"regression expected X with one feature.*\(5, 2\)"):
+        nnx.plot.regression(np.sin, np.zeros((5, 2)), np.zeros(5))
+    with pytest.raises(ValueError, match=r"one target per row of X.*\(4,\)"):
+        nnx.plot.regression(np.sin, np.zeros(5), np.zeros(4))
+    with pytest.raises(ValueError, match=r"one prediction per sample.*\(5, 3\)"):
+        nnx.plot.regression(lambda column: np.zeros((5, 3)), np.zeros(5), np.zeros(5))
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        ({}, ValueError, "empty history"),
+        ({"epoch": [], "loss": []}, ValueError, "empty history"),
+        (types.SimpleNamespace(epoch=[], history={}), ValueError, "empty history"),
+        ({"loss": [None, None]}, ValueError, "empty history"),
+        ({"loss": 0.5, "accuracy": 0.9}, ValueError, "not the final metrics"),
+        ({"epoch": [1, 2, 3], "loss": [1.0, 0.5]}, ValueError, r"one value per epoch \(3\), got 2"),
+        ([1.0, 0.5], TypeError, "expected a History"),
+    ],
+)
+def test_history_rejects_bad_histories(bad, error, message):
+    with pytest.raises(error, match=message):
+        nnx.plot.history(bad)
+
+
+def test_missing_matplotlib_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r'pip install "nnx-nnfs\[plot\]"') as caught:
+        nnx.plot.decision_boundary(identity_scores, np.zeros((5, 2)), np.zeros(5, dtype=int))
+    assert caught.value.__cause__ is not None
