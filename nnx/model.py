@@ -237,7 +237,8 @@ class Model(Component):
                 f"pass e.g. callbacks=[MyCallback()]"
             )
         X, y = self._data(X, y, "training")
-        history = next((c for c in callbacks if isinstance(c, History)), None) or History()
+        given = [c for c in callbacks if isinstance(c, History)]
+        history = given[0] if given else History()
         hooks = [
             DivergenceGuard(check_every=check_every, action=on_divergence),
             *([BookLog(print_every)] if verbose is None else []),
@@ -249,7 +250,7 @@ class Model(Component):
             *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
             *_progress_callbacks(verbose, print_every),
             *callbacks,
-            *([history] if history not in callbacks else []),
+            *([] if given else [history]),
         ]
         callback = CallbackList(hooks)
         first_epoch = self._resume(resume) + 1 if resume is not None else 1

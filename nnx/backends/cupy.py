@@ -29,6 +29,24 @@ class CupyBackend(Backend):
     def to_numpy(self, x):
         return self._cupy.asnumpy(x)
 
+    def device_info(self) -> list[dict]:
+        """Every CUDA device: name, memory and compute capability (the current one marked)."""
+        runtime = self._cupy.cuda.runtime
+        current = runtime.getDevice()
+        devices = []
+        for index in range(runtime.getDeviceCount()):
+            properties = runtime.getDeviceProperties(index)
+            name = properties["name"]
+            devices.append(
+                {
+                    "name": f"{name.decode() if isinstance(name, bytes) else name} (cuda:{index})",
+                    "memory": f"{properties['totalGlobalMem'] / 2**30:.1f} GiB",
+                    "compute capability": f"{properties['major']}.{properties['minor']}",
+                    **({"current": "yes"} if index == current else {}),
+                }
+            )
+        return devices
+
     def synchronize(self) -> None:
         self._cupy.cuda.get_current_stream().synchronize()
 

@@ -44,6 +44,13 @@ class FastNumpyBackend(NumpyBackend):
     def reference(self) -> Backend:
         return self._reference
 
+    def device_info(self) -> list[dict]:
+        if not _numba_installed():
+            compiled = 'off (Numba not installed: pip install "nnx-nnfs[fast]")'
+        else:
+            compiled = "on (Numba)" if self.compile else f"off ({COMPILE_ENV_VAR}=0 or compile = False)"
+        return [{"name": "CPU", "cores": os.cpu_count(), "compiled step": compiled}]
+
     # In-place arithmetic on arrays this call just created, BLAS for column sums, gathers instead of one-hot
     # rows; each matches the generic kernel to float32 rounding (most of them bit for bit).
 

@@ -65,7 +65,7 @@ class ProgressBar(Callback):
     # As a callback --------------------------------------------------------------------------------------------
 
     def on_train_begin(self, run: Run) -> None:
-        run.host_watchers.append(lambda _, values: self.show({**values, **run.logs}))
+        run.host_watchers.append(lambda _, values: self.show(values))
         if run.batch_size is None:
             self.start(run.epochs - run.first_epoch + 1, unit="epoch", description="training")
 
@@ -83,14 +83,18 @@ class ProgressBar(Callback):
             self._fetch_if_due(run)
             self.bar.update(1)
         elif not run.stop:
-            self._fetch(run)
-            self.bar.refresh()
+            self._show_all(run)
 
     def on_train_end(self, run: Run) -> None:
         if self.bar is not None and run.metrics and not run.stop:
-            self._fetch(run)
-            self.bar.refresh()
+            self._show_all(run)
         self.close()
+
+    def _show_all(self, run: Run) -> None:
+        """The epoch's metrics and the validation pass's, redrawn now."""
+        self._fetch(run)
+        self.show({**run.host_metrics(), **run.logs})
+        self.bar.refresh()
 
     def _fetch_if_due(self, run: Run) -> None:
         if time.monotonic() - self._fetched >= self.interval:
