@@ -166,7 +166,8 @@ def test_bad_verbose_is_refused_before_training(verbose, data):
     before = model.get_parameters()
     with pytest.raises(ValueError, match=r"Model.train verbose must be None .* got "):
         model.train(*data, verbose=verbose)
-    assert all(np.array_equal(a, b) for pair in zip(before, model.get_parameters()) for a, b in zip(*pair))
+    after = model.get_parameters()
+    assert all(np.array_equal(a, b) for pair in zip(before, after, strict=True) for a, b in zip(*pair, strict=True))
 
 
 def test_progress_bar_counts_epochs_and_shows_metrics(data):

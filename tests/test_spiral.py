@@ -140,3 +140,70 @@ def test_runs_alongside_nnfs_init():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["1.099", "0.360"]
+
+
+# nnx.recipes.train_spiral (what the example and `nnx sweep` run) and the example's everyday options --------------
+
+
+def test_recipe_is_the_layer_loop_exactly(backend):
+    from nnx.recipes import train_spiral
+
+    result = train_spiral(epochs=101, every=10, backend=backend)
+    reference = spiral_losses(backend, epochs=101)
+    assert result.history.epoch == [*range(0, 101, 10)]
+    for epoch, (acc, loss) in reference.items():
+        index = result.history.epoch.index(epoch)
+        assert (result.history.history["accuracy"][index], result.history.history["loss"][index]) == (acc, loss)
+    assert result.final == {"accuracy": reference[100][0], "loss": reference[100][1]}
+    recorded = zip(result.history.epoch, result.history.history["loss"], strict=True)
+    assert result.best == min(recorded, key=lambda pair: pair[1])
+
+
+def test_recipe_records_the_last_epoch_and_stops_on_divergence():
+    from nnx.recipes import train_spiral
+
+    result = train_spiral(epochs=25, every=10, lr=0.5, decay=1e-2, momentum=0.5)
+    assert result.history.epoch == [0, 10, 20, 24]
+    assert result.history.history["lr"][-1] == pytest.approx(0.5 / (1 + 1e-2 * 23))
+    with pytest.raises(nnx.DivergenceError, match="training diverged at epoch"):
+        train_spiral(epochs=201, every=50, lr=1e30)
+    with pytest.raises(ValueError, match="train_spiral epochs must be"):
+        train_spiral(epochs=0)
+
+
+def test_example_progress_bar_goes_to_stderr_and_leaves_stdout_alone():
+    plain = run_example("--epochs", "201")
+    result = run_example("--epochs", "201", "--progress")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:-1] == plain.stdout.splitlines()[1:-1]
+    assert "201/201" in result.stderr and "loss: " in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_example_saves_its_history(tmp_path, suffix):
+    path = tmp_path / f"history{suffix}"
+    result = run_example("--epochs", "201", "--history", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"history: {path}" in result.stdout
+    text = path.read_text()
+    assert ("epoch,loss" in text) if suffix == ".csv" else ('"epoch": [' in text)
+
+
+def test_example_plot_writes_the_picture(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    from PIL import Image
+
+    path = tmp_path / "spiral.png"
+    result = run_example("--epochs", "101", "--plot", str(path))
+    assert result.returncode == 0, result.stderr
+    with Image.open(path) as image:
+        width, height = image.size
+        colours = len(image.convert("RGB").resize((200, 100)).getcolors(maxcolors=20000) or ())
+    assert width > 2 * height / 1.5 and height >= 300
+    assert colours > 50  # regions, points and curves: far from a blank canvas
+
+
+def test_example_rejects_a_history_file_it_cannot_write():
+    result = run_example("--epochs", "1", "--history", "history.txt")
+    assert result.returncode == 2
+    assert "--history must name a .csv or .json file" in result.stderr
