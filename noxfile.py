@@ -13,7 +13,7 @@ FULL_LENGTH_PYTHON = "3.12"  # the 10 001-epoch acceptance runs test numerics, n
 BACKENDS = ["numpy", "array_api_strict", "cupy"]
 PYTEST_NO_TESTS_COLLECTED = 5
 
-nox.options.sessions = ["tests", "fast", "lint"]
+nox.options.sessions = ["tests", "fast", "interop", "lint"]
 
 
 def cuda_major_version() -> int | None:
@@ -59,6 +59,22 @@ def fast(session: nox.Session) -> None:
         "not slow",
         *session.posargs,
         env={"NNX_TEST_BACKENDS": "numpy"},
+        success_codes=[0, PYTEST_NO_TESTS_COLLECTED],
+    )
+
+
+@nox.session(python=FULL_LENGTH_PYTHON)
+def interop(session: nox.Session) -> None:
+    """The backend-parametrized suite on other Array API libraries: JAX (CPU) always, PyTorch where it is installed
+    (it is not installed here: a PyPI torch is a multi-GB CUDA build), skipping with the reason otherwise."""
+    session.install("-e", ".[test]", "jax[cpu]")
+    session.run(
+        "pytest",
+        "-rs",
+        "-m",
+        "not slow or interop",
+        *session.posargs,
+        env={"NNX_TEST_BACKENDS": "jax,torch"},
         success_codes=[0, PYTEST_NO_TESTS_COLLECTED],
     )
 

@@ -82,7 +82,8 @@ def save_outputs(args: argparse.Namespace, result) -> None:
     if args.plot:
         from nnx import plot
 
-        title = f"spiral: lr={args.lr:g}, decay={args.decay:g}, {args.epochs} epochs"
+        momentum = f", momentum={args.momentum:g}" if args.momentum else ""
+        title = f"spiral: lr={args.lr:g}, decay={args.decay:g}{momentum}, {args.epochs} epochs"
         figure = plot.summary(result.network.predict, result.X, result.y, result.history, title=title)
         figure.savefig(args.plot)
         print(f"plot: {args.plot}")
