@@ -25,6 +25,37 @@ def training_options(parser: argparse.ArgumentParser, *, epochs: int, lr: float,
     parser.add_argument("--every", type=int, default=every, help="print every N epochs (steps with batches)")
 
 
+def everyday_options(parser: argparse.ArgumentParser) -> None:
+    """--progress, --plot PNG and --history FILE (.csv or .json)."""
+    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr (on a terminal)")
+    parser.add_argument("--plot", metavar="PNG", help="save a picture of the result to this file")
+    parser.add_argument("--history", metavar="FILE", help="save the recorded metrics as .csv or .json")
+
+
+def check_everyday_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The --history suffix, and matplotlib for --plot, before any training starts."""
+    if args.history and not args.history.endswith((".csv", ".json")):
+        parser.error(f"--history must name a .csv or .json file, got {args.history!r}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error('--plot needs matplotlib: pip install "nnx-nnfs[plot]"')
+
+
+def save_history(args: argparse.Namespace, history) -> None:
+    """Write --history (CSV or JSON by its suffix), saying where."""
+    if args.history:
+        saved = history.to_csv(args.history) if args.history.endswith(".csv") else history.to_json(args.history)
+        print(f"history: {saved}")
+
+
+def save_figure(args: argparse.Namespace, figure) -> None:
+    """Write --plot, saying where."""
+    figure.savefig(args.plot)
+    print(f"plot: {args.plot}")
+
+
 def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
     for name in names:
         if getattr(args, name) < 1:

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import argparse
 
-from _common import load_backend, parser, require_positive, run, training_options
+from _common import (
+    check_everyday_options,
+    everyday_options,
+    load_backend,
+    parser,
+    require_positive,
+    run,
+    save_figure,
+    save_history,
+    training_options,
+)
 
 import nnx
 from nnx.recipes import train_spiral
@@ -25,30 +35,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     options.add_argument("--samples", type=int, default=100, help="samples per class")
     options.add_argument("--classes", type=int, default=3)
     options.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    options.add_argument("--progress", action="store_true", help="show a progress bar (on stderr)")
-    options.add_argument("--plot", metavar="PNG", help="save the decision boundary and the curves to this file")
-    options.add_argument("--history", metavar="FILE", help="save the recorded metrics as .csv or .json")
+    everyday_options(options)
     args = options.parse_args(argv)
     require_positive(options, args, "epochs", "every", "hidden", "samples", "classes")
-    if args.history and not args.history.endswith((".csv", ".json")):
-        options.error(f"--history must name a .csv or .json file, got {args.history!r}")
-    if args.plot:
-        _require_matplotlib(options)
+    check_everyday_options(options, args)
     return args
 
 
-def _require_matplotlib(options: argparse.ArgumentParser) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        options.error('--plot needs matplotlib: pip install "nnx-nnfs[plot]"')
-
-
 def train(args: argparse.Namespace, backend: nnx.backends.Backend):
+    progress = nnx.callbacks.ProgressBar() if args.progress else None
+
     def show(epoch: int, values: dict) -> None:
         if epoch % args.every == 0:
             line = f"epoch: {epoch}, acc: {values['accuracy']:.3f}, loss: {values['loss']:.3f}"
-            print(line + (f", lr: {values['lr']}" if args.decay else ""), flush=True)
+            line += f", lr: {values['lr']}" if args.decay else ""
+            if progress is not None:
+                progress.write(line)
+            else:
+                print(line, flush=True)
 
     result = train_spiral(
         lr=args.lr,
@@ -63,7 +67,7 @@ def train(args: argparse.Namespace, backend: nnx.backends.Backend):
         every=args.every,
         backend=backend,
         on_record=show,
-        progress=nnx.callbacks.ProgressBar() if args.progress else None,
+        progress=progress,
     )
     final = result.final
     print(
@@ -75,18 +79,13 @@ def train(args: argparse.Namespace, backend: nnx.backends.Backend):
 
 def save_outputs(args: argparse.Namespace, result) -> None:
     """The --history file and the --plot picture, when asked for."""
-    if args.history:
-        saved = result.history.to_csv(args.history) if args.history.endswith(".csv") else None
-        saved = saved or result.history.to_json(args.history)
-        print(f"history: {saved}")
+    save_history(args, result.history)
     if args.plot:
         from nnx import plot
 
         momentum = f", momentum={args.momentum:g}" if args.momentum else ""
         title = f"spiral: lr={args.lr:g}, decay={args.decay:g}{momentum}, {args.epochs} epochs"
-        figure = plot.summary(result.network.predict, result.X, result.y, result.history, title=title)
-        figure.savefig(args.plot)
-        print(f"plot: {args.plot}")
+        save_figure(args, plot.summary(result.network.predict, result.X, result.y, result.history, title=title))
 
 
 def main(argv=None) -> None:

@@ -6,7 +6,17 @@ python examples/spiral_adam.py --dropout 0.1 --lr 0.05 --decay 5e-5   # chapter 
 
 from __future__ import annotations
 
-from _common import load_backend, parser, require_positive, run, training_options
+from _common import (
+    check_everyday_options,
+    everyday_options,
+    load_backend,
+    parser,
+    require_positive,
+    run,
+    save_figure,
+    save_history,
+    training_options,
+)
 
 import nnx
 from nnx.datasets import spiral_data
@@ -19,8 +29,10 @@ def main(argv=None) -> None:
     options.add_argument("--dropout", type=float, default=0.0, help="dropout rate after the ReLU (0: none)")
     options.add_argument("--hidden", type=int, default=64)
     options.add_argument("--samples", type=int, default=1000, help="training samples per class")
+    everyday_options(options)
     args = options.parse_args(argv)
     require_positive(options, args, "epochs", "hidden", "samples", "every")
+    check_everyday_options(options, args)
     backend = load_backend(args.backend)
 
     nnx.seed(args.seed)
@@ -40,7 +52,15 @@ def main(argv=None) -> None:
             accuracy=nnx.metrics.Categorical(),
         )
         model.finalize()
-    model.train(X, y, epochs=args.epochs, print_every=args.every, validation_data=(X_test, y_test))
+    verbose = 1 if args.progress else None  # a progress bar instead of the book's lines
+    history = model.train(
+        X, y, epochs=args.epochs, print_every=args.every, verbose=verbose, validation_data=(X_test, y_test)
+    )
+    save_history(args, history)
+    if args.plot:
+        from nnx import plot
+
+        save_figure(args, plot.summary(model, X_test, y_test, history, title="spiral, Adam: the test data"))
 
 
 if __name__ == "__main__":

@@ -101,3 +101,21 @@ def test_user_errors_end_with_one_line_and_status_2(script, args, fragment):
     result = run(script, *args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("script", ["sine.py", "spiral_adam.py"])
+def test_model_examples_save_history_and_plot(tmp_path, script):
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    picture, history = tmp_path / "result.png", tmp_path / "history.csv"
+    result = run(script, "--epochs", "20", "--every", "10", "--plot", str(picture), "--history", str(history))
+    assert result.returncode == 0, result.stderr
+    assert f"plot: {picture}" in result.stdout and picture.stat().st_size > 10_000
+    assert history.read_text().splitlines()[0].startswith("epoch,loss,data_loss,reg_loss,accuracy,lr")
+    assert len(history.read_text().splitlines()) == 21
+
+
+def test_model_examples_progress_replaces_the_books_lines():
+    result = run("sine.py", "--epochs", "20", "--every", "10", "--progress")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()  # not a terminal: plain lines, Keras-style
+    assert lines[1].startswith("epoch 10/20 - loss: ") and lines[2].startswith("epoch 20/20 - loss: ")

@@ -57,6 +57,13 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.set_postfix_str(format_metrics(metrics, ", "), refresh=False)
 
+    def write(self, line: str) -> None:
+        """Print a line on stdout without breaking the bar (it is redrawn below the line)."""
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line, file=sys.stdout)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
