@@ -1,5 +1,7 @@
 """nnx: the network of *Neural Networks from Scratch* on any array backend (NumPy, CuPy, Array API)."""
 
+from importlib import import_module
+
 from nnx import backends, callbacks, datasets, metrics
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.backends import BackendUnavailableError, seed
@@ -19,6 +21,14 @@ from nnx.model import Model
 from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
 
 __version__ = "0.1.0"
+
+LAZY_MODULES = ("plot", "recipes", "sweep")  # imported on first use: matplotlib and Dask stay unloaded until then
+
+
+def __getattr__(name: str):
+    if name in LAZY_MODULES:
+        return import_module(f"nnx.{name}")
+    raise AttributeError(f"module 'nnx' has no attribute {name!r}")
 
 __all__ = [
     "SGD",
