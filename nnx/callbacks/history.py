@@ -83,11 +83,12 @@ class History(Callback, Mapping):
             self.record(epoch, **values)
 
     def _host(self, values: list) -> list[float]:
-        """Host floats of a list of 0-d device arrays (stacked, one copy) or numbers."""
-        if values and all(self._backend.owns(value) for value in values):
-            stacked = self._backend.xp.stack(values)
-            return [float(value) for value in self._backend.to_numpy(stacked).tolist()]
-        return [host_float(self._backend, value) for value in values]
+        """Host floats of a list of 0-d device values (stacked: one copy for all) or Python numbers."""
+        if not values or any(isinstance(value, (int, float)) for value in values):
+            return [host_float(self._backend, value) for value in values]
+        xp = self._backend.xp
+        stacked = xp.stack([xp.asarray(value) for value in values])
+        return [float(value) for value in self._backend.to_numpy(stacked).tolist()]
 
     # Files ------------------------------------------------------------------------------------------------------
 
