@@ -212,7 +212,7 @@ def finite(backend, x, owner: str, what: str = "inputs") -> None:
         return
     xp = backend.xp
     if is_kind(xp, x.dtype, "real floating"):
-        bad = int(backend.to_numpy(xp.sum(xp.astype(~xp.isfinite(x), xp.int64))))
+        bad = int(backend.to_numpy(xp.sum(xp.astype(~xp.isfinite(x), backend.int_dtype))))
         if bad:
             raise ValueError(
                 f"{_name(owner)} {what} contain {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
@@ -244,7 +244,7 @@ def within(backend, y, low: float, high: float, owner, what: str = "targets") ->
     if already_checked(y, key):
         return
     xp = backend.xp
-    outside = int(backend.to_numpy(xp.sum(xp.astype((y < low) | (y > high), xp.int64))))
+    outside = int(backend.to_numpy(xp.sum(xp.astype((y < low) | (y > high), backend.int_dtype))))
     if outside:
         raise ValueError(
             f"{_name(owner)} expected {what} in [{low:g}, {high:g}], got {outside} value{'s' if outside > 1 else ''} "
@@ -293,15 +293,16 @@ def class_targets(backend, y, n_classes: int, owner: str):
     if y.shape[0] == 0 or already_checked(y, key):
         return y
     with backend.quiet_float_errors():  # inf in one-hot rows makes NaN sums: counted as bad rows
-        summary = backend.to_numpy(_label_summary(xp, y, n_classes))
+        summary = backend.to_numpy(_label_summary(backend, y, n_classes))
     _raise_for_labels(summary, n_classes, owner, one_hot=len(y.shape) == 2)
     remember(y, key)
     return y
 
 
-def _label_summary(xp, y, n_classes: int):
+def _label_summary(backend, y, n_classes: int):
     """One small array, copied once: [rows bad, min, max] of what can go wrong with these targets."""
-    values = xp.astype(y, getattr(xp, "float64", xp.float32))
+    xp = backend.xp
+    values = xp.astype(y, backend.wide_float)
     if len(y.shape) == 2:
         not_binary = xp.sum(xp.astype((values != 0) & (values != 1), values.dtype), axis=1)
         row_sums = xp.sum(values, axis=1)

@@ -56,7 +56,7 @@ class Sigmoid(Component):
         self.dinputs = dvalues * (1 - self.output) * self.output
 
     def predictions(self, outputs):
-        return self.xp.astype(outputs > 0.5, self.xp.int64)
+        return self.xp.astype(outputs > 0.5, self.backend.int_dtype)
 
 
 class Linear(Component):

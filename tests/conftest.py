@@ -33,6 +33,20 @@ def backend_or_skip(name: str) -> nnx.backends.Backend:
         pytest.skip(f"{name}: {_reason(error)}")
 
 
+NUMPY_ARITHMETIC = frozenset({"numpy", "array_api_strict"})  # computed by NumPy's own kernels: bit-identical
+
+
+def widest_float(*backends: nnx.backends.Backend) -> str:
+    """'float64' where every one of `backends` has it, else 'float32' (JAX without x64)."""
+    return "float64" if all(backend.has_dtype("float64") for backend in backends) else "float32"
+
+
+def float64_or_skip(backend: nnx.backends.Backend) -> None:
+    """Skip a test that needs float64 arithmetic (finite differences, float64 models) on a backend without it."""
+    if not backend.has_dtype("float64"):
+        pytest.skip(f"{backend.name} has no float64 here (JAX: set JAX_ENABLE_X64=1 to run it)")
+
+
 @pytest.fixture(params=BACKEND_PARAMS)
 def backend(request) -> nnx.backends.Backend:
     return backend_or_skip(request.param)

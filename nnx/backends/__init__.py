@@ -19,6 +19,7 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "available",
+    "chosen_by_use",
     "current",
     "get",
     "register",
@@ -37,6 +38,8 @@ _BUILTIN = {
     "numpy": "nnx.backends.numpy",
     "cupy": "nnx.backends.cupy",
     "array_api_strict": "nnx.backends.array_api_strict",
+    "jax": "nnx.backends.jax",
+    "torch": "nnx.backends.torch",
 }
 _loaders: dict[str, Loader] = {}
 _loaded: dict[str, Backend] = {}
@@ -148,19 +151,33 @@ def get(spec: str | types.ModuleType | Backend | None = None) -> Backend:
 
 
 def _from_module(module: types.ModuleType) -> Backend:
+    """The named backend of `module`'s library (jax.numpy -> jax, array_api_compat.torch -> torch), else a generic
+    one for any namespace array-api-compat recognises, made once per module."""
     for backend in _loaded.values():
         if module is backend.xp:
             return backend
-    root = module.__name__.split(".")[-1] if module.__name__.startswith("array_api_compat.") else module.__name__
+    name = module.__name__
+    root = name.removeprefix("array_api_compat.").split(".")[0]
     if root in _all_loaders():
         return _load(root)
-    array_api = hasattr(module, "__array_namespace_info__")
-    kind = "an Array API namespace without" if array_api else "not an array module with"
-    raise TypeError(
-        f"module {module.__name__!r} is {kind} an nnx backend; registered backends are "
-        f"{', '.join(registered())}. Pass one of those names, or register a backend for it with "
-        f"nnx.backends.register(name, loader)"
-    )
+    if name not in _loaded:
+        _loaded[name] = _generic(module)
+    return _loaded[name]
+
+
+def _generic(module: types.ModuleType) -> Backend:
+    from nnx.backends.array_api import from_namespace
+
+    try:
+        return from_namespace(module.__name__, module)
+    except TypeError as error:
+        array_api = hasattr(module, "__array_namespace_info__")
+        kind = "an Array API namespace without" if array_api else "not an array module with"
+        raise TypeError(
+            f"module {module.__name__!r} is {kind} an nnx backend, and array-api-compat does not recognise its arrays "
+            f"({error}); registered backends are {', '.join(registered())}. Pass one of those names, or register a "
+            f"backend for it with nnx.backends.register(name, loader)"
+        ) from None
 
 
 def owner_of(x) -> Backend:
@@ -181,6 +198,11 @@ def current() -> Backend:
     if active is not None:
         return active
     return _load(os.environ.get(ENV_VAR) or DEFAULT)
+
+
+def chosen_by_use() -> bool:
+    """Whether the current backend comes from an enclosing `use()` block (else $NNX_BACKEND or the default)."""
+    return _active.get() is not None
 
 
 @contextlib.contextmanager

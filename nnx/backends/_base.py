@@ -21,27 +21,62 @@ class Backend:
         self.device = device
         self.array_type = array_type
         self.array_device = array_device
-        self.default_float = xp.float32
+        self._dtypes = _available_dtypes(xp, array_device)
+        self.copy_host = None  # True where the library would otherwise share a host array's memory (PyTorch)
+        self.default_float = self.dtype("float32")
 
     def __repr__(self) -> str:
         return f"<nnx backend {self.name!r} on {self.device}>"
+
+    def has_dtype(self, name: str) -> bool:
+        """Whether arrays of the dtype called `name` ('float64', 'int64', ...) can be made here."""
+        standard = self._dtypes is None or name not in _host.STANDARD_NAMES
+        return hasattr(self.xp, name) and (standard or name in self._dtypes)
+
+    def dtype(self, name: str):
+        """The namespace's dtype called `name`, or a TypeError saying this backend has none and what to do."""
+        if self.has_dtype(name):
+            return getattr(self.xp, name)
+        raise TypeError(f"backend {self.name!r} has no {name} dtype; {self.missing_dtype_hint(name)}")
+
+    def missing_dtype_hint(self, name: str) -> str:
+        """The fix `dtype()` suggests for a dtype this backend lacks."""
+        return "cast the array on the host first, e.g. x.astype('float32'), or pick another backend"
+
+    @property
+    def int_dtype(self):
+        """The largest signed integer dtype here (int64, or int32 where there is none): labels and counts."""
+        return self.dtype("int64" if self.has_dtype("int64") else "int32")
+
+    @property
+    def wide_float(self):
+        """float64 where there is one, else float32: for exact sums of small integers (label checks)."""
+        return self.dtype("float64" if self.has_dtype("float64") else "float32")
 
     def float_dtype(self, spec=None):
         """The namespace's float dtype for `spec` (a name, NumPy dtype or namespace dtype); None is float32."""
         if spec is None:
             return self.default_float
-        return getattr(self.xp, _host.float_name(spec))
+        return self.dtype(_host.float_name(spec))
 
     def asarray(self, host_array, dtype=None):
-        """Copy `host_array` (NumPy array, list or scalar) to this backend's device, as `dtype` if given."""
+        """Copy `host_array` (NumPy array, list or scalar) to this backend's device, as `dtype` if given.
+
+        Where this backend lacks a 64-bit type (JAX without x64), integers become 32-bit if they fit, and host data
+        of no requested dtype becomes 32-bit, as JAX itself does; asking for float64 explicitly is a TypeError."""
         host_dtype = getattr(host_array, "dtype", None)
         name = _host.dtype_name(dtype) if dtype is not None else getattr(host_dtype, "name", None)
-        if name is not None and not hasattr(self.xp, name):
-            raise TypeError(
-                f"backend {self.name!r} has no {name} dtype; cast the array on the host first, e.g. x.astype('float32')"
-            )
-        dtype = None if dtype is None else getattr(self.xp, name)
-        return self.xp.asarray(host_array, dtype=dtype, device=self.array_device)
+        if name is not None and not self.has_dtype(name) and (dtype is None or _host.is_integer_name(name)):
+            host_array, name = self._narrowed(host_array, name)
+        dtype = None if name is None else self.dtype(name)
+        return self.xp.asarray(host_array, dtype=dtype, device=self.array_device, copy=self.copy_host)
+
+    def _narrowed(self, host_array, name: str):
+        """(`host_array`, `name`) as the 32-bit type this backend has instead of 64-bit `name`, checked on the host."""
+        narrower = _host.NARROWER.get(name)
+        if narrower is None or not self.has_dtype(narrower):
+            self.dtype(name)  # the TypeError that says what is missing
+        return _host.narrowed(host_array, narrower, self.name), narrower
 
     def to_numpy(self, x):
         """Copy `x` to the host as a NumPy array: the explicit device -> host transfer."""
@@ -50,6 +85,10 @@ class Backend:
     def quiet_float_errors(self):
         """A context that silences the array library's overflow/NaN warnings (divergence checks report them)."""
         return _host.quiet_float_errors()
+
+    def device_info(self) -> list[dict]:
+        """The devices this backend computes on, for `nnx info`: each a dict with at least a ``name``."""
+        return [{"name": self.device}]
 
     def synchronize(self) -> None:
         """Wait until queued device work is done (for timing); a no-op on synchronous backends."""
@@ -187,6 +226,17 @@ class Backend:
         """Inverted-dropout mask (1/keep or 0) in `dtype`; drawn from NumPy's global RNG unless overridden."""
         name = _host.float_name(dtype)
         return self.asarray(_host.bernoulli_mask(shape, keep, name), dtype=name)
+
+
+def _available_dtypes(xp, device) -> frozenset | None:
+    """Names of the dtypes `xp` supports on `device` (its inspection API), or None when it cannot say."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is None:
+        return None
+    try:
+        return frozenset(info().dtypes(device=device))
+    except (TypeError, ValueError):
+        return frozenset(info().dtypes())
 
 
 def _describe(x) -> str:

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 
 FLOAT_NAMES = ("float32", "float64")
+INTEGER_NAMES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+STANDARD_NAMES = frozenset({*FLOAT_NAMES, *INTEGER_NAMES, "bool", "complex64", "complex128"})  # the Array API's
+NARROWER = {"int64": "int32", "uint64": "uint32", "float64": "float32", "complex128": "complex64"}
 
 
 def quiet_float_errors():
@@ -34,6 +37,25 @@ def float_name(spec) -> str:
     if name not in FLOAT_NAMES:
         raise ValueError(f"dtype must be one of {', '.join(FLOAT_NAMES)}, got {spec!r}")
     return name
+
+
+def is_integer_name(name: str) -> bool:
+    return name in INTEGER_NAMES
+
+
+def narrowed(values, name: str, backend_name: str) -> np.ndarray:
+    """Host `values` as the narrower dtype `name` of a backend; integers that do not fit are a ValueError (floats
+    too large become inf, which the finiteness checks report)."""
+    values = np.asarray(values)
+    if name in INTEGER_NAMES and values.size:
+        limits = np.iinfo(name)
+        if values.min() < limits.min or values.max() > limits.max:
+            raise ValueError(
+                f"backend {backend_name!r} has no {values.dtype} dtype, and its {name} cannot hold values from "
+                f"{values.min()} to {values.max()}; rescale or relabel them on the host first"
+            )
+    with quiet_float_errors():
+        return values.astype(name)
 
 
 def scaled_normal(shape: tuple[int, ...], scale: float, dtype: str, rng=None) -> np.ndarray:
