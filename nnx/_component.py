@@ -58,7 +58,7 @@ class Component:
         for name in self.ARRAYS:
             value = getattr(self, name, None)
             if value is not None and not isinstance(value, (int, float)):
-                setattr(self, name, target.asarray(self.backend.to_numpy(value)))
+                setattr(self, name, _moved(self.backend, target, value))
         self.backend, self.xp = target, target.xp
         return self
 
@@ -120,3 +120,10 @@ class RunningMean(Component):
     def to(self, spec):
         self.new_pass()
         return super().to(spec)
+
+
+def _moved(source, target, value):
+    """`value` copied from backend `source` to `target` through the host, in its own dtype (a backend without that
+    dtype says so rather than rounding float64 to float32)."""
+    host = source.to_numpy(value)
+    return target.asarray(host, dtype=host.dtype)

@@ -7,7 +7,7 @@ created on the layer's first update.
 from __future__ import annotations
 
 from nnx import _checks
-from nnx._component import Component
+from nnx._component import Component, _moved
 from nnx.errors import CallOrderError
 
 
@@ -35,7 +35,7 @@ class Optimizer(Component):
         source = self.backend
         super().to(spec)
         self.state = {
-            layer: {name: self.backend.asarray(source.to_numpy(value)) for name, value in arrays.items()}
+            layer: {name: _moved(source, self.backend, value) for name, value in arrays.items()}
             for layer, arrays in self.state.items()
         }
         return self
