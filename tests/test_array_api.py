@@ -1,0 +1,231 @@
+"""Any Array API library as a backend: JAX and PyTorch by name or module, dask.array through the generic backend,
+host transfers, dtypes a library lacks, and the book's training runs tracking NumPy's."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx.backends.array_api import ArrayApiBackend
+from nnx.datasets import spiral_data
+from tests.conftest import backend_or_skip
+
+LIBRARIES = {"jax": "jax", "torch": "torch"}
+MODULES = [("jax", "jax.numpy"), ("torch", "torch"), ("torch", "array_api_compat.torch")]
+
+
+def library_backend(name: str) -> nnx.backends.Backend:
+    """The named backend, or a skip that says the library is missing here."""
+    pytest.importorskip(LIBRARIES[name], reason=f"{name} is not installed: pip install {name}")
+    return backend_or_skip(name)
+
+
+def dask_backend() -> nnx.backends.Backend:
+    return nnx.backends.get(pytest.importorskip("dask.array", reason="dask is not installed"))
+
+
+def jax_without_x64() -> nnx.backends.Backend:
+    backend = library_backend("jax")
+    if backend._jax.config.jax_enable_x64:
+        pytest.skip("JAX_ENABLE_X64 is on in this process: float64 exists")
+    return backend
+
+
+# The registry -----------------------------------------------------------------------------------------------------
+
+
+def test_jax_and_torch_are_registered_but_not_imported():
+    code = (
+        "import sys, nnx; names = nnx.backends.registered(); assert {'jax', 'torch'} <= set(names), names; "
+        "nnx.backends.get('numpy'); loaded = {'jax', 'torch'} & set(sys.modules); assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name, module_name", MODULES, ids=[module for _, module in MODULES])
+def test_a_library_module_gives_its_named_backend(name, module_name):
+    backend = library_backend(name)
+    module = importlib.import_module(module_name)
+    assert nnx.backends.get(module) is backend
+    assert isinstance(backend, ArrayApiBackend) and backend.name == name
+    assert nnx.Dense(2, 3, xp=module).backend is backend
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_a_missing_library_says_how_to_install_it(monkeypatch, name):
+    module = importlib.import_module(f"nnx.backends.{name}")
+    monkeypatch.setitem(sys.modules, LIBRARIES[name], None)
+    with pytest.raises(nnx.BackendUnavailableError, match=rf"backend '{name}' is not available: .*pip install {name}"):
+        module.load()
+
+
+def test_dask_array_gets_a_generic_backend_once():
+    backend = dask_backend()
+    import dask.array
+
+    assert isinstance(backend, ArrayApiBackend) and backend.name == "dask.array"
+    assert nnx.backends.get(dask.array) is backend
+    assert "dask.array" not in nnx.backends.registered()
+
+
+# Transfers, ownership, dtypes -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["jax", "torch", "dask"])
+def library(request) -> nnx.backends.Backend:
+    return dask_backend() if request.param == "dask" else library_backend(request.param)
+
+
+def test_round_trip_on_the_default_device(library):
+    import array_api_compat
+
+    host = np.arange(6, dtype=np.float64).reshape(2, 3)
+    x = library.asarray(host, dtype="float32")
+    assert library.owns(x) and array_api_compat.device(x) == library.array_device
+    back = library.to_numpy(x)
+    assert isinstance(back, np.ndarray) and back.dtype == np.float32
+    np.testing.assert_array_equal(back, host)
+    host[0, 0] = 99.0  # the device copy never shares the host's memory
+    assert library.to_numpy(x)[0, 0] == 0.0
+
+
+def test_owns_only_its_arrays_on_its_device(library):
+    assert not library.owns(np.ones(3, np.float32))
+    assert not nnx.backends.get("numpy").owns(library.asarray(np.ones(3), dtype="float32"))
+    with pytest.raises(TypeError, match=rf"must be an array of backend '{library.name}'.*asarray\(x\)"):
+        nnx.Dense(3, 2, xp=library).forward(np.ones((2, 3), np.float32))
+
+
+def test_torch_owns_only_tensors_on_its_device():
+    backend = library_backend("torch")
+    import torch
+
+    assert backend.owns(torch.ones(2)) and not backend.owns(torch.ones(2, device="meta"))
+
+
+def test_int64_labels_become_int32_on_jax_without_x64():
+    backend = jax_without_x64()
+    labels = backend.asarray(np.array([0, 2, 1], dtype=np.int64))
+    assert labels.dtype == backend.xp.int32 and backend.int_dtype == backend.xp.int32
+    np.testing.assert_array_equal(backend.to_numpy(backend.asarray(np.arange(3), dtype="int64")), [0, 1, 2])
+    with pytest.raises(ValueError, match=r"backend 'jax' has no int64 dtype, and its int32 cannot hold"):
+        backend.asarray(np.array([0, 2**40]))
+
+
+def test_float64_on_jax_without_x64_is_a_clear_error():
+    backend = jax_without_x64()
+    fix = r"has no float64 dtype; .*JAX_ENABLE_X64=1 .*jax\.config\.update\('jax_enable_x64', True\)"
+    for ask in (
+        lambda: nnx.Dense(2, 3, xp=backend, dtype="float64"),
+        lambda: backend.asarray(np.ones(3), dtype="float64"),
+        lambda: nnx.Dense(2, 3, dtype="float64").to(backend),
+    ):
+        with pytest.raises(TypeError, match=fix):
+            ask()
+
+
+def test_float64_on_jax_with_x64():
+    library_backend("jax")
+    code = textwrap.dedent(
+        """
+        import numpy as np, nnx
+        backend = nnx.backends.get("jax")
+        layer = nnx.Dense(2, 3, xp=backend, dtype="float64")
+        assert layer.weights.dtype == backend.xp.float64 and backend.int_dtype == backend.xp.int64
+        assert backend.to_numpy(backend.asarray(np.ones(2))).dtype == np.float64
+        """
+    )
+    subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, env={**os.environ, "JAX_ENABLE_X64": "1"})
+
+
+# Training tracks NumPy --------------------------------------------------------------------------------------------
+
+
+def spiral_log(backend, epochs: int = 1001, every: int = 100) -> list[tuple[float, float]]:
+    """(accuracy, loss) as examples/spiral.py prints them every `every` epochs: the book's chapter-10 layer loop."""
+    nnx.seed(0)
+    X_host, y_host = spiral_data(samples=100, classes=3)
+    X, y = backend.asarray(X_host, dtype="float32"), backend.asarray(y_host)
+    dense1, activation1 = nnx.Dense(2, 64, xp=backend), nnx.ReLU(xp=backend)
+    dense2, loss_activation = nnx.Dense(64, 3, xp=backend), nnx.SoftmaxCategoricalCrossentropy(xp=backend)
+    optimizer = nnx.SGD(xp=backend)
+    log = []
+    for epoch in range(epochs):
+        dense1.forward(X)
+        activation1.forward(dense1.output)
+        dense2.forward(activation1.output)
+        loss = loss_activation.forward(dense2.output, y)
+        if epoch % every == 0:
+            accuracy = nnx.accuracy(loss_activation.output, y)
+            log.append((float(backend.to_numpy(accuracy)), float(backend.to_numpy(loss))))
+        loss_activation.backward(loss_activation.output, y)
+        dense2.backward(loss_activation.dinputs)
+        activation1.backward(dense2.dinputs)
+        dense1.backward(activation1.dinputs)
+        optimizer.pre_update_params()
+        optimizer.update_params(dense1)
+        optimizer.update_params(dense2)
+        optimizer.post_update_params()
+    return log
+
+
+def assert_tracks(log, reference) -> None:
+    """Printed (3-decimal) accuracy within 0.01 and loss within 0.002 of NumPy's at every logged epoch."""
+    assert len(log) == len(reference)
+    for (accuracy, loss), (want_accuracy, want_loss) in zip(log, reference, strict=True):
+        assert abs(round(accuracy, 3) - round(want_accuracy, 3)) <= 0.01 + 1e-9, (log, reference)
+        assert abs(round(loss, 3) - round(want_loss, 3)) <= 0.002 + 1e-9, (log, reference)
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_spiral_tracks_numpy(name):
+    """The full 1001 epochs (about 7 s on JAX, 1-2 s on PyTorch, on a CPU)."""
+    backend = library_backend(name)
+    assert_tracks(spiral_log(backend), spiral_log(nnx.backends.get("numpy")))
+
+
+def test_spiral_on_dask_array_tracks_numpy_briefly():
+    """Dask trains through the generic backend; its lazy graph grows with every step, so only a short run here."""
+    assert_tracks(spiral_log(dask_backend(), epochs=21, every=10), spiral_log(nnx.backends.get("numpy"), 21, 10))
+
+
+def classifier(backend) -> nnx.Model:
+    model = nnx.Model(xp=backend)
+    model.add(nnx.Dense(2, 32, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4, xp=backend))
+    model.add(nnx.ReLU(xp=backend))
+    model.add(nnx.Dropout(0.1, xp=backend))
+    model.add(nnx.Dense(32, 3, xp=backend))
+    model.add(nnx.Softmax(xp=backend))
+    model.set(
+        loss=nnx.CategoricalCrossentropy(xp=backend),
+        optimizer=nnx.Adam(learning_rate=0.02, decay=5e-5, xp=backend),
+        accuracy=nnx.metrics.Categorical(xp=backend),
+    )
+    model.finalize()
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_model_trains_saves_and_loads(name, tmp_path):
+    backend = library_backend(name)
+    nnx.seed(0)
+    X, y = spiral_data(samples=60, classes=3)
+    X_val, y_val = spiral_data(samples=20, classes=3)
+    model = classifier(backend)
+    model.train(X, y, epochs=5, batch_size=64, print_every=None, validation_data=(X_val, y_val))
+    loss, accuracy = model.evaluate(X_val, y_val, verbose=False)
+    assert np.isfinite(loss) and 0.0 <= accuracy <= 1.0
+    predictions = backend.to_numpy(model.predict(X_val, batch_size=32))
+    model.save(tmp_path / "model.nnx")
+    loaded = nnx.Model.load(tmp_path / "model.nnx", xp=backend)
+    assert loaded.backend is backend
+    np.testing.assert_array_equal(backend.to_numpy(loaded.predict(X_val, batch_size=32)), predictions)
+    on_numpy = nnx.Model.load(tmp_path / "model.nnx", xp="numpy")
+    np.testing.assert_allclose(on_numpy.predict(X_val), predictions, rtol=1e-5, atol=1e-7)
