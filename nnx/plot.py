@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from nnx import _checks, backends
+from nnx.activations import Linear
+from nnx.errors import CallOrderError
 from nnx.model import Model
 
 __all__ = ["LIGHTEN", "PALETTE", "decision_boundary", "history", "regression", "save", "summary"]
@@ -18,6 +20,7 @@ __all__ = ["LIGHTEN", "PALETTE", "decision_boundary", "history", "regression", "
 INSTALL_HINT = 'nnx.plot needs matplotlib: pip install "nnx-nnfs[plot]"'
 
 # matplotlib's tab10: class k is PALETTE[k] for points and the same colour lightened by LIGHTEN for its region.
+MAX_RESOLUTION = 2000
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -164,8 +167,20 @@ class _Predictor:
                 f"function, e.g. def predict_fn(X): dense1.forward(X); ...; return dense2.output"
             )
         self.model = model_or_predict_fn if isinstance(model_or_predict_fn, Model) else None
+        if self.model is not None and not self.model.finalized:
+            raise CallOrderError(
+                f"{owner} got a Model that is not finalized; call model.finalize() (and train it) before plotting"
+            )
         self.function = model_or_predict_fn
         self.owner = owner
+
+    def require_classifier(self) -> None:
+        """A ValueError for a Model whose output is a regression (Linear): it has no classes to colour."""
+        if self.model is not None and isinstance(self.model.output_layer_activation, Linear):
+            raise ValueError(
+                f"{self.owner} needs a classifier (a model ending in Softmax or Sigmoid), got a model ending in "
+                f"Linear(), a regression; plot it with nnx.plot.regression(model, X, y)"
+            )
 
     def outputs(self, X: np.ndarray) -> np.ndarray:
         """The model's last-layer outputs, or what the function returns, on the host."""
@@ -182,6 +197,11 @@ class _Predictor:
 
 
 def _as_labels(outputs: np.ndarray, n_samples: int, owner: str) -> np.ndarray:
+    if outputs.dtype.kind == "f" and not np.isfinite(outputs).all():
+        raise ValueError(
+            f"{owner} got NaN or infinite predictions; the model has diverged or its predict function is broken: "
+            f"retrain with a lower learning rate (nnx.DivergenceError tells you when)"
+        )
     if outputs.ndim == 2 and outputs.shape[0] == n_samples and outputs.shape[1] > 1:
         return np.argmax(outputs, axis=1)
     if outputs.ndim == 2 and outputs.shape == (n_samples, 1):
@@ -258,9 +278,17 @@ def decision_boundary(
     owner = "nnx.plot.decision_boundary"
     _matplotlib()  # the install hint before any work
     resolution = _checks.positive_int(resolution, "resolution", owner)
+    if resolution > MAX_RESOLUTION:
+        raise ValueError(
+            f"{owner} resolution must be at most {MAX_RESOLUTION} (a {MAX_RESOLUTION}**2-point grid), got "
+            f"{resolution}; the default 300 is already finer than the screen"
+        )
+    _check_axes(ax, "ax", owner)
     predict = _Predictor(model_or_predict_fn, owner)
+    predict.require_classifier()
     X = _points(X, owner)
     labels = _labels(y, X.shape[0], owner)
+    _labels_within_outputs(predict, labels, owner)
     grid, box = _grid(X, resolution, _checks.non_negative(margin, "margin", owner))
     regions = predict.classes(grid).reshape(resolution, resolution)
     accuracy = float(np.mean(predict.classes(X) == labels))
@@ -280,6 +308,27 @@ def decision_boundary(
     if n_classes <= len(PALETTE):
         ax.legend(loc="upper right", fontsize="small", framealpha=0.85)
     return figure
+
+
+def _labels_within_outputs(predict: _Predictor, labels: np.ndarray, owner: str) -> None:
+    """A ValueError for labels the model cannot predict (a class number >= its number of outputs)."""
+    outputs = predict.model._output_width() if predict.model is not None else None
+    if outputs is not None and outputs > 1 and labels.max() >= outputs:
+        raise ValueError(
+            f"{owner} got class {int(labels.max())} in y, but the model has {outputs} outputs (classes 0 to "
+            f"{outputs - 1}); pass the labels the model was trained on"
+        )
+
+
+def _check_axes(ax, name: str, owner: str) -> None:
+    """A TypeError unless `ax` is None or a matplotlib Axes."""
+    from matplotlib.axes import Axes
+
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(
+            f"{owner} expected {name} as a matplotlib Axes (e.g. figure.add_subplot()) or None, got "
+            f"{_checks.describe(ax)}; leave it out to get a new figure"
+        )
 
 
 def _square_if_balanced(ax, box) -> None:
@@ -416,10 +465,18 @@ def _draw_history(axes, epochs: np.ndarray, panels: dict[str, dict[str, np.ndarr
 def _axes_list(axes) -> list:
     """A list of Axes from one Axes, a list of them, or the array `figure.subplots` returns."""
     if hasattr(axes, "plot"):
-        return [axes]
-    axes = list(axes.ravel()) if hasattr(axes, "ravel") else list(axes)
+        axes = [axes]
+    elif hasattr(axes, "ravel") or isinstance(axes, (list, tuple)):
+        axes = list(axes.ravel()) if hasattr(axes, "ravel") else list(axes)
+    if not isinstance(axes, list):
+        raise TypeError(
+            f"nnx.plot.history expected axes as an Axes or a list of them, got {_checks.describe(axes)}; pass one "
+            f"Axes per panel, or axes=None for a new figure"
+        )
     if not axes:
         raise ValueError("nnx.plot.history got axes=[]; pass one Axes per panel, or axes=None for a new figure")
+    for ax in axes:
+        _check_axes(ax, "axes", "nnx.plot.history")
     return axes
 
 
@@ -464,6 +521,7 @@ def regression(model_or_predict_fn, X, y, *, ax=None, title: str | None = None, 
     function of a NumPy (n, 1) float array returning (n, 1) or (n,). Draws into `ax` if given; returns the Figure.
     """
     owner = "nnx.plot.regression"
+    _check_axes(ax, "ax", owner)
     predict = _Predictor(model_or_predict_fn, owner)
     X = _column(X, owner)
     y = _host(y, "y", owner)

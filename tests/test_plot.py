@@ -325,3 +325,41 @@ def test_missing_matplotlib_says_how_to_install_it(monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "nnx-nnfs\[plot\]"') as caught:
         nnx.plot.decision_boundary(identity_scores, np.zeros((5, 2)), np.zeros(5, dtype=int))
     assert caught.value.__cause__ is not None
+
+
+def test_decision_boundary_refuses_models_it_cannot_colour(trained_spiral):
+    model, X, y, _ = trained_spiral
+    unfinished = spiral_classifier()
+    unfinished.finalized = False
+    with pytest.raises(nnx.CallOrderError, match=r"decision_boundary got a Model that is not finalized"):
+        nnx.plot.decision_boundary(unfinished, X, y)
+    regressor = nnx.Model()
+    for layer in (nnx.Dense(2, 4), nnx.ReLU(), nnx.Dense(4, 1), nnx.Linear()):
+        regressor.add(layer)
+    regressor.set(loss=nnx.MeanSquaredError(), optimizer=nnx.Adam(), accuracy=nnx.metrics.Regression())
+    regressor.finalize()
+    with pytest.raises(ValueError, match=r"needs a classifier .* ending in Linear\(\).*nnx\.plot\.regression"):
+        nnx.plot.decision_boundary(regressor, X, y)
+    with pytest.raises(ValueError, match=r"got class 5 in y, but the model has 3 outputs"):
+        nnx.plot.decision_boundary(model, X, np.where(y == 2, 5, y))
+
+
+def test_decision_boundary_refuses_non_finite_predictions_and_huge_grids():
+    X, y = np.zeros((5, 2)), np.zeros(5, dtype=int)
+    with pytest.raises(ValueError, match="NaN or infinite predictions"):
+        nnx.plot.decision_boundary(lambda points: np.full((len(points), 3), np.nan), X, y, resolution=10)
+    with pytest.raises(ValueError, match=r"resolution must be at most 2000 .* got 100000"):
+        nnx.plot.decision_boundary(identity_scores, X, y, resolution=100_000)
+
+
+@pytest.mark.parametrize("not_axes", ["x", 1, object()])
+def test_plots_refuse_what_is_not_an_axes(not_axes):
+    X, y = np.zeros((5, 2)), np.zeros(5, dtype=int)
+    with pytest.raises(TypeError, match=r"decision_boundary expected ax as a matplotlib Axes"):
+        nnx.plot.decision_boundary(identity_scores, X, y, ax=not_axes, resolution=10)
+    with pytest.raises(TypeError, match=r"regression expected ax as a matplotlib Axes"):
+        nnx.plot.regression(np.sin, np.zeros(5), np.zeros(5), ax=not_axes)
+    with pytest.raises(TypeError, match=r"history expected axes as an Axes or a list of them"):
+        nnx.plot.history({"loss": [1.0, 0.5]}, axes=not_axes)
+    with pytest.raises(TypeError, match=r"history expected axes as a matplotlib Axes"):
+        nnx.plot.history({"loss": [1.0, 0.5]}, axes=[not_axes])
