@@ -297,7 +297,7 @@ class Model(Component):
         if not run.metrics:
             return dict(run.logs)
         values = run.host_metrics()
-        result = {name: values[name] for name in ("accuracy", "loss", "data_loss", "reg_loss")}
+        result = {name: values[name] for name in ("accuracy", "loss", "data_loss", "reg_loss", "lr")}
         return {**result, **run.logs}
 
     def _resume(self, path) -> int:

@@ -57,7 +57,10 @@ def test_history_holds_every_epoch_and_matches_the_printed_metrics(backend, data
     for name in ("loss", "data_loss", "reg_loss", "accuracy", "lr"):
         assert history.history[name] == pytest.approx([values[name] for values in recorder.values], rel=1e-6)
     assert history["loss"] == pytest.approx(history.history["loss"][-1])
-    assert dict(history) == {name: history[name] for name in ("accuracy", "loss", "data_loss", "reg_loss")}
+    assert dict(history) == {name: history[name] for name in ("accuracy", "loss", "data_loss", "reg_loss", "lr")}
+    assert history["lr"] == history.history["lr"][-1]
+    with pytest.raises(KeyError, match=r"History has no final 'val_loss'; it has 'accuracy'.*per-epoch lists"):
+        history["val_loss"]
     assert history.history["lr"][0] > history.history["lr"][-1]  # decay shows in the learning-rate column
 
 
@@ -107,8 +110,6 @@ def test_non_finite_values_are_null_in_json(tmp_path):
     history.record(2, loss=1.0)
     record = json.loads(history.to_json(tmp_path / "h.json").read_text())
     assert record["history"] == {"loss": [None, 1.0], "accuracy": [0.5, None]}
-    with pytest.raises(ValueError, match="not a History JSON file"):
-        History.from_json(tmp_path.joinpath("x.json").write_text("[1]") and tmp_path / "x.json")
 
 
 def test_history_stops_where_training_stopped(data):
@@ -120,10 +121,40 @@ def test_history_stops_where_training_stopped(data):
     assert len(history.epoch) < 50
 
 
-def test_a_history_given_as_callback_is_the_one_returned(data):
+def test_a_history_given_as_callback_is_the_one_returned_and_holds_one_run(data):
     mine = History()
-    assert classifier("numpy").train(*data, epochs=3, print_every=None, callbacks=[mine]) is mine
+    model = classifier("numpy")
+    assert model.train(*data, epochs=3, print_every=None, callbacks=[mine]) is mine
     assert mine.epoch == [1, 2, 3]
+    model.train(*data, epochs=2, print_every=None, callbacks=[mine])
+    assert mine.epoch == [1, 2] and len(mine.history["loss"]) == 2  # starts afresh, as Keras' does
+    with pytest.raises(ValueError, match=r"got the same callback twice \(History\)"):
+        model.train(*data, epochs=2, print_every=None, callbacks=[mine, mine])
+
+
+def test_a_trained_history_pickles_and_copies_like_plain_data(data):
+    import copy
+    import pickle
+
+    history = classifier("numpy").train(*data, epochs=3, print_every=None)
+    for again in (pickle.loads(pickle.dumps(history)), copy.deepcopy(history)):
+        assert again.epoch == history.epoch and again.history == history.history and dict(again) == dict(history)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "is not a JSON file"),
+        ("[1]", "is not a History JSON file"),
+        ('{"epoch": [1, 2], "history": {"loss": [1.0]}}', r"has 2 epochs but its column 'loss'"),
+        ('{"epoch": [1], "history": []}', "is not a History JSON file"),
+    ],
+)
+def test_from_json_names_the_damaged_file(tmp_path, text, message):
+    path = tmp_path / "h.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"History.from_json: .*h.json {message}"):
+        History.from_json(path)
 
 
 def test_resumed_training_numbers_epochs_on(tmp_path, data):

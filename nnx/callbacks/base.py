@@ -72,11 +72,16 @@ class CallbackList(Callback):
 
     def __init__(self, callbacks):
         self.callbacks = list(callbacks)
-        for callback in self.callbacks:
+        for index, callback in enumerate(self.callbacks):
             if not isinstance(callback, Callback):
                 raise TypeError(
                     f"Model.train callbacks must be nnx.callbacks.Callback instances, got {type(callback).__name__}; "
                     f"subclass nnx.callbacks.Callback"
+                )
+            if any(callback is other for other in self.callbacks[:index]):
+                raise ValueError(
+                    f"Model.train got the same callback twice ({type(callback).__name__}); each would see every "
+                    f"hook twice. Pass it once"
                 )
 
     def _call(self, hook: str, run: Run) -> None:

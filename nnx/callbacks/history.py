@@ -40,7 +40,13 @@ class History(Callback, Mapping):
     # Mapping: the final metrics -------------------------------------------------------------------------------
 
     def __getitem__(self, name: str):
-        return self.final[name]
+        try:
+            return self.final[name]
+        except KeyError:
+            raise KeyError(
+                f"History has no final {name!r}; it has {', '.join(map(repr, self.final)) or 'none yet'} (the "
+                f"per-epoch lists are in history.history: {', '.join(map(repr, self.columns())) or 'none yet'})"
+            ) from None
 
     def __iter__(self):
         return iter(self.final)
@@ -59,6 +65,8 @@ class History(Callback, Mapping):
             column.append(None if value is None else float(value))
 
     def on_train_begin(self, run: Run) -> None:
+        """Start afresh: a History records one training run (as Keras' does)."""
+        self.epoch, self.history, self.final = [], {}, {}
         self._pending = []
         self._backend = run.model.backend
 
@@ -81,6 +89,7 @@ class History(Callback, Mapping):
             values.update(accuracy=columns["accuracy"][index], lr=lr)
             values.update({name: logs[name] for name in VALIDATION if name in logs})
             self.record(epoch, **values)
+        self._backend = None  # done with the device: the History pickles and copies like plain data
 
     def _host(self, values: list) -> list[float]:
         """Host floats of a list of 0-d device values (stacked: one copy for all) or Python numbers."""
@@ -129,14 +138,35 @@ class History(Callback, Mapping):
     @classmethod
     def from_json(cls, path) -> History:
         """A History read back from `to_json`'s file."""
-        record = json.loads(Path(path).read_text())
-        if not isinstance(record, dict) or not isinstance(record.get("epoch"), list):
-            raise ValueError(f"{path} is not a History JSON file (no 'epoch' list); write one with History.to_json")
+        record = _read_record(path)
         history = cls()
         history.epoch = [int(epoch) for epoch in record["epoch"]]
         history.history = {name: list(values) for name, values in record.get("history", {}).items()}
         history.final = dict(record.get("final", {}))
         return history
+
+
+def _read_record(path) -> dict:
+    """The JSON object `to_json` wrote, checked: an epoch list, and columns of one value per epoch."""
+    fix = "write one with History.to_json"
+    try:
+        record = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"History.from_json: {path} is not a JSON file ({error}); {fix}") from None
+    valid = isinstance(record, dict) and isinstance(record.get("epoch"), list)
+    if not valid or not isinstance(record.get("history", {}), dict) or not isinstance(record.get("final", {}), dict):
+        raise ValueError(
+            f"History.from_json: {path} is not a History JSON file (it needs an 'epoch' list and a 'history' "
+            f"object); {fix}"
+        )
+    n_epochs = len(record["epoch"])
+    for name, values in record.get("history", {}).items():
+        if not isinstance(values, list) or len(values) != n_epochs:
+            raise ValueError(
+                f"History.from_json: {path} has {n_epochs} epochs but its column {name!r} does not hold one value "
+                f"per epoch; the file is damaged: {fix}"
+            )
+    return record
 
 
 def _json_number(value):
