@@ -241,3 +241,20 @@ def test_log_lines_to_a_file(data):
     stream = io.StringIO()
     classifier("numpy").train(*data, epochs=4, print_every=None, callbacks=[LogLines(2, file=stream)])
     assert [line.split(" - ")[0] for line in stream.getvalue().splitlines()] == ["epoch 2/4", "epoch 4/4"]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: ProgressBar(interval="x"), TypeError, "ProgressBar interval must be a real number"),
+        (lambda: ProgressBar(interval=-1), ValueError, "ProgressBar interval must be a finite number >= 0"),
+        (lambda: ProgressBar(file="out.txt"), TypeError, "ProgressBar file must be an open text stream"),
+        (lambda: ProgressBar().advance(1), nnx.CallOrderError, r"call start\(total\) first"),
+        (lambda: ProgressBar(file=io.StringIO()).start("x"), TypeError, "ProgressBar.start total must be"),
+        (lambda: ProgressBar(file=io.StringIO()).start(0), ValueError, "ProgressBar.start total must be"),
+        (lambda: LogLines(0), ValueError, "LogLines every must be a positive integer"),
+    ],
+)
+def test_progress_refuses_bad_settings_up_front(make, error, message):
+    with pytest.raises(error, match=message):
+        make()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 import time
 
+from nnx import _checks
 from nnx.callbacks.base import Callback, Run
+from nnx.errors import CallOrderError
 
 SHOWN = (("loss", "loss"), ("accuracy", "acc"), ("lr", "lr"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc"))
 
@@ -30,9 +32,9 @@ class ProgressBar(Callback):
     """
 
     def __init__(self, *, interval: float = 0.5, file=None, leave: bool = True):
-        self.interval = interval
-        self.file = file
-        self.leave = leave
+        self.interval = _checks.non_negative(interval, "interval", "ProgressBar")
+        self.file = _stream(file, "ProgressBar")
+        self.leave = _checks.boolean(leave, "leave", "ProgressBar")
         self.bar = None
         self._fetched = 0.0
 
@@ -42,15 +44,18 @@ class ProgressBar(Callback):
         """Open a new bar of `total` units (closing the previous one)."""
         from tqdm.auto import tqdm
 
+        total = _checks.positive_int(total, "total", "ProgressBar.start")
         self.close()
         self.bar = tqdm(total=total, unit=unit, desc=description, file=self.file or sys.stderr, leave=self.leave)
         self._fetched = time.monotonic()
 
     def advance(self, n: int = 1, metrics: dict | None = None) -> None:
         """Move the bar on by `n`; `metrics` (host numbers) replace the postfix."""
+        if self.bar is None:
+            raise CallOrderError("ProgressBar.advance() needs an open bar: call start(total) first")
         if metrics:
             self.show(metrics)
-        self.bar.update(n)
+        self.bar.update(_checks.positive_int(n, "n", "ProgressBar.advance"))
 
     def show(self, metrics: dict) -> None:
         """Put host metrics in the postfix; the bar redraws them at its next update."""
@@ -117,8 +122,8 @@ class LogLines(Callback):
     """One plain line per `every` epochs (and the last), Keras-style: ``epoch 100/10001 - loss: ... - acc: ...``."""
 
     def __init__(self, every: int = 1, *, file=None):
-        self.every = every
-        self.file = file
+        self.every = _checks.positive_int(every, "every", "LogLines")
+        self.file = _stream(file, "LogLines")
 
     def on_epoch_end(self, run: Run) -> None:
         if run.stop or not run.metrics:
@@ -137,3 +142,13 @@ class LogLines(Callback):
         values = {**run.host_metrics(), **run.logs}
         if not run.stop:
             print(f"epoch {run.epoch}/{run.epochs} - {format_metrics(values)}", file=self.file or sys.stdout)
+
+
+def _stream(file, owner: str):
+    """`file` if it is None or has a write method (sys.stderr, an open file, io.StringIO), else a TypeError."""
+    if file is None or callable(getattr(file, "write", None)):
+        return file
+    raise TypeError(
+        f"{owner} file must be an open text stream (sys.stderr, open(path, 'w'), io.StringIO()) or None, got "
+        f"{_checks.describe(file)}; open the file first"
+    )
