@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import nnx
 
@@ -27,20 +28,39 @@ def training_options(parser: argparse.ArgumentParser, *, epochs: int, lr: float,
 
 def everyday_options(parser: argparse.ArgumentParser) -> None:
     """--progress, --plot PNG and --history FILE (.csv or .json)."""
-    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr (on a terminal)")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     parser.add_argument("--plot", metavar="PNG", help="save a picture of the result to this file")
     parser.add_argument("--history", metavar="FILE", help="save the recorded metrics as .csv or .json")
 
 
 def check_everyday_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The --history suffix, and matplotlib for --plot, before any training starts."""
-    if args.history and not args.history.endswith((".csv", ".json")):
-        parser.error(f"--history must name a .csv or .json file, got {args.history!r}")
+    """--history and --plot name files that can be written, in formats that exist, before any training starts."""
+    if args.history:
+        _writable(parser, "history", args.history)
+        if not args.history.endswith((".csv", ".json")):
+            parser.error(f"--history must name a .csv or .json file, got {args.history!r}")
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error('--plot needs matplotlib: pip install "nnx-nnfs[plot]"')
+        _writable(parser, "plot", args.plot)
+        formats = _picture_formats(parser)
+        suffix = Path(args.plot).suffix.lstrip(".").lower()
+        if suffix not in formats:
+            parser.error(f"--plot must name a picture file ({', '.join(sorted(formats))}), got {args.plot!r}")
+
+
+def _writable(parser: argparse.ArgumentParser, option: str, path: str) -> None:
+    target = Path(path)
+    if target.is_dir():
+        parser.error(f"--{option} must name a file, got the folder {path!r}")
+    if not target.parent.is_dir():
+        parser.error(f"--{option}: the folder {str(target.parent)!r} does not exist; create it first")
+
+
+def _picture_formats(parser: argparse.ArgumentParser) -> set[str]:
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        parser.error('--plot needs matplotlib: pip install "nnx-nnfs[plot]"')
+    return set(FigureCanvasBase.get_supported_filetypes())
 
 
 def save_history(args: argparse.Namespace, history) -> None:

@@ -131,3 +131,22 @@ def test_model_examples_progress_replaces_the_books_lines():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()  # not a terminal: plain lines, Keras-style
     assert lines[1].startswith("epoch 10/20 - loss: ") and lines[2].startswith("epoch 20/20 - loss: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--plot", "{tmp}"], "--plot must name a file, got the folder"),
+        (["--plot", "{tmp}/no_suffix"], "--plot must name a picture file (avif, eps"),
+        (["--plot", "{tmp}/missing/x.png"], "--plot: the folder '{tmp}/missing' does not exist"),
+        (["--history", "{tmp}/missing/x.csv"], "--history: the folder '{tmp}/missing' does not exist"),
+        (["--history", "{tmp}/x.txt"], "--history must name a .csv or .json file"),
+    ],
+)
+def test_output_files_are_checked_before_training(tmp_path, args, message):
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    for script in ("spiral.py", "sine.py"):
+        result = run(script, "--epochs", "3", *(arg.format(tmp=tmp_path) for arg in args))
+        assert result.returncode == 2
+        assert message.format(tmp=tmp_path) in result.stderr
+        assert "epoch" not in result.stdout
