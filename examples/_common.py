@@ -36,31 +36,20 @@ def everyday_options(parser: argparse.ArgumentParser) -> None:
 def check_everyday_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--history and --plot name files that can be written, in formats that exist, before any training starts."""
     if args.history:
-        _writable(parser, "history", args.history)
-        if not args.history.endswith((".csv", ".json")):
+        target = Path(args.history)
+        if target.is_dir() or not target.parent.is_dir():
+            parser.error(f"--history must name a file in an existing folder, got {args.history!r}")
+        if target.suffix not in (".csv", ".json"):
             parser.error(f"--history must name a .csv or .json file, got {args.history!r}")
     if args.plot:
-        _writable(parser, "plot", args.plot)
-        formats = _picture_formats(parser)
-        suffix = Path(args.plot).suffix.lstrip(".").lower()
-        if suffix not in formats:
-            parser.error(f"--plot must name a picture file ({', '.join(sorted(formats))}), got {args.plot!r}")
+        try:
+            from nnx.plot import check_path
 
-
-def _writable(parser: argparse.ArgumentParser, option: str, path: str) -> None:
-    target = Path(path)
-    if target.is_dir():
-        parser.error(f"--{option} must name a file, got the folder {path!r}")
-    if not target.parent.is_dir():
-        parser.error(f"--{option}: the folder {str(target.parent)!r} does not exist; create it first")
-
-
-def _picture_formats(parser: argparse.ArgumentParser) -> set[str]:
-    try:
-        from matplotlib.backend_bases import FigureCanvasBase
-    except ImportError:
-        parser.error('--plot needs matplotlib: pip install "nnx-nnfs[plot]"')
-    return set(FigureCanvasBase.get_supported_filetypes())
+            check_path(args.plot, "--plot")
+        except ImportError:
+            parser.error('--plot needs matplotlib: pip install "nnx-nnfs[plot]"')
+        except ValueError as error:
+            parser.error(str(error))
 
 
 def save_history(args: argparse.Namespace, history) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -81,6 +82,24 @@ def _root_figure(ax):
     while getattr(figure, "figure", figure) is not figure:
         figure = figure.figure
     return figure
+
+
+def check_path(path, owner: str = "nnx.plot.save") -> Path:
+    """`path` as a Path if a figure can be written there (its folder exists, its suffix is a picture format),
+    else a ValueError saying what to change: call it before long work whose result you will plot."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    target = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if target.is_dir():
+        raise ValueError(f"{owner} needs a file name for the picture, got the folder {str(target)!r}")
+    if not target.parent.is_dir():
+        raise ValueError(f"{owner}: the folder {str(target.parent)!r} of {str(target)!r} does not exist; create it")
+    if target.suffix.lstrip(".").lower() not in formats:
+        raise ValueError(
+            f"{owner} needs a picture file name ending in one of {', '.join(sorted(formats))}, got {str(target)!r}"
+        )
+    return target
 
 
 def save(figure, path, *, dpi=None):

@@ -756,6 +756,13 @@ def run(
         random_seed=random_seed,
     )
     workers = _workers(workers, dask, len(trials), factory)
+    if dask is None:
+        backends.get(trials[0].settings["backend"])  # unavailable here: say why now, not once per trial
+    if (workers or 1) > 1 and _importing_main_in_a_worker():
+        raise RuntimeError(
+            f"{OWNER} was called while a worker process imported your script: call nnx.sweep.run(...) under "
+            f"`if __name__ == '__main__':` (local workers start with 'spawn', which imports the main module)"
+        )
     result = _empty_result(space, trials)
     client, owned = _connect(dask, dask_timeout) if dask is not None else (None, False)
     log = None
@@ -767,6 +774,12 @@ def run(
             log.close(result)
         if owned:
             client.close()
+
+
+def _importing_main_in_a_worker() -> bool:
+    """True while a process started by 'spawn' runs the user's script as ``__mp_main__`` (the script calls `run`
+    at import, outside ``if __name__ == "__main__":``); multiprocessing points both names at one module otherwise."""
+    return "__mp_main__" in sys.modules and sys.modules["__mp_main__"] is not sys.modules.get("__main__")
 
 
 def _empty_result(space, trials: list[Trial]) -> SweepResult:
@@ -1001,12 +1014,15 @@ def main(argv=None) -> int:
     try:
         if args.plot:
             _matplotlib()  # before the trials, not after them
+            from nnx.plot import check_path
+
+            check_path(args.plot, f"{OWNER} --plot")
         result = run(**options)
     except SweepInterrupted as interrupted:
         status = _report(interrupted.result, args)
         print(f"{interrupted}{f'; {args.csv} holds them' if args.csv else ''}", file=sys.stderr)
         return status or EXIT_INTERRUPTED
-    except (ValueError, TypeError, ImportError, OSError) as error:
+    except (ValueError, TypeError, ImportError, OSError, backends.BackendUnavailableError) as error:
         return _fail(error)
     return _report(result, args) or (EXIT_FAILED if result.failed else EXIT_OK)
 

@@ -442,3 +442,22 @@ def test_ctrl_c_in_the_cli_cancels_pending_trials_keeps_finished_ones_and_exits_
     with path.open() as file:
         assert len(list(csv.DictReader(file))) == len(finished)
     assert all(math.isfinite(float(line.split()[3])) for line in finished)
+
+
+def test_cli_checks_the_plot_path_and_the_backend_before_any_trial(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    missing = tmp_path / "missing" / "curves.png"
+    assert sweep.main(["--lr", "1", "--epochs", "3", "--workers", "1", "--plot", str(missing)]) == 2
+    assert "--plot: the folder" in capsys.readouterr().err
+    if "cupy" not in nnx.backends.available():
+        assert sweep.main(["--lr", "1", "--epochs", "3", "--workers", "1", "--backend", "cupy"]) == 2
+        err = capsys.readouterr().err
+        assert "backend 'cupy' is not available" in err and "pip install" in err
+
+
+def test_a_script_without_the_main_guard_gets_one_clear_error(tmp_path):
+    script = tmp_path / "no_guard.py"
+    script.write_text('import nnx\nprint(nnx.sweep.run({"lr": [0.5, 1.0]}, epochs=3, workers=2).table())\n')
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert "call nnx.sweep.run(...) under `if __name__ == '__main__':`" in result.stderr
+    assert "bootstrapping phase" not in result.stderr  # not multiprocessing's own traceback
