@@ -30,6 +30,7 @@ def __getattr__(name: str):
         return import_module(f"nnx.{name}")
     raise AttributeError(f"module 'nnx' has no attribute {name!r}")
 
+
 __all__ = [
     "SGD",
     "Adagrad",
