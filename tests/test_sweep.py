@@ -250,9 +250,11 @@ def test_a_worker_that_dies_fails_its_trial_with_the_likely_causes():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
+    from nnx.sweep.executors import _outcome
+
     future = Future()
     future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
-    record = sweep._outcome(future, sweep.Trial(3, {"lr": 0.5}, {"epochs": 5}))
+    record = _outcome(future, sweep.Trial(3, {"lr": 0.5}, {"epochs": 5}))
     assert record["trial"] == 3 and record["status"] == "failed" and record["seconds"] is None
     assert record["error"].startswith("BrokenProcessPool: a worker process died (A process in the process pool")
     assert "if __name__ == '__main__':" in record["error"]

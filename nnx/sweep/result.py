@@ -1,0 +1,201 @@
+"""The outcome of a sweep: `SweepResult` (ranking, table, CSV, loss plot), `SweepInterrupted`, and the CSV log
+written as the trials finish."""
+
+from __future__ import annotations
+
+import os
+from csv import DictWriter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nnx.sweep.space import OWNER
+from nnx.sweep.trials import _finite
+
+METRIC_COLUMNS = ("status", "loss", "accuracy", "best_epoch", "best_loss", "seconds", "error")
+PLOT_HINT = 'pip install "nnx-nnfs[plot]"'
+MESSAGE_WIDTH = 110  # a failed trial's "failed: Error: message" is cut to this many characters in the table
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `run`: pending trials were cancelled; `result` holds the finished ones (the CSV too)."""
+
+    def __init__(self, result: SweepResult):
+        super().__init__(f"{OWNER} interrupted: {len(result.trials)} of {result.planned} trials finished")
+        self.result = result
+
+
+@dataclass
+class SweepResult:
+    """The finished trials of a sweep, in trial order.
+
+    Each trial is a dict: ``trial`` (its number), ``params`` (the hyperparameters it trained with), ``settings``
+    (epochs, seed, backend, ...), ``status`` ("ok" or "failed"), ``loss`` and ``accuracy`` (final), ``best_epoch``
+    and ``best_loss``, ``seconds`` (wall time), ``error`` ("Type: message" when failed) and ``history``
+    (``{"epoch": [...], "loss": [...], "accuracy": [...]}``, up to the failure for a failed run).
+    """
+
+    trials: list = field(default_factory=list)
+    varied: list = field(default_factory=list)
+    params: list = field(default_factory=list)
+    settings: list = field(default_factory=list)
+    planned: int = 0
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[dict]:
+        """The failed trials."""
+        return [trial for trial in self.trials if trial["status"] != "ok"]
+
+    @property
+    def best(self) -> dict | None:
+        """The trial with the lowest final loss (None when every trial failed)."""
+        ranked = self.ranked()
+        return ranked[0] if ranked and ranked[0]["status"] == "ok" else None
+
+    def ranked(self) -> list[dict]:
+        """The trials best first by final loss (ties: trial order), then the failed ones in trial order."""
+        ok = sorted((t for t in self.trials if t["status"] == "ok"), key=lambda t: (t["loss"], t["trial"]))
+        return ok + sorted(self.failed, key=lambda t: t["trial"])
+
+    def table(self, *, seconds: bool = True) -> str:
+        """The ranked table: rank, the varied hyperparameters, final loss and accuracy (3 decimals, as the book's
+        log), epoch and value of the best loss, wall seconds (`seconds=False` leaves them out), status; a failed
+        trial is one line, ``failed: Error: message``."""
+        header = ["rank", *self.varied, "loss", "acc", "best epoch", "best loss", *(["seconds"] * seconds), "status"]
+        rows, failed = [header], []
+        for rank, trial in enumerate(self.ranked(), 1):
+            params = [_show(trial["params"].get(name)) for name in self.varied]
+            if trial["status"] == "ok":
+                rows.append([str(rank), *params, *_metric_cells(trial, seconds), "ok"])
+            else:
+                failed.append(["-", *params, _shorten(f"failed: {trial['error']}")])
+        prefixes = [row[:-1] for row in failed]  # a failed trial's message runs on from its loss column
+        widths = [max(len(row[i]) for row in rows + prefixes if i < len(row)) for i in range(len(header))]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+            for row in rows + failed
+        ]
+        return "\n".join(lines if len(lines) > 1 else [*lines, "(no trial finished)"])
+
+    def columns(self) -> list[str]:
+        """The CSV's columns: trial, every hyperparameter, every setting, then the metrics."""
+        return ["trial", *self.params, *self.settings, *METRIC_COLUMNS]
+
+    def row(self, trial: dict) -> dict:
+        """One trial as a CSV row: numbers at full precision (``repr``), empty cells for None."""
+        values = {"trial": trial["trial"], **trial["params"], **trial["settings"]}
+        values.update({name: trial[name] for name in METRIC_COLUMNS})
+        return {name: _cell(values.get(name)) for name in self.columns()}
+
+    def to_csv(self, path) -> Path:
+        """Write the ranked trials, one row each (replacing the file in one step); returns the path."""
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("w", newline="") as file:
+            writer = DictWriter(file, fieldnames=self.columns())
+            writer.writeheader()
+            writer.writerows(self.row(trial) for trial in self.ranked())
+        os.replace(partial, path)
+        return path
+
+    def plot(self, path=None, *, figsize=(8.0, 5.0), dpi: float = 100):
+        """One figure with every trial's loss curve, labelled by its hyperparameters (a failed trial dashed, up to
+        where it failed, or left out without history); saved to `path` when given. Needs matplotlib."""
+        figure = _loss_figure(self, figsize, dpi)
+        if path is not None:
+            figure.savefig(path)
+        return figure
+
+    def label(self, trial: dict) -> str:
+        """``lr=0.85, decay=0.001``: the trial's varied hyperparameters."""
+        return (
+            ", ".join(f"{name}={_show(trial['params'].get(name))}" for name in self.varied) or f"trial {trial['trial']}"
+        )
+
+
+def _metric_cells(trial: dict, seconds: bool) -> list[str]:
+    cells = [_fixed(trial["loss"]), _fixed(trial["accuracy"]), _show(trial["best_epoch"]), _fixed(trial["best_loss"])]
+    return cells + ([_fixed(trial["seconds"], 2)] if seconds else [])
+
+
+def _fixed(value, decimals: int = 3) -> str:
+    return "-" if value is None else f"{value:.{decimals}f}"
+
+
+def _show(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MESSAGE_WIDTH else text[: MESSAGE_WIDTH - 3] + "..."
+
+
+def _loss_figure(result: SweepResult, figsize, dpi):
+    Figure, FigureCanvasAgg, colormaps = _matplotlib()
+    figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    curves = [(trial, _points(trial)) for trial in result.ranked()]
+    curves = [(trial, points) for trial, points in curves if points[0]]
+    colours = colormaps["tab10" if len(curves) <= 10 else "viridis"]
+    for index, (trial, (epochs, losses)) in enumerate(curves):
+        ok = trial["status"] == "ok"
+        colour = colours(index if len(curves) <= 10 else index / max(len(curves) - 1, 1))
+        label = result.label(trial) + ("" if ok else " (failed)")
+        style = {"linestyle": "-"} if ok else {"linestyle": "--", "marker": "x", "markevery": [len(epochs) - 1]}
+        ax.plot(epochs, losses, color=colour, linewidth=1.2, label=label, **style)  # failed: x where it stopped
+    losses = [loss for _, (_, values) in curves for loss in values]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 100:
+        ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel="loss", title=f"nnx sweep: loss of {len(curves)} trials")
+    if curves:
+        ax.legend(fontsize="small", ncols=1 + len(curves) // 16)
+    else:
+        ax.text(0.5, 0.5, "no trial has a loss history", ha="center", va="center", transform=ax.transAxes)
+    return figure
+
+
+def _points(trial: dict) -> tuple[list, list]:
+    history = trial["history"]
+    pairs = [(epoch, loss) for epoch, loss in zip(history["epoch"], history["loss"], strict=True) if _finite(loss)]
+    return [epoch for epoch, _ in pairs], [loss for _, loss in pairs]
+
+
+def _matplotlib():
+    try:
+        from matplotlib import colormaps
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(f"{OWNER} plots need matplotlib ({error}); install it: {PLOT_HINT}") from None
+    return Figure, FigureCanvasAgg, colormaps
+
+
+class _CsvLog:
+    """The CSV file of a sweep: opened before the first trial, a flushed row per finished trial, ranked at the end."""
+
+    def __init__(self, path, columns: list[str]):
+        self.path = Path(path)
+        try:
+            self.file = self.path.open("w", newline="")
+        except OSError as error:
+            raise OSError(f"{OWNER} cannot write the CSV file {str(self.path)!r} ({error}); check the folder") from None
+        self.writer = DictWriter(self.file, fieldnames=columns)
+        self.writer.writeheader()
+        self.file.flush()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self, result: SweepResult) -> None:
+        self.file.close()
+        result.to_csv(self.path)

@@ -1,0 +1,145 @@
+"""`run`: plan the trials, run them where asked and collect their records, with a progress bar, the CSV log and
+Ctrl-C keeping the finished ones."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+
+from nnx import _checks, backends
+from nnx.sweep.executors import _connect, _importing_main_in_a_worker, _results
+from nnx.sweep.plan import _plan, _workers
+from nnx.sweep.result import SweepInterrupted, SweepResult, _CsvLog
+from nnx.sweep.space import OWNER, LogUniform, _normalize
+from nnx.sweep.trials import Trial
+
+
+def run(
+    space=None,
+    *,
+    factory=None,
+    epochs: int = 10001,
+    seed: int = 0,
+    backend: str | None = None,
+    every: int | None = None,
+    batch_size: int | None = None,
+    random: int | None = None,
+    random_seed: int | None = None,
+    workers: int | None = None,
+    dask=None,
+    dask_timeout: float = 10.0,
+    csv=None,
+    progress: bool | None = None,
+) -> SweepResult:
+    """Train one model per combination of `space`'s hyperparameters and return the trials (`SweepResult`).
+
+    `space` maps names to lists of values (or one value; a `LogUniform` range with `random`). Without `factory`
+    it trains the book's chapter-10 spiral network with `nnx.recipes.train_spiral` (names: lr, decay, momentum,
+    hidden, samples, classes, dtype; `every`: record metrics every N epochs), exactly as ``examples/spiral.py``
+    does for the same values. Every trial is seeded with the same `seed`, so the results do not depend on where
+    trials run. `random=N` trains N combinations drawn with `random_seed` (default: `seed`) instead of the grid.
+
+    `factory`, ``"module:function"`` or a callable, trains your own model: ``build(**params) -> (model, X, y)``
+    or ``(model, X, y, validation_data)``, where `model` is a finalized `nnx.Model`. For each trial the sweep
+    seeds (``nnx.seed(seed)``) and makes `backend` current, calls ``build(**params)`` with the trial's values as
+    given, trains with ``model.train(X, y, epochs=epochs, batch_size=batch_size, verbose=0,
+    validation_data=validation_data)`` and reads the returned History. The module must be importable where the
+    trials run (the current folder is, for local processes started by ``nnx sweep``).
+
+    Where: `workers` local processes (default: one per core, at most one per trial; 1: one after another in this
+    process), or a Dask cluster, `dask` = a scheduler address (connected within `dask_timeout` seconds) or a
+    `distributed.Client`. Local workers start with "spawn", which imports the main module: a script calls `run`
+    under ``if __name__ == "__main__":``. Dask's nanny starts workers with OPENBLAS_NUM_THREADS=1: with data large
+    enough for BLAS to use threads (about 3000 samples), losses then round differently from a local run.
+
+    A failing trial (bad value, `DivergenceError`, an error in the factory) is recorded as failed and the others
+    go on. `csv`: a file that gets each trial's row as soon as it finishes, rewritten ranked at the end. Ctrl-C
+    cancels the pending trials and raises `SweepInterrupted`, whose `result` holds the finished ones.
+    `progress`: a tqdm bar over the trials on stderr (default: when stderr is a terminal).
+    """
+    trials = _plan(
+        space,
+        factory=factory,
+        epochs=epochs,
+        seed=seed,
+        backend=backend,
+        every=every,
+        batch_size=batch_size,
+        random=random,
+        random_seed=random_seed,
+    )
+    workers = _workers(workers, dask, len(trials), factory)
+    if dask is None:
+        backends.get(trials[0].settings["backend"])  # unavailable here: say why now, not once per trial
+    if (workers or 1) > 1 and _importing_main_in_a_worker():
+        raise RuntimeError(
+            f"{OWNER} was called while a worker process imported your script: call nnx.sweep.run(...) under "
+            f"`if __name__ == '__main__':` (local workers start with 'spawn', which imports the main module)"
+        )
+    result = _empty_result(space, trials)
+    client, owned = _connect(dask, dask_timeout) if dask is not None else (None, False)
+    log = None
+    try:
+        log = _CsvLog(csv, result.columns()) if csv is not None else None
+        return _collect(result, _results(trials, workers, client), log, progress)
+    finally:
+        if log is not None:
+            log.close(result)
+        if owned:
+            client.close()
+
+
+def _empty_result(space, trials: list[Trial]) -> SweepResult:
+    space = _normalize(space)
+    varied = [name for name, values in space.items() if isinstance(values, LogUniform) or len(values) > 1]
+    first = trials[0]
+    return SweepResult(varied=varied, params=list(first.params), settings=list(first.settings), planned=len(trials))
+
+
+def _collect(result: SweepResult, results: Iterator[dict], log, progress) -> SweepResult:
+    bar = _progress_bar(progress, result.planned)
+    try:
+        for trial in results:
+            result.trials.append(trial)
+            if log is not None:
+                log.write(result.row(trial))
+            bar.update(trial)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        raise SweepInterrupted(result) from None
+    finally:
+        results.close()
+        bar.close()
+        result.trials.sort(key=lambda trial: trial["trial"])
+    return result
+
+
+class _Bar:
+    """A tqdm bar over the trials, showing the best final loss so far; nothing at all when off."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.bar, self.best = None, math.inf
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="trial", desc="sweep", file=sys.stderr, leave=False)
+
+    def update(self, trial: dict) -> None:
+        if self.bar is None:
+            return
+        if trial["status"] == "ok":
+            self.best = min(self.best, trial["loss"])
+        if math.isfinite(self.best):
+            self.bar.set_postfix_str(f"best loss: {self.best:.3f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress_bar(progress, total: int) -> _Bar:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    return _Bar(_checks.boolean(progress, "progress", OWNER), total)
