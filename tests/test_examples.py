@@ -53,7 +53,8 @@ def test_spiral_adam_with_dropout_matches_on_every_backend(backend):
         for mine, theirs in zip(_values(result.stdout), _values(reference.stdout), strict=True):
             assert mine.keys() == theirs.keys()
             for name, value in mine.items():
-                assert value == pytest.approx(theirs[name], abs=0.01 if name == "acc" else 0.003), (name, mine, theirs)
+                tolerance = 0.01 + 1e-9 if name == "acc" else 0.003  # acc: 3 of 300 samples, as printed
+                assert value == pytest.approx(theirs[name], abs=tolerance), (name, mine, theirs)
 
 
 def _values(output: str) -> list[dict[str, float]]:
