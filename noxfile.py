@@ -72,7 +72,7 @@ def interop(session: nox.Session) -> None:
         "pytest",
         "-rs",
         "-m",
-        "not slow or interop",
+        "not slow",
         *session.posargs,
         env={"NNX_TEST_BACKENDS": "jax,torch"},
         success_codes=[0, PYTEST_NO_TESTS_COLLECTED],

@@ -373,7 +373,7 @@ class Model(Component):
             if outputs is not None:
                 _checks.class_targets(backend, y, outputs, owner)
             if len(y.shape) == 1 and not xp.isdtype(y.dtype, "integral"):
-                y = xp.astype(y, xp.int64)
+                y = xp.astype(y, backend.int_dtype)
             return y if backend is self.backend else self.backend.asarray(y)
         _checks.real_dtype(xp, y, owner, "targets")
         if outputs is not None:

@@ -3,6 +3,8 @@ parameters, moving between backends, and the book's acceptance runs."""
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pytest
 
@@ -247,16 +249,16 @@ def test_model_refuses_mixed_backends():
 
 
 @pytest.mark.slow
-def test_chapter_14_acceptance(request, backend):
-    if backend.name not in NUMPY_ARITHMETIC:  # seen on JAX: 0.90 at epoch 9500, a spike to 0.79 at epoch 10000
-        reason = "Adam at lr 0.02 spikes now and then; with other rounding a spike can land on the last epoch"
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
+def test_chapter_14_acceptance(backend):
     nnx.seed(0)
     X, y = spiral_data(samples=1000, classes=3)
     X_test, y_test = spiral_data(samples=100, classes=3)
     metrics = classifier(backend).train(X, y, epochs=10001, print_every=None, validation_data=(X_test, y_test))
-    assert metrics["accuracy"] >= 0.85
-    assert metrics["val_accuracy"] >= 0.83
+    if backend.name in NUMPY_ARITHMETIC:
+        assert metrics["accuracy"] >= 0.85
+        assert metrics["val_accuracy"] >= 0.83
+    else:  # Adam at lr 0.02 spikes now and then (JAX: 0.90 at epoch 9500, 0.79 at 10000): judge the last 1000 epochs
+        assert statistics.median(metrics.history["accuracy"][-1000:]) >= 0.85
 
 
 @pytest.mark.slow
