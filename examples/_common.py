@@ -52,17 +52,25 @@ def check_everyday_options(parser: argparse.ArgumentParser, args: argparse.Names
             parser.error(str(error))
 
 
-def save_history(args: argparse.Namespace, history) -> None:
-    """Write --history (CSV or JSON by its suffix), saying where."""
+def save_outputs(args: argparse.Namespace, history, draw) -> None:
+    """Write --history (CSV or JSON by its suffix) and --plot (`draw(nnx.plot)` returns the figure), saying where."""
     if args.history:
         saved = history.to_csv(args.history) if args.history.endswith(".csv") else history.to_json(args.history)
         print(f"history: {saved}")
+    if args.plot:
+        from nnx import plot
+
+        draw(plot).savefig(args.plot)
+        print(f"plot: {args.plot}")
 
 
-def save_figure(args: argparse.Namespace, figure) -> None:
-    """Write --plot, saying where."""
-    figure.savefig(args.plot)
-    print(f"plot: {args.plot}")
+def parse(parser: argparse.ArgumentParser, argv, *positive: str) -> argparse.Namespace:
+    """Parse `argv`, check that the `positive` options are at least 1 and that output files can be written."""
+    args = parser.parse_args(argv)
+    require_positive(parser, args, *positive)
+    if hasattr(args, "plot"):
+        check_everyday_options(parser, args)
+    return args
 
 
 def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:

@@ -5,7 +5,7 @@ python examples/binary.py --backend array_api_strict
 
 from __future__ import annotations
 
-from _common import load_backend, parser, require_positive, run, training_options
+from _common import load_backend, parse, parser, run, training_options
 
 import nnx
 from nnx.datasets import spiral_data
@@ -14,8 +14,7 @@ from nnx.datasets import spiral_data
 def main(argv=None) -> None:
     options = parser(__doc__.splitlines()[0])
     training_options(options, epochs=10001, lr=0.001, decay=5e-7, every=100)
-    args = options.parse_args(argv)
-    require_positive(options, args, "epochs", "every")
+    args = parse(options, argv, "epochs", "every")
     backend = load_backend(args.backend)
 
     nnx.seed(args.seed)

@@ -5,7 +5,7 @@ python examples/fashion_mnist.py --data path/to/fashion_mnist_images
 
 from __future__ import annotations
 
-from _common import load_backend, parser, require_positive, run
+from _common import load_backend, parse, parser, run
 
 import nnx
 from nnx.datasets import fashion_mnist
@@ -20,8 +20,7 @@ def main(argv=None) -> None:
     options.add_argument("--batch-size", type=int, default=128)
     options.add_argument("--every", type=int, default=100, help="print every N steps")
     options.add_argument("--hidden", type=int, default=128)
-    args = options.parse_args(argv)
-    require_positive(options, args, "epochs", "batch_size", "every", "hidden")
+    args = parse(options, argv, "epochs", "batch_size", "every", "hidden")
     backend = load_backend(args.backend)
 
     nnx.seed(args.seed)

@@ -6,17 +6,7 @@ python examples/sine.py --progress --plot sine.png
 
 from __future__ import annotations
 
-from _common import (
-    check_everyday_options,
-    everyday_options,
-    load_backend,
-    parser,
-    require_positive,
-    run,
-    save_figure,
-    save_history,
-    training_options,
-)
+from _common import everyday_options, load_backend, parse, parser, run, save_outputs, training_options
 
 import nnx
 from nnx.datasets import sine_data
@@ -26,9 +16,7 @@ def main(argv=None) -> None:
     options = parser(__doc__.splitlines()[0])
     training_options(options, epochs=10001, lr=0.005, decay=1e-3, every=100)
     everyday_options(options)
-    args = options.parse_args(argv)
-    require_positive(options, args, "epochs", "every")
-    check_everyday_options(options, args)
+    args = parse(options, argv, "epochs", "every")
     backend = load_backend(args.backend)
 
     nnx.seed(args.seed)
@@ -50,11 +38,7 @@ def main(argv=None) -> None:
     verbose = 1 if args.progress else None  # a progress bar instead of the book's lines
     metrics = model.train(X, y, epochs=args.epochs, print_every=args.every, verbose=verbose)
     print(f"done: mean squared error {metrics['data_loss']:.3g}, accuracy {metrics['accuracy']:.3f}")
-    save_history(args, metrics)
-    if args.plot:
-        from nnx import plot
-
-        save_figure(args, plot.regression(model, X, y, title=f"sine: {args.epochs} epochs of Adam"))
+    save_outputs(args, metrics, lambda plot: plot.regression(model, X, y, title=f"sine: {args.epochs} epochs of Adam"))
 
 
 if __name__ == "__main__":

@@ -11,17 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import (
-    check_everyday_options,
-    everyday_options,
-    load_backend,
-    parser,
-    require_positive,
-    run,
-    save_figure,
-    save_history,
-    training_options,
-)
+from _common import everyday_options, load_backend, parse, parser, run, save_outputs, training_options
 
 import nnx
 from nnx.recipes import train_spiral
@@ -36,9 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     options.add_argument("--classes", type=int, default=3)
     options.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     everyday_options(options)
-    args = options.parse_args(argv)
-    require_positive(options, args, "epochs", "every", "hidden", "samples", "classes")
-    check_everyday_options(options, args)
+    args = parse(options, argv, "epochs", "every", "hidden", "samples", "classes")
     return args
 
 
@@ -77,20 +65,17 @@ def train(args: argparse.Namespace, backend: nnx.backends.Backend):
     return result
 
 
-def save_outputs(args: argparse.Namespace, result) -> None:
-    """The --history file and the --plot picture, when asked for."""
-    save_history(args, result.history)
-    if args.plot:
-        from nnx import plot
-
-        momentum = f", momentum={args.momentum:g}" if args.momentum else ""
-        title = f"spiral: lr={args.lr:g}, decay={args.decay:g}{momentum}, {args.epochs} epochs"
-        save_figure(args, plot.summary(result.network.predict, result.X, result.y, result.history, title=title))
+def draw(args: argparse.Namespace, result):
+    """The decision boundary and the curves of a `train_spiral` result, in one figure."""
+    momentum = f", momentum={args.momentum:g}" if args.momentum else ""
+    title = f"spiral: lr={args.lr:g}, decay={args.decay:g}{momentum}, {args.epochs} epochs"
+    return lambda plot: plot.summary(result.network.predict, result.X, result.y, result.history, title=title)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    save_outputs(args, train(args, load_backend(args.backend)))
+    result = train(args, load_backend(args.backend))
+    save_outputs(args, result.history, draw(args, result))
 
 
 if __name__ == "__main__":

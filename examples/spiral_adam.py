@@ -6,17 +6,7 @@ python examples/spiral_adam.py --dropout 0.1 --lr 0.05 --decay 5e-5   # chapter 
 
 from __future__ import annotations
 
-from _common import (
-    check_everyday_options,
-    everyday_options,
-    load_backend,
-    parser,
-    require_positive,
-    run,
-    save_figure,
-    save_history,
-    training_options,
-)
+from _common import everyday_options, load_backend, parse, parser, run, save_outputs, training_options
 
 import nnx
 from nnx.datasets import spiral_data
@@ -30,9 +20,7 @@ def main(argv=None) -> None:
     options.add_argument("--hidden", type=int, default=64)
     options.add_argument("--samples", type=int, default=1000, help="training samples per class")
     everyday_options(options)
-    args = options.parse_args(argv)
-    require_positive(options, args, "epochs", "hidden", "samples", "every")
-    check_everyday_options(options, args)
+    args = parse(options, argv, "epochs", "hidden", "samples", "every")
     backend = load_backend(args.backend)
 
     nnx.seed(args.seed)
@@ -56,11 +44,8 @@ def main(argv=None) -> None:
     history = model.train(
         X, y, epochs=args.epochs, print_every=args.every, verbose=verbose, validation_data=(X_test, y_test)
     )
-    save_history(args, history)
-    if args.plot:
-        from nnx import plot
-
-        save_figure(args, plot.summary(model, X_test, y_test, history, title="spiral, Adam: the test data"))
+    title = "spiral, Adam: the test data"
+    save_outputs(args, history, lambda plot: plot.summary(model, X_test, y_test, history, title=title))
 
 
 if __name__ == "__main__":

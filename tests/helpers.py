@@ -24,3 +24,21 @@ def assert_gradient_close(analytic, numeric, rtol: float = 1e-6, atol: float = 1
     error = np.abs(analytic - numeric)
     worst = np.max(error - rtol * scale)
     assert worst <= atol, f"max abs error {np.max(error):.3e}, relative {np.max(error / (scale + 1e-30)):.3e}"
+
+
+def spiral_classifier(backend="numpy", *, hidden: int = 16, optimizer=None):
+    """A finalized Dense(2, hidden)-ReLU-Dense(hidden, 3)-Softmax model with cross-entropy on `backend`
+    (Adam(0.02, decay 1e-3) unless an optimizer is given)."""
+    import nnx
+
+    with nnx.backends.use(backend):
+        model = nnx.Model()
+        for layer in (nnx.Dense(2, hidden), nnx.ReLU(), nnx.Dense(hidden, 3), nnx.Softmax()):
+            model.add(layer)
+        model.set(
+            loss=nnx.CategoricalCrossentropy(),
+            optimizer=optimizer or nnx.Adam(learning_rate=0.02, decay=1e-3),
+            accuracy=nnx.metrics.Categorical(),
+        )
+        model.finalize()
+    return model

@@ -9,22 +9,11 @@ import pytest
 
 import nnx
 from nnx.datasets import spiral_data
+from tests.helpers import spiral_classifier
 
 
 def spiral_model(backend, learning_rate: float, optimizer=None):
-    with nnx.backends.use(backend):
-        model = nnx.Model()
-        model.add(nnx.Dense(2, 16))
-        model.add(nnx.ReLU())
-        model.add(nnx.Dense(16, 3))
-        model.add(nnx.Softmax())
-        model.set(
-            loss=nnx.CategoricalCrossentropy(),
-            optimizer=optimizer or nnx.SGD(learning_rate=learning_rate),
-            accuracy=nnx.metrics.Categorical(),
-        )
-        model.finalize()
-    return model
+    return spiral_classifier(backend, optimizer=optimizer or nnx.SGD(learning_rate=learning_rate, xp=backend))
 
 
 def host_parameters(model) -> list[np.ndarray]:

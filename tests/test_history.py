@@ -13,24 +13,11 @@ import pytest
 import nnx
 from nnx.callbacks import Callback, History, LogLines, ProgressBar
 from nnx.datasets import spiral_data
+from tests.helpers import spiral_classifier
 
 
-def classifier(backend, *, dropout: float | None = None):
-    with nnx.backends.use(backend):
-        model = nnx.Model()
-        model.add(nnx.Dense(2, 16))
-        model.add(nnx.ReLU())
-        if dropout:
-            model.add(nnx.Dropout(dropout))
-        model.add(nnx.Dense(16, 3))
-        model.add(nnx.Softmax())
-        model.set(
-            loss=nnx.CategoricalCrossentropy(),
-            optimizer=nnx.Adam(learning_rate=0.02, decay=1e-3),
-            accuracy=nnx.metrics.Categorical(),
-        )
-        model.finalize()
-    return model
+def classifier(backend):
+    return spiral_classifier(backend)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ Image = pytest.importorskip("PIL.Image", reason="the PNG checks read images with
 import nnx  # noqa: E402
 import nnx.plot  # noqa: E402
 from nnx.datasets import sine_data, spiral_data  # noqa: E402
+from tests import helpers  # noqa: E402
 
 TOLERANCE = 3  # per channel, 0-255: PNG rounding of the exact colours
 DPI = 50
@@ -61,19 +62,7 @@ def assert_picture(pixels: np.ndarray, size: tuple[int, int]) -> None:
 
 
 def spiral_classifier(xp="numpy"):
-    with nnx.backends.use(xp):
-        model = nnx.Model()
-        model.add(nnx.Dense(2, 64))
-        model.add(nnx.ReLU())
-        model.add(nnx.Dense(64, 3))
-        model.add(nnx.Softmax())
-        model.set(
-            loss=nnx.CategoricalCrossentropy(),
-            optimizer=nnx.Adam(learning_rate=0.05, decay=5e-5),
-            accuracy=nnx.metrics.Categorical(),
-        )
-        model.finalize()
-    return model
+    return helpers.spiral_classifier(xp, hidden=64, optimizer=nnx.Adam(learning_rate=0.05, decay=5e-5, xp=xp))
 
 
 @pytest.fixture(scope="module")
