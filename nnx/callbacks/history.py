@@ -59,8 +59,9 @@ class History(Callback, Mapping):
     def record(self, epoch: int, **values) -> None:
         """Add one epoch's host values (floats, or None where not measured); new names start a column."""
         self.epoch.append(int(epoch))
-        for name in {*self.history, *values}:
-            column = self.history.setdefault(name, [None] * (len(self.epoch) - 1))
+        for name in values.keys() - self.history.keys():
+            self.history[name] = [None] * (len(self.epoch) - 1)
+        for name, column in self.history.items():
             value = values.get(name)
             column.append(None if value is None else float(value))
 
@@ -73,22 +74,29 @@ class History(Callback, Mapping):
     def on_epoch_end(self, run: Run) -> None:
         if run.metrics:
             lr = run.model.optimizer.current_learning_rate
-            self._pending.append((run.epoch, run.metrics, lr, dict(run.logs)))
+            self._pending.append((run.epoch, run.metrics, lr, dict(run.logs) if run.logs else None))
 
     def on_train_end(self, run: Run) -> None:
-        """Copy the epochs' metrics to the host (one transfer per metric) and append them."""
+        """Copy the epochs' metrics to the host (one transfer per metric) and fill the columns."""
         pending, self._pending = self._pending, []
-        if pending and run.logs:
-            epoch, metrics, lr, logs = pending[-1]
-            pending[-1] = (epoch, metrics, lr, {**logs, **run.logs})
-        columns = {name: self._host([entry[1][name] for entry in pending]) for name in ("accuracy", "data_loss")}
-        columns["reg_loss"] = self._host([entry[1]["reg_loss"] for entry in pending])
-        for index, (epoch, _, lr, logs) in enumerate(pending):
-            data_loss, reg_loss = columns["data_loss"][index], columns["reg_loss"][index]
-            values = {"loss": data_loss + reg_loss, "data_loss": data_loss, "reg_loss": reg_loss}
-            values.update(accuracy=columns["accuracy"][index], lr=lr)
-            values.update({name: logs[name] for name in VALIDATION if name in logs})
-            self.record(epoch, **values)
+        if pending:
+            data_loss, reg_loss, accuracy = (
+                self._host([metrics[name] for _, metrics, _, _ in pending])
+                for name in ("data_loss", "reg_loss", "accuracy")
+            )
+            self.epoch = [epoch for epoch, _, _, _ in pending]
+            self.history = {
+                "loss": [data + reg for data, reg in zip(data_loss, reg_loss, strict=True)],
+                "data_loss": data_loss,
+                "reg_loss": reg_loss,
+                "accuracy": accuracy,
+                "lr": [float(lr) for _, _, lr, _ in pending],
+            }
+            logs = [entry or {} for _, _, _, entry in pending]
+            logs[-1] = {**logs[-1], **run.logs}  # validation at the end of training belongs to the last epoch
+            for name in VALIDATION:
+                if any(name in entry for entry in logs):
+                    self.history[name] = [entry.get(name) for entry in logs]
         self._backend = None  # done with the device: the History pickles and copies like plain data
 
     def _host(self, values: list) -> list[float]:
