@@ -138,7 +138,7 @@ def test_model_examples_progress_replaces_the_books_lines():
     ("args", "message"),
     [
         (["--plot", "{tmp}"], "--plot needs a file name for the picture, got the folder"),
-        (["--plot", "{tmp}/no_suffix"], "--plot needs a picture file name ending in one of avif, eps"),
+        (["--plot", "{tmp}/no_suffix"], "--plot needs a picture file name ending in one of "),
         (["--plot", "{tmp}/missing/x.png"], "--plot: the folder '{tmp}/missing' of"),
         (["--history", "{tmp}/missing/x.csv"], "--history must name a file in an existing folder"),
         (["--history", "{tmp}/x.txt"], "--history must name a .csv or .json file"),
