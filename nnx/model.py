@@ -211,7 +211,7 @@ class Model(Component):
         checkpoint=None,
         checkpoint_every: int = 1,
         resume=None,
-    ) -> dict:
+    ) -> History:
         """Train for `epochs`; returns a `History` of every epoch's metrics, whose items are the last epoch's.
 
         Output: by default the book's lines, chapter 18's every `print_every` epochs without `batch_size` (one
@@ -488,9 +488,10 @@ def _progress_callbacks(verbose: int | None, print_every: int | None) -> list:
 def _verbosity(verbose) -> int | None:
     if verbose is None or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose in VERBOSITY):
         return verbose
+    hint = "; use 1 for True and 0 for False" if isinstance(verbose, bool) else ""
     raise ValueError(
         f"Model.train verbose must be None (the book's lines), 0 (silent), 1 (progress bar) or 2 (a line every "
-        f"print_every epochs), got {verbose!r}"
+        f"print_every epochs), got {verbose!r}{hint}"
     )
 
 
