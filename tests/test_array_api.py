@@ -15,6 +15,7 @@ import pytest
 import nnx
 from nnx.backends.array_api import ArrayApiBackend
 from nnx.datasets import spiral_data
+from nnx.recipes import train_spiral
 from tests.conftest import backend_or_skip
 
 LIBRARIES = {"jax": "jax", "torch": "torch"}
@@ -150,30 +151,9 @@ def test_float64_on_jax_with_x64():
 
 def spiral_log(backend, epochs: int = 1001, every: int = 100) -> list[tuple[float, float]]:
     """(accuracy, loss) as examples/spiral.py prints them every `every` epochs: the book's chapter-10 layer loop."""
-    nnx.seed(0)
-    X_host, y_host = spiral_data(samples=100, classes=3)
-    X, y = backend.asarray(X_host, dtype="float32"), backend.asarray(y_host)
-    dense1, activation1 = nnx.Dense(2, 64, xp=backend), nnx.ReLU(xp=backend)
-    dense2, loss_activation = nnx.Dense(64, 3, xp=backend), nnx.SoftmaxCategoricalCrossentropy(xp=backend)
-    optimizer = nnx.SGD(xp=backend)
-    log = []
-    for epoch in range(epochs):
-        dense1.forward(X)
-        activation1.forward(dense1.output)
-        dense2.forward(activation1.output)
-        loss = loss_activation.forward(dense2.output, y)
-        if epoch % every == 0:
-            accuracy = nnx.accuracy(loss_activation.output, y)
-            log.append((float(backend.to_numpy(accuracy)), float(backend.to_numpy(loss))))
-        loss_activation.backward(loss_activation.output, y)
-        dense2.backward(loss_activation.dinputs)
-        activation1.backward(dense2.dinputs)
-        dense1.backward(activation1.dinputs)
-        optimizer.pre_update_params()
-        optimizer.update_params(dense1)
-        optimizer.update_params(dense2)
-        optimizer.post_update_params()
-    return log
+    history = train_spiral(epochs=epochs, every=every, backend=backend).history
+    pairs = zip(history.epoch, history.history["accuracy"], history.history["loss"], strict=True)
+    return [(accuracy, loss) for epoch, accuracy, loss in pairs if epoch % every == 0]
 
 
 def assert_tracks(log, reference) -> None:
