@@ -2,7 +2,8 @@
 
 from importlib import import_module
 
-from nnx import backends, callbacks, datasets, metrics
+from nnx import backends, callbacks, datasets, metrics, training
+from nnx._version import __version__
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.backends import BackendUnavailableError, seed
 from nnx.callbacks import check_finite
@@ -19,8 +20,6 @@ from nnx.losses import (
 from nnx.metrics import accuracy
 from nnx.model import Model
 from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
-
-__version__ = "0.1.0"
 
 LAZY_MODULES = ("plot", "recipes", "sweep")  # imported on first use: matplotlib and Dask stay unloaded until then
 
@@ -52,6 +51,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "SoftmaxCategoricalCrossentropy",
+    "__version__",
     "accuracy",
     "backends",
     "callbacks",
@@ -61,4 +61,5 @@ __all__ = [
     "metrics",
     "save",
     "seed",
+    "training",
 ]

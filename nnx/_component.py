@@ -38,6 +38,12 @@ class Component:
         self.backend = backends.get(xp)
         self.xp = self.backend.xp
 
+    def kernel_spec(self) -> dict | None:
+        """What a compiled training step needs to know about this component (plain numbers and names), or None
+        when no kernel computes it: `Model.train` then runs the generic step. Only the class that defines it is
+        trusted, so a subclass inherits none (it may compute something else): define it again to opt in."""
+        return None
+
     def get_config(self) -> dict:
         """The constructor arguments that rebuild this component (JSON-friendly; no arrays, no backend)."""
         return {name: getattr(self, name) for name in self.CONFIG}

@@ -9,6 +9,9 @@ from nnx._component import Component
 class ReLU(Component):
     """max(0, x), element-wise; its gradient is zero where the input was <= 0."""
 
+    def kernel_spec(self) -> dict:
+        return {"op": "relu"}
+
     def forward(self, inputs, training: bool = False) -> None:
         inputs = self._accept_batch(inputs)
         self.inputs = inputs
@@ -25,6 +28,9 @@ class ReLU(Component):
 
 class Softmax(Component):
     """Row-wise softmax, computed stably by subtracting each row's maximum first."""
+
+    def kernel_spec(self) -> dict:
+        return {"op": "softmax"}
 
     def forward(self, inputs, training: bool = False) -> None:
         inputs = self._accept_batch(inputs)
@@ -45,6 +51,9 @@ class Softmax(Component):
 class Sigmoid(Component):
     """1 / (1 + exp(-x)), element-wise: independent probabilities for binary outputs."""
 
+    def kernel_spec(self) -> dict:
+        return {"op": "sigmoid"}
+
     def forward(self, inputs, training: bool = False) -> None:
         inputs = self._accept_batch(inputs)
         self.inputs = inputs
@@ -61,6 +70,9 @@ class Sigmoid(Component):
 
 class Linear(Component):
     """The identity, for regression outputs."""
+
+    def kernel_spec(self) -> dict:
+        return {"op": "linear"}
 
     def forward(self, inputs, training: bool = False) -> None:
         inputs = self._accept_batch(inputs)

@@ -8,7 +8,9 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from nnx import __version__, backends
+from nnx import backends
+from nnx import sweep as sweep_module
+from nnx._version import __version__
 
 LIBRARIES = (
     ("NumPy", "numpy"),
@@ -88,7 +90,6 @@ def info(argv=None) -> int:
 
 
 def sweep(argv=None) -> int:
-    from nnx import sweep as sweep_module
 
     return sweep_module.main(argv)
 

@@ -58,6 +58,16 @@ class Dense(Component):
     def get_config(self) -> dict:
         return {**super().get_config(), "dtype": dtype_name(self.dtype)}
 
+    def kernel_spec(self) -> dict:
+        regularization = (
+            self.weight_regularizer_l1,
+            self.weight_regularizer_l2,
+            self.bias_regularizer_l1,
+            self.bias_regularizer_l2,
+        )
+        shape = (self.n_inputs, self.n_neurons)
+        return {"op": "dense", "shape": shape, "dtype": dtype_name(self.dtype), "regularization": regularization}
+
     def __repr__(self) -> str:
         return f"Dense({self.n_inputs} -> {self.n_neurons})"
 
@@ -125,6 +135,9 @@ class Dropout(Component):
 
     def get_config(self) -> dict:
         return {"rate": 1 - self.rate}
+
+    def kernel_spec(self) -> dict:
+        return {"op": "dropout", "keep": self.rate}
 
     def __repr__(self) -> str:
         return f"Dropout({1 - self.rate:g})"

@@ -13,7 +13,13 @@ EPSILON = 1e-7
 
 
 class Loss(RunningMean):
-    """Shared parts: the mean over samples, the regularization penalty and the running sums of an epoch."""
+    """Shared parts: the mean over samples, the regularization penalty and the running sums of an epoch.
+
+    `TARGETS` says what a Model checks its targets as: "values" (shaped like the outputs), "probabilities" (values
+    in [0, 1]) or "classes" (integer labels or one-hot rows).
+    """
+
+    TARGETS = "values"
 
     def __init__(self, *, xp=None):
         super().__init__(xp=xp)
@@ -74,6 +80,11 @@ def _penalty(xp, values, l1: float, l2: float):
 class CategoricalCrossentropy(Loss):
     """-log of the probability given to the true class; targets are integer labels or one-hot rows."""
 
+    TARGETS = "classes"
+
+    def kernel_spec(self) -> dict:
+        return {"loss": "categorical_crossentropy", "clip_epsilon": EPSILON}
+
     def _checked_targets(self, y_pred, y_true):
         return _checks.class_targets(self.backend, y_true, y_pred.shape[1], self)
 
@@ -125,6 +136,11 @@ class SoftmaxCategoricalCrossentropy(Component):
 class BinaryCrossentropy(Loss):
     """Mean over outputs of -(y log p + (1 - y) log(1 - p)), for independent sigmoid outputs."""
 
+    TARGETS = "probabilities"
+
+    def kernel_spec(self) -> dict:
+        return {"loss": "binary_crossentropy", "clip_epsilon": EPSILON}
+
     def _checked_targets(self, y_pred, y_true):
         checked = super()._checked_targets(y_pred, y_true)
         _checks.within(self.backend, y_true, 0, 1, self)  # on the caller's array: checked once per object
@@ -147,6 +163,9 @@ class BinaryCrossentropy(Loss):
 
 class MeanSquaredError(Loss):
     """Mean over outputs of (y - p)^2, for regression."""
+
+    def kernel_spec(self) -> dict:
+        return {"loss": "mean_squared_error"}
 
     def forward(self, y_pred, y_true):
         y_pred, y_true = self._targets(y_pred, y_true)

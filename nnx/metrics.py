@@ -55,6 +55,9 @@ class Categorical(Accuracy):
         super().__init__(xp=xp)
         self.binary = _checks.boolean(binary, "binary", "Categorical")
 
+    def kernel_spec(self) -> dict:
+        return {"accuracy": "categorical"}
+
     def compare(self, predictions, y):
         if not self.binary and y.ndim == 2 and predictions.ndim == 1:
             y = self.xp.argmax(y, axis=1)
@@ -84,6 +87,9 @@ class Regression(Accuracy):
             if not self.xp.isdtype(y.dtype, "real floating"):
                 y = self.xp.astype(y, self.xp.float32)
             self.precision = self.xp.std(y) / self.precision_divisor
+
+    def kernel_spec(self) -> dict:
+        return {"accuracy": "regression", "precision": self.precision}
 
     def compare(self, predictions, y):
         if self.precision is None:

@@ -1,19 +1,28 @@
 """The book's optimizers: SGD (with momentum), Adagrad, RMSprop and Adam, all with 1/t learning-rate decay.
 
-Each keeps its per-layer state (momentums, caches) in `optimizer.state[layer]`, on the layer's backend,
-created on the layer's first update.
+Each keeps its per-layer state (momentums, caches) in `optimizer.state[layer]`, on the layer's backend, created
+on the layer's first update. `state_dict()` and `load_state_dict()` are the one way in and out of that state
+(saving, checkpoints, divergence snapshots and compiled training steps all use them).
 """
 
 from __future__ import annotations
+
+import numbers
 
 from nnx import _checks
 from nnx._component import Component, _moved
 from nnx.errors import CallOrderError
 
+PARAMETERS = {"weight": "weights", "bias": "biases"}  # slot prefix -> the layer array it shadows
+
 
 class Optimizer(Component):
     """The schedule shared by every optimizer: call `pre_update_params`, `update_params` per layer, then
-    `post_update_params`, once per step."""
+    `post_update_params`, once per step.
+
+    `state_version` changes whenever the state's arrays are replaced (an update, `load_state_dict`, `to`), so that
+    a compiled step that keeps them in its own buffers knows when to read them again.
+    """
 
     STATE_NAMES: tuple[str, ...] = ()
     CONFIG = ("learning_rate", "decay")
@@ -25,10 +34,22 @@ class Optimizer(Component):
         self.current_learning_rate = self.learning_rate
         self.decay = _checks.non_negative(decay, "decay", owner)
         self.iterations = 0
-        self.state: dict = {}
+        self.state_version = 0
+        self.state = {}
+        self.layers: list = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
+
+    @property
+    def state(self) -> dict:
+        """{layer: {slot name ('weight_cache', ...): array}} for every layer updated so far."""
+        return self._state
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self._state = value
+        self.state_version += 1
 
     def to(self, spec):
         """Move the per-layer state too; layers keep their keys, so move them with the model."""
@@ -39,6 +60,77 @@ class Optimizer(Component):
             for layer, arrays in self.state.items()
         }
         return self
+
+    def remember_layers(self, trainable_layers) -> None:
+        """The trainable layers, in order, whose positions key `state_dict()`'s slots (Model.finalize sets them)."""
+        self.layers = list(trainable_layers)
+
+    def slot_names(self) -> list[str]:
+        """The names of the arrays kept per layer: 'weight_momentums', 'bias_momentums', ..."""
+        return [f"{prefix}_{name}" for prefix in PARAMETERS for name in self.STATE_NAMES]
+
+    def state_dict(self, layers=None) -> dict:
+        """The optimizer's progress: ``iterations``, ``current_learning_rate`` and ``slots``, a dict from the
+        position of each updated layer in `layers` (default: the remembered trainable layers) to its arrays.
+
+        The arrays are the optimizer's own, not copies: copy them to keep a snapshot.
+        """
+        layers = self._positions(layers)
+        slots = {index: dict(self.state[layer]) for index, layer in enumerate(layers) if layer in self.state}
+        return {"iterations": self.iterations, "current_learning_rate": self.current_learning_rate, "slots": slots}
+
+    def load_state_dict(self, state: dict, layers=None, *, copy: bool = True) -> None:
+        """Replace the step count, learning rate and per-layer arrays with those of `state` (as `state_dict()`
+        returns them). Everything is checked first: on an error nothing changes. Arrays are copied unless `copy`
+        is False (then they become the optimizer's own)."""
+        layers = self._positions(layers)
+        iterations, rate, slots = self._checked_state(state, layers)
+        xp = self.xp
+        self.state = {
+            layers[index]: {name: xp.asarray(value, copy=True) if copy else value for name, value in arrays.items()}
+            for index, arrays in slots.items()
+        }
+        self.iterations, self.current_learning_rate = iterations, rate
+
+    def _positions(self, layers) -> list:
+        return self.layers if layers is None else list(layers)
+
+    def _checked_state(self, state, layers: list):
+        owner = f"{self!r}.load_state_dict()"
+        if not isinstance(state, dict) or not {"iterations", "current_learning_rate", "slots"} <= state.keys():
+            raise TypeError(
+                f"{owner} expected a dict with 'iterations', 'current_learning_rate' and 'slots', got "
+                f"{_checks.describe(state)}; pass what state_dict() returns"
+            )
+        iterations = state["iterations"]
+        if not isinstance(iterations, numbers.Integral) or isinstance(iterations, bool) or iterations < 0:
+            raise ValueError(f"{owner} 'iterations' must be a count >= 0, got {iterations!r}")
+        rate = _checks.positive(state["current_learning_rate"], "current_learning_rate", repr(self))
+        slots = state["slots"]
+        if not isinstance(slots, dict):
+            raise TypeError(
+                f"{owner} 'slots' must be a dict from layer positions to arrays, got {_checks.describe(slots)}"
+            )
+        for index, arrays in slots.items():
+            self._check_slots(owner, index, arrays, layers)
+        return int(iterations), rate, slots
+
+    def _check_slots(self, owner: str, index, arrays, layers: list) -> None:
+        if not isinstance(index, int) or not 0 <= index < len(layers):
+            raise ValueError(f"{owner} has slots for layer position {index!r}, but there are {len(layers)} layers")
+        layer = layers[index]
+        expected = self.slot_names()
+        if not isinstance(arrays, dict) or sorted(arrays) != sorted(expected):
+            got = sorted(arrays) if isinstance(arrays, dict) else _checks.describe(arrays)
+            raise ValueError(f"{owner} expected the slots {expected} for {layer!r}, got {got}")
+        for name, value in arrays.items():
+            like = getattr(layer, PARAMETERS[name.split("_", 1)[0]])
+            self._accept(value, f"{name} of {layer!r}")
+            if tuple(value.shape) != tuple(like.shape) or value.dtype != like.dtype:
+                raise ValueError(
+                    f"{owner} {name} of {layer!r} must be {like.dtype} {tuple(like.shape)} like the layer's "
+                    f"parameters, got {value.dtype} {tuple(value.shape)}"
+                )
 
     def pre_update_params(self) -> None:
         """Apply the decay: lr / (1 + decay * iterations)."""
@@ -69,6 +161,7 @@ class Optimizer(Component):
         state = self.layer_state(layer)
         layer.weights = self._update(layer.weights, layer.dweights, state, "weight")
         layer.biases = self._update(layer.biases, layer.dbiases, state, "bias")
+        self.state_version += 1
 
     def layer_state(self, layer) -> dict:
         """This optimizer's arrays for `layer` (e.g. 'weight_cache'), created as zeros on first use."""
@@ -78,6 +171,7 @@ class Optimizer(Component):
                 for kind, values in (("weight", layer.weights), ("bias", layer.biases))
                 for name in self.STATE_NAMES
             }
+            self.state_version += 1
         return self.state[layer]
 
     def _update(self, values, gradient, state: dict, kind: str):
@@ -94,6 +188,10 @@ class SGD(Optimizer):
         super().__init__(learning_rate, decay, xp=xp)
         self.momentum = _checks.fraction(momentum, "momentum", "SGD")
         self.STATE_NAMES = ("momentums",) if self.momentum else ()
+
+    def kernel_spec(self) -> dict:
+        rule = "momentum_sgd" if self.momentum else "sgd"
+        return {"update_rule": rule, "constants": {"momentum": self.momentum}}
 
     def _update(self, values, gradient, state, kind):
         if not self.momentum:
@@ -115,6 +213,9 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, decay, xp=xp)
         self.epsilon = _checks.positive(epsilon, "epsilon", "Adagrad")
 
+    def kernel_spec(self) -> dict:
+        return {"update_rule": "adagrad", "constants": {"epsilon": self.epsilon}}
+
     def _update(self, values, gradient, state, kind):
         key = f"{kind}_cache"
         values, state[key] = self.backend.adagrad_update(
@@ -135,6 +236,9 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate, decay, xp=xp)
         self.epsilon = _checks.positive(epsilon, "epsilon", "RMSprop")
         self.rho = _checks.fraction(rho, "rho", "RMSprop")
+
+    def kernel_spec(self) -> dict:
+        return {"update_rule": "rmsprop", "constants": {"epsilon": self.epsilon, "rho": self.rho}}
 
     def _update(self, values, gradient, state, kind):
         key = f"{kind}_cache"
@@ -164,6 +268,10 @@ class Adam(Optimizer):
         self.epsilon = _checks.positive(epsilon, "epsilon", "Adam")
         self.beta_1 = _checks.fraction(beta_1, "beta_1", "Adam")
         self.beta_2 = _checks.fraction(beta_2, "beta_2", "Adam")
+
+    def kernel_spec(self) -> dict:
+        constants = {"epsilon": self.epsilon, "beta_1": self.beta_1, "beta_2": self.beta_2}
+        return {"update_rule": "adam", "constants": constants}
 
     def _update(self, values, gradient, state, kind):
         momentums, cache = f"{kind}_momentums", f"{kind}_cache"

@@ -11,9 +11,12 @@ pytest.importorskip("numba", reason="the compiled training step needs numba (the
 import numba
 
 import nnx
-from nnx.backends import _compiled
+from nnx.backends import numba_kernels
+from nnx.backends import numba_step as _compiled
 from nnx.backends import numpy as numpy_backend
 from nnx.datasets import sine_data, spiral_data
+from nnx.model_data import checked_data
+from nnx.training import PlannedStep, plan_step, training_step
 
 FAST = nnx.backends.get("numpy")
 REFERENCE = FAST.reference()
@@ -41,13 +44,13 @@ def compile_on():
 def kernel_calls(monkeypatch):
     """How many batches went through the compiled kernel."""
     calls = []
-    original = _compiled._run_kernel
+    original = _compiled.run_kernel
 
     def counted(*args):
         calls.append(args[0].shape[0])
         return original(*args)
 
-    monkeypatch.setattr(_compiled, "_run_kernel", counted)
+    monkeypatch.setattr(_compiled, "run_kernel", counted)
     return calls
 
 
@@ -217,12 +220,18 @@ class MyDense(nnx.Dense):
 
 
 def _prepared(model, X, y):
-    return model._data(X, y, "training")
+    return checked_data(model, X, y, "training")
+
+
+def compile_step(model, X, y):
+    """The planned step `Model.train` would run on (X, y), or None when it runs the generic step."""
+    step = training_step(model, y)
+    return step if isinstance(step, PlannedStep) else None
 
 
 def test_the_covered_model_compiles():
     model = build(FAST)
-    assert _compiled.compile_step(model, *_prepared(model, *data())) is not None
+    assert compile_step(model, *_prepared(model, *data())) is not None
 
 
 def _finalized(*layers, loss, optimizer=nnx.SGD, accuracy=nnx.metrics.Categorical):
@@ -236,19 +245,19 @@ def _finalized(*layers, loss, optimizer=nnx.SGD, accuracy=nnx.metrics.Categorica
 
 def test_sigmoid_with_categorical_crossentropy_falls_back():
     model = _finalized(nnx.Dense(2, 3), nnx.Sigmoid(), loss=nnx.CategoricalCrossentropy)
-    assert _compiled.compile_step(model, *_prepared(model, *data())) is None
+    assert compile_step(model, *_prepared(model, *data())) is None
 
 
 def test_a_user_subclass_falls_back():
     model = _finalized(MyDense(2, 3), nnx.Softmax(), loss=nnx.CategoricalCrossentropy)
-    assert _compiled.compile_step(model, *_prepared(model, *data())) is None
+    assert compile_step(model, *_prepared(model, *data())) is None
 
 
 def test_a_wide_layer_falls_back():
     layers = (nnx.Dense(784, 128), nnx.ReLU(), nnx.Dense(128, 10), nnx.Softmax())
     model = _finalized(*layers, loss=nnx.CategoricalCrossentropy, optimizer=nnx.Adam)
     X = np.zeros((4, 784), dtype=np.float32)
-    assert _compiled.compile_step(model, *_prepared(model, X, np.arange(4))) is None
+    assert compile_step(model, *_prepared(model, X, np.arange(4))) is None
 
 
 def test_mean_absolute_error_falls_back():
@@ -257,7 +266,7 @@ def test_mean_absolute_error_falls_back():
     )
     X, y = data("linear")
     model.accuracy.init(y)
-    assert _compiled.compile_step(model, *_prepared(model, X, y)) is None
+    assert compile_step(model, *_prepared(model, X, y)) is None
 
 
 def test_compile_false_turns_it_off(kernel_calls):
@@ -265,7 +274,8 @@ def test_compile_false_turns_it_off(kernel_calls):
     model = build(FAST)
     X, y = data()
     model.train(X, y, epochs=1, print_every=None)
-    assert FAST.compiled_step(model, *_prepared(model, X, y)) is None
+    assert compile_step(model, *_prepared(model, X, y)) is None
+    assert "compile = False" in FAST.why_no_step_kernel(plan_step(model).program)
     assert kernel_calls == []
 
 
@@ -274,7 +284,7 @@ def test_the_environment_variable_turns_it_off(monkeypatch):
     backend = numpy_backend.load()
     assert backend.compile is False
     model = build(FAST)
-    assert backend.compiled_step(model, *_prepared(model, *data())) is None
+    assert backend.why_no_step_kernel(plan_step(model).program) is not None
 
 
 # Rows in tiles: several full tiles and a partial one, in one chunk and in several --------------------------------
@@ -300,9 +310,9 @@ def test_several_tiles_with_a_partial_one(head, parallel, monkeypatch, kernel_ca
     else:
         monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 10**9)
     X, y = data(head)
-    repeats = 1 + 3 * _compiled.TILE // X.shape[0]  # more than three tiles, and rarely a whole number of them
+    repeats = 1 + 3 * numba_kernels.TILE // X.shape[0]  # more than three tiles, and rarely a whole number of them
     X, y = np.concatenate([X] * repeats)[:-7], np.concatenate([y] * repeats)[:-7]
-    assert X.shape[0] % _compiled.TILE
+    assert X.shape[0] % numba_kernels.TILE
     compiled, metrics, reference, expected = train_both_on(X, y, head, dropout=0.3, depth=3, optimizer="sgd")
     assert_same(compiled, metrics, reference, expected)
     assert kernel_calls and all(rows == X.shape[0] for rows in kernel_calls)

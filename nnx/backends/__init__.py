@@ -14,6 +14,8 @@ from importlib import import_module
 from importlib.metadata import entry_points
 
 from nnx.backends._base import Backend, BackendUnavailableError
+from nnx.backends._host import seed_host
+from nnx.backends.array_api import from_namespace
 
 __all__ = [
     "Backend",
@@ -166,8 +168,6 @@ def _from_module(module: types.ModuleType) -> Backend:
 
 
 def _generic(module: types.ModuleType) -> Backend:
-    from nnx.backends.array_api import from_namespace
-
     try:
         return from_namespace(module.__name__, module)
     except TypeError as error:
@@ -219,8 +219,6 @@ def seed(value: int) -> None:
     """Seed NumPy's global RNG (weight init, book data, host dropout masks) and every backend's own RNG,
     including backends loaded later."""
     global _last_seed
-    from nnx.backends._host import seed_host
-
     seed_host(value)
     _last_seed = value
     for backend in _loaded.values():

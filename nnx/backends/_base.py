@@ -187,13 +187,15 @@ class Backend:
         against (this backend itself when it has none)."""
         return self
 
-    def compiled_step(self, model, X, y):
-        """A compiled training step for `model` on the batches of (X, y), or None to use the generic one.
+    def why_no_step_kernel(self, program) -> str | None:
+        """Why this backend cannot run `program` (a `StepProgram`) as one compiled step, or None when it can;
+        `Model.train` then runs its generic, layer-by-layer step."""
+        return f"backend {self.name!r} has no compiled step kernel"
 
-        The step is called as ``step(X_batch, y_batch)`` and returns ``(accuracy, data_loss, reg_loss)`` as 0-d
-        arrays, exactly like `Model._train_step`; see `nnx.backends._compiled` for the contract.
-        """
-        return None
+    def step_kernel(self, program):
+        """A kernel that runs `program` over packed buffers (see `nnx.backends.numba_step.NumbaStepKernel` for the
+        interface); only when `why_no_step_kernel(program)` is None."""
+        raise NotImplementedError(self.why_no_step_kernel(program))
 
     def owns(self, x) -> bool:
         """Whether `x` is an array of this backend, on its device."""

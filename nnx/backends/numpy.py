@@ -1,7 +1,7 @@
 """The NumPy backend: the CPU, NumPy's own namespace (Array API compatible since NumPy 2).
 
 `NumpyBackend` is the generic reference; `FastNumpyBackend`, registered as ``numpy``, adds the CPU fast paths
-(and, with the ``fast`` extra, a compiled training step for `Model.train`).
+(and, with the ``fast`` extra, a compiled step kernel for the training-step plans of `Model.train`).
 """
 
 from __future__ import annotations
@@ -139,9 +139,7 @@ class FastNumpyBackend(NumpyBackend):
         `compile` off)."""
         if elements < PARALLEL_MIN_ELEMENTS or not self.compile or not _numba_installed():
             return None
-        from nnx.backends import _parallel
-
-        return _parallel
+        return _kernels("_parallel")
 
     def _rows(self, n: int):
         """0, 1, ..., n - 1 (int64), kept for the last few batch sizes: the row index of a gather."""
@@ -165,17 +163,26 @@ class FastNumpyBackend(NumpyBackend):
             ones = self._ones[key] = np.ones((1, values.shape[0]), values.dtype)
         return ones @ values
 
-    def compiled_step(self, model, X, y):
-        if not self.compile or not _numba_installed():
-            return None
-        from nnx.backends import _compiled
+    def why_no_step_kernel(self, program) -> str | None:
+        if not _numba_installed():
+            return 'the compiled step needs Numba: pip install "nnx-nnfs[fast]"'
+        if not self.compile:
+            return f"the compiled step is off ({COMPILE_ENV_VAR}=0 or compile = False)"
+        return _kernels("numba_step").why_not(program)
 
-        return _compiled.compile_step(model, X, y)
+    def step_kernel(self, program):
+        return _kernels("numba_step").NumbaStepKernel(program)
 
 
 @functools.cache
 def _numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
+def _kernels(name: str):
+    """This backend's Numba kernel module `name`, loaded on first use: Numba is an optional extra."""
+    return importlib.import_module(f"nnx.backends.{name}")
 
 
 def _scaled_step(gradient, cache, learning_rate: float, epsilon: float):

@@ -7,11 +7,18 @@ from nnx.callbacks.base import Callback, Run
 
 
 class Checkpoint(Callback):
-    """Saves the model, its optimizer state and the RNG state atomically every `every` epochs and at the end."""
+    """Saves the model, its optimizer state and the RNG state atomically every `every` epochs and at the end.
 
-    def __init__(self, path, *, every: int = 1):
+    It is handed how to save: `save(model, path, training)`, by default the model's own
+    ``model.save(path, training=training)``.
+    """
+
+    def __init__(self, path, *, every: int = 1, save=None):
         self.path = path
         self.every = _checks.positive_int(every, "checkpoint_every", "Model.train")
+        if save is not None and not callable(save):
+            raise TypeError(f"Checkpoint save must be a function save(model, path, training), got {save!r}")
+        self.save = save or _model_save
 
     def on_train_begin(self, run):
         self.saved_epoch = run.first_epoch - 1
@@ -26,7 +33,9 @@ class Checkpoint(Callback):
             self._save(run)
 
     def _save(self, run: Run) -> None:
-        from nnx import io
-
-        io.save_model(run.model, self.path, training={"epoch": run.epoch, "epochs": run.epochs})
+        self.save(run.model, self.path, {"epoch": run.epoch, "epochs": run.epochs})
         self.saved_epoch = run.epoch
+
+
+def _model_save(model, path, training: dict) -> None:
+    model.save(path, training=training)

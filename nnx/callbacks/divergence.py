@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from nnx import _checks
+from nnx import _checks, backends
 from nnx.callbacks.base import Callback, Run, host_float
 from nnx.errors import DivergenceError
 
@@ -97,20 +97,19 @@ def _loss_of(run: Run):
 
 
 def _snapshot(model) -> dict:
-    """Device-side copies of every parameter and the optimizer state, and the optimizer's counters."""
+    """Device-side copies of every parameter, and the optimizer's progress (`state_dict()`) with copied slots."""
     xp = model.xp
-    optimizer = model.optimizer
+    state = model.optimizer.state_dict(model.trainable_layers)
+    slots = {
+        position: {name: xp.asarray(value, copy=True) for name, value in arrays.items()}
+        for position, arrays in state["slots"].items()
+    }
     return {
         "parameters": [
             (xp.asarray(layer.weights, copy=True), xp.asarray(layer.biases, copy=True))
             for layer in model.trainable_layers
         ],
-        "state": {
-            layer: {name: xp.asarray(value, copy=True) for name, value in arrays.items()}
-            for layer, arrays in optimizer.state.items()
-        },
-        "iterations": optimizer.iterations,
-        "current_learning_rate": optimizer.current_learning_rate,
+        "optimizer": {**state, "slots": slots},
     }
 
 
@@ -119,17 +118,12 @@ def _restore(model, snapshot: dict | None) -> None:
         return
     for layer, (weights, biases) in zip(model.trainable_layers, snapshot["parameters"], strict=True):
         layer.weights, layer.biases = weights, biases
-    optimizer = model.optimizer
-    optimizer.state = snapshot["state"]
-    optimizer.iterations = snapshot["iterations"]
-    optimizer.current_learning_rate = snapshot["current_learning_rate"]
+    model.optimizer.load_state_dict(snapshot["optimizer"], model.trainable_layers, copy=False)
 
 
 def check_finite(loss, layers=(), *, epoch: int | None = None) -> float:
     """For hand-written loops: the loss as a float if it and every layer's parameters are finite, else a
     DivergenceError with a hint. One reduction and one host copy: call it when you print, not every step."""
-    from nnx import backends
-
     layers = list(layers)
     backend = layers[0].backend if layers else backends.current()
     if not math.isfinite(host_float(backend, _finite_probe(loss, layers))):

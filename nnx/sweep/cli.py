@@ -7,6 +7,7 @@ import os
 import sys
 
 from nnx import backends
+from nnx.plot import check_path
 from nnx.sweep.result import SweepInterrupted, SweepResult, _matplotlib
 from nnx.sweep.runner import run
 from nnx.sweep.space import OWNER, parse_values
@@ -136,8 +137,6 @@ def main(argv=None) -> int:
     try:
         if args.plot:
             _matplotlib()  # before the trials, not after them
-            from nnx.plot import check_path
-
             check_path(args.plot, f"{OWNER} --plot")
         result = run(**options)
     except SweepInterrupted as interrupted:

@@ -1,34 +1,24 @@
-"""Saving and loading models, parameters and training checkpoints as safetensors files, never pickle.
+"""Objects to records and back: models, parameters and bare layer lists as tensors plus one JSON record (the
+architecture, optimizer progress, training state and RNG states), rebuilt through the component registry.
 
-The arrays are tensors; the architecture is one JSON record in the file's metadata, rebuilt with `from_config`.
+No pickle: classes are looked up by the name they were saved under, among the components this program defines.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import tempfile
-
-import safetensors.numpy
-
 from nnx import backends
 from nnx._component import Component, component_class
+from nnx._version import __version__
 from nnx.backends import _host
 from nnx.errors import CheckpointError
+from nnx.io.format import CORRUPTED, FORMAT, FORMAT_VERSION, expect_content, is_count, is_number, read, write
 from nnx.losses import Loss
 from nnx.metrics import Accuracy
-from nnx.optimizers import Optimizer
+from nnx.optimizers import PARAMETERS, Optimizer
 
-FORMAT = "nnx"
-FORMAT_VERSION = 1
-METADATA_KEY = "nnx"
-CONTENTS = ("model", "parameters", "layers")
 ROLES = {"loss": Loss, "optimizer": Optimizer, "accuracy": Accuracy}
 RNG_KEYS = "rng.numpy.keys"
-_STATE_OWNERS = {"weight": "weights", "bias": "biases"}
-_MAX_HEADER = 100_000_000
+MODEL_KIND = "Model"  # the registered name of nnx.Model, found through the component registry
 
 
 # Saving -----------------------------------------------------------------------------------------------------------
@@ -52,20 +42,20 @@ def save_model(model, path, *, training: dict | None = None) -> None:
             raise TypeError(f"training must be a dict (epoch, history, ...) or None, got {type(training).__name__}")
         record["training"] = training
         record["rng"] = _rng_record(model.backend, tensors)
-    _write(path, tensors, record)
+    write(path, tensors, record)
 
 
 def save_parameters(model, path) -> None:
     """Write only the parameters of `model`'s layers, with each layer's kind and shapes, for `load_parameters`."""
     _ready(model)
     tensors, layers = _layer_tensors(model.layers, configs=False)
-    _write(path, tensors, _new_record("parameters", layers, tensors))
+    write(path, tensors, _new_record("parameters", layers, tensors))
 
 
 def save(layers, path) -> None:
     """Write a bare list of layers (the book's layer-by-layer code): their configs and parameters, for `load`."""
     tensors, entries = _layer_tensors(list(layers), configs=True)
-    _write(path, tensors, _new_record("layers", entries, tensors))
+    write(path, tensors, _new_record("layers", entries, tensors))
 
 
 def _ready(model, action: str = "save") -> None:
@@ -114,8 +104,6 @@ def _layer_tensors(layers, *, configs: bool) -> tuple[dict, list]:
 
 
 def _new_record(content: str, layers: list, tensors: dict) -> dict:
-    from nnx import __version__
-
     dtype = next((value.dtype.name for key, value in tensors.items() if key.startswith("layers.")), None)
     return {
         "format": FORMAT,
@@ -150,19 +138,22 @@ def _config(component) -> dict:
 def _optimizer_progress(model, tensors: dict) -> dict:
     """The optimizer's step count, learning rate and per-layer state (tensors `optimizer.{layer index}.{name}`)."""
     optimizer = model.optimizer
-    positions = {id(layer): index for index, layer in enumerate(model.layers)}
-    state_layers = []
-    for layer, arrays in optimizer.state.items():
-        index = positions.get(id(layer))
-        if index is None:
-            continue
-        state_layers.append(index)
+    state = optimizer.state_dict(model.trainable_layers)
+    index_of = _layer_indices(model)
+    for position, arrays in state["slots"].items():
+        index = index_of[position]
         tensors.update({f"optimizer.{index}.{name}": optimizer.backend.to_numpy(v) for name, v in arrays.items()})
     return {
-        "iterations": int(optimizer.iterations),
-        "current_learning_rate": float(optimizer.current_learning_rate),
-        "state_layers": sorted(state_layers),
+        "iterations": int(state["iterations"]),
+        "current_learning_rate": float(state["current_learning_rate"]),
+        "state_layers": sorted(index_of[position] for position in state["slots"]),
     }
+
+
+def _layer_indices(model) -> list[int]:
+    """The index in `model.layers` of each trainable layer, by its trainable position."""
+    positions = {id(layer): index for index, layer in enumerate(model.layers)}
+    return [positions[id(layer)] for layer in model.trainable_layers]
 
 
 def _rng_record(backend, tensors: dict) -> dict:
@@ -172,84 +163,13 @@ def _rng_record(backend, tensors: dict) -> dict:
     return {"numpy": numbers, "backend": None if state is None else {"name": backend.name, "state": state}}
 
 
-def _write(path, tensors: dict, record: dict) -> None:
-    """Serialize twice: the first pass lays out the tensors, whose table and bytes the checksum covers."""
-    record = json.loads(_json(record))
-    draft = safetensors.numpy.save(tensors, metadata={METADATA_KEY: _json(record)})
-    header, data = _split(path, draft)
-    record["checksum"] = _checksum(record, header, data)
-    _atomic_write(path, safetensors.numpy.save(tensors, metadata={METADATA_KEY: _json(record)}))
-
-
-def _json(record: dict) -> str:
-    try:
-        return json.dumps(record)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"cannot save: {error}; `training` and component configs may hold only numbers, strings, booleans, "
-            f"None, lists and dicts with string keys"
-        ) from error
-
-
-def _checksum(record: dict, header: dict, data) -> str:
-    """sha256 of the record (less its checksum), the tensor table (names, dtypes, shapes, offsets) and the data."""
-    described = {key: value for key, value in record.items() if key != "checksum"}
-    table = {key: value for key, value in header.items() if key != "__metadata__"}
-    digest = hashlib.sha256(_canonical(described) + _canonical(table))
-    digest.update(data)
-    return digest.hexdigest()
-
-
-def _canonical(value) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _atomic_write(path, data: bytes) -> None:
-    """Write `data` to `path` through a synced temporary file renamed over it: a crash leaves old or new, never torn."""
-    target = os.path.abspath(os.fspath(path))
-    directory, name = os.path.split(target)
-    mode = _file_mode(target)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _sync_directory(directory)
-
-
-def _file_mode(target: str) -> int:
-    """The permissions the file gets: the old file's, else what the umask gives a new file."""
-    with contextlib.suppress(OSError):
-        return os.stat(target).st_mode & 0o7777
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _sync_directory(directory: str) -> None:
-    """Make the rename itself durable where the platform allows it."""
-    with contextlib.suppress(OSError, AttributeError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
 # Loading ----------------------------------------------------------------------------------------------------------
 
 
 def load_model(path, xp=None):
     """The Model saved in `path`, rebuilt on backend `xp` (None: the current one), bit for bit."""
-    record, tensors = _read(path)
-    _expect_content(path, record, ("model", "layers"), "load_model")
+    record, tensors = read(path)
+    expect_content(path, record, ("model", "layers"), "load_model")
     backend = backends.get(xp)
     layers, layer_arrays, used = _rebuilt_layers(path, record, tensors, backend)
     with _host.numpy_rng_kept():
@@ -260,15 +180,13 @@ def load_model(path, xp=None):
     _no_strays(path, tensors, used)
     model = _assembled(path, backend, layers, parts)
     _assign([*layers, *parts.values()], [*layer_arrays, *role_arrays])
-    _restore_optimizer(parts.get("optimizer"), record["optimizer"], layers, state)
+    _restore_optimizer(path, model, record["optimizer"], state)
     return model
 
 
 def _assembled(path, backend, layers: list, parts: dict):
     """A finalized Model of `layers` and the loss, optimizer and accuracy in `parts`."""
-    from nnx.model import Model
-
-    model = Model(xp=backend)
+    model = component_class(MODEL_KIND)(xp=backend)
     try:
         for layer in layers:
             model.add(layer)
@@ -281,8 +199,8 @@ def _assembled(path, backend, layers: list, parts: dict):
 
 def load(path, xp=None) -> list:
     """The bare list of layers saved in `path` (by `save`, or the layers of a `save_model` file), on backend `xp`."""
-    record, tensors = _read(path)
-    _expect_content(path, record, ("layers", "model"), "load")
+    record, tensors = read(path)
+    expect_content(path, record, ("layers", "model"), "load")
     layers, layer_arrays, _ = _rebuilt_layers(path, record, tensors, backends.get(xp))
     _assign(layers, layer_arrays)
     return layers
@@ -293,7 +211,7 @@ def load_parameters(model, path) -> None:
 
     Any mismatch is one ValueError listing every mismatched layer, raised before anything changes.
     """
-    record, tensors = _read(path)
+    record, tensors = read(path)
     layers = list(model.layers)
     _raise_misfit(path, _fit_problems(layers, record, tensors))
     layer_arrays = [_arrays(path, tensors, f"layers.{i}", layer, set(), cast=True) for i, layer in enumerate(layers)]
@@ -303,8 +221,8 @@ def load_parameters(model, path) -> None:
 def restore_training(model, path) -> dict:
     """Resume from a `save_model(..., training=...)` checkpoint: put its parameters, optimizer state and step,
     learning rate, accuracy precision and RNG states into `model` (same architecture), and return `training`."""
-    record, tensors = _read(path)
-    _expect_content(path, record, ("model",), "restore_training")
+    record, tensors = read(path)
+    expect_content(path, record, ("model",), "restore_training")
     if not record["training"]:
         raise CheckpointError(path, "it holds no training state; write one with model.train(checkpoint=...)")
     _ready(model, "restore")
@@ -319,158 +237,12 @@ def restore_training(model, path) -> dict:
     state = _optimizer_state(path, record, tensors, model.optimizer, layers, used, cast=True)
     rng = _rng_to_restore(path, record, tensors, model.backend, used)
     _no_strays(path, tensors, used, ignore=("loss.", "accuracy."))
+    _restore_optimizer(path, model, record["optimizer"], state)
     _restore_rng(path, model.backend, rng)
     _assign(layers, layer_arrays)
     if accuracy is not None:
         _assign([accuracy], [accuracy_arrays])
-    _restore_optimizer(model.optimizer, record["optimizer"], layers, state)
     return dict(record["training"] or {})
-
-
-# Reading and checking the file ------------------------------------------------------------------------------------
-
-
-def _read(path) -> tuple[dict, dict]:
-    """The file's nnx record and its tensors (host arrays), after every check a file can fail."""
-    raw = _read_bytes(path)
-    header, data = _split(path, raw)
-    record = _check_record(path, header)
-    _check_data(path, record, header, data)
-    try:
-        tensors = safetensors.numpy.load(raw)
-    except Exception as error:  # safetensors raises its own SafetensorError, and others, on bad layouts
-        raise CheckpointError(path, f"its tensors cannot be read ({error}); the file is corrupted") from error
-    return record, tensors
-
-
-def _read_bytes(path) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except FileNotFoundError as error:
-        raise CheckpointError(path, "there is no such file; check the path, or save there first") from error
-    except OSError as error:
-        raise CheckpointError(path, f"it cannot be read ({error}); check the path and its permissions") from error
-
-
-def _split(path, raw: bytes) -> tuple[dict, memoryview]:
-    """The safetensors JSON header and the data bytes after it (the header length is 8 bytes, little-endian)."""
-    if len(raw) < 8:
-        raise CheckpointError(path, f"it is {len(raw)} bytes long, too short for a safetensors file: {_TRUNCATED}")
-    size = int.from_bytes(raw[:8], "little")
-    if size > _MAX_HEADER:
-        raise CheckpointError(path, f"its header length field reads {size} bytes: {_NOT_SAFETENSORS}")
-    if 8 + size > len(raw):
-        raise CheckpointError(path, f"its {size}-byte header runs past the end of the file: {_TRUNCATED}")
-    try:
-        header = json.loads(raw[8 : 8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise CheckpointError(path, f"its header is not JSON ({error}): {_NOT_SAFETENSORS}") from error
-    if not isinstance(header, dict):
-        raise CheckpointError(path, f"its header is not a JSON object: {_NOT_SAFETENSORS}")
-    return header, memoryview(raw)[8 + size :]
-
-
-_TRUNCATED = "the file was cut short (an interrupted copy or a full disk?); save it again or use an older checkpoint"
-_NOT_SAFETENSORS = "it is corrupted, or not a safetensors file at all"
-_CORRUPTED = "the file is corrupted or was edited by hand; save it again or use an older checkpoint"
-
-
-def _check_record(path, header: dict) -> dict:
-    metadata = header.get("__metadata__")
-    text = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
-    if not isinstance(text, str):
-        raise CheckpointError(
-            path,
-            "it is a safetensors file without nnx's metadata, so nnx did not write it; read it with "
-            "safetensors.numpy.load_file, or save the model with nnx.io.save_model",
-        )
-    try:
-        record = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise CheckpointError(path, f"its nnx record is not JSON ({error}); {_CORRUPTED}") from error
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise CheckpointError(path, f"its {METADATA_KEY!r} metadata is not an nnx record; {_CORRUPTED}")
-    _check_version(path, record)
-    _check_fields(path, record)
-    return record
-
-
-def _check_version(path, record: dict) -> None:
-    version = record.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(path, f"its format_version {version!r} is not a positive integer; {_CORRUPTED}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            path,
-            f"it was written by nnx {record.get('nnx_version')} in format version {version}, and this nnx reads "
-            f"versions up to {FORMAT_VERSION}; upgrade nnx (pip install -U nnx-nnfs) to load it",
-        )
-
-
-def _check_fields(path, record: dict) -> None:
-    configured = record.get("content") != "parameters"
-    layers = record.get("layers")
-    _require(path, record.get("content") in CONTENTS, f"'content' is not one of {', '.join(CONTENTS)}")
-    _require(path, isinstance(record.get("checksum"), str), "it has no checksum")
-    _require(path, isinstance(layers, list), "'layers' is not a list")
-    _require(path, all(_is_entry(entry, configured) for entry in layers), "a layer has no kind or config")
-    for role in ROLES:
-        _require(path, record.get(role) is None or _is_entry(record[role], True), f"'{role}' has no kind or config")
-    optimizer = record.get("optimizer")
-    if optimizer is not None:
-        _require(path, _is_count(optimizer.get("iterations")), "the optimizer's 'iterations' is not a count")
-        rate = optimizer.get("current_learning_rate")
-        _require(path, _is_number(rate), "the optimizer's 'current_learning_rate' is not a number")
-        states = optimizer.get("state_layers")
-        _require(path, isinstance(states, list) and all(map(_is_count, states)), "bad 'state_layers'")
-    _require(path, record.get("training") is None or isinstance(record["training"], dict), "bad 'training'")
-    _require(path, record.get("rng") is None or isinstance(record["rng"], dict), "bad 'rng'")
-
-
-def _require(path, ok: bool, problem: str) -> None:
-    if not ok:
-        raise CheckpointError(path, f"its nnx record is malformed ({problem}); {_CORRUPTED}")
-
-
-def _is_entry(entry, configured: bool) -> bool:
-    if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
-        return False
-    return isinstance(entry.get("config"), dict) or not configured
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_data(path, record: dict, header: dict, data) -> None:
-    try:
-        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0)
-    except (TypeError, KeyError, IndexError, ValueError) as error:
-        raise CheckpointError(path, f"its tensor table is malformed ({error!r}); {_CORRUPTED}") from error
-    if len(data) < end:
-        raise CheckpointError(path, f"its data stops at byte {len(data)} of {end}: {_TRUNCATED}")
-    if len(data) > end:
-        raise CheckpointError(path, f"{len(data) - end} stray bytes follow its last tensor; {_CORRUPTED}")
-    if _checksum(record, header, data) != record["checksum"]:
-        raise CheckpointError(path, f"its checksum does not match its contents; {_CORRUPTED}")
-
-
-def _expect_content(path, record: dict, allowed: tuple[str, ...], reader: str) -> None:
-    content = record["content"]
-    if content in allowed:
-        return
-    advice = {
-        "parameters": "it holds parameters only (from save_parameters): build the model in code and call "
-        "nnx.io.load_parameters(model, path)",
-        "layers": "it holds a bare list of layers (from save) with no optimizer state: load it with nnx.io.load(path)",
-        "model": "it holds a whole model: load it with nnx.io.load_model(path)",
-    }[content]
-    raise CheckpointError(path, f"{reader} cannot use it: {advice}")
 
 
 # Rebuilding components and their arrays ---------------------------------------------------------------------------
@@ -489,7 +261,7 @@ def _build(path, entry: dict | None, backend, where: str, base: type = Component
             f"defines it before loading (nnx never imports or runs code a file names)",
         )
     if not issubclass(cls, base) or issubclass(cls, exclude):
-        raise CheckpointError(path, f"its {where} is of kind {kind!r}, which cannot serve as one; {_CORRUPTED}")
+        raise CheckpointError(path, f"its {where} is of kind {kind!r}, which cannot serve as one; {CORRUPTED}")
     try:
         return cls.from_config(config, xp=backend)
     except (TypeError, ValueError) as error:
@@ -498,9 +270,7 @@ def _build(path, entry: dict | None, backend, where: str, base: type = Component
 
 def _rebuilt_layers(path, record: dict, tensors: dict, backend) -> tuple[list, list, set]:
     """New layers built from the record (without moving NumPy's RNG on) and their checked arrays."""
-    from nnx.model import Model
-
-    exclude = (*ROLES.values(), Model)
+    exclude = (*ROLES.values(), *[cls for cls in (component_class(MODEL_KIND),) if cls is not None])
     with _host.numpy_rng_kept():
         layers = [_build(path, e, backend, f"layer {i}", exclude=exclude) for i, e in enumerate(record["layers"])]
     used = set()
@@ -520,7 +290,7 @@ def _arrays(path, tensors: dict, prefix: str, component, used: set, *, cast=Fals
         has_array = _is_array(current)
         if key not in tensors:
             if has_array and not optional:
-                raise CheckpointError(path, f"it has no tensor {key!r} for {component!r}; {_CORRUPTED}")
+                raise CheckpointError(path, f"it has no tensor {key!r} for {component!r}; {CORRUPTED}")
             result[name] = None
             continue
         result[name] = _device_array(path, key, tensors[key], current if has_array else None, component, cast)
@@ -533,14 +303,14 @@ def _device_array(path, key: str, host, like, component, cast: bool):
     dtype = host.dtype.name
     if like is None:
         if dtype not in _host.FLOAT_NAMES:
-            raise CheckpointError(path, f"its tensor {key!r} is {dtype}, not a float; {_CORRUPTED}")
+            raise CheckpointError(path, f"its tensor {key!r} is {dtype}, not a float; {CORRUPTED}")
         return component.backend.asarray(host.copy(), dtype=dtype)
     want_shape, want_dtype = tuple(like.shape), _host.dtype_name(like.dtype)
     if tuple(host.shape) != want_shape or (dtype != want_dtype and not cast) or dtype not in _host.FLOAT_NAMES:
         raise CheckpointError(
             path,
             f"its tensor {key!r} is {dtype} {tuple(host.shape)}, but {component!r} needs {want_dtype} {want_shape}; "
-            f"{_CORRUPTED}",
+            f"{CORRUPTED}",
         )
     return component.backend.asarray(host.copy(), dtype=want_dtype)
 
@@ -554,40 +324,45 @@ def _assign(components: list, arrays: list) -> None:
 def _no_strays(path, tensors: dict, used: set, ignore: tuple[str, ...] = ()) -> None:
     strays = sorted(key for key in tensors if key not in used and key != RNG_KEYS and not key.startswith(ignore))
     if strays:
-        raise CheckpointError(path, f"its tensors {strays} are not described by its record; {_CORRUPTED}")
+        raise CheckpointError(path, f"its tensors {strays} are not described by its record; {CORRUPTED}")
 
 
 # Optimizer state and random number generators ---------------------------------------------------------------------
 
 
 def _optimizer_state(path, record: dict, tensors: dict, optimizer, layers: list, used: set, *, cast=False) -> dict:
-    """{layer index: {state name: array on the optimizer's backend}} for the layers the saved optimizer updated."""
+    """{layer index: {slot name: array on the optimizer's backend}} for the layers the saved optimizer updated."""
     saved = record["optimizer"]
     if saved is None or optimizer is None:
         return {}
-    names = [f"{kind}_{name}" for kind in _STATE_OWNERS for name in optimizer.STATE_NAMES]
     state = {}
     for index in saved["state_layers"]:
         layer = layers[index] if index < len(layers) else None
-        if layer is None or not all(hasattr(layer, owner) for owner in _STATE_OWNERS.values()):
+        if layer is None or not all(hasattr(layer, owner) for owner in PARAMETERS.values()):
             raise CheckpointError(path, f"it holds optimizer state for layer {index}, which has no parameters")
         state[index] = {}
-        for name in names:
+        for name in optimizer.slot_names():
             key = f"optimizer.{index}.{name}"
             if key not in tensors:
-                raise CheckpointError(path, f"it has no tensor {key!r} for {optimizer!r}; {_CORRUPTED}")
-            like = getattr(layer, _STATE_OWNERS[name.split("_", 1)[0]])
+                raise CheckpointError(path, f"it has no tensor {key!r} for {optimizer!r}; {CORRUPTED}")
+            like = getattr(layer, PARAMETERS[name.split("_", 1)[0]])
             state[index][name] = _device_array(path, key, tensors[key], like, optimizer, cast)
             used.add(key)
     return state
 
 
-def _restore_optimizer(optimizer, saved: dict | None, layers: list, state: dict) -> None:
+def _restore_optimizer(path, model, saved: dict | None, state: dict) -> None:
+    """Hand the optimizer its saved progress through `load_state_dict` (which checks it all first)."""
+    optimizer = model.optimizer
     if optimizer is None or saved is None:
         return
-    optimizer.state = {layers[index]: arrays for index, arrays in state.items()}
-    optimizer.iterations = saved["iterations"]
-    optimizer.current_learning_rate = saved["current_learning_rate"]
+    position_of = {index: position for position, index in enumerate(_layer_indices(model))}
+    slots = {position_of[index]: arrays for index, arrays in state.items()}
+    progress = {"iterations": saved["iterations"], "current_learning_rate": saved["current_learning_rate"]}
+    try:
+        optimizer.load_state_dict({**progress, "slots": slots}, model.trainable_layers, copy=False)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(path, f"its optimizer state cannot be restored ({error}); {CORRUPTED}") from error
 
 
 def _rng_to_restore(path, record: dict, tensors: dict, backend, used: set) -> dict | None:
@@ -597,7 +372,7 @@ def _rng_to_restore(path, record: dict, tensors: dict, backend, used: set) -> di
         return None
     keys, numbers = tensors.get(RNG_KEYS), rng.get("numpy")
     if keys is None or keys.dtype.name != "uint32" or tuple(keys.shape) != (624,) or not _rng_numbers(numbers):
-        raise CheckpointError(path, f"its saved NumPy RNG state is malformed; {_CORRUPTED}")
+        raise CheckpointError(path, f"its saved NumPy RNG state is malformed; {CORRUPTED}")
     used.add(RNG_KEYS)
     saved_backend = rng.get("backend")
     own = saved_backend.get("state") if isinstance(saved_backend, dict) else None
@@ -606,10 +381,10 @@ def _rng_to_restore(path, record: dict, tensors: dict, backend, used: set) -> di
 
 
 def _rng_numbers(numbers) -> bool:
-    if not isinstance(numbers, dict) or not _is_number(numbers.get("cached_gaussian")):
+    if not isinstance(numbers, dict) or not is_number(numbers.get("cached_gaussian")):
         return False
     pos, has_gauss = numbers.get("pos"), numbers.get("has_gauss")
-    return _is_count(pos) and pos <= 624 and has_gauss in (0, 1)
+    return is_count(pos) and pos <= 624 and has_gauss in (0, 1)
 
 
 def _restore_rng(path, backend, rng: dict | None) -> None:

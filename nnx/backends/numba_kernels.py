@@ -1,0 +1,376 @@
+"""The compiled kernels of the NumPy backend's training step (Numba): forward, loss, backward, regularization and
+update of a batch over packed buffers, a tile of rows at a time; `numba_step` prepares their arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from nnx.backends.step_program import (
+    ADAGRAD,
+    MOMENTUM_SGD,
+    PLAIN_SGD,
+    RELU,
+    RMSPROP,
+    SIGMOID_BINARY_CROSSENTROPY,
+    SOFTMAX_CROSSENTROPY,
+)
+
+TILE = 64  # rows that go through each layer together
+
+# Fast math that keeps NaN and inf: the divergence guard must still see them.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+# One batch --------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def train_serial(rows, update):
+    params = rows[4]
+    gradient = np.zeros(params.size, dtype=params.dtype)
+    loss_sum, correct = _rows_into(gradient, 0, rows[0].shape[0], *rows)
+    reg_loss = _update(params, gradient, *update)
+    return loss_sum, correct, reg_loss
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def train_parallel(rows, update, chunks):
+    params = rows[4]
+    n_samples = rows[0].shape[0]
+    gradients = _zeros(chunks, params.size, params)
+    sums = _zeros(chunks, 2, rows[11])
+    for chunk in prange(chunks):
+        start = chunk * n_samples // chunks
+        stop = (chunk + 1) * n_samples // chunks
+        loss_sum, correct = _rows_into(gradients[chunk], start, stop, *rows)
+        sums[chunk, 0] = loss_sum
+        sums[chunk, 1] = correct
+    gradient = _sum_rows(gradients)
+    reg_loss = _update(params, gradient, *update)
+    totals = _sum_rows(sums)
+    return totals[0], totals[1], reg_loss
+
+
+@njit(cache=True)
+def _zeros(rows, columns, like):
+    return np.zeros((rows, columns), dtype=like.dtype)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _sum_rows(values):
+    total = values[0].copy()
+    for row in range(1, values.shape[0]):
+        for index in range(values.shape[1]):
+            total[index] += values[row, index]
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _rows_into(
+    gradient, start, stop, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns,
+    head, constants,
+):  # fmt: skip
+    """Forward, loss and backward of rows [start, stop), adding their gradients into `gradient` (laid out as
+    `params`); returns (sum of the rows' losses, sum of their comparisons).
+
+    The rows go through in tiles of TILE rows: each layer runs over the whole tile at once, on (rows, width) views of
+    scratch buffers made once per tile, so that no view is made per row and the inner loops run along the widths."""
+    n_layers = layers.shape[0]
+    n_rows = X.shape[0]
+    stage_at = np.zeros(n_layers + 2, dtype=np.int64)  # where each stage lives in `values` and `derivatives`
+    for stage in range(n_layers + 1):
+        stage_at[stage + 1] = stage_at[stage] + widths[stage] * TILE
+    values = np.empty(stage_at[-1], dtype=X.dtype)  # each stage's values, after its element-wise ops
+    derivatives = np.empty(stage_at[-1], dtype=X.dtype)  # the gradients of those element-wise ops
+    delta = np.empty(widths.max() * TILE, dtype=X.dtype)  # the loss gradient at the current stage
+    previous = np.empty(widths.max() * TILE, dtype=X.dtype)
+    features = X.reshape(n_rows * widths[0])
+    loss_sum = 0.0
+    correct = 0.0
+    for first in range(start, stop, TILE):
+        count = min(TILE, stop - first)
+        for stage in range(n_layers + 1):
+            width = widths[stage]
+            here = values[stage_at[stage] : stage_at[stage] + count * width]
+            if stage == 0:
+                here[:] = features[first * width : (first + count) * width]
+            else:
+                n_inputs = widths[stage - 1]
+                inputs = values[stage_at[stage - 1] : stage_at[stage - 1] + count * n_inputs]
+                _dense_forward(
+                    inputs.reshape((count, n_inputs)), params, layers[stage - 1], here.reshape((count, width))
+                )
+            ops = chain_ops[chain_starts[stage] : chain_starts[stage + 1]]
+            stage_derivatives = derivatives[stage_at[stage] : stage_at[stage] + count * width]
+            _element_wise(here, stage_derivatives, ops, masks, mask_columns, n_rows, first, width)
+        width = widths[n_layers]
+        outputs = values[stage_at[n_layers] : stage_at[n_layers] + count * width].reshape((count, width))
+        loss, hits = _head(
+            head, outputs, labels, targets, first, constants, delta[: count * width].reshape((count, width))
+        )
+        loss_sum += loss
+        correct += hits
+        for layer in range(n_layers - 1, -1, -1):
+            n_inputs, n_outputs = widths[layer], widths[layer + 1]
+            out_delta = delta[: count * n_outputs]
+            if chain_starts[layer + 2] > chain_starts[layer + 1]:  # no element-wise ops: their gradient is 1
+                _scale(out_delta, derivatives[stage_at[layer + 1] : stage_at[layer + 1] + count * n_outputs])
+            inputs = values[stage_at[layer] : stage_at[layer] + count * n_inputs].reshape((count, n_inputs))
+            dinputs = previous[: count * n_inputs].reshape((count, n_inputs))
+            _dense_backward(
+                inputs, out_delta.reshape((count, n_outputs)), params, gradient, layers[layer], dinputs, layer > 0
+            )
+            delta, previous = previous, delta
+    return loss_sum, correct
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _element_wise(values, derivatives, ops, masks, mask_columns, n_rows, first, width):
+    """ReLUs and dropout masks in order, in place on a tile's `values` (rows of `width`, from row `first`);
+    `derivatives` gets the product of their local gradients (the generic backward multiplies by the same 0/1 and
+    mask values); without ops it is left as it is, and not used."""
+    zero, one = values.dtype.type(0), values.dtype.type(1)
+    size = values.size
+    for position in range(ops.size):
+        op = ops[position]
+        if op == RELU:
+            if position == 0:
+                for index in range(size):
+                    value = values[index]
+                    derivatives[index] = one if value > zero else zero
+                    values[index] = zero if value <= zero else value
+            else:
+                for index in range(size):
+                    value = values[index]
+                    derivatives[index] = derivatives[index] if value > zero else zero
+                    values[index] = zero if value <= zero else value
+        else:
+            mask_at = n_rows * mask_columns[op] + first * width
+            mask = masks[mask_at : mask_at + size]
+            if position == 0:
+                for index in range(size):
+                    values[index] *= mask[index]
+                    derivatives[index] = mask[index]
+            else:
+                for index in range(size):
+                    values[index] *= mask[index]
+                    derivatives[index] *= mask[index]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dense_forward(inputs, params, layer, outputs):
+    """outputs = inputs @ weights + biases for a tile of rows."""
+    n_inputs, n_outputs, weights_at, biases_at, transposed = layer[0], layer[1], layer[2], layer[3], layer[4]
+    biases = params[biases_at : biases_at + n_outputs]
+    n_rows = inputs.shape[0]
+    if transposed:
+        weights = params[weights_at:biases_at].reshape((n_outputs, n_inputs))
+        for row in range(n_rows):
+            for j in range(n_outputs):
+                total = outputs.dtype.type(0)
+                for i in range(n_inputs):
+                    total += inputs[row, i] * weights[j, i]
+                outputs[row, j] = total + biases[j]
+        return
+    weights = params[weights_at:biases_at].reshape((n_inputs, n_outputs))
+    for row in range(n_rows):
+        for j in range(n_outputs):
+            outputs[row, j] = biases[j]
+        for i in range(n_inputs):
+            value = inputs[row, i]
+            if value != 0:
+                for j in range(n_outputs):
+                    outputs[row, j] += value * weights[i, j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs):
+    """Add the layer's weight and bias gradients for a tile of rows; set dinputs (before the element-wise
+    gradients)."""
+    n_inputs, n_outputs, weights_at, biases_at, transposed = layer[0], layer[1], layer[2], layer[3], layer[4]
+    n_rows = inputs.shape[0]
+    bias_gradient = gradient[biases_at : biases_at + n_outputs]
+    for row in range(n_rows):
+        for j in range(n_outputs):
+            bias_gradient[j] += delta[row, j]
+    if transposed:
+        weights = params[weights_at:biases_at].reshape((n_outputs, n_inputs))
+        weight_gradient = gradient[weights_at:biases_at].reshape((n_outputs, n_inputs))
+        for row in range(n_rows):
+            if with_dinputs:
+                for i in range(n_inputs):
+                    dinputs[row, i] = 0
+            for j in range(n_outputs):
+                d = delta[row, j]
+                for i in range(n_inputs):
+                    weight_gradient[j, i] += d * inputs[row, i]
+                if with_dinputs:
+                    for i in range(n_inputs):
+                        dinputs[row, i] += d * weights[j, i]
+        return
+    weights = params[weights_at:biases_at].reshape((n_inputs, n_outputs))
+    weight_gradient = gradient[weights_at:biases_at].reshape((n_inputs, n_outputs))
+    for row in range(n_rows):
+        for i in range(n_inputs):
+            value = inputs[row, i]
+            if value != 0:
+                for j in range(n_outputs):
+                    weight_gradient[i, j] += value * delta[row, j]
+    if with_dinputs:
+        for row in range(n_rows):
+            for i in range(n_inputs):
+                total = inputs.dtype.type(0)
+                for j in range(n_outputs):
+                    total += weights[i, j] * delta[row, j]
+                dinputs[row, i] = total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _scale(delta, derivatives):
+    for index in range(delta.size):
+        delta[index] *= derivatives[index]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _head(head, outputs, labels, targets, first, constants, delta):
+    """The output activation, the tile's loss and comparisons, and the loss gradient at the head's inputs."""
+    loss_sum = 0.0
+    correct = 0.0
+    for row in range(outputs.shape[0]):
+        if head == SOFTMAX_CROSSENTROPY:
+            loss, hits = _softmax_cross_entropy(outputs, row, labels[first + row], constants, delta)
+        elif head == SIGMOID_BINARY_CROSSENTROPY:
+            loss, hits = _sigmoid_binary_cross_entropy(outputs, row, targets, first + row, constants, delta)
+        else:
+            loss, hits = _linear_squared_error(outputs, row, targets, first + row, constants, delta)
+        loss_sum += loss
+        correct += hits
+    return loss_sum, correct
+
+
+@njit(cache=True)
+def _clip(value, low, high):
+    """`value` clipped to [low, high]; NaN stays NaN, as with NumPy's clip."""
+    if value < low:
+        return low
+    return high if value > high else value
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _softmax_cross_entropy(outputs, row, label, constants, delta):
+    kind = outputs.dtype.type
+    n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
+    width = outputs.shape[1]
+    largest = outputs[row, 0]
+    for j in range(width):
+        largest = max(largest, outputs[row, j])
+    total = kind(0)
+    for j in range(width):
+        delta[row, j] = np.exp(outputs[row, j] - largest)
+        total += delta[row, j]
+    best = 0
+    for j in range(width):
+        delta[row, j] = delta[row, j] / total
+        if delta[row, j] > delta[row, best]:
+            best = j
+    confidence = _clip(delta[row, label], low, high)
+    delta[row, label] -= kind(1)
+    for j in range(width):
+        delta[row, j] = delta[row, j] / n_samples
+    return -np.log(confidence), 1.0 if best == label else 0.0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _sigmoid_binary_cross_entropy(outputs, row, targets, target_row, constants, delta):
+    kind = outputs.dtype.type
+    n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
+    zero, one, half, width = kind(0), kind(1), kind(0.5), kind(outputs.shape[1])
+    loss = zero
+    hits = 0.0
+    for j in range(outputs.shape[1]):
+        p = one / (one + np.exp(-outputs[row, j]))
+        y = targets[target_row, j]
+        clipped = _clip(p, low, high)
+        loss += -(y * np.log(clipped) + (one - y) * np.log(one - clipped))
+        hits += 1.0 if (one if p > half else zero) == y else 0.0
+        gradient = -(y / clipped - (one - y) / (one - clipped)) / width / n_samples
+        delta[row, j] = gradient * (one - p) * p
+    return loss / width, hits
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _linear_squared_error(outputs, row, targets, target_row, constants, delta):
+    kind = outputs.dtype.type
+    n_samples, precision = kind(constants[0]), constants[1]
+    width, two = kind(outputs.shape[1]), kind(2)
+    loss = kind(0)
+    hits = 0.0
+    for j in range(outputs.shape[1]):
+        output, target = outputs[row, j], targets[target_row, j]
+        error = target - output
+        loss += error * error
+        hits += 1.0 if abs(output - target) < precision else 0.0
+        delta[row, j] = -two * error / width / n_samples
+    return loss / width, hits
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _update(params, gradient, first, second, segments, regularization, optimizer, hyper):
+    """Add the regularization gradients and apply the optimizer to every parameter array, in place in the packed
+    arrays; returns the regularization loss of the parameters before the update."""
+    reg_loss = 0.0
+    for segment in range(segments.shape[0]):
+        start, stop = segments[segment, 0], segments[segment, 1]
+        reg_loss += _regularize(params, gradient, start, stop, regularization[segment])
+    _optimizer_step(params, gradient, first, second, optimizer, hyper)
+    return reg_loss
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _regularize(params, gradient, start, stop, strengths):
+    """Add the L1/L2 gradients of params[start:stop] to `gradient`; returns their L1/L2 penalty."""
+    l1, l2, two_l2 = strengths[0], strengths[1], strengths[2]
+    absolute = 0.0
+    squares = 0.0
+    if l1 > 0:
+        for index in range(start, stop):
+            absolute += abs(params[index])
+            gradient[index] += -l1 if params[index] < 0 else l1
+    if l2 > 0:
+        for index in range(start, stop):
+            squares += params[index] * params[index]
+            gradient[index] += two_l2 * params[index]
+    return l1 * absolute + l2 * squares
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _optimizer_step(params, gradient, first, second, optimizer, hyper):
+    """One update of every parameter in place, with the optimizer's packed arrays (see STATE_NAMES)."""
+    negative_lr, lr, momentum, epsilon = hyper[0], hyper[1], hyper[2], hyper[3]
+    rho, keep_rho, beta_1, keep_beta_1 = hyper[4], hyper[5], hyper[6], hyper[7]
+    beta_2, keep_beta_2, correction_1, correction_2 = hyper[8], hyper[9], hyper[10], hyper[11]
+    if optimizer == PLAIN_SGD:
+        for index in range(params.size):
+            params[index] += negative_lr * gradient[index]
+    elif optimizer == MOMENTUM_SGD:
+        for index in range(params.size):
+            first[index] = momentum * first[index] - lr * gradient[index]
+            params[index] += first[index]
+    elif optimizer == ADAGRAD:
+        for index in range(params.size):
+            g = gradient[index]
+            first[index] = first[index] + g * g
+            params[index] += negative_lr * g / (np.sqrt(first[index]) + epsilon)
+    elif optimizer == RMSPROP:
+        for index in range(params.size):
+            g = gradient[index]
+            first[index] = rho * first[index] + keep_rho * (g * g)
+            params[index] += negative_lr * g / (np.sqrt(first[index]) + epsilon)
+    else:
+        for index in range(params.size):
+            g = gradient[index]
+            first[index] = beta_1 * first[index] + keep_beta_1 * g
+            second[index] = beta_2 * second[index] + keep_beta_2 * (g * g)
+            corrected = first[index] / correction_1
+            params[index] += negative_lr * corrected / (np.sqrt(second[index] / correction_2) + epsilon)

@@ -1,0 +1,242 @@
+"""The NumPy backend's compiled training step (Numba, the ``fast`` extra): a `StepProgram` run over packed buffers.
+
+One pass over the rows (`numba_kernels`), a tile of rows at a time, runs the forward pass, the loss and the backward
+pass of each tile while it is in cache, then the regularization and the optimizer update, in one call. It sees
+arrays, integer codes and scalars only.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from nnx.backends.numba_kernels import train_parallel, train_serial
+from nnx.backends.step_program import (
+    ADAM,
+    FLOAT_DTYPES,
+    SOFTMAX_CROSSENTROPY,
+    StepProgram,
+)
+
+MAX_LAYER_SIZE = 65536  # n_inputs * n_outputs above which BLAS (the generic step) beats a row-wise kernel
+NARROW = 16  # Dense layers with fewer outputs are stored transposed, so that their loops run along the inputs
+PARALLEL_MIN_ROWS = 768  # smaller batches run on one thread: starting the threads costs more than they save
+ROWS_PER_THREAD = 384
+# Columns of the layer table, one row per Dense layer.
+N_INPUTS, N_OUTPUTS, WEIGHTS_AT, BIASES_AT, TRANSPOSED = range(5)
+HYPERPARAMETERS = 12  # see _optimizer_step
+
+
+def why_not(program: StepProgram) -> str | None:
+    """Why this kernel cannot run `program`, or None when it can."""
+    if program.dtype not in FLOAT_DTYPES:
+        return f"the compiled step computes in float32 or float64, not {program.dtype}"
+    for index, (n_inputs, n_outputs) in enumerate(program.dense):
+        if n_inputs * n_outputs > MAX_LAYER_SIZE:
+            return (
+                f"Dense layer {index} has {n_inputs * n_outputs} weights, more than {MAX_LAYER_SIZE}: there the "
+                f"generic step's matrix products are faster"
+            )
+    return None
+
+
+class NumbaStepKernel:
+    """Runs one `StepProgram` on NumPy arrays: one compiled call per batch, on packed parameter and state buffers.
+
+    The parameters of all Dense layers live in one flat buffer (weights, biases, weights, ...; the weights of narrow
+    layers transposed), and each optimizer slot in another laid out the same way; `views` shapes them as the layers'
+    own arrays, so a layer's parameters can be views of the buffer.
+    """
+
+    def __init__(self, program: StepProgram):
+        self.program = program
+        self.dtype = np.dtype(program.dtype)
+        self.head = program.head
+        self.update_rule = program.update_rule
+        widths = program.widths
+        self.outputs = widths[-1]
+        self.layers, segments, regularization = _layout(program)
+        self.size = int(segments[-1][1])
+        chains = program.chains
+        mask_widths = program.dropout_widths()
+        self.tables = (
+            self.layers,
+            np.array(widths, dtype=np.int64),
+            np.array([op for chain in chains for op in chain], dtype=np.int64),
+            np.cumsum([0, *(len(chain) for chain in chains)]).astype(np.int64),
+            np.cumsum([0, *mask_widths])[:-1].astype(np.int64),
+            program.head,
+        )
+        self.segments = np.array(segments, dtype=np.int64)
+        self.regularization = np.array(regularization, dtype=self.dtype)
+        self.hyper = _fixed_hyperparameters(program, self.dtype)
+        self.nothing = np.zeros(0, dtype=self.dtype)
+        self.no_labels = np.zeros(0, dtype=np.int64)
+        self.no_targets = np.zeros((0, 0), dtype=self.dtype)
+        self.y = self.prepared = None
+
+    # Buffers ---------------------------------------------------------------------------------------------------
+
+    def new_buffer(self):
+        """A zeroed flat buffer for the parameters or one optimizer slot."""
+        return np.zeros(self.size, dtype=self.dtype)
+
+    def views(self, flat) -> list[tuple]:
+        """[(weights, biases) per Dense] as views of `flat`, shaped as the layers' own arrays."""
+        views = []
+        for n_inputs, n_outputs, weights_at, biases_at, transposed in self.layers:
+            weights = flat[weights_at:biases_at]
+            weights = weights.reshape(n_outputs, n_inputs).T if transposed else weights.reshape(n_inputs, n_outputs)
+            views.append((weights, flat[biases_at : biases_at + n_outputs].reshape(1, n_outputs)))
+        return views
+
+    def fits(self, array, like) -> bool:
+        """Whether `array` can be copied into the view `like`: a NumPy array of its shape and dtype."""
+        return type(array) is np.ndarray and array.dtype == self.dtype and array.shape == like.shape
+
+    @staticmethod
+    def copy_into(view, values) -> None:
+        """Copy `values` (an array of the view's shape, or a number) into a view of a buffer."""
+        np.copyto(view, values)
+
+    @staticmethod
+    def standalone(view):
+        """A C-contiguous copy of `view` that shares no memory with the buffer."""
+        return np.array(view, order="C")
+
+    # Data ------------------------------------------------------------------------------------------------------
+
+    def prepare(self, y) -> bool:
+        """Prepare the training targets once (class labels as int64; one-hot rows converted); False when they do
+        not suit the kernel."""
+        self.y, self.prepared = y, _targets(self.head, self.outputs, self.dtype, y, _rows(y))
+        return self.prepared is not None
+
+    def batch_targets(self, X_batch, y_batch):
+        """The prepared targets of this batch (a slice when `y_batch` is rows of the training targets), or None
+        when the kernel cannot take the batch: the generic step runs it then."""
+        if not _takes(X_batch, self.dtype, self.program.widths[0]) or type(y_batch) is not np.ndarray:
+            return None
+        if y_batch is self.y:
+            return self.prepared
+        start = _row_offset(y_batch, self.y) if self.prepared is not None else None
+        if start is not None:
+            return self.prepared[start : start + y_batch.shape[0]]
+        return _targets(self.head, self.outputs, self.dtype, y_batch, X_batch.shape[0])
+
+    # One step --------------------------------------------------------------------------------------------------
+
+    def run(self, X_batch, targets, masks, buffers, learning_rate: float, step: int):
+        """Train on one batch in one compiled call, updating `buffers` (parameters, then slots) in place.
+
+        Returns (accuracy, data_loss, reg_loss, loss_sum, correct, count): the step's metrics, then the sums the
+        loss and accuracy add to their epoch (as their generic `calculate` would).
+        """
+        n_samples = X_batch.shape[0]
+        if self.head == SOFTMAX_CROSSENTROPY:
+            labels, values = targets, self.no_targets
+        else:
+            labels, values = self.no_labels, targets
+        mask = np.concatenate([m.reshape(-1) for m in masks]) if masks else self.nothing
+        hyper = self._hyperparameters(learning_rate, step)
+        constants = np.array(
+            [n_samples, self.program.precision, self.program.clip_epsilon, 1 - self.program.clip_epsilon]
+        )
+        loss_sum, correct, reg_loss = run_kernel(
+            X_batch, labels, values, mask, buffers, self.tables, constants, self.segments, self.regularization,
+            self.update_rule, hyper,
+        )  # fmt: skip
+        kind = self.dtype.type
+        count = n_samples if self.head == SOFTMAX_CROSSENTROPY else n_samples * self.outputs
+        correct = np.float32(correct)
+        return correct / count, kind(loss_sum / n_samples), kind(reg_loss), kind(loss_sum), correct, count
+
+    def _hyperparameters(self, learning_rate: float, step: int):
+        """The update's numbers for this step, in the model's dtype as the generic update rounds them."""
+        hyper = self.hyper
+        hyper[0], hyper[1] = -learning_rate, learning_rate
+        if self.update_rule == ADAM:
+            hyper[10] = 1 - self.program.constant("beta_1") ** step
+            hyper[11] = 1 - self.program.constant("beta_2") ** step
+        return hyper
+
+
+def _layout(program: StepProgram):
+    """The layer table (see the column names), each parameter array's [start, stop) in the flat buffer, and its
+    (l1, l2, 2 * l2)."""
+    layers, segments, regularization = [], [], []
+    for (n_inputs, n_outputs), (weight_l1, weight_l2, bias_l1, bias_l2) in zip(
+        program.dense, program.regularization, strict=True
+    ):
+        weights_at = segments[-1][1] if segments else 0
+        biases_at = weights_at + n_inputs * n_outputs
+        layers.append((n_inputs, n_outputs, weights_at, biases_at, n_outputs < NARROW))
+        segments += [(weights_at, biases_at), (biases_at, biases_at + n_outputs)]
+        regularization += [(weight_l1, weight_l2, 2 * weight_l2), (bias_l1, bias_l2, 2 * bias_l2)]
+    return np.array(layers, dtype=np.int64), segments, regularization
+
+
+def _fixed_hyperparameters(program: StepProgram, dtype):
+    """The 12 numbers `_optimizer_step` reads, with the step-dependent ones (learning rate, Adam's bias
+    corrections) left to fill per step."""
+    rho, beta_1, beta_2 = (program.constant(name) for name in ("rho", "beta_1", "beta_2"))
+    values = (0.0, 0.0, program.constant("momentum"), program.constant("epsilon"), rho, 1 - rho)
+    values += (beta_1, 1 - beta_1, beta_2, 1 - beta_2, 1.0, 1.0)
+    return np.array(values, dtype=dtype)
+
+
+def _rows(y) -> int:
+    return y.shape[0] if type(y) is np.ndarray and y.ndim else -1
+
+
+def _targets(head: int, outputs: int, dtype, y, n_samples: int):
+    """For a softmax head, class labels as contiguous int64 (one-hot rows converted); for the others the targets
+    themselves, which must already be (n_samples, outputs) in the model's dtype; None when they are neither."""
+    if type(y) is not np.ndarray or y.shape[:1] != (n_samples,):
+        return None
+    if head != SOFTMAX_CROSSENTROPY:
+        fits = y.shape == (n_samples, outputs) and y.dtype == dtype and y.flags.c_contiguous
+        return y if fits else None
+    if y.ndim == 2 and y.shape[1] == outputs:
+        return np.argmax(y, axis=1)
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+        return np.ascontiguousarray(y, dtype=np.int64)
+    return None
+
+
+def _takes(X_batch, dtype, features) -> bool:
+    return (
+        type(X_batch) is np.ndarray
+        and X_batch.ndim == 2
+        and X_batch.shape[0] > 0
+        and X_batch.shape[1] == features
+        and X_batch.dtype == dtype
+        and X_batch.flags.c_contiguous
+    )
+
+
+def _row_offset(batch, full) -> int | None:
+    """The index of `batch`'s first row in `full` when `batch` is a run of whole rows of it, else None."""
+    if type(full) is not np.ndarray or full.ndim == 0:
+        return None
+    if batch.dtype != full.dtype or batch.shape[1:] != full.shape[1:] or batch.strides != full.strides:
+        return None
+    distance = batch.__array_interface__["data"][0] - full.__array_interface__["data"][0]
+    stride = full.strides[0]
+    if stride <= 0 or distance % stride:
+        return None
+    start = distance // stride
+    return start if start >= 0 and start + batch.shape[0] <= full.shape[0] else None
+
+
+def run_kernel(X, labels, targets, masks, buffers, tables, constants, segments, regularization, update_rule, hyper):
+    """Train on one batch in one compiled call: (sum of sample losses, sum of comparisons, regularization loss)."""
+    params, first, second = (*buffers, *[np.zeros(0, dtype=X.dtype)] * (3 - len(buffers)))[:3]
+    n_samples = X.shape[0]
+    rows = (X, labels, targets, masks, params, *tables[:5], tables[5], constants)
+    update = (first, second, segments, regularization, update_rule, hyper)
+    if n_samples >= PARALLEL_MIN_ROWS:  # asking Numba for its thread count costs more than a small step
+        threads = min(numba.get_num_threads(), n_samples // ROWS_PER_THREAD)
+        if threads > 1:
+            return train_parallel(rows, update, threads)
+    return train_serial(rows, update)

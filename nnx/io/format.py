@@ -1,0 +1,244 @@
+"""The nnx file format: a safetensors file whose metadata holds one JSON record with a SHA-256 checksum.
+
+Writing is atomic; reading checks everything a file can get wrong (length, header, record, version, checksum) and
+names the file and the problem in a `CheckpointError`. What the record means for objects is `nnx.io.mapping`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+
+import safetensors.numpy
+
+from nnx.errors import CheckpointError
+
+FORMAT = "nnx"
+FORMAT_VERSION = 1
+METADATA_KEY = "nnx"
+CONTENTS = ("model", "parameters", "layers")
+ROLE_NAMES = ("loss", "optimizer", "accuracy")
+_MAX_HEADER = 100_000_000
+
+
+# Writing ----------------------------------------------------------------------------------------------------------
+
+
+def write(path, tensors: dict, record: dict) -> None:
+    """Serialize twice: the first pass lays out the tensors, whose table and bytes the checksum covers."""
+    record = json.loads(_json(record))
+    draft = safetensors.numpy.save(tensors, metadata={METADATA_KEY: _json(record)})
+    header, data = _split(path, draft)
+    record["checksum"] = _checksum(record, header, data)
+    _atomic_write(path, safetensors.numpy.save(tensors, metadata={METADATA_KEY: _json(record)}))
+
+
+def _json(record: dict) -> str:
+    try:
+        return json.dumps(record)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"cannot save: {error}; `training` and component configs may hold only numbers, strings, booleans, "
+            f"None, lists and dicts with string keys"
+        ) from error
+
+
+def _checksum(record: dict, header: dict, data) -> str:
+    """sha256 of the record (less its checksum), the tensor table (names, dtypes, shapes, offsets) and the data."""
+    described = {key: value for key, value in record.items() if key != "checksum"}
+    table = {key: value for key, value in header.items() if key != "__metadata__"}
+    digest = hashlib.sha256(_canonical(described) + _canonical(table))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def _canonical(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _atomic_write(path, data: bytes) -> None:
+    """Write `data` to `path` through a synced temporary file renamed over it: a crash leaves old or new, never torn."""
+    target = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(target)
+    mode = _file_mode(target)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _sync_directory(directory)
+
+
+def _file_mode(target: str) -> int:
+    """The permissions the file gets: the old file's, else what the umask gives a new file."""
+    with contextlib.suppress(OSError):
+        return os.stat(target).st_mode & 0o7777
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _sync_directory(directory: str) -> None:
+    """Make the rename itself durable where the platform allows it."""
+    with contextlib.suppress(OSError, AttributeError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+# Reading and checking a file ------------------------------------------------------------------------------------
+
+
+def read(path) -> tuple[dict, dict]:
+    """The file's nnx record and its tensors (host arrays), after every check a file can fail."""
+    raw = _read_bytes(path)
+    header, data = _split(path, raw)
+    record = _check_record(path, header)
+    _check_data(path, record, header, data)
+    try:
+        tensors = safetensors.numpy.load(raw)
+    except Exception as error:  # safetensors raises its own SafetensorError, and others, on bad layouts
+        raise CheckpointError(path, f"its tensors cannot be read ({error}); the file is corrupted") from error
+    return record, tensors
+
+
+def _read_bytes(path) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except FileNotFoundError as error:
+        raise CheckpointError(path, "there is no such file; check the path, or save there first") from error
+    except OSError as error:
+        raise CheckpointError(path, f"it cannot be read ({error}); check the path and its permissions") from error
+
+
+def _split(path, raw: bytes) -> tuple[dict, memoryview]:
+    """The safetensors JSON header and the data bytes after it (the header length is 8 bytes, little-endian)."""
+    if len(raw) < 8:
+        raise CheckpointError(path, f"it is {len(raw)} bytes long, too short for a safetensors file: {_TRUNCATED}")
+    size = int.from_bytes(raw[:8], "little")
+    if size > _MAX_HEADER:
+        raise CheckpointError(path, f"its header length field reads {size} bytes: {_NOT_SAFETENSORS}")
+    if 8 + size > len(raw):
+        raise CheckpointError(path, f"its {size}-byte header runs past the end of the file: {_TRUNCATED}")
+    try:
+        header = json.loads(raw[8 : 8 + size].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise CheckpointError(path, f"its header is not JSON ({error}): {_NOT_SAFETENSORS}") from error
+    if not isinstance(header, dict):
+        raise CheckpointError(path, f"its header is not a JSON object: {_NOT_SAFETENSORS}")
+    return header, memoryview(raw)[8 + size :]
+
+
+_TRUNCATED = "the file was cut short (an interrupted copy or a full disk?); save it again or use an older checkpoint"
+_NOT_SAFETENSORS = "it is corrupted, or not a safetensors file at all"
+CORRUPTED = "the file is corrupted or was edited by hand; save it again or use an older checkpoint"
+
+
+def _check_record(path, header: dict) -> dict:
+    metadata = header.get("__metadata__")
+    text = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(text, str):
+        raise CheckpointError(
+            path,
+            "it is a safetensors file without nnx's metadata, so nnx did not write it; read it with "
+            "safetensors.numpy.load_file, or save the model with nnx.io.save_model",
+        )
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise CheckpointError(path, f"its nnx record is not JSON ({error}); {CORRUPTED}") from error
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(path, f"its {METADATA_KEY!r} metadata is not an nnx record; {CORRUPTED}")
+    _check_version(path, record)
+    _check_fields(path, record)
+    return record
+
+
+def _check_version(path, record: dict) -> None:
+    version = record.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(path, f"its format_version {version!r} is not a positive integer; {CORRUPTED}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            path,
+            f"it was written by nnx {record.get('nnx_version')} in format version {version}, and this nnx reads "
+            f"versions up to {FORMAT_VERSION}; upgrade nnx (pip install -U nnx-nnfs) to load it",
+        )
+
+
+def _check_fields(path, record: dict) -> None:
+    configured = record.get("content") != "parameters"
+    layers = record.get("layers")
+    _require(path, record.get("content") in CONTENTS, f"'content' is not one of {', '.join(CONTENTS)}")
+    _require(path, isinstance(record.get("checksum"), str), "it has no checksum")
+    _require(path, isinstance(layers, list), "'layers' is not a list")
+    _require(path, all(_is_entry(entry, configured) for entry in layers), "a layer has no kind or config")
+    for role in ROLE_NAMES:
+        _require(path, record.get(role) is None or _is_entry(record[role], True), f"'{role}' has no kind or config")
+    optimizer = record.get("optimizer")
+    if optimizer is not None:
+        _require(path, is_count(optimizer.get("iterations")), "the optimizer's 'iterations' is not a count")
+        rate = optimizer.get("current_learning_rate")
+        _require(path, is_number(rate), "the optimizer's 'current_learning_rate' is not a number")
+        states = optimizer.get("state_layers")
+        _require(path, isinstance(states, list) and all(map(is_count, states)), "bad 'state_layers'")
+    _require(path, record.get("training") is None or isinstance(record["training"], dict), "bad 'training'")
+    _require(path, record.get("rng") is None or isinstance(record["rng"], dict), "bad 'rng'")
+
+
+def _require(path, ok: bool, problem: str) -> None:
+    if not ok:
+        raise CheckpointError(path, f"its nnx record is malformed ({problem}); {CORRUPTED}")
+
+
+def _is_entry(entry, configured: bool) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+        return False
+    return isinstance(entry.get("config"), dict) or not configured
+
+
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_data(path, record: dict, header: dict, data) -> None:
+    try:
+        end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError) as error:
+        raise CheckpointError(path, f"its tensor table is malformed ({error!r}); {CORRUPTED}") from error
+    if len(data) < end:
+        raise CheckpointError(path, f"its data stops at byte {len(data)} of {end}: {_TRUNCATED}")
+    if len(data) > end:
+        raise CheckpointError(path, f"{len(data) - end} stray bytes follow its last tensor; {CORRUPTED}")
+    if _checksum(record, header, data) != record["checksum"]:
+        raise CheckpointError(path, f"its checksum does not match its contents; {CORRUPTED}")
+
+
+def expect_content(path, record: dict, allowed: tuple[str, ...], reader: str) -> None:
+    content = record["content"]
+    if content in allowed:
+        return
+    advice = {
+        "parameters": "it holds parameters only (from save_parameters): build the model in code and call "
+        "nnx.io.load_parameters(model, path)",
+        "layers": "it holds a bare list of layers (from save) with no optimizer state: load it with nnx.io.load(path)",
+        "model": "it holds a whole model: load it with nnx.io.load_model(path)",
+    }[content]
+    raise CheckpointError(path, f"{reader} cannot use it: {advice}")

@@ -1,0 +1,89 @@
+"""What a Model checks about its parts when they are added, set and finalized: each error names the part, what was
+expected and the fix, before anything changes."""
+
+from __future__ import annotations
+
+from nnx import _checks
+from nnx.losses import Loss, SoftmaxCategoricalCrossentropy
+from nnx.metrics import Accuracy
+from nnx.optimizers import Optimizer
+
+ROLES = {"loss": Loss, "optimizer": Optimizer, "accuracy": Accuracy}
+EXAMPLES = {"loss": "CategoricalCrossentropy()", "optimizer": "Adam()", "accuracy": "metrics.Categorical()"}
+
+
+def layer(candidate, *, not_layers: tuple = ()) -> None:
+    """A TypeError unless `candidate` is a layer or activation instance (anything with `forward` and `backward`)."""
+    refused = (type, Loss, SoftmaxCategoricalCrossentropy, Optimizer, Accuracy, *not_layers)
+    if isinstance(candidate, refused) or not (
+        callable(getattr(candidate, "forward", None)) and callable(getattr(candidate, "backward", None))
+    ):
+        raise TypeError(
+            f"Model.add() expected a layer or activation (Dense, Dropout, ReLU, Softmax, ...), got "
+            f"{_checks.describe(candidate)}; pass an instance such as Dense(2, 64) or ReLU(), and give losses, "
+            f"optimizers and accuracies to model.set() instead"
+        )
+
+
+def chosen_parts(model, **parts) -> dict:
+    """The parts given to `Model.set` (None left out), each checked to be of its kind and not another model's."""
+    if isinstance(parts.get("loss"), SoftmaxCategoricalCrossentropy):
+        raise TypeError(
+            "Model.set(loss=SoftmaxCategoricalCrossentropy()) is the layer-level fused class; end the model with "
+            "model.add(Softmax()) and pass loss=CategoricalCrossentropy(): finalize() fuses them the same way"
+        )
+    for name, value in parts.items():
+        if value is not None and not isinstance(value, ROLES[name]):
+            raise TypeError(
+                f"Model.set({name}=...) expected an nnx {ROLES[name].__name__} (e.g. nnx.{EXAMPLES[name]}), "
+                f"got {_checks.describe(value)}"
+            )
+    chosen = {name: value for name, value in parts.items() if value is not None}
+    for name, value in chosen.items():
+        _unclaimed(model, value, name)
+    return chosen
+
+
+def _unclaimed(model, component, name: str) -> None:
+    """A ValueError if `component` belongs to another model: sharing a loss or optimizer mixes their state."""
+    owner = getattr(component, "_owner", None)
+    owner = owner() if owner is not None else None
+    if owner is not None and owner is not model:
+        raise ValueError(
+            f"{component!r} is already the {name} of another Model; sharing it would mix the two models' "
+            f"state. Give each model its own: {name}={type(component).__name__}(...)"
+        )
+
+
+def same_backend(model, components) -> None:
+    for component in components:
+        if getattr(component, "backend", model.backend) is not model.backend:
+            raise TypeError(
+                f"{component!r} is on backend {component.backend.name!r} but the model is on "
+                f"{model.backend.name!r}; build them with the same xp= or call model.to(...) before finalize()"
+            )
+
+
+def chained_shapes(layers) -> None:
+    """A ValueError unless each layer with inputs and neurons takes as many inputs as the previous one gives."""
+    previous = None
+    for index, each in enumerate(layers):
+        if not (hasattr(each, "n_inputs") and hasattr(each, "n_neurons")):
+            continue
+        if previous is not None and each.n_inputs != previous[1].n_neurons:
+            raise ValueError(
+                f"{each!r} at layer {index} expects {each.n_inputs} inputs, but {previous[1]!r} at layer "
+                f"{previous[0]} gives {previous[1].n_neurons}; make them match"
+            )
+        previous = (index, each)
+
+
+def output_activation(layers):
+    """The last layer, which must turn outputs into predictions (an activation)."""
+    last = layers[-1]
+    if not callable(getattr(last, "predictions", None)):
+        raise TypeError(
+            f"the model's last layer {last!r} has no predictions(); end the model with an activation: Softmax "
+            f"(classes), Sigmoid (binary) or Linear (regression)"
+        )
+    return last

@@ -1,0 +1,16 @@
+"""Training: where a step is planned (`plan`), where it runs (`steps`) and the loop around it (`loop`)."""
+
+from nnx.training.loop import CHECK_EVERY, explain_step, train, training_step
+from nnx.training.plan import StepPlan, plan_step
+from nnx.training.steps import GenericStep, PlannedStep
+
+__all__ = [
+    "CHECK_EVERY",
+    "GenericStep",
+    "PlannedStep",
+    "StepPlan",
+    "explain_step",
+    "plan_step",
+    "train",
+    "training_step",
+]

@@ -1,0 +1,192 @@
+"""The training loop of `Model.train`: a short loop over epochs and batches plus callbacks, the choice of the default
+callbacks (the book's lines, progress, validation, divergence checks, checkpoints) and of the step that runs."""
+
+from __future__ import annotations
+
+import sys
+
+from nnx import _checks, io
+from nnx.callbacks import (
+    BookLog,
+    CallbackList,
+    Checkpoint,
+    DivergenceGuard,
+    History,
+    LogLines,
+    ProgressBar,
+    Run,
+    Validation,
+)
+from nnx.errors import CheckpointError
+from nnx.model_data import batches, checked_data, pair, steps
+from nnx.training.plan import plan_step
+from nnx.training.steps import GenericStep, PlannedStep
+
+CHECK_EVERY = 100  # steps between divergence checks; see benchmarks/divergence_check.py
+VERBOSITY = (0, 1, 2)
+
+
+def train(
+    model,
+    X,
+    y,
+    *,
+    epochs: int = 1,
+    batch_size: int | None = None,
+    print_every: int | None = 1,
+    verbose: int | None = None,
+    validation_data=None,
+    callbacks=(),
+    on_divergence: str = "raise",
+    check_every: int = CHECK_EVERY,
+    checkpoint=None,
+    checkpoint_every: int = 1,
+    resume=None,
+) -> History:
+    """Train `model` (see `Model.train`); every argument is checked before anything changes."""
+    model._require("loss", "optimizer", "accuracy")
+    epochs = _checks.positive_int(epochs, "epochs", "Model.train")
+    batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.train")
+    print_every = None if print_every is None or _is_zero(print_every) else print_every
+    print_every = _checks.optional_positive_int(print_every, "print_every", "Model.train")
+    checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every", "Model.train")
+    verbose = _verbosity(verbose)
+    callbacks = _callback_list(callbacks)
+    X, y = checked_data(model, X, y, "training")
+    given = [c for c in callbacks if isinstance(c, History)]
+    history = given[0] if given else History()
+    hooks = [
+        DivergenceGuard(check_every=check_every, action=on_divergence),
+        *([BookLog(print_every)] if verbose is None and print_every else []),
+        *(
+            [
+                Validation(
+                    *checked_data(model, *pair(validation_data), "validation"), verbose=_book(verbose, print_every)
+                )
+            ]
+            if validation_data is not None
+            else []
+        ),
+        *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
+        *_progress_callbacks(verbose, print_every),
+        *callbacks,
+        *([] if given else [history]),
+    ]
+    callback = CallbackList(hooks)
+    first_epoch = _resume(model, resume) + 1 if resume is not None else 1
+    with model.backend.quiet_float_errors():
+        model.accuracy.init(y)
+    run = Run(model, epochs=epochs, steps=steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch)
+    step = training_step(model, y)
+    try:
+        with _checks.trusted(), model.backend.quiet_float_errors():
+            _loop(model, run, callback, X, y, step)
+    finally:
+        step.close()
+    history.final = _result(run)
+    return history
+
+
+def training_step(model, y=None):
+    """The step `Model.train` runs: the plan on the backend's kernel when it has one, else the generic step."""
+    plan = plan_step(model)
+    if not plan.planned or model.backend.why_no_step_kernel(plan.program) is not None or y is None:
+        return GenericStep(model)
+    return PlannedStep(model, plan, model.backend.step_kernel(plan.program), y)
+
+
+def explain_step(model) -> str:
+    """Which step `Model.train` runs for `model` on its backend, and why, in one sentence."""
+    plan = plan_step(model)
+    reason = plan.reason or model.backend.why_no_step_kernel(plan.program)
+    if reason is None:
+        return (
+            f"compiled step: backend {model.backend.name!r} runs the whole training step (forward, loss, backward, "
+            f"update) as one kernel call per batch"
+        )
+    return f"generic step (layer by layer, on backend {model.backend.name!r}): {reason}"
+
+
+def _loop(model, run: Run, callback: CallbackList, X, y, train_step) -> None:
+    callback.on_train_begin(run)
+    loss, accuracy = model.loss, model.accuracy
+    for epoch in range(run.first_epoch, run.epochs + 1):
+        run.epoch = epoch
+        loss.new_pass()
+        accuracy.new_pass()
+        callback.on_epoch_begin(run)
+        for step, (X_batch, y_batch) in enumerate(batches(X, y, run.batch_size)):
+            run.step = step
+            run.set_metrics(*train_step(X_batch, y_batch))
+            run.global_step += 1
+            callback.on_step_end(run)
+            if run.stop:
+                break
+        if run.stop:
+            break
+        if run.batch_size is not None:
+            data_loss, regularization_loss = loss.calculate_accumulated(include_regularization=True)
+            run.set_metrics(accuracy.calculate_accumulated(), data_loss, regularization_loss)
+        callback.on_epoch_end(run)
+        run.completed_epoch = run.epoch
+        if run.stop:
+            break
+    callback.on_train_end(run)
+
+
+def _result(run: Run) -> dict:
+    if run.divergence is not None:
+        error = run.divergence
+        return {"diverged": True, "epoch": error.epoch, "step": error.step, "loss": error.last_finite_loss}
+    if not run.metrics:
+        return dict(run.logs)
+    values = run.host_metrics()
+    result = {name: values[name] for name in ("accuracy", "loss", "data_loss", "reg_loss", "lr")}
+    return {**result, **run.logs}
+
+
+def _resume(model, path) -> int:
+    """Load a checkpoint into `model` (parameters, optimizer and RNG state); the last epoch it completed."""
+    training = io.restore_training(model, path)
+    if not isinstance(training.get("epoch"), int) or isinstance(training["epoch"], bool):
+        raise CheckpointError(path, "its training state has no epoch; write it with model.train(checkpoint=...)")
+    return training["epoch"]
+
+
+def _callback_list(callbacks) -> tuple:
+    if callbacks is None:
+        return ()
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(
+            f"Model.train callbacks must be a list of nnx.callbacks.Callback, got {_checks.describe(callbacks)}; "
+            f"pass e.g. callbacks=[MyCallback()]"
+        )
+    return tuple(callbacks)
+
+
+def _progress_callbacks(verbose: int | None, print_every: int | None) -> list:
+    """What `Model.train` shows besides the book's lines: a bar on a terminal (verbose=1), else plain lines."""
+    if not verbose:
+        return []
+    if verbose == 1 and sys.stderr.isatty():
+        return [ProgressBar()]
+    return [LogLines(print_every or 1)]
+
+
+def _verbosity(verbose) -> int | None:
+    if verbose is None or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose in VERBOSITY):
+        return verbose
+    hint = "; use 1 for True and 0 for False" if isinstance(verbose, bool) else ""
+    raise ValueError(
+        f"Model.train verbose must be None (the book's lines), 0 (silent), 1 (progress bar) or 2 (a line every "
+        f"print_every epochs), got {verbose!r}{hint}"
+    )
+
+
+def _book(verbose: int | None, print_every: int | None) -> bool:
+    """Whether the validation pass prints the book's line."""
+    return verbose is None and bool(print_every)
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value == 0

@@ -1,0 +1,159 @@
+"""Where a training step runs: the generic step (every layer's forward and backward, then the optimizer) and the
+planned step (one backend kernel call per batch over packed buffers that are the parameters' own storage).
+
+Both are called as ``step(X_batch, y_batch)`` and return the step's (accuracy, data_loss, reg_loss) on the device.
+"""
+
+from __future__ import annotations
+
+from nnx.training.plan import StepPlan
+
+
+class GenericStep:
+    """One step layer by layer: the reference every kernel is tested against, and the path for any model."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, X, y):
+        model = self.model
+        output = model.forward(X, training=True)
+        data_loss, regularization_loss = model.loss.calculate(output, y, include_regularization=True)
+        accuracy = model.accuracy.calculate(model.output_layer_activation.predictions(output), y)
+        model.backward(output, y)
+        optimizer = model.optimizer
+        optimizer.pre_update_params()
+        for layer in model.trainable_layers:
+            optimizer.update_params(layer)
+        optimizer.post_update_params()
+        return accuracy, data_loss, regularization_loss
+
+    def close(self) -> None:
+        """Nothing to give back: the generic step keeps no arrays of its own."""
+
+
+class PlannedStep:
+    """A step plan run by a backend kernel for one `Model.train` call.
+
+    The plan's packed buffers are the storage of the Dense layers' weights and biases and of the optimizer's
+    slots while it runs: layers and optimizer hold views of them, so anything that reads them sees the live values.
+    Whatever replaces them (a divergence restore, `set_parameters`, a load, a generic step) is noticed before the
+    next kernel call and copied in. `close()` gives layers and optimizer standalone arrays again.
+    """
+
+    def __init__(self, model, plan: StepPlan, kernel, y):
+        self.model = model
+        self.plan = plan
+        self.kernel = kernel
+        self.optimizer = model.optimizer
+        self.generic = GenericStep(model)
+        self.has_targets = kernel.prepare(y)
+        self.buffers = [kernel.new_buffer() for _ in range(1 + len(plan.program.slots))]
+        self.views = [kernel.views(flat) for flat in self.buffers]
+        self.dropouts = [
+            (layer, width) for layer, width in zip(plan.dropouts, plan.program.dropout_widths(), strict=True)
+        ]
+        self.bound: tuple = ()
+        self.state_version = None
+        self.usable = self._bind()
+
+    def __call__(self, X_batch, y_batch):
+        if not self._current() and not self._bind():
+            return self._generic(X_batch, y_batch)
+        kernel = self.kernel
+        targets = kernel.batch_targets(X_batch, y_batch) if self.usable else None
+        if targets is None:
+            return self._generic(X_batch, y_batch)
+        n_samples = X_batch.shape[0]
+        masks = [
+            layer.backend.dropout_mask((n_samples, width), layer.rate, X_batch.dtype) for layer, width in self.dropouts
+        ]
+        optimizer = self.optimizer
+        optimizer.pre_update_params()
+        step = optimizer.iterations + 1
+        accuracy, data_loss, reg_loss, loss_sum, correct, count = kernel.run(
+            X_batch, targets, masks, self.buffers, optimizer.current_learning_rate, step
+        )
+        optimizer.post_update_params()
+        self.model.loss.add_to_pass(loss_sum, n_samples)
+        self.model.accuracy.add_to_pass(correct, count)
+        return accuracy, data_loss, reg_loss
+
+    def _generic(self, X_batch, y_batch):
+        """A batch or state the kernel cannot take: the generic step, on the live arrays (the views, or whatever
+        replaced them); they are read again before the next kernel call."""
+        result = self.generic(X_batch, y_batch)
+        self.state_version = None
+        return result
+
+    def _current(self) -> bool:
+        """Whether the layers and the optimizer still hold this step's views (nothing replaced them)."""
+        if self.optimizer.state_version != self.state_version:
+            return False
+        for layer, weights, biases in self.bound:
+            if layer.weights is not weights or layer.biases is not biases:
+                return False
+        return True
+
+    def _bind(self) -> bool:
+        """Copy the live parameters and optimizer slots into the buffers and hand the layers and the optimizer
+        views of them; False (and the generic step from then on) when an array does not fit."""
+        dense, kernel = self.plan.dense, self.kernel
+        parameters = [(layer.weights, layer.biases) for layer in dense]
+        state = self.optimizer.state_dict(dense)
+        slots = [self._slot_arrays(state["slots"], name) for name in self.plan.program.slots]
+        groups = [parameters, *slots]
+        if not self.has_targets or not all(
+            self._fits(group, views) for group, views in zip(groups, self.views, strict=True)
+        ):
+            self.bound, self.state_version, self.usable = (), self.optimizer.state_version, False
+            return False
+        for group, views in zip(groups, self.views, strict=True):
+            for pair, view_pair in zip(group, views, strict=True):
+                for array, view in zip(pair, view_pair, strict=True):
+                    if array is not view:
+                        kernel.copy_into(view, 0 if array is None else array)  # no slot yet: zeros
+        self._install(self.views)
+        self.usable = True
+        return True
+
+    def _slot_arrays(self, slots: dict, name: str) -> list:
+        """(weights slot, biases slot) per Dense for slot `name`; None where the optimizer has none yet (zeros)."""
+        arrays = []
+        for index in range(len(self.plan.dense)):
+            arrays.append(tuple(slots.get(index, {}).get(f"{prefix}_{name}") for prefix in ("weight", "bias")))
+        return arrays
+
+    def _fits(self, group, views) -> bool:
+        fits = self.kernel.fits
+        return all(
+            array is None or fits(array, view)
+            for pair, view_pair in zip(group, views, strict=True)
+            for array, view in zip(pair, view_pair, strict=True)
+        )
+
+    def _install(self, views) -> None:
+        """Make `views` ([parameter pairs, then each slot's pairs]) the layers' and the optimizer's arrays."""
+        dense, names = self.plan.dense, self.plan.program.slots
+        for layer, (weights, biases) in zip(dense, views[0], strict=True):
+            layer.weights, layer.biases = weights, biases
+        self.bound = tuple((layer, layer.weights, layer.biases) for layer in dense)
+        slots = {
+            index: {
+                f"{prefix}_{name}": pair[position]
+                for name, pairs in zip(names, views[1:], strict=True)
+                for position, prefix in enumerate(("weight", "bias"))
+                for pair in (pairs[index],)
+            }
+            for index in range(len(dense))
+        }
+        optimizer = self.optimizer
+        optimizer.load_state_dict({**optimizer.state_dict(dense), "slots": slots}, dense, copy=False)
+        self.state_version = optimizer.state_version
+
+    def close(self) -> None:
+        """Give the layers and the optimizer standalone copies of whatever views of the buffers they still hold."""
+        if not self.usable or not (self._current() or self._bind()):
+            return
+        standalone = self.kernel.standalone
+        self._install([[(standalone(w), standalone(b)) for w, b in group] for group in self.views])
