@@ -3,6 +3,7 @@
 from importlib import import_module
 
 from nnx import backends, callbacks, datasets, metrics, training
+from nnx._component import Component
 from nnx._version import __version__
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.backends import BackendUnavailableError, seed
@@ -39,6 +40,7 @@ __all__ = [
     "CallOrderError",
     "CategoricalCrossentropy",
     "CheckpointError",
+    "Component",
     "Dense",
     "DivergenceError",
     "Dropout",

@@ -159,8 +159,8 @@ class Optimizer(Component):
                 f"run the backward pass first so the layer has gradients"
             )
         state = self.layer_state(layer)
-        layer.weights = self._update(layer.weights, layer.dweights, state, "weight")
-        layer.biases = self._update(layer.biases, layer.dbiases, state, "bias")
+        layer.weights = self.update_array(layer.weights, layer.dweights, state, "weight")
+        layer.biases = self.update_array(layer.biases, layer.dbiases, state, "bias")
         self.state_version += 1
 
     def layer_state(self, layer) -> dict:
@@ -174,8 +174,10 @@ class Optimizer(Component):
             self.state_version += 1
         return self.state[layer]
 
-    def _update(self, values, gradient, state: dict, kind: str):
-        """`values` after one step (the same array updated in place on backends that can; use the result)."""
+    def update_array(self, values, gradient, state: dict, kind: str):
+        """`values` after one step; override it to write an optimizer. `state` holds this layer's slots (named in
+        `STATE_NAMES`, prefixed by `kind`: 'weight' or 'bias'); store updated slots back into it. Faster backends
+        update in place: use the result."""
         raise NotImplementedError
 
 
@@ -193,7 +195,7 @@ class SGD(Optimizer):
         rule = "momentum_sgd" if self.momentum else "sgd"
         return {"update_rule": rule, "constants": {"momentum": self.momentum}}
 
-    def _update(self, values, gradient, state, kind):
+    def update_array(self, values, gradient, state, kind):
         if not self.momentum:
             return self.backend.sgd_update(values, gradient, self.current_learning_rate)[0]
         key = f"{kind}_momentums"
@@ -216,7 +218,7 @@ class Adagrad(Optimizer):
     def kernel_spec(self) -> dict:
         return {"update_rule": "adagrad", "constants": {"epsilon": self.epsilon}}
 
-    def _update(self, values, gradient, state, kind):
+    def update_array(self, values, gradient, state, kind):
         key = f"{kind}_cache"
         values, state[key] = self.backend.adagrad_update(
             values, gradient, state[key], self.current_learning_rate, self.epsilon
@@ -240,7 +242,7 @@ class RMSprop(Optimizer):
     def kernel_spec(self) -> dict:
         return {"update_rule": "rmsprop", "constants": {"epsilon": self.epsilon, "rho": self.rho}}
 
-    def _update(self, values, gradient, state, kind):
+    def update_array(self, values, gradient, state, kind):
         key = f"{kind}_cache"
         values, state[key] = self.backend.rmsprop_update(
             values, gradient, state[key], self.current_learning_rate, self.epsilon, self.rho
@@ -273,7 +275,7 @@ class Adam(Optimizer):
         constants = {"epsilon": self.epsilon, "beta_1": self.beta_1, "beta_2": self.beta_2}
         return {"update_rule": "adam", "constants": constants}
 
-    def _update(self, values, gradient, state, kind):
+    def update_array(self, values, gradient, state, kind):
         momentums, cache = f"{kind}_momentums", f"{kind}_cache"
         values, state[momentums], state[cache] = self.backend.adam_update(
             values,

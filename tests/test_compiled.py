@@ -225,7 +225,7 @@ def _prepared(model, X, y):
 
 def compile_step(model, X, y):
     """The planned step `Model.train` would run on (X, y), or None when it runs the generic step."""
-    step = training_step(model, y)
+    step = training_step(model, X, y)
     return step if isinstance(step, PlannedStep) else None
 
 

@@ -17,6 +17,8 @@ import nnx
 from nnx import io
 from nnx._component import Component
 from nnx.errors import CheckpointError
+from nnx.io import format as file_format
+from nnx.io import mapping
 from tests.conftest import BACKEND_PARAMS, backend_or_skip, widest_float
 
 OPTIMIZERS = {
@@ -273,7 +275,7 @@ def test_save_and_load_a_bare_list_of_layers(backend, target, tmp_path):
     io.save(layers, tmp_path / "layers.nnx")
     loaded = io.load(tmp_path / "layers.nnx", xp=target)
     assert [type(layer) for layer in loaded] == [type(layer) for layer in layers]
-    assert [io._config(layer) for layer in loaded] == [io._config(layer) for layer in layers]
+    assert [mapping._config(layer) for layer in loaded] == [mapping._config(layer) for layer in layers]
     assert loaded[0].weight_regularizer_l1 == 1e-3 and loaded[2].get_config() == {"rate": pytest.approx(0.2)}
     for mine, theirs in ((layers[0], loaded[0]), (layers[3], loaded[3])):
         for name in WB:
@@ -407,7 +409,7 @@ def test_interrupted_save_keeps_the_old_file(numpy_backend, tmp_path, monkeypatc
     def fail(*args, **kwargs):
         raise error("interrupted")
 
-    monkeypatch.setattr(io.os, victim, fail)
+    monkeypatch.setattr(file_format.os, victim, fail)
     with pytest.raises(error):
         io.save_model(model, path)
     monkeypatch.undo()
@@ -532,8 +534,8 @@ def test_newer_format_version_asks_for_an_upgrade(saved):
 
 def test_unknown_kind_is_named_and_never_imported(numpy_backend, tmp_path):
     path = tmp_path / "evil.nnx"
-    record = io._new_record("layers", [{"kind": "evil_module_for_nnx_test.Payload", "config": {}}], {})
-    io._write(path, {}, record)
+    record = mapping._new_record("layers", [{"kind": "evil_module_for_nnx_test.Payload", "config": {}}], {})
+    file_format.write(path, {}, record)
     with pytest.raises(CheckpointError, match=r"'evil_module_for_nnx_test\.Payload'.*import the module"):
         io.load(path)
     assert "evil_module_for_nnx_test" not in sys.modules
@@ -541,7 +543,7 @@ def test_unknown_kind_is_named_and_never_imported(numpy_backend, tmp_path):
 
 def test_a_loss_is_not_a_layer(tmp_path):
     path = tmp_path / "odd.nnx"
-    io._write(path, {}, io._new_record("layers", [{"kind": "MeanSquaredError", "config": {}}], {}))
+    file_format.write(path, {}, mapping._new_record("layers", [{"kind": "MeanSquaredError", "config": {}}], {}))
     with pytest.raises(CheckpointError, match="cannot serve as one"):
         io.load(path)
 
@@ -549,24 +551,24 @@ def test_a_loss_is_not_a_layer(tmp_path):
 def test_tensors_that_do_not_fit_the_config(numpy_backend, tmp_path):
     path = tmp_path / "m.nnx"
     layer = nnx.Dense(2, 3, xp=numpy_backend)
-    tensors, entries = io._layer_tensors([layer], configs=True)
+    tensors, entries = mapping._layer_tensors([layer], configs=True)
     tensors["layers.0.weights"] = np.zeros((3, 2), np.float32)
-    io._write(path, tensors, io._new_record("layers", entries, tensors))
+    file_format.write(path, tensors, mapping._new_record("layers", entries, tensors))
     with pytest.raises(CheckpointError, match=r"'layers.0.weights' is float32 \(3, 2\).*needs float32 \(2, 3\)"):
         io.load(path)
     tensors["layers.0.weights"] = np.zeros((2, 3), np.float64)
-    io._write(path, tensors, io._new_record("layers", entries, tensors))
+    file_format.write(path, tensors, mapping._new_record("layers", entries, tensors))
     with pytest.raises(CheckpointError, match="float64"):
         io.load(path)
     del tensors["layers.0.weights"]
-    io._write(path, tensors, io._new_record("layers", entries, tensors))
+    file_format.write(path, tensors, mapping._new_record("layers", entries, tensors))
     with pytest.raises(CheckpointError, match=r"no tensor 'layers\.0\.weights'"):
         io.load(path)
 
 
 def test_bad_config_is_a_checkpoint_error(tmp_path):
     path = tmp_path / "m.nnx"
-    io._write(path, {}, io._new_record("layers", [{"kind": "Dropout", "config": {"rate": 7}}], {}))
+    file_format.write(path, {}, mapping._new_record("layers", [{"kind": "Dropout", "config": {"rate": 7}}], {}))
     with pytest.raises(CheckpointError, match="cannot be rebuilt"):
         io.load(path)
 
@@ -588,3 +590,18 @@ def test_layers_that_do_not_make_a_model(backend, tmp_path):
     io.save([Table(xp=backend)], tmp_path / "t.nnx")
     with pytest.raises(CheckpointError, match="do not make a model"):
         io.load_model(tmp_path / "t.nnx", xp=backend)
+
+
+def test_parameters_in_any_memory_order_save_as_their_values(backend, tmp_path):
+    """A transposed (column-major) parameter array is written as its values, not as its memory."""
+    with nnx.backends.use(backend):
+        model = nnx.Model()
+        model.add(nnx.Dense(3, 2))
+        model.add(nnx.Softmax())
+        model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD(), accuracy=nnx.metrics.Categorical())
+        model.finalize()
+    weights = np.arange(6, dtype=np.float32).reshape(2, 3).T  # (3, 2), column-major
+    model.set_parameters([(weights, np.zeros((1, 2), dtype=np.float32))])
+    model.save(tmp_path / "model.nnx")
+    loaded = nnx.Model.load(tmp_path / "model.nnx", xp=backend)
+    np.testing.assert_array_equal(backend.to_numpy(loaded.get_parameters()[0][0]), weights)

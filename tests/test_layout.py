@@ -101,7 +101,7 @@ def test_no_circle():
         path.append(module)
         for target in sorted(edges.get(module, ())):
             if state.get(target) == 1:
-                circle = path[path.index(target) :] + [target]
+                circle = [*path[path.index(target) :], target]
                 pytest.fail("import circle: " + " -> ".join(circle))
             if state.get(target) is None:
                 visit(target)

@@ -30,7 +30,7 @@ class ArrayApiBackend(Backend):
             host = np.from_dlpack(x)
         except (AttributeError, BufferError, RuntimeError, TypeError, ValueError):
             host = np.asarray(self._on_host(x))
-        return np.array(host, copy=True)
+        return np.array(host, copy=True, order="C")
 
     def _on_host(self, x):
         """`x` moved to the CPU, where a library that can (PyTorch, CuPy, dask) lets NumPy read it."""

@@ -18,7 +18,7 @@ class StrictBackend(Backend):
 
     def to_numpy(self, x):
         host = self.xp.asarray(x, device=self.xp.Device("CPU_DEVICE"))
-        return np.array(host, copy=True)
+        return np.array(host, copy=True, order="C")
 
     def owns(self, x) -> bool:
         return isinstance(x, self.array_type) and x.device == self.array_device

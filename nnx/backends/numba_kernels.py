@@ -26,28 +26,41 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def train_serial(rows, update):
-    params = rows[4]
+def train_serial(
+    X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants,
+    first, second, segments, regularization, update_rule, hyper,
+):  # fmt: skip
+    """One batch on one thread: (sum of sample losses, sum of comparisons, regularization loss). Every argument is
+    an array or a number, so that calling it costs little."""
     gradient = np.zeros(params.size, dtype=params.dtype)
-    loss_sum, correct = _rows_into(gradient, 0, rows[0].shape[0], *rows)
-    reg_loss = _update(params, gradient, *update)
+    loss_sum, correct = _rows_into(
+        gradient, 0, X.shape[0], X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts,
+        mask_columns, head, constants,
+    )  # fmt: skip
+    reg_loss = _update(params, gradient, first, second, segments, regularization, update_rule, hyper)
     return loss_sum, correct, reg_loss
 
 
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
-def train_parallel(rows, update, chunks):
-    params = rows[4]
-    n_samples = rows[0].shape[0]
+def train_parallel(
+    X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants,
+    first, second, segments, regularization, update_rule, hyper, chunks,
+):  # fmt: skip
+    """`train_serial` with the rows split into `chunks` run in parallel, their gradients summed."""
+    n_samples = X.shape[0]
     gradients = _zeros(chunks, params.size, params)
-    sums = _zeros(chunks, 2, rows[11])
+    sums = _zeros(chunks, 2, constants)
     for chunk in prange(chunks):
         start = chunk * n_samples // chunks
         stop = (chunk + 1) * n_samples // chunks
-        loss_sum, correct = _rows_into(gradients[chunk], start, stop, *rows)
+        loss_sum, correct = _rows_into(
+            gradients[chunk], start, stop, X, labels, targets, masks, params, layers, widths, chain_ops,
+            chain_starts, mask_columns, head, constants,
+        )  # fmt: skip
         sums[chunk, 0] = loss_sum
         sums[chunk, 1] = correct
     gradient = _sum_rows(gradients)
-    reg_loss = _update(params, gradient, *update)
+    reg_loss = _update(params, gradient, first, second, segments, regularization, update_rule, hyper)
     totals = _sum_rows(sums)
     return totals[0], totals[1], reg_loss
 
@@ -235,21 +248,14 @@ def _scale(delta, derivatives):
 @njit(cache=True, fastmath=FASTMATH)
 def _head(head, outputs, labels, targets, first, constants, delta):
     """The output activation, the tile's loss and comparisons, and the loss gradient at the head's inputs."""
-    loss_sum = 0.0
-    correct = 0.0
-    for row in range(outputs.shape[0]):
-        if head == SOFTMAX_CROSSENTROPY:
-            loss, hits = _softmax_cross_entropy(outputs, row, labels[first + row], constants, delta)
-        elif head == SIGMOID_BINARY_CROSSENTROPY:
-            loss, hits = _sigmoid_binary_cross_entropy(outputs, row, targets, first + row, constants, delta)
-        else:
-            loss, hits = _linear_squared_error(outputs, row, targets, first + row, constants, delta)
-        loss_sum += loss
-        correct += hits
-    return loss_sum, correct
+    if head == SOFTMAX_CROSSENTROPY:
+        return _softmax_cross_entropy(outputs, labels, first, constants, delta)
+    if head == SIGMOID_BINARY_CROSSENTROPY:
+        return _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta)
+    return _linear_squared_error(outputs, targets, first, constants, delta)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _clip(value, low, high):
     """`value` clipped to [low, high]; NaN stays NaN, as with NumPy's clip."""
     if value < low:
@@ -258,61 +264,77 @@ def _clip(value, low, high):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _softmax_cross_entropy(outputs, row, label, constants, delta):
+def _softmax_cross_entropy(outputs, labels, first, constants, delta):
+    """Each row's softmax, -log of its true class's (clipped) probability and whether its argmax is that class; the
+    rows of `delta` get (softmax - one-hot) / n_samples."""
     kind = outputs.dtype.type
     n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
     width = outputs.shape[1]
-    largest = outputs[row, 0]
-    for j in range(width):
-        largest = max(largest, outputs[row, j])
-    total = kind(0)
-    for j in range(width):
-        delta[row, j] = np.exp(outputs[row, j] - largest)
-        total += delta[row, j]
-    best = 0
-    for j in range(width):
-        delta[row, j] = delta[row, j] / total
-        if delta[row, j] > delta[row, best]:
-            best = j
-    confidence = _clip(delta[row, label], low, high)
-    delta[row, label] -= kind(1)
-    for j in range(width):
-        delta[row, j] = delta[row, j] / n_samples
-    return -np.log(confidence), 1.0 if best == label else 0.0
+    loss_sum = 0.0
+    correct = 0.0
+    for row in range(outputs.shape[0]):
+        label = labels[first + row]
+        largest = outputs[row, 0]
+        for j in range(width):
+            largest = max(largest, outputs[row, j])
+        total = kind(0)
+        for j in range(width):
+            delta[row, j] = np.exp(outputs[row, j] - largest)
+            total += delta[row, j]
+        best = 0
+        for j in range(width):
+            delta[row, j] = delta[row, j] / total
+            if delta[row, j] > delta[row, best]:
+                best = j
+        confidence = _clip(delta[row, label], low, high)
+        delta[row, label] -= kind(1)
+        for j in range(width):
+            delta[row, j] = delta[row, j] / n_samples
+        loss_sum += -np.log(confidence)
+        correct += 1.0 if best == label else 0.0
+    return loss_sum, correct
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _sigmoid_binary_cross_entropy(outputs, row, targets, target_row, constants, delta):
+def _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta):
+    """Each row's mean binary cross-entropy of its sigmoids and its correct outputs; `delta` gets the gradient."""
     kind = outputs.dtype.type
     n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
     zero, one, half, width = kind(0), kind(1), kind(0.5), kind(outputs.shape[1])
-    loss = zero
-    hits = 0.0
-    for j in range(outputs.shape[1]):
-        p = one / (one + np.exp(-outputs[row, j]))
-        y = targets[target_row, j]
-        clipped = _clip(p, low, high)
-        loss += -(y * np.log(clipped) + (one - y) * np.log(one - clipped))
-        hits += 1.0 if (one if p > half else zero) == y else 0.0
-        gradient = -(y / clipped - (one - y) / (one - clipped)) / width / n_samples
-        delta[row, j] = gradient * (one - p) * p
-    return loss / width, hits
+    loss_sum = 0.0
+    correct = 0.0
+    for row in range(outputs.shape[0]):
+        loss = zero
+        for j in range(outputs.shape[1]):
+            p = one / (one + np.exp(-outputs[row, j]))
+            y = targets[first + row, j]
+            clipped = _clip(p, low, high)
+            loss += -(y * np.log(clipped) + (one - y) * np.log(one - clipped))
+            correct += 1.0 if (one if p > half else zero) == y else 0.0
+            gradient = -(y / clipped - (one - y) / (one - clipped)) / width / n_samples
+            delta[row, j] = gradient * (one - p) * p
+        loss_sum += loss / width
+    return loss_sum, correct
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _linear_squared_error(outputs, row, targets, target_row, constants, delta):
+def _linear_squared_error(outputs, targets, first, constants, delta):
+    """Each row's mean squared error and its outputs within the precision; `delta` gets the gradient."""
     kind = outputs.dtype.type
     n_samples, precision = kind(constants[0]), constants[1]
     width, two = kind(outputs.shape[1]), kind(2)
-    loss = kind(0)
-    hits = 0.0
-    for j in range(outputs.shape[1]):
-        output, target = outputs[row, j], targets[target_row, j]
-        error = target - output
-        loss += error * error
-        hits += 1.0 if abs(output - target) < precision else 0.0
-        delta[row, j] = -two * error / width / n_samples
-    return loss / width, hits
+    loss_sum = 0.0
+    correct = 0.0
+    for row in range(outputs.shape[0]):
+        loss = kind(0)
+        for j in range(outputs.shape[1]):
+            output, target = outputs[row, j], targets[first + row, j]
+            error = target - output
+            loss += error * error
+            correct += 1.0 if abs(output - target) < precision else 0.0
+            delta[row, j] = -two * error / width / n_samples
+        loss_sum += loss / width
+    return loss_sum, correct
 
 
 @njit(cache=True, fastmath=FASTMATH)

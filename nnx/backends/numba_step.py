@@ -73,7 +73,10 @@ class NumbaStepKernel:
         self.nothing = np.zeros(0, dtype=self.dtype)
         self.no_labels = np.zeros(0, dtype=np.int64)
         self.no_targets = np.zeros((0, 0), dtype=self.dtype)
-        self.y = self.prepared = None
+        self.no_slots = (self.nothing, self.nothing)
+        epsilon = program.clip_epsilon
+        self.constants = np.array([0, program.precision, epsilon, 1 - epsilon])  # n_samples is set per batch
+        self.X = self.y = self.prepared = None
 
     # Buffers ---------------------------------------------------------------------------------------------------
 
@@ -106,15 +109,18 @@ class NumbaStepKernel:
 
     # Data ------------------------------------------------------------------------------------------------------
 
-    def prepare(self, y) -> bool:
-        """Prepare the training targets once (class labels as int64; one-hot rows converted); False when they do
-        not suit the kernel."""
+    def prepare(self, X, y) -> bool:
+        """Prepare the training set once (class labels as int64; one-hot rows converted); False when the targets do
+        not suit the kernel. Batches that are the whole set, or runs of its rows, are then taken without checks."""
         self.y, self.prepared = y, _targets(self.head, self.outputs, self.dtype, y, _rows(y))
+        self.X = X if _takes(X, self.dtype, self.program.widths[0]) else None
         return self.prepared is not None
 
     def batch_targets(self, X_batch, y_batch):
         """The prepared targets of this batch (a slice when `y_batch` is rows of the training targets), or None
         when the kernel cannot take the batch: the generic step runs it then."""
+        if X_batch is self.X and y_batch is self.y:
+            return self.prepared
         if not _takes(X_batch, self.dtype, self.program.widths[0]) or type(y_batch) is not np.ndarray:
             return None
         if y_batch is self.y:
@@ -139,9 +145,9 @@ class NumbaStepKernel:
             labels, values = self.no_labels, targets
         mask = np.concatenate([m.reshape(-1) for m in masks]) if masks else self.nothing
         hyper = self._hyperparameters(learning_rate, step)
-        constants = np.array(
-            [n_samples, self.program.precision, self.program.clip_epsilon, 1 - self.program.clip_epsilon]
-        )
+        constants = self.constants
+        constants[0] = n_samples
+        buffers = (*buffers, *self.no_slots[len(buffers) - 1 :])
         loss_sum, correct, reg_loss = run_kernel(
             X_batch, labels, values, mask, buffers, self.tables, constants, self.segments, self.regularization,
             self.update_rule, hyper,
@@ -231,12 +237,11 @@ def _row_offset(batch, full) -> int | None:
 
 def run_kernel(X, labels, targets, masks, buffers, tables, constants, segments, regularization, update_rule, hyper):
     """Train on one batch in one compiled call: (sum of sample losses, sum of comparisons, regularization loss)."""
-    params, first, second = (*buffers, *[np.zeros(0, dtype=X.dtype)] * (3 - len(buffers)))[:3]
+    params, first, second = buffers
     n_samples = X.shape[0]
-    rows = (X, labels, targets, masks, params, *tables[:5], tables[5], constants)
-    update = (first, second, segments, regularization, update_rule, hyper)
+    arguments = (X, labels, targets, masks, params, *tables, constants, first, second, segments, regularization)
     if n_samples >= PARALLEL_MIN_ROWS:  # asking Numba for its thread count costs more than a small step
         threads = min(numba.get_num_threads(), n_samples // ROWS_PER_THREAD)
         if threads > 1:
-            return train_parallel(rows, update, threads)
-    return train_serial(rows, update)
+            return train_parallel(*arguments, update_rule, hyper, threads)
+    return train_serial(*arguments, update_rule, hyper)

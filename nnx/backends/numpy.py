@@ -26,7 +26,7 @@ class NumpyBackend(Backend):
     parameter."""
 
     def to_numpy(self, x):
-        return np.array(x, copy=True)
+        return np.array(x, copy=True, order="C")  # C order: a compiled step's transposed views come back as rows
 
 
 class FastNumpyBackend(NumpyBackend):

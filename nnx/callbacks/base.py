@@ -85,20 +85,32 @@ class CallbackList(Callback):
                 )
 
     def _call(self, hook: str, run: Run) -> None:
-        for callback in self.callbacks:
-            getattr(callback, hook)(run)
+        for method in self._hooks(hook):
+            method(run)
+
+    def _hooks(self, hook: str) -> list:
+        """The bound `hook` methods of the callbacks that override it (the base class's do nothing), in order."""
+        return [
+            getattr(callback, hook)
+            for callback in self.callbacks
+            if getattr(type(callback), hook, None) is not getattr(Callback, hook)
+        ]
 
     def on_train_begin(self, run):
         self._call("on_train_begin", run)
+        self._per_step = {hook: self._hooks(hook) for hook in ("on_epoch_begin", "on_step_end", "on_epoch_end")}
 
     def on_epoch_begin(self, run):
-        self._call("on_epoch_begin", run)
+        for method in self._per_step["on_epoch_begin"]:
+            method(run)
 
     def on_step_end(self, run):
-        self._call("on_step_end", run)
+        for method in self._per_step["on_step_end"]:
+            method(run)
 
     def on_epoch_end(self, run):
-        self._call("on_epoch_end", run)
+        for method in self._per_step["on_epoch_end"]:
+            method(run)
 
     def on_train_end(self, run):
         self._call("on_train_end", run)

@@ -77,7 +77,7 @@ def train(
     with model.backend.quiet_float_errors():
         model.accuracy.init(y)
     run = Run(model, epochs=epochs, steps=steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch)
-    step = training_step(model, y)
+    step = training_step(model, X, y)
     try:
         with _checks.trusted(), model.backend.quiet_float_errors():
             _loop(model, run, callback, X, y, step)
@@ -87,12 +87,13 @@ def train(
     return history
 
 
-def training_step(model, y=None):
-    """The step `Model.train` runs: the plan on the backend's kernel when it has one, else the generic step."""
+def training_step(model, X, y):
+    """The step `Model.train` runs on (X, y): the plan on the backend's kernel when it has one, else the generic
+    step."""
     plan = plan_step(model)
-    if not plan.planned or model.backend.why_no_step_kernel(plan.program) is not None or y is None:
+    if not plan.planned or model.backend.why_no_step_kernel(plan.program) is not None:
         return GenericStep(model)
-    return PlannedStep(model, plan, model.backend.step_kernel(plan.program), y)
+    return PlannedStep(model, plan, model.backend.step_kernel(plan.program), X, y)
 
 
 def explain_step(model) -> str:
@@ -110,12 +111,13 @@ def explain_step(model) -> str:
 def _loop(model, run: Run, callback: CallbackList, X, y, train_step) -> None:
     callback.on_train_begin(run)
     loss, accuracy = model.loss, model.accuracy
+    whole = ((X, y),)  # without batch_size every step takes the whole set
     for epoch in range(run.first_epoch, run.epochs + 1):
         run.epoch = epoch
         loss.new_pass()
         accuracy.new_pass()
         callback.on_epoch_begin(run)
-        for step, (X_batch, y_batch) in enumerate(batches(X, y, run.batch_size)):
+        for step, (X_batch, y_batch) in enumerate(whole if run.batch_size is None else batches(X, y, run.batch_size)):
             run.step = step
             run.set_metrics(*train_step(X_batch, y_batch))
             run.global_step += 1

@@ -41,13 +41,13 @@ class PlannedStep:
     next kernel call and copied in. `close()` gives layers and optimizer standalone arrays again.
     """
 
-    def __init__(self, model, plan: StepPlan, kernel, y):
+    def __init__(self, model, plan: StepPlan, kernel, X, y):
         self.model = model
         self.plan = plan
         self.kernel = kernel
         self.optimizer = model.optimizer
         self.generic = GenericStep(model)
-        self.has_targets = kernel.prepare(y)
+        self.has_targets = kernel.prepare(X, y)
         self.buffers = [kernel.new_buffer() for _ in range(1 + len(plan.program.slots))]
         self.views = [kernel.views(flat) for flat in self.buffers]
         self.dropouts = [
@@ -55,7 +55,7 @@ class PlannedStep:
         ]
         self.bound: tuple = ()
         self.state_version = None
-        self.usable = self._bind()
+        self.usable = True  # bound on the first step, so that nothing changes before training starts
 
     def __call__(self, X_batch, y_batch):
         if not self._current() and not self._bind():
@@ -152,8 +152,20 @@ class PlannedStep:
         self.state_version = optimizer.state_version
 
     def close(self) -> None:
-        """Give the layers and the optimizer standalone copies of whatever views of the buffers they still hold."""
-        if not self.usable or not (self._current() or self._bind()):
-            return
+        """Give the layers and the optimizer standalone copies of whatever views of the buffers they still hold
+        (nothing else changes: what replaced a view stays)."""
         standalone = self.kernel.standalone
-        self._install([[(standalone(w), standalone(b)) for w, b in group] for group in self.views])
+        for layer, weights, biases in self.bound:
+            if layer.weights is weights:
+                layer.weights = standalone(weights)
+            if layer.biases is biases:
+                layer.biases = standalone(biases)
+        optimizer, dense = self.optimizer, self.plan.dense
+        if self.bound and optimizer.state_version == self.state_version:
+            state = optimizer.state_dict(dense)
+            slots = {
+                index: {name: standalone(array) for name, array in arrays.items()}
+                for index, arrays in state["slots"].items()
+            }
+            optimizer.load_state_dict({**state, "slots": slots}, dense, copy=False)
+        self.bound = ()
