@@ -96,40 +96,44 @@ class Optimizer(Component):
         return self.layers if layers is None else list(layers)
 
     def _checked_state(self, state, layers: list):
-        owner = f"{self!r}.load_state_dict()"
         if not isinstance(state, dict) or not {"iterations", "current_learning_rate", "slots"} <= state.keys():
             raise TypeError(
-                f"{owner} expected a dict with 'iterations', 'current_learning_rate' and 'slots', got "
-                f"{_checks.describe(state)}; pass what state_dict() returns"
+                f"{self!r}.load_state_dict() expected a dict with 'iterations', 'current_learning_rate' and "
+                f"'slots', got {_checks.describe(state)}; pass what state_dict() returns"
             )
         iterations = state["iterations"]
         if not isinstance(iterations, numbers.Integral) or isinstance(iterations, bool) or iterations < 0:
-            raise ValueError(f"{owner} 'iterations' must be a count >= 0, got {iterations!r}")
-        rate = _checks.positive(state["current_learning_rate"], "current_learning_rate", repr(self))
+            raise ValueError(f"{self!r}.load_state_dict() 'iterations' must be a count >= 0, got {iterations!r}")
+        rate = state["current_learning_rate"]
+        if not (isinstance(rate, float) and 0 < rate < float("inf")):
+            rate = _checks.positive(rate, "current_learning_rate", repr(self))
         slots = state["slots"]
         if not isinstance(slots, dict):
             raise TypeError(
-                f"{owner} 'slots' must be a dict from layer positions to arrays, got {_checks.describe(slots)}"
+                f"{self!r}.load_state_dict() 'slots' must be a dict from layer positions to arrays, got "
+                f"{_checks.describe(slots)}"
             )
         for index, arrays in slots.items():
-            self._check_slots(owner, index, arrays, layers)
+            self._check_slots(index, arrays, layers)
         return int(iterations), rate, slots
 
-    def _check_slots(self, owner: str, index, arrays, layers: list) -> None:
+    def _check_slots(self, index, arrays, layers: list) -> None:
         if not isinstance(index, int) or not 0 <= index < len(layers):
-            raise ValueError(f"{owner} has slots for layer position {index!r}, but there are {len(layers)} layers")
+            raise ValueError(
+                f"{self!r}.load_state_dict() has slots for layer position {index!r}, but there are {len(layers)} layers"
+            )
         layer = layers[index]
         expected = self.slot_names()
         if not isinstance(arrays, dict) or sorted(arrays) != sorted(expected):
             got = sorted(arrays) if isinstance(arrays, dict) else _checks.describe(arrays)
-            raise ValueError(f"{owner} expected the slots {expected} for {layer!r}, got {got}")
+            raise ValueError(f"{self!r}.load_state_dict() expected the slots {expected} for {layer!r}, got {got}")
         for name, value in arrays.items():
             like = getattr(layer, PARAMETERS[name.split("_", 1)[0]])
             self._accept(value, f"{name} of {layer!r}")
             if tuple(value.shape) != tuple(like.shape) or value.dtype != like.dtype:
                 raise ValueError(
-                    f"{owner} {name} of {layer!r} must be {like.dtype} {tuple(like.shape)} like the layer's "
-                    f"parameters, got {value.dtype} {tuple(value.shape)}"
+                    f"{self!r}.load_state_dict() {name} of {layer!r} must be {like.dtype} {tuple(like.shape)} like "
+                    f"the layer's parameters, got {value.dtype} {tuple(value.shape)}"
                 )
 
     def pre_update_params(self) -> None:

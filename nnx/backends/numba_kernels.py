@@ -138,7 +138,7 @@ def _rows_into(
     return loss_sum, correct
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _element_wise(values, derivatives, ops, masks, mask_columns, n_rows, first, width):
     """ReLUs and dropout masks in order, in place on a tile's `values` (rows of `width`, from row `first`);
     `derivatives` gets the product of their local gradients (the generic backward multiplies by the same 0/1 and
@@ -171,7 +171,7 @@ def _element_wise(values, derivatives, ops, masks, mask_columns, n_rows, first, 
                     derivatives[index] *= mask[index]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _dense_forward(inputs, params, layer, outputs):
     """outputs = inputs @ weights + biases for a tile of rows."""
     n_inputs, n_outputs, weights_at, biases_at, transposed = layer[0], layer[1], layer[2], layer[3], layer[4]
@@ -197,7 +197,7 @@ def _dense_forward(inputs, params, layer, outputs):
                     outputs[row, j] += value * weights[i, j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs):
     """Add the layer's weight and bias gradients for a tile of rows; set dinputs (before the element-wise
     gradients)."""
@@ -239,13 +239,13 @@ def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinput
                 dinputs[row, i] = total
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _scale(delta, derivatives):
     for index in range(delta.size):
         delta[index] *= derivatives[index]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _head(head, outputs, labels, targets, first, constants, delta):
     """The output activation, the tile's loss and comparisons, and the loss gradient at the head's inputs."""
     if head == SOFTMAX_CROSSENTROPY:
@@ -263,7 +263,7 @@ def _clip(value, low, high):
     return high if value > high else value
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _softmax_cross_entropy(outputs, labels, first, constants, delta):
     """Each row's softmax, -log of its true class's (clipped) probability and whether its argmax is that class; the
     rows of `delta` get (softmax - one-hot) / n_samples."""

@@ -7,6 +7,8 @@ arrays, integer codes and scalars only.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -53,23 +55,13 @@ class NumbaStepKernel:
         self.dtype = np.dtype(program.dtype)
         self.head = program.head
         self.update_rule = program.update_rule
-        widths = program.widths
-        self.outputs = widths[-1]
-        self.layers, segments, regularization = _layout(program)
-        self.size = int(segments[-1][1])
-        chains = program.chains
-        mask_widths = program.dropout_widths()
-        self.tables = (
-            self.layers,
-            np.array(widths, dtype=np.int64),
-            np.array([op for chain in chains for op in chain], dtype=np.int64),
-            np.cumsum([0, *(len(chain) for chain in chains)]).astype(np.int64),
-            np.cumsum([0, *mask_widths])[:-1].astype(np.int64),
-            program.head,
-        )
-        self.segments = np.array(segments, dtype=np.int64)
-        self.regularization = np.array(regularization, dtype=self.dtype)
+        self.outputs = program.widths[-1]
+        self.tables, self.segments, self.regularization = _tables(program)
+        self.layers = self.tables[0]
+        self.size = int(self.segments[-1, 1])
         self.hyper = _fixed_hyperparameters(program, self.dtype)
+        self.beta_1, self.beta_2 = program.constant("beta_1"), program.constant("beta_2")
+        self.kind = self.dtype.type
         self.nothing = np.zeros(0, dtype=self.dtype)
         self.no_labels = np.zeros(0, dtype=np.int64)
         self.no_targets = np.zeros((0, 0), dtype=self.dtype)
@@ -80,9 +72,15 @@ class NumbaStepKernel:
 
     # Buffers ---------------------------------------------------------------------------------------------------
 
-    def new_buffer(self):
-        """A zeroed flat buffer for the parameters or one optimizer slot."""
-        return np.zeros(self.size, dtype=self.dtype)
+    def new_buffers(self) -> list:
+        """Zeroed flat buffers for the parameters and each optimizer slot: the ones `run` updates. The plan that
+        asked for them owns them; `views` shapes them as the layers' arrays."""
+        buffers = [np.zeros(self.size, dtype=self.dtype) for _ in range(1 + len(self.program.slots))]
+        first, second = (*buffers[1:], self.nothing, self.nothing)[:2]
+        self.params = buffers[0]
+        self.rest = (*self.tables, self.constants, first, second, self.segments, self.regularization)
+        self.rest += (self.update_rule, self.hyper)
+        return buffers
 
     def views(self, flat) -> list[tuple]:
         """[(weights, biases) per Dense] as views of `flat`, shaped as the layers' own arrays."""
@@ -132,39 +130,46 @@ class NumbaStepKernel:
 
     # One step --------------------------------------------------------------------------------------------------
 
-    def run(self, X_batch, targets, masks, buffers, learning_rate: float, step: int):
-        """Train on one batch in one compiled call, updating `buffers` (parameters, then slots) in place.
+    def run(self, X_batch, targets, masks, learning_rate: float, step: int):
+        """Train on one batch in one compiled call, updating the buffers (parameters, then slots) in place; `step`
+        counts from 1 (Adam's bias corrections).
 
         Returns (accuracy, data_loss, reg_loss, loss_sum, correct, count): the step's metrics, then the sums the
         loss and accuracy add to their epoch (as their generic `calculate` would).
         """
         n_samples = X_batch.shape[0]
-        if self.head == SOFTMAX_CROSSENTROPY:
-            labels, values = targets, self.no_targets
-        else:
-            labels, values = self.no_labels, targets
+        self.constants[0] = n_samples
+        hyper = self.hyper  # in the model's dtype, as the generic update rounds them
+        hyper[0], hyper[1] = -learning_rate, learning_rate
+        if self.update_rule == ADAM:
+            hyper[10], hyper[11] = 1 - self.beta_1**step, 1 - self.beta_2**step
         mask = np.concatenate([m.reshape(-1) for m in masks]) if masks else self.nothing
-        hyper = self._hyperparameters(learning_rate, step)
-        constants = self.constants
-        constants[0] = n_samples
-        buffers = (*buffers, *self.no_slots[len(buffers) - 1 :])
-        loss_sum, correct, reg_loss = run_kernel(
-            X_batch, labels, values, mask, buffers, self.tables, constants, self.segments, self.regularization,
-            self.update_rule, hyper,
-        )  # fmt: skip
-        kind = self.dtype.type
-        count = n_samples if self.head == SOFTMAX_CROSSENTROPY else n_samples * self.outputs
+        if self.head == SOFTMAX_CROSSENTROPY:
+            loss_sum, correct, reg_loss = run_kernel(X_batch, targets, self.no_targets, mask, self.params, self.rest)
+            count = n_samples
+        else:
+            loss_sum, correct, reg_loss = run_kernel(X_batch, self.no_labels, targets, mask, self.params, self.rest)
+            count = n_samples * self.outputs
+        kind = self.kind
         correct = np.float32(correct)
         return correct / count, kind(loss_sum / n_samples), kind(reg_loss), kind(loss_sum), correct, count
 
-    def _hyperparameters(self, learning_rate: float, step: int):
-        """The update's numbers for this step, in the model's dtype as the generic update rounds them."""
-        hyper = self.hyper
-        hyper[0], hyper[1] = -learning_rate, learning_rate
-        if self.update_rule == ADAM:
-            hyper[10] = 1 - self.program.constant("beta_1") ** step
-            hyper[11] = 1 - self.program.constant("beta_2") ** step
-        return hyper
+
+@functools.lru_cache(maxsize=64)
+def _tables(program: StepProgram) -> tuple:
+    """The kernel's integer tables for `program`, its parameter segments and their regularization: made once per
+    program (the kernel only reads them)."""
+    layers, segments, regularization = _layout(program)
+    chains = program.chains
+    tables = (
+        layers,
+        np.array(program.widths, dtype=np.int64),
+        np.array([op for chain in chains for op in chain], dtype=np.int64),
+        np.cumsum([0, *(len(chain) for chain in chains)]).astype(np.int64),
+        np.cumsum([0, *program.dropout_widths()])[:-1].astype(np.int64),
+        program.head,
+    )
+    return tables, np.array(segments, dtype=np.int64), np.array(regularization, dtype=program.dtype)
 
 
 def _layout(program: StepProgram):
@@ -235,13 +240,13 @@ def _row_offset(batch, full) -> int | None:
     return start if start >= 0 and start + batch.shape[0] <= full.shape[0] else None
 
 
-def run_kernel(X, labels, targets, masks, buffers, tables, constants, segments, regularization, update_rule, hyper):
-    """Train on one batch in one compiled call: (sum of sample losses, sum of comparisons, regularization loss)."""
-    params, first, second = buffers
+def run_kernel(X, labels, targets, masks, params, rest):
+    """Train on one batch in one compiled call: (sum of sample losses, sum of comparisons, regularization loss).
+    `rest` holds the program's tables, the constants, the optimizer slots, the segments and their regularization,
+    the update rule and its numbers (`train_serial`'s other arguments, in order)."""
     n_samples = X.shape[0]
-    arguments = (X, labels, targets, masks, params, *tables, constants, first, second, segments, regularization)
     if n_samples >= PARALLEL_MIN_ROWS:  # asking Numba for its thread count costs more than a small step
         threads = min(numba.get_num_threads(), n_samples // ROWS_PER_THREAD)
         if threads > 1:
-            return train_parallel(*arguments, update_rule, hyper, threads)
-    return train_serial(*arguments, update_rule, hyper)
+            return train_parallel(X, labels, targets, masks, params, *rest, threads)
+    return train_serial(X, labels, targets, masks, params, *rest)

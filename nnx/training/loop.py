@@ -93,7 +93,10 @@ def training_step(model, X, y):
     plan = plan_step(model)
     if not plan.planned or model.backend.why_no_step_kernel(plan.program) is not None:
         return GenericStep(model)
-    return PlannedStep(model, plan, model.backend.step_kernel(plan.program), X, y)
+    kernel = model.backend.step_kernel(plan.program)
+    if not kernel.prepare(X, y):  # targets the kernel cannot take (float labels, ...)
+        return GenericStep(model)
+    return PlannedStep(model, plan, kernel)
 
 
 def explain_step(model) -> str:

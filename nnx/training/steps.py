@@ -41,43 +41,35 @@ class PlannedStep:
     next kernel call and copied in. `close()` gives layers and optimizer standalone arrays again.
     """
 
-    def __init__(self, model, plan: StepPlan, kernel, X, y):
+    def __init__(self, model, plan: StepPlan, kernel):
         self.model = model
         self.plan = plan
         self.kernel = kernel
-        self.optimizer = model.optimizer
+        self.optimizer, self.loss, self.accuracy = model.optimizer, model.loss, model.accuracy
         self.generic = GenericStep(model)
-        self.has_targets = kernel.prepare(X, y)
-        self.buffers = [kernel.new_buffer() for _ in range(1 + len(plan.program.slots))]
+        self.buffers = kernel.new_buffers()
         self.views = [kernel.views(flat) for flat in self.buffers]
-        self.dropouts = [
-            (layer, width) for layer, width in zip(plan.dropouts, plan.program.dropout_widths(), strict=True)
-        ]
+        self.dropouts = list(zip(plan.dropouts, plan.program.dropout_widths(), strict=True))
         self.bound: tuple = ()
         self.state_version = None
-        self.usable = True  # bound on the first step, so that nothing changes before training starts
+        self.usable = False  # bound on the first step, so that nothing changes before training starts
 
     def __call__(self, X_batch, y_batch):
-        if not self._current() and not self._bind():
+        if not (self.usable and self._current()) and not self._bind():
             return self._generic(X_batch, y_batch)
-        kernel = self.kernel
-        targets = kernel.batch_targets(X_batch, y_batch) if self.usable else None
+        targets = self.kernel.batch_targets(X_batch, y_batch)
         if targets is None:
             return self._generic(X_batch, y_batch)
         n_samples = X_batch.shape[0]
-        masks = [
-            layer.backend.dropout_mask((n_samples, width), layer.rate, X_batch.dtype) for layer, width in self.dropouts
-        ]
+        dtype = X_batch.dtype
+        masks = [layer.backend.dropout_mask((n_samples, width), layer.rate, dtype) for layer, width in self.dropouts]
         optimizer = self.optimizer
         optimizer.pre_update_params()
-        step = optimizer.iterations + 1
-        accuracy, data_loss, reg_loss, loss_sum, correct, count = kernel.run(
-            X_batch, targets, masks, self.buffers, optimizer.current_learning_rate, step
-        )
+        metrics = self.kernel.run(X_batch, targets, masks, optimizer.current_learning_rate, optimizer.iterations + 1)
         optimizer.post_update_params()
-        self.model.loss.add_to_pass(loss_sum, n_samples)
-        self.model.accuracy.add_to_pass(correct, count)
-        return accuracy, data_loss, reg_loss
+        self.loss.add_to_pass(metrics[3], n_samples)
+        self.accuracy.add_to_pass(metrics[4], metrics[5])
+        return metrics[:3]
 
     def _generic(self, X_batch, y_batch):
         """A batch or state the kernel cannot take: the generic step, on the live arrays (the views, or whatever
@@ -97,16 +89,14 @@ class PlannedStep:
 
     def _bind(self) -> bool:
         """Copy the live parameters and optimizer slots into the buffers and hand the layers and the optimizer
-        views of them; False (and the generic step from then on) when an array does not fit."""
+        views of them; False (the generic step runs this batch) when an array does not fit."""
         dense, kernel = self.plan.dense, self.kernel
         parameters = [(layer.weights, layer.biases) for layer in dense]
         state = self.optimizer.state_dict(dense)
         slots = [self._slot_arrays(state["slots"], name) for name in self.plan.program.slots]
         groups = [parameters, *slots]
-        if not self.has_targets or not all(
-            self._fits(group, views) for group, views in zip(groups, self.views, strict=True)
-        ):
-            self.bound, self.state_version, self.usable = (), self.optimizer.state_version, False
+        if not all(self._fits(group, views) for group, views in zip(groups, self.views, strict=True)):
+            self.bound, self.usable = (), False
             return False
         for group, views in zip(groups, self.views, strict=True):
             for pair, view_pair in zip(group, views, strict=True):
