@@ -69,7 +69,7 @@ class Dense(Component):
         return {"op": "dense", "shape": shape, "dtype": dtype_name(self.dtype), "regularization": regularization}
 
     def __repr__(self) -> str:
-        return f"Dense({self.n_inputs} -> {self.n_neurons})"
+        return f"{type(self).__name__}({self.n_inputs} -> {self.n_neurons})"
 
     def to(self, spec):
         super().to(spec)
@@ -140,7 +140,7 @@ class Dropout(Component):
         return {"op": "dropout", "keep": self.rate}
 
     def __repr__(self) -> str:
-        return f"Dropout({1 - self.rate:g})"
+        return f"{type(self).__name__}({1 - self.rate:g})"
 
     def forward(self, inputs, training: bool = True) -> None:
         """Set `output`: masked and rescaled when `training`, the inputs unchanged otherwise."""

@@ -11,6 +11,7 @@ import numbers
 
 from nnx import _checks
 from nnx._component import Component, _moved
+from nnx.backends._host import dtype_name
 from nnx.errors import CallOrderError
 
 PARAMETERS = {"weight": "weights", "bias": "biases"}  # slot prefix -> the layer array it shadows
@@ -132,8 +133,9 @@ class Optimizer(Component):
             self._accept(value, f"{name} of {layer!r}")
             if tuple(value.shape) != tuple(like.shape) or value.dtype != like.dtype:
                 raise ValueError(
-                    f"{self!r}.load_state_dict() {name} of {layer!r} must be {like.dtype} {tuple(like.shape)} like "
-                    f"the layer's parameters, got {value.dtype} {tuple(value.shape)}"
+                    f"{self!r}.load_state_dict() {name} of {layer!r} must be {dtype_name(like.dtype)} "
+                    f"{tuple(like.shape)} like the layer's parameters, got {dtype_name(value.dtype)} "
+                    f"{tuple(value.shape)}"
                 )
 
     def pre_update_params(self) -> None:

@@ -316,3 +316,56 @@ def test_several_tiles_with_a_partial_one(head, parallel, monkeypatch, kernel_ca
     compiled, metrics, reference, expected = train_both_on(X, y, head, dropout=0.3, depth=3, optimizer="sgd")
     assert_same(compiled, metrics, reference, expected)
     assert kernel_calls and all(rows == X.shape[0] for rows in kernel_calls)
+
+
+# explain_step, and a plan that sees and affects the live parameters --------------------------------------------
+
+
+def test_explain_step_names_the_path_and_the_reason():
+    assert build(FAST).explain_step().startswith("compiled step: backend 'numpy'")
+    assert "has no compiled step kernel" in build(REFERENCE).explain_step()
+    FAST.compile = False
+    assert "compile = False" in build(FAST).explain_step()
+    FAST.compile = True
+    subclass = _finalized(MyDense(2, 3), nnx.Softmax(), loss=nnx.CategoricalCrossentropy)
+    assert "MyDense(2 -> 3) at layer 0 has no kernel_spec()" in subclass.explain_step()
+    mismatched = _finalized(nnx.Dense(2, 3), nnx.Sigmoid(), loss=nnx.CategoricalCrossentropy)
+    assert "no kernel computes the head sigmoid + categorical_crossentropy + categorical" in mismatched.explain_step()
+    wide = _finalized(
+        nnx.Dense(784, 128), nnx.ReLU(), nnx.Dense(128, 10), nnx.Softmax(), loss=nnx.CategoricalCrossentropy
+    )
+    assert "more than 65536" in wide.explain_step()
+
+
+class ReplaceAndRead(nnx.callbacks.Callback):
+    """At epoch 2, puts in other parameters and a fresh optimizer state; every epoch, keeps a copy of the weights."""
+
+    def __init__(self, parameters):
+        self.parameters = parameters
+        self.seen = []
+
+    def on_epoch_end(self, run):
+        model = run.model
+        self.seen.append(np.array(model.trainable_layers[-1].weights))
+        if run.epoch == 2:
+            model.set_parameters(self.parameters)
+            model.optimizer.load_state_dict({"iterations": 0, "current_learning_rate": 0.01, "slots": {}})
+
+
+def test_the_plan_sees_and_affects_the_live_parameters(kernel_calls):
+    X, y = data()
+    replacement = build(REFERENCE, optimizer="adam").get_parameters()
+    results, seen = [], []
+    for backend in (FAST, REFERENCE):
+        model = build(backend, optimizer="adam")
+        callback = ReplaceAndRead([(np.array(w) * 2, np.array(b)) for w, b in replacement])
+        results += [model, model.train(X, y, epochs=5, print_every=None, callbacks=[callback])]
+        seen.append(callback.seen)
+    assert len(kernel_calls) == 5
+    assert_same(*results)
+    for mine, theirs in zip(*seen, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    compiled = results[0]
+    for layer in compiled.trainable_layers:  # standalone arrays again, not views of the step's buffers
+        assert layer.weights.base is None and layer.weights.flags.c_contiguous
+        assert all(value.base is None for value in compiled.optimizer.state[layer].values())

@@ -118,3 +118,81 @@ def test_optimizer_and_layer_on_different_backends_is_a_type_error():
     layer = nnx.Dense(2, 2, xp="array_api_strict")
     with pytest.raises(TypeError, match=r"model\.to\(\)"):
         nnx.Adam(xp="numpy").update_params(layer)
+
+
+# The one way in and out of optimizer state: state_dict() / load_state_dict() -----------------------------------
+
+
+def trained_adam(backend, steps: int = 3):
+    """Two Dense layers and an Adam that has updated them `steps` times (with decay)."""
+    layers = [nnx.Dense(4, 3, xp=backend), nnx.Dense(3, 2, xp=backend)]
+    optimizer = nnx.Adam(learning_rate=0.1, decay=0.1, xp=backend)
+    optimizer.remember_layers(layers)
+    for layer in layers:
+        layer.dweights = backend.asarray(np.full((layer.n_inputs, layer.n_neurons), 0.5), dtype="float32")
+        layer.dbiases = backend.asarray(np.full((1, layer.n_neurons), 0.25), dtype="float32")
+    for _ in range(steps):
+        optimizer.pre_update_params()
+        for layer in layers:
+            optimizer.update_params(layer)
+        optimizer.post_update_params()
+    return layers, optimizer
+
+
+def test_state_dict_holds_progress_and_slots_by_position(backend):
+    layers, optimizer = trained_adam(backend)
+    state = optimizer.state_dict()
+    assert state["iterations"] == 3
+    assert state["current_learning_rate"] == pytest.approx(0.1 / (1 + 0.1 * 2))
+    assert sorted(state["slots"]) == [0, 1]
+    assert set(state["slots"][1]) == {"weight_momentums", "weight_cache", "bias_momentums", "bias_cache"}
+    assert state["slots"][1]["weight_cache"] is optimizer.state[layers[1]]["weight_cache"]  # the arrays themselves
+    assert sorted(optimizer.state_dict(layers[::-1])["slots"]) == [0, 1]
+
+
+def test_load_state_dict_copies_into_another_optimizer(backend):
+    layers, optimizer = trained_adam(backend)
+    fresh = nnx.Adam(learning_rate=0.1, decay=0.1, xp=backend)
+    fresh.remember_layers(layers)
+    version = fresh.state_version
+    fresh.load_state_dict(optimizer.state_dict())
+    assert fresh.state_version != version
+    assert (fresh.iterations, fresh.current_learning_rate) == (optimizer.iterations, optimizer.current_learning_rate)
+    for layer in layers:
+        for name, value in optimizer.state[layer].items():
+            copied = fresh.state[layer][name]
+            assert copied is not value
+            np.testing.assert_array_equal(backend.to_numpy(copied), backend.to_numpy(value))
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda s: [1, 2], TypeError, "expected a dict with 'iterations'"),
+        (lambda s: {**s, "iterations": -1}, ValueError, "'iterations' must be a count >= 0"),
+        (lambda s: {**s, "current_learning_rate": float("nan")}, ValueError, "current_learning_rate must be a finite"),
+        (lambda s: {**s, "slots": {5: s["slots"][0]}}, ValueError, "layer position 5, but there are 2 layers"),
+        (lambda s: {**s, "slots": {0: {"weight_cache": s["slots"][0]["weight_cache"]}}}, ValueError, "expected the"),
+        (lambda s: {**s, "slots": {0: s["slots"][1]}}, ValueError, "must be float32 \\(4, 3\\)"),
+    ],
+)
+def test_load_state_dict_refuses_bad_state_and_changes_nothing(backend, change, error, message):
+    layers, optimizer = trained_adam(backend)
+    good = optimizer.state_dict()
+    before = {name: backend.to_numpy(value) for name, value in optimizer.state[layers[0]].items()}
+    with pytest.raises(error, match=message):
+        optimizer.load_state_dict(change(good))
+    assert optimizer.iterations == 3 and optimizer.state_dict()["slots"].keys() == {0, 1}
+    for name, value in optimizer.state[layers[0]].items():
+        np.testing.assert_array_equal(backend.to_numpy(value), before[name])
+
+
+def test_load_state_dict_refuses_an_array_of_another_backend():
+    if "array_api_strict" not in nnx.backends.available():
+        pytest.skip("array_api_strict is not installed")
+    _, optimizer = trained_adam(nnx.backends.get("numpy"))
+    state = optimizer.state_dict()
+    strict = nnx.backends.get("array_api_strict")
+    foreign = {name: strict.asarray(value) for name, value in state["slots"][0].items()}
+    with pytest.raises(TypeError, match="must be an array of backend 'numpy'"):
+        optimizer.load_state_dict({**state, "slots": {0: foreign}})
