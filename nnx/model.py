@@ -11,7 +11,7 @@ import weakref
 from nnx import _checks, backends, io, model_checks, training
 from nnx._component import Component
 from nnx.activations import Softmax
-from nnx.callbacks import History, host_float
+from nnx.callbacks import host_float
 from nnx.errors import CallOrderError
 from nnx.layers import Input
 from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
@@ -107,35 +107,7 @@ class Model(Component):
 
     # Training, evaluation, prediction ------------------------------------------------------------------------------
 
-    def train(
-        self,
-        X,
-        y,
-        *,
-        epochs: int = 1,
-        batch_size: int | None = None,
-        print_every: int | None = 1,
-        verbose: int | None = None,
-        validation_data=None,
-        callbacks=(),
-        on_divergence: str = "raise",
-        check_every: int = CHECK_EVERY,
-        checkpoint=None,
-        checkpoint_every: int = 1,
-        resume=None,
-    ) -> History:
-        """Train for `epochs`; returns a `History` of every epoch's metrics, whose items are the last epoch's.
-
-        Output: by default the book's lines, chapter 18's every `print_every` epochs without `batch_size` (one
-        validation at the end) or chapter 19's every `print_every` steps with it (validation after every epoch);
-        `print_every=None` prints nothing. `verbose` replaces them as in Keras: 0 silent, 1 a progress bar on a
-        terminal (plain lines elsewhere), 2 one line every `print_every` epochs. A non-finite loss or parameter
-        stops training with the last finite parameters restored (`on_divergence`: "raise", "stop" or "warn";
-        checked every `check_every` steps and whenever metrics reach the host). `checkpoint=path` saves every
-        `checkpoint_every` epochs and at the end; `resume=path` continues from such a file, bit for bit.
-        """
-        options = {name: value for name, value in locals().items() if name not in ("self", "X", "y")}
-        return training.train(self, X, y, **options)
+    train = training.train  # Model.train(X, y, *, epochs=1, ...): the loop lives in nnx.training
 
     def explain_step(self) -> str:
         """Which training step `train` runs on this model (one compiled kernel call per batch, or the generic

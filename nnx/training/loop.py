@@ -43,7 +43,17 @@ def train(
     checkpoint_every: int = 1,
     resume=None,
 ) -> History:
-    """Train `model` (see `Model.train`); every argument is checked before anything changes."""
+    """`Model.train`: train for `epochs`; returns a `History` of every epoch's metrics (its items: the last epoch's).
+
+    Output: by default the book's lines, chapter 18's every `print_every` epochs without `batch_size` (one
+    validation at the end) or chapter 19's every `print_every` steps with it (validation after every epoch);
+    `print_every=None` prints nothing. `verbose` replaces them as in Keras: 0 silent, 1 a progress bar on a
+    terminal (plain lines elsewhere), 2 one line every `print_every` epochs. A non-finite loss or parameter
+    stops training with the last finite parameters restored (`on_divergence`: "raise", "stop" or "warn";
+    checked every `check_every` steps and whenever metrics reach the host). `checkpoint=path` saves every
+    `checkpoint_every` epochs and at the end; `resume=path` continues from such a file, bit for bit. Every argument
+    is checked before anything changes.
+    """
     model._require("loss", "optimizer", "accuracy")
     epochs = _checks.positive_int(epochs, "epochs", "Model.train")
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.train")
