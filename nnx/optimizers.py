@@ -7,6 +7,7 @@ on the layer's first update. `state_dict()` and `load_state_dict()` are the one 
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from nnx import _checks
@@ -106,8 +107,10 @@ class Optimizer(Component):
         if not isinstance(iterations, numbers.Integral) or isinstance(iterations, bool) or iterations < 0:
             raise ValueError(f"{self!r}.load_state_dict() 'iterations' must be a count >= 0, got {iterations!r}")
         rate = state["current_learning_rate"]
-        if not (isinstance(rate, float) and 0 < rate < float("inf")):
-            rate = _checks.positive(rate, "current_learning_rate", repr(self))
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate < math.inf:
+            raise ValueError(
+                f"{self!r}.load_state_dict() 'current_learning_rate' must be a finite number > 0, got {rate!r}"
+            )
         slots = state["slots"]
         if not isinstance(slots, dict):
             raise TypeError(
@@ -116,7 +119,7 @@ class Optimizer(Component):
             )
         for index, arrays in slots.items():
             self._check_slots(index, arrays, layers)
-        return int(iterations), rate, slots
+        return int(iterations), float(rate), slots
 
     def _check_slots(self, index, arrays, layers: list) -> None:
         if not isinstance(index, int) or not 0 <= index < len(layers):

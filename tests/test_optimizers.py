@@ -170,7 +170,11 @@ def test_load_state_dict_copies_into_another_optimizer(backend):
     [
         (lambda s: [1, 2], TypeError, "expected a dict with 'iterations'"),
         (lambda s: {**s, "iterations": -1}, ValueError, "'iterations' must be a count >= 0"),
-        (lambda s: {**s, "current_learning_rate": float("nan")}, ValueError, "current_learning_rate must be a finite"),
+        (
+            lambda s: {**s, "current_learning_rate": float("nan")},
+            ValueError,
+            "'current_learning_rate' must be a finite number > 0",
+        ),
         (lambda s: {**s, "slots": {5: s["slots"][0]}}, ValueError, "layer position 5, but there are 2 layers"),
         (lambda s: {**s, "slots": {0: {"weight_cache": s["slots"][0]["weight_cache"]}}}, ValueError, "expected the"),
         (lambda s: {**s, "slots": {0: s["slots"][1]}}, ValueError, "must be float32 \\(4, 3\\)"),
