@@ -22,8 +22,8 @@ from nnx.backends.step_program import (
 
 MAX_LAYER_SIZE = 65536  # n_inputs * n_outputs above which BLAS (the generic step) beats a row-wise kernel
 NARROW = 16  # Dense layers with fewer outputs are stored transposed, so that their loops run along the inputs
-PARALLEL_MIN_ROWS = 768  # smaller batches run on one thread: starting the threads costs more than they save
-ROWS_PER_THREAD = 384
+PARALLEL_MIN_ROWS = 128  # smaller batches run on one thread: waking the threads costs about what they save
+ROWS_PER_THREAD = 64
 # Columns of the layer table, one row per Dense layer.
 N_INPUTS, N_OUTPUTS, WEIGHTS_AT, BIASES_AT, TRANSPOSED = range(5)
 HYPERPARAMETERS = 12  # see _optimizer_step
