@@ -4,11 +4,11 @@ expected and the fix, before anything changes."""
 from __future__ import annotations
 
 from nnx import _checks
+from nnx.io.mapping import ROLES
 from nnx.losses import Loss, SoftmaxCategoricalCrossentropy
 from nnx.metrics import Accuracy
 from nnx.optimizers import Optimizer
 
-ROLES = {"loss": Loss, "optimizer": Optimizer, "accuracy": Accuracy}
 EXAMPLES = {"loss": "CategoricalCrossentropy()", "optimizer": "Adam()", "accuracy": "metrics.Categorical()"}
 
 

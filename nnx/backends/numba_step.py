@@ -121,8 +121,6 @@ class NumbaStepKernel:
             return self.prepared
         if not _takes(X_batch, self.dtype, self.program.widths[0]) or type(y_batch) is not np.ndarray:
             return None
-        if y_batch is self.y:
-            return self.prepared
         start = _row_offset(y_batch, self.y) if self.prepared is not None else None
         if start is not None:
             return self.prepared[start : start + y_batch.shape[0]]

@@ -6,6 +6,7 @@ Both are called as ``step(X_batch, y_batch)`` and return the step's (accuracy, d
 
 from __future__ import annotations
 
+from nnx.optimizers import PARAMETERS
 from nnx.training.plan import StepPlan
 
 
@@ -42,7 +43,6 @@ class PlannedStep:
     """
 
     def __init__(self, model, plan: StepPlan, kernel):
-        self.model = model
         self.plan = plan
         self.kernel = kernel
         self.optimizer, self.loss, self.accuracy = model.optimizer, model.loss, model.accuracy
@@ -109,10 +109,10 @@ class PlannedStep:
 
     def _slot_arrays(self, slots: dict, name: str) -> list:
         """(weights slot, biases slot) per Dense for slot `name`; None where the optimizer has none yet (zeros)."""
-        arrays = []
-        for index in range(len(self.plan.dense)):
-            arrays.append(tuple(slots.get(index, {}).get(f"{prefix}_{name}") for prefix in ("weight", "bias")))
-        return arrays
+        return [
+            tuple(slots.get(index, {}).get(f"{prefix}_{name}") for prefix in PARAMETERS)
+            for index in range(len(self.plan.dense))
+        ]
 
     def _fits(self, group, views) -> bool:
         fits = self.kernel.fits
@@ -130,10 +130,9 @@ class PlannedStep:
         self.bound = tuple((layer, layer.weights, layer.biases) for layer in dense)
         slots = {
             index: {
-                f"{prefix}_{name}": pair[position]
+                f"{prefix}_{name}": pairs[index][position]
                 for name, pairs in zip(names, views[1:], strict=True)
-                for position, prefix in enumerate(("weight", "bias"))
-                for pair in (pairs[index],)
+                for position, prefix in enumerate(PARAMETERS)
             }
             for index in range(len(dense))
         }
