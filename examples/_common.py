@@ -5,17 +5,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import nnx
+
+HISTORY_FORMATS = (".csv", ".json")
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with --backend (default: $NNX_BACKEND, else numpy) and --seed."""
     result = argparse.ArgumentParser(description=description)
     result.add_argument("--backend", default=os.environ.get("NNX_BACKEND") or "numpy", help="numpy, cupy, ...")
-    result.add_argument("--seed", type=int, default=0, help="seed of NumPy's RNG (data, weights, dropout)")
+    result.add_argument("--seed", type=seed, default=0, help="seed of NumPy's RNG (data, weights, dropout)")
     return result
+
+
+def seed(text: str) -> int:
+    """--seed's value: an integer in [0, 2**32)."""
+    try:
+        return nnx.backends.checked_seed(int(text), "--seed")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"an integer in [0, 2**32) expected, got {text!r}") from error
 
 
 def training_options(parser: argparse.ArgumentParser, *, epochs: int, lr: float, decay: float, every: int) -> None:
@@ -36,11 +45,10 @@ def everyday_options(parser: argparse.ArgumentParser) -> None:
 def check_everyday_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--history and --plot name files that can be written, in formats that exist, before any training starts."""
     if args.history:
-        target = Path(args.history)
-        if target.is_dir() or not target.parent.is_dir():
-            parser.error(f"--history must name a file in an existing folder, got {args.history!r}")
-        if target.suffix not in (".csv", ".json"):
-            parser.error(f"--history must name a .csv or .json file, got {args.history!r}")
+        try:
+            nnx.io.output_path(args.history, "--history", suffixes=HISTORY_FORMATS)
+        except (TypeError, ValueError) as error:
+            parser.error(str(error))
     if args.plot:
         try:
             from nnx.plot import check_path
@@ -55,12 +63,13 @@ def check_everyday_options(parser: argparse.ArgumentParser, args: argparse.Names
 def save_outputs(args: argparse.Namespace, history, draw) -> None:
     """Write --history (CSV or JSON by its suffix) and --plot (`draw(nnx.plot)` returns the figure), saying where."""
     if args.history:
-        saved = history.to_csv(args.history) if args.history.endswith(".csv") else history.to_json(args.history)
+        csv = args.history.lower().endswith(".csv")
+        saved = history.to_csv(args.history) if csv else history.to_json(args.history)
         print(f"history: {saved}")
     if args.plot:
         from nnx import plot
 
-        draw(plot).savefig(args.plot)
+        plot.save(draw(plot), args.plot)
         print(f"plot: {args.plot}")
 
 

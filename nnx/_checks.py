@@ -11,6 +11,9 @@ import contextlib
 import contextvars
 import math
 import numbers
+import os
+import sys
+import warnings
 import weakref
 
 from nnx.backends._base import _describe
@@ -352,3 +355,12 @@ def value_targets(xp, y, n_samples: int, n_outputs: int, owner: str):
 def _name(owner) -> str:
     """How a message names its component: a string as is, a component by its label (built only on error)."""
     return owner if isinstance(owner, str) else getattr(owner, "label", repr(owner))
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn, pointing at the user's line: the first caller outside the nnx package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import safetensors.numpy
+
 from nnx import _checks, backends
+from nnx.backends import _host
 from nnx.errors import CallOrderError
 
 _classes: dict[str, type] = {}
@@ -47,6 +51,12 @@ class Component:
     def get_config(self) -> dict:
         """The constructor arguments that rebuild this component (JSON-friendly; no arrays, no backend)."""
         return {name: getattr(self, name) for name in self.CONFIG}
+
+    @classmethod
+    def config_shapes(cls, config: dict) -> dict | None:
+        """The shapes of the arrays that `from_config(config)` would allocate, by name, or None when it cannot say:
+        a file's record is checked against its tensors with them before anything is allocated."""
+        return None
 
     @classmethod
     def from_config(cls, config: dict, xp=None):
@@ -96,6 +106,41 @@ class Component:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def saved_config(self) -> dict:
+        """`get_config()` as it is saved: a dtype written as its canonical name ('float32') whatever the backend
+        calls it."""
+        config = self.get_config()
+        if "dtype" in config and getattr(self, "dtype", None) is not None:
+            config["dtype"] = _host.dtype_name(self.dtype)
+        return config
+
+    def __reduce__(self):
+        """`pickle` and `copy.deepcopy` go through what a file holds: the kind, the config as JSON and the arrays
+        as safetensors bytes, rebuilt on the same backend; never a pickled module or class."""
+        arrays = {}
+        for name in self.ARRAYS:
+            value = getattr(self, name, None)
+            if value is not None and hasattr(value, "shape"):
+                arrays[name] = self.backend.to_numpy(value)
+        state = (self.kind(), json.dumps(self.saved_config()), self.backend.name, safetensors.numpy.save(arrays))
+        return (rebuilt, state)
+
+
+def rebuilt(kind: str, config: str, backend: str, arrays: bytes) -> Component:
+    """The component `Component.__reduce__` described (the class registered under `kind`, from its config)."""
+    cls = component_class(kind)
+    if cls is None:
+        raise TypeError(
+            f"cannot rebuild an nnx component of kind {kind!r}: this program does not define it; import the module "
+            f"that defines it first"
+        )
+    target = backends.get(backend)
+    with _host.numpy_rng_kept():
+        component = cls.from_config(json.loads(config), xp=target)
+    for name, value in safetensors.numpy.load(arrays).items():
+        setattr(component, name, target.asarray(value, dtype=value.dtype.name))
+    return component
 
 
 class RunningMean(Component):

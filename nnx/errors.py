@@ -31,4 +31,28 @@ class CheckpointError(ValueError):
         self.problem = problem
 
 
-__all__ = ["BackendUnavailableError", "CallOrderError", "CheckpointError", "DivergenceError"]
+class SaveError(OSError):
+    """A file could not be written (full disk, permissions, ...); the message names it and says what is left there.
+
+    The write is atomic: the previous file at that path, if any, is intact.
+    """
+
+    def __init__(self, path, problem: str, *, errno: int | None = None):
+        super().__init__(f"cannot write {str(path)!r}: {problem}")
+        self.path = path
+        self.problem = problem
+        self.errno = errno
+
+
+class ConcurrentTrainingError(RuntimeError):
+    """`Model.train` was called on a model that is already training (in another thread, or from its own callback)."""
+
+
+__all__ = [
+    "BackendUnavailableError",
+    "CallOrderError",
+    "CheckpointError",
+    "ConcurrentTrainingError",
+    "DivergenceError",
+    "SaveError",
+]

@@ -58,6 +58,10 @@ class Dense(Component):
     def get_config(self) -> dict:
         return {**super().get_config(), "dtype": dtype_name(self.dtype)}
 
+    @classmethod
+    def config_shapes(cls, config: dict) -> dict:
+        return {"weights": (config.get("n_inputs"), config.get("n_neurons")), "biases": (1, config.get("n_neurons"))}
+
     def kernel_spec(self) -> dict:
         regularization = (
             self.weight_regularizer_l1,

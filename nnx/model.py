@@ -34,6 +34,12 @@ class Model(Component):
     def __repr__(self) -> str:
         return f"Model({', '.join(repr(layer) for layer in self.layers)})"
 
+    def __reduce__(self):
+        """`pickle` and `copy.deepcopy` go through the file format (arrays plus a JSON record, `nnx.io.model_bytes`):
+        the copy has the same layers, parameters, loss, optimizer with its state, and accuracy, on the same backend.
+        Unpickle only data you trust, as always with pickle; files written by `save` are safetensors."""
+        return (io.model_from_bytes, (io.model_bytes(self), self.backend.name))
+
     def add(self, layer) -> None:
         """Append a layer or activation (anything with `forward` and `backward`)."""
         model_checks.layer(layer, not_layers=(Model,))

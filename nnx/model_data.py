@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from nnx import _checks, backends
-from nnx.backends._host import dtype_name
+from nnx.backends._host import dtype_name, host_array, is_host_data
 
 
 def checked_data(model, X, y, what: str):
@@ -72,9 +72,9 @@ def located(backend, x, what: str):
     if backend.owns(x):
         return backend, x
     host = backends.get("numpy")
-    if isinstance(x, (list, tuple)):
+    if is_host_data(x):  # lists, memoryviews, pandas objects: read as NumPy reads them, then checked the same way
         try:
-            return host, host.xp.asarray(x)
+            return host, host_array(x)
         except (ValueError, TypeError) as error:
             raise ValueError(f"{what} could not be read as an array ({error}); pass a rectangular array") from None
     return host, host.check(x, what) if not host.owns(x) else x

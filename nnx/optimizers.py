@@ -43,6 +43,15 @@ class Optimizer(Component):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
 
+    def __reduce__(self):
+        """A lone optimizer copies only before its first step: its state is keyed by its model's layers."""
+        if self.iterations or self.state:
+            raise TypeError(
+                f"cannot copy or pickle {self!r} on its own after {self.iterations} steps: its state belongs to its "
+                f"model's layers. Copy the model instead (copy.deepcopy(model), pickle.dumps(model)), which keeps it"
+            )
+        return super().__reduce__()
+
     @property
     def state(self) -> dict:
         """{layer: {slot name ('weight_cache', ...): array}} for every layer updated so far."""
@@ -62,6 +71,19 @@ class Optimizer(Component):
             for layer, arrays in self.state.items()
         }
         return self
+
+    def set_config(self, config: dict) -> dict:
+        """Take the hyperparameters in `config` (as `get_config()` gives them), checked as the constructor checks
+        them: nothing changes on an error. Returns {name: (old, new)} for those that changed."""
+        fresh = type(self).from_config(config, xp=self.backend)
+        changed = {
+            name: (getattr(self, name), getattr(fresh, name))
+            for name in self.CONFIG
+            if getattr(self, name) != getattr(fresh, name)
+        }
+        for name, (_, value) in changed.items():
+            setattr(self, name, value)
+        return changed
 
     def remember_layers(self, trainable_layers) -> None:
         """The trainable layers, in order, whose positions key `state_dict()`'s slots (Model.finalize sets them)."""
@@ -198,7 +220,11 @@ class SGD(Optimizer):
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0, *, xp=None):
         super().__init__(learning_rate, decay, xp=xp)
         self.momentum = _checks.fraction(momentum, "momentum", "SGD")
-        self.STATE_NAMES = ("momentums",) if self.momentum else ()
+
+    @property
+    def STATE_NAMES(self) -> tuple[str, ...]:
+        """SGD keeps momentums only when it has momentum."""
+        return ("momentums",) if self.momentum else ()
 
     def kernel_spec(self) -> dict:
         rule = "momentum_sgd" if self.momentum else "sgd"

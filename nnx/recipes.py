@@ -127,7 +127,7 @@ def train_spiral(
         _checks.positive_int(value, name, "train_spiral")
     _checks.positive_int(classes, "classes", "train_spiral")
     backend = backends.get(backend)
-    backends.seed(seed)
+    backends.seed(backends.checked_seed(seed, "train_spiral seed"))
     X_host, y_host = spiral_data(samples=samples, classes=classes)
     X, y = backend.asarray(X_host, dtype=dtype), backend.asarray(y_host)
     network = build_spiral(

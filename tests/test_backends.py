@@ -115,8 +115,9 @@ def test_register_refuses_duplicates_and_non_callables(isolated_registry):
 
 def test_loader_must_return_a_backend(isolated_registry):
     backends.register("wrong", lambda: object())
-    with pytest.raises(TypeError, match="not a Backend"):
+    with pytest.raises(backends.BackendUnavailableError, match=r"returned object, not an nnx\.backends\.Backend"):
         backends.get("wrong")
+    assert "wrong" not in backends.available() and "numpy" in backends.available()
 
 
 def test_entry_point_plugin(tmp_path, monkeypatch, isolated_registry):

@@ -15,7 +15,7 @@ MAX_MODEL_LINES = 250
 # From the bottom up: a module may import its own level and the levels below it, never one above.
 LEVELS = [
     ("nnx.backends",),
-    ("nnx._version", "nnx.errors", "nnx._checks"),
+    ("nnx._version", "nnx.errors", "nnx._checks", "nnx._paths"),
     ("nnx._component",),
     ("nnx.activations", "nnx.layers", "nnx.losses", "nnx.optimizers", "nnx.metrics", "nnx.datasets"),
     ("nnx.callbacks",),

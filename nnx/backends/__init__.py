@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import numbers
 import os
 import types
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "available",
+    "checked_seed",
     "chosen_by_use",
     "current",
     "get",
@@ -124,15 +126,28 @@ def _load(name: str) -> Backend:
         known = ", ".join(sorted(loaders))
         raise ValueError(f"unknown backend {name!r}; registered backends are: {known}")
     try:
-        backend = loaders[name]()
+        backend = _checked_backend(name, loaders[name]())
     except BackendUnavailableError as error:
         _failures[name] = error
         raise
-    if not isinstance(backend, Backend):
-        raise TypeError(f"the loader of backend {name!r} returned {type(backend).__name__}, not a Backend")
+    except Exception as error:  # a broken plug-in: unavailable with its error, the other backends keep working
+        _failures[name] = BackendUnavailableError(
+            f"backend {name!r} is not available: its loader failed ({type(error).__name__}: {error}). Fix or "
+            f"uninstall the package that provides it"
+        )
+        raise _failures[name] from error
     if _last_seed is not None:
         backend.seed(_last_seed)
     _loaded[name] = backend
+    return backend
+
+
+def _checked_backend(name: str, backend) -> Backend:
+    if not isinstance(backend, Backend):
+        raise BackendUnavailableError(
+            f"backend {name!r} is not available: its loader returned {type(backend).__name__}, not an "
+            f"nnx.backends.Backend. Fix or uninstall the package that provides it"
+        )
     return backend
 
 
@@ -219,10 +234,23 @@ def seed(value: int) -> None:
     """Seed NumPy's global RNG (weight init, book data, host dropout masks) and every backend's own RNG,
     including backends loaded later."""
     global _last_seed
+    value = checked_seed(value)
     seed_host(value)
     _last_seed = value
     for backend in _loaded.values():
         backend.seed(value)
+
+
+SEED_LIMIT = 2**32
+
+
+def checked_seed(value, owner: str = "nnx.seed") -> int:
+    """`value` as a seed: an integer in [0, 2**32), as NumPy's global RNG takes; else a ValueError or TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner} expects an integer in [0, 2**32), got {type(value).__name__} {value!r}")
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{owner} expects an integer in [0, 2**32) = [0, {SEED_LIMIT - 1}], got {value}")
+    return int(value)
 
 
 for _name, _module in _BUILTIN.items():

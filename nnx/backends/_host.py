@@ -13,6 +13,24 @@ STANDARD_NAMES = frozenset({*FLOAT_NAMES, *INTEGER_NAMES, "bool", "complex64", "
 NARROWER = {"int64": "int32", "uint64": "uint32", "float64": "float32", "complex128": "complex64"}
 
 
+def is_host_data(x) -> bool:
+    """Whether `x` is data NumPy reads on the host without a device transfer: lists, tuples, memoryviews and
+    array-likes such as pandas objects; never another array library's array (mixing those is an error)."""
+    if isinstance(x, (list, tuple, memoryview)):
+        return True
+    if isinstance(x, np.ndarray) or hasattr(x, "__array_namespace__") or hasattr(x, "__dlpack__"):
+        return False
+    return hasattr(x, "__array__") and type(x).__module__.split(".")[0] not in DEVICE_LIBRARIES
+
+
+DEVICE_LIBRARIES = ("cupy", "torch", "jax", "jaxlib", "array_api_strict", "dask")
+
+
+def host_array(x):
+    """`x` read by NumPy on the host; a ValueError when it is not rectangular numbers."""
+    return np.asarray(x)
+
+
 def quiet_float_errors():
     """A context in which NumPy does not warn about overflow or NaN: nnx's divergence checks report those."""
     return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")

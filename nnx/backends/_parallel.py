@@ -3,6 +3,9 @@ data, split across the cores, with no temporaries. `FastNumpyBackend` uses them 
 
 from __future__ import annotations
 
+import threading
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -17,28 +20,50 @@ def takes(*arrays) -> bool:
     )
 
 
+def parallel_call(kernel, *args):
+    """`kernel(*args)` for a parallel Numba kernel, one thread at a time when Numba runs on its fallback threading
+    layer (workqueue), which aborts the process on parallel calls from two threads at once."""
+    if _layer_is_thread_safe():
+        return kernel(*args)
+    with _WORKQUEUE:
+        return kernel(*args)
+
+
+_WORKQUEUE = threading.Lock()
+_thread_safe: list[bool] = []  # filled once Numba has chosen its threading layer (at the first parallel call)
+
+
+def _layer_is_thread_safe() -> bool:
+    if not _thread_safe:
+        try:
+            _thread_safe.append(numba.threading_layer() != "workqueue")
+        except ValueError:  # no parallel call yet: Numba has not chosen one
+            return False
+    return _thread_safe[0]
+
+
 def relu_forward(inputs):
     output = np.empty_like(inputs)
-    _relu_forward(inputs, output)
+    parallel_call(_relu_forward, inputs, output)
     return output
 
 
 def relu_backward(dvalues, inputs):
     dinputs = np.empty_like(dvalues)
-    _relu_backward(dvalues, inputs, dinputs)
+    parallel_call(_relu_backward, dvalues, inputs, dinputs)
     return dinputs
 
 
 def narrow_dense_forward(inputs, weights, biases):
     """inputs @ weights + biases for a layer with few inputs, in one pass over the (n, n_neurons) output."""
     output = np.empty((inputs.shape[0], weights.shape[1]), dtype=inputs.dtype)
-    _narrow_dense_forward(inputs, weights, biases, output)
+    parallel_call(_narrow_dense_forward, inputs, weights, biases, output)
     return output
 
 
 def add_row(values, row) -> None:
     """values += row (one row broadcast over every row of `values`), in place."""
-    _add_row(values, row)
+    parallel_call(_add_row, values, row)
 
 
 @njit(cache=True, parallel=True)

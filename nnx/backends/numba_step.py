@@ -12,6 +12,7 @@ import functools
 import numba
 import numpy as np
 
+from nnx.backends._parallel import parallel_call
 from nnx.backends.numba_kernels import train_parallel, train_serial
 from nnx.backends.step_program import (
     ADAM,
@@ -246,5 +247,5 @@ def run_kernel(X, labels, targets, masks, params, rest):
     if n_samples >= PARALLEL_MIN_ROWS:  # asking Numba for its thread count costs more than a small step
         threads = min(numba.get_num_threads(), n_samples // ROWS_PER_THREAD)
         if threads > 1:
-            return train_parallel(X, labels, targets, masks, params, *rest, threads)
+            return parallel_call(train_parallel, X, labels, targets, masks, params, *rest, threads)
     return train_serial(X, labels, targets, masks, params, *rest)

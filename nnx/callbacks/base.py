@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnx.errors import DivergenceError
+from nnx.errors import DivergenceError, SaveError
 
 
 class Run:
@@ -24,6 +24,7 @@ class Run:
         self.logs: dict = {}
         self.stop = False
         self.divergence: DivergenceError | None = None
+        self.save_error: SaveError | None = None  # a checkpoint that could not be written stops the run
         self.host_watchers: list = []
         self._host: tuple | None = None
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from nnx import _checks
+from nnx._paths import output_path
 from nnx.callbacks.base import Callback, Run
+from nnx.errors import SaveError
 
 
 class Checkpoint(Callback):
@@ -14,7 +16,7 @@ class Checkpoint(Callback):
     """
 
     def __init__(self, path, *, every: int = 1, save=None):
-        self.path = path
+        self.path = output_path(path, "Model.train checkpoint")
         self.every = _checks.positive_int(every, "checkpoint_every", "Model.train")
         if save is not None and not callable(save):
             raise TypeError(f"Checkpoint save must be a function save(model, path, training), got {save!r}")
@@ -29,11 +31,17 @@ class Checkpoint(Callback):
 
     def on_train_end(self, run):
         """The last whole epoch, unless training diverged or stopped inside an epoch (then the state is not one)."""
-        if run.divergence is None and run.completed_epoch == run.epoch and run.epoch > self.saved_epoch:
+        healthy = run.divergence is None and run.save_error is None
+        if healthy and run.completed_epoch == run.epoch and run.epoch > self.saved_epoch:
             self._save(run)
 
     def _save(self, run: Run) -> None:
-        self.save(run.model, self.path, {"epoch": run.epoch, "epochs": run.epochs})
+        """Save; a write that fails stops training after this epoch, and `Model.train` raises it with the History."""
+        try:
+            self.save(run.model, self.path, {"epoch": run.epoch, "epochs": run.epochs})
+        except SaveError as error:
+            run.save_error, run.stop = error, True
+            return
         self.saved_epoch = run.epoch
 
 

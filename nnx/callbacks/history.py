@@ -7,11 +7,13 @@ attribute the per-epoch lists (``history.history["loss"]``), and it saves itself
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from nnx._paths import atomic_write, input_path, output_path
 from nnx.callbacks.base import Callback, Run, host_float
 
 METRICS = ("loss", "data_loss", "reg_loss", "accuracy", "lr")
@@ -124,23 +126,24 @@ class History(Callback, Mapping):
 
     def to_csv(self, path) -> Path:
         """Write one row per epoch (empty cells where a metric was not measured); returns the path."""
-        path = Path(path)
-        with path.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=["epoch", *self.columns()])
-            writer.writeheader()
-            for row in self.rows():
-                writer.writerow({name: "" if value is None else repr(value) for name, value in row.items()})
+        path = output_path(path, "History.to_csv")
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=["epoch", *self.columns()])
+        writer.writeheader()
+        for row in self.rows():
+            writer.writerow({name: "" if value is None else repr(value) for name, value in row.items()})
+        atomic_write(path, text.getvalue().encode())
         return path
 
     def to_json(self, path) -> Path:
         """Write ``{"epoch": [...], "history": {name: [...]}, "final": {...}}`` (null for NaN, inf or not measured)."""
-        path = Path(path)
+        path = output_path(path, "History.to_json")
         record = {
             "epoch": self.epoch,
             "history": {name: [_json_number(v) for v in self.history[name]] for name in self.columns()},
             "final": {name: _json_number(v) for name, v in self.final.items()},
         }
-        path.write_text(json.dumps(record, indent=1) + "\n")
+        atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
         return path
 
     @classmethod
@@ -158,7 +161,7 @@ def _read_record(path) -> dict:
     """The JSON object `to_json` wrote, checked: an epoch list, and columns of one value per epoch."""
     fix = "write one with History.to_json"
     try:
-        record = json.loads(Path(path).read_text())
+        record = json.loads(input_path(path, "History.from_json").read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"History.from_json: {path} is not a JSON file ({error}); {fix}") from None
     valid = isinstance(record, dict) and isinstance(record.get("epoch"), list)

@@ -6,14 +6,12 @@ names the file and the problem in a `CheckpointError`. What the record means for
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 
 import safetensors.numpy
 
+from nnx._paths import atomic_write, input_path
 from nnx.errors import CheckpointError
 
 FORMAT = "nnx"
@@ -28,12 +26,18 @@ _MAX_HEADER = 100_000_000
 
 
 def write(path, tensors: dict, record: dict) -> None:
-    """Serialize twice: the first pass lays out the tensors, whose table and bytes the checksum covers."""
+    """Write the file atomically to `path` (checked first with `output_path`)."""
+    atomic_write(path, dumps(tensors, record))
+
+
+def dumps(tensors: dict, record: dict) -> bytes:
+    """The file's bytes. Serialized twice: the first pass lays out the tensors, whose table and bytes the checksum
+    covers."""
     record = json.loads(_json(record))
     draft = safetensors.numpy.save(tensors, metadata={METADATA_KEY: _json(record)})
-    header, data = _split(path, draft)
+    header, data = _split("<memory>", draft)
     record["checksum"] = _checksum(record, header, data)
-    _atomic_write(path, safetensors.numpy.save(tensors, metadata={METADATA_KEY: _json(record)}))
+    return safetensors.numpy.save(tensors, metadata={METADATA_KEY: _json(record)})
 
 
 def _json(record: dict) -> str:
@@ -59,51 +63,16 @@ def _canonical(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _atomic_write(path, data: bytes) -> None:
-    """Write `data` to `path` through a synced temporary file renamed over it: a crash leaves old or new, never torn."""
-    target = os.path.abspath(os.fspath(path))
-    directory, name = os.path.split(target)
-    mode = _file_mode(target)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _sync_directory(directory)
-
-
-def _file_mode(target: str) -> int:
-    """The permissions the file gets: the old file's, else what the umask gives a new file."""
-    with contextlib.suppress(OSError):
-        return os.stat(target).st_mode & 0o7777
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _sync_directory(directory: str) -> None:
-    """Make the rename itself durable where the platform allows it."""
-    with contextlib.suppress(OSError, AttributeError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
 # Reading and checking a file ------------------------------------------------------------------------------------
 
 
 def read(path) -> tuple[dict, dict]:
     """The file's nnx record and its tensors (host arrays), after every check a file can fail."""
-    raw = _read_bytes(path)
+    return loads(_read_bytes(path), path)
+
+
+def loads(raw: bytes, path="<memory>") -> tuple[dict, dict]:
+    """The record and tensors of a file's bytes (`dumps`), checked as `read` checks a file; `path` names it."""
     header, data = _split(path, raw)
     record = _check_record(path, header)
     _check_data(path, record, header, data)
@@ -115,6 +84,7 @@ def read(path) -> tuple[dict, dict]:
 
 
 def _read_bytes(path) -> bytes:
+    path = input_path(path, "loading a file")
     try:
         with open(path, "rb") as file:
             return file.read()

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 from nnx import backends
 from nnx._component import Component, component_class
+from nnx._paths import output_path
 from nnx._version import __version__
 from nnx.backends import _host
 from nnx.errors import CheckpointError
-from nnx.io.format import CORRUPTED, FORMAT, FORMAT_VERSION, expect_content, is_count, is_number, read, write
+from nnx.io.fit import _fit_problems, _is_array, _raise_misfit
+from nnx.io.format import (
+    CORRUPTED,
+    FORMAT,
+    FORMAT_VERSION,
+    dumps,
+    expect_content,
+    is_count,
+    is_number,
+    loads,
+    read,
+    write,
+)
 from nnx.losses import Loss
 from nnx.metrics import Accuracy
 from nnx.optimizers import PARAMETERS, Optimizer
@@ -28,15 +41,11 @@ def save_model(model, path, *, training: dict | None = None) -> None:
     """Write `model` (layers, parameters, loss, optimizer and its state, accuracy) to `path`, atomically.
 
     `training` (JSON-friendly: epoch, history...) makes the file a checkpoint for `restore_training`, which
-    also needs the RNG states saved with it. Finalizes the model first if needed.
+    also needs the RNG states saved with it. Finalizes the model first if needed. The path is checked first.
     """
+    path = output_path(path, "Model.save")
     _ready(model)
-    tensors, layers = _layer_tensors(model.layers, configs=True)
-    record = _new_record("model", layers, tensors)
-    for role in ROLES:
-        record[role] = _describe(getattr(model, role), role, tensors)
-    if record["optimizer"] is not None:
-        record["optimizer"].update(_optimizer_progress(model, tensors))
+    tensors, record = _model_record(model)
     if training is not None:
         if not isinstance(training, dict):
             raise TypeError(f"training must be a dict (epoch, history, ...) or None, got {type(training).__name__}")
@@ -45,8 +54,24 @@ def save_model(model, path, *, training: dict | None = None) -> None:
     write(path, tensors, record)
 
 
+def _model_record(model) -> tuple[dict, dict]:
+    """The tensors and record of a model: layers, loss, optimizer (with its state once finalized), accuracy."""
+    tensors, layers = _layer_tensors(model.layers, configs=True)
+    record = _new_record("model", layers, tensors)
+    for role in ROLES:
+        record[role] = _describe(getattr(model, role), role, tensors)
+    optimizer = model.optimizer
+    if optimizer is not None and model.finalized:
+        record["optimizer"].update(_optimizer_progress(model, tensors))
+    elif optimizer is not None:
+        progress = {"iterations": int(optimizer.iterations), "state_layers": []}
+        record["optimizer"].update({**progress, "current_learning_rate": float(optimizer.current_learning_rate)})
+    return tensors, record
+
+
 def save_parameters(model, path) -> None:
     """Write only the parameters of `model`'s layers, with each layer's kind and shapes, for `load_parameters`."""
+    path = output_path(path, "Model.save_parameters")
     _ready(model)
     tensors, layers = _layer_tensors(model.layers, configs=False)
     write(path, tensors, _new_record("parameters", layers, tensors))
@@ -54,6 +79,7 @@ def save_parameters(model, path) -> None:
 
 def save(layers, path) -> None:
     """Write a bare list of layers (the book's layer-by-layer code): their configs and parameters, for `load`."""
+    path = output_path(path, "nnx.save")
     tensors, entries = _layer_tensors(list(layers), configs=True)
     write(path, tensors, _new_record("layers", entries, tensors))
 
@@ -82,11 +108,6 @@ def _host_arrays(component) -> dict:
         if _is_array(value):
             arrays[name] = component.backend.to_numpy(value)
     return arrays
-
-
-def _is_array(value) -> bool:
-    """An array (NumPy scalars included, which have a shape), not None or a plain Python number."""
-    return value is not None and hasattr(value, "shape") and hasattr(value, "dtype")
 
 
 def _layer_tensors(layers, *, configs: bool) -> tuple[dict, list]:
@@ -128,11 +149,7 @@ def _describe(component, role: str, tensors: dict) -> dict | None:
 
 
 def _config(component) -> dict:
-    """`get_config()`, with a dtype written as its canonical name ('float32') whatever the backend calls it."""
-    config = component.get_config()
-    if "dtype" in config and getattr(component, "dtype", None) is not None:
-        config["dtype"] = _host.dtype_name(component.dtype)
-    return config
+    return component.saved_config()
 
 
 def _optimizer_progress(model, tensors: dict) -> dict:
@@ -170,7 +187,24 @@ def load_model(path, xp=None):
     """The Model saved in `path`, rebuilt on backend `xp` (None: the current one), bit for bit."""
     record, tensors = read(path)
     expect_content(path, record, ("model", "layers"), "load_model")
-    backend = backends.get(xp)
+    return _model(path, record, tensors, backends.get(xp))
+
+
+def model_bytes(model) -> bytes:
+    """`model` as the bytes of a model file (no RNG state, no training record), finalized or not: what `pickle`
+    and `copy.deepcopy` of a Model go through, so they never pickle modules or classes."""
+    tensors, record = _model_record(model)
+    record["finalized"] = bool(model.finalized)
+    return dumps(tensors, record)
+
+
+def model_from_bytes(raw: bytes, xp=None):
+    """The Model `model_bytes` made, on backend `xp` (None: the current one)."""
+    record, tensors = loads(raw, "<a copied or unpickled Model>")
+    return _model("<a copied or unpickled Model>", record, tensors, backends.get(xp))
+
+
+def _model(path, record: dict, tensors: dict, backend):
     layers, layer_arrays, used = _rebuilt_layers(path, record, tensors, backend)
     with _host.numpy_rng_kept():
         parts = {role: _build(path, record[role], backend, role, ROLES[role]) for role in ROLES}
@@ -178,22 +212,31 @@ def load_model(path, xp=None):
     role_arrays = [_arrays(path, tensors, role, part, used) for role, part in parts.items()]
     state = _optimizer_state(path, record, tensors, parts.get("optimizer"), layers, used)
     _no_strays(path, tensors, used)
-    model = _assembled(path, backend, layers, parts)
+    finalized = record.get("finalized", True) is not False
+    model = _assembled(path, backend, layers, parts, finalized, record["content"])
     _assign([*layers, *parts.values()], [*layer_arrays, *role_arrays])
-    _restore_optimizer(path, model, record["optimizer"], state)
+    if finalized:
+        _restore_optimizer(path, model, record["optimizer"], state)
+    elif model.optimizer is not None:
+        model.optimizer.iterations = record["optimizer"]["iterations"]
+        model.optimizer.current_learning_rate = record["optimizer"]["current_learning_rate"]
     return model
 
 
-def _assembled(path, backend, layers: list, parts: dict):
-    """A finalized Model of `layers` and the loss, optimizer and accuracy in `parts`."""
+def _assembled(path, backend, layers: list, parts: dict, finalized: bool, content: str):
+    """A Model of `layers` and the loss, optimizer and accuracy in `parts`, finalized if it was."""
     model = component_class(MODEL_KIND)(xp=backend)
     try:
         for layer in layers:
             model.add(layer)
         model.set(**parts)
-        model.finalize()
+        if finalized:
+            model.finalize()
     except (TypeError, ValueError) as error:
-        raise CheckpointError(path, f"its layers do not make a model ({error}); the file is corrupted") from error
+        if content == "layers":
+            advice = "it holds a bare list of layers (from nnx.save): load them with nnx.load(path)"
+            raise CheckpointError(path, f"its layers do not make a model ({error}); {advice}") from error
+        raise CheckpointError(path, f"its layers do not make a model ({error}); {CORRUPTED}") from error
     return model
 
 
@@ -218,38 +261,12 @@ def load_parameters(model, path) -> None:
     _assign(layers, layer_arrays)
 
 
-def restore_training(model, path) -> dict:
-    """Resume from a `save_model(..., training=...)` checkpoint: put its parameters, optimizer state and step,
-    learning rate, accuracy precision and RNG states into `model` (same architecture), and return `training`."""
-    record, tensors = read(path)
-    expect_content(path, record, ("model",), "restore_training")
-    if not record["training"]:
-        raise CheckpointError(path, "it holds no training state; write one with model.train(checkpoint=...)")
-    _ready(model, "restore")
-    layers = list(model.layers)
-    _raise_misfit(path, _fit_problems(layers, record, tensors) + _optimizer_problem(model.optimizer, record))
-    used = set()
-    layer_arrays = [_arrays(path, tensors, f"layers.{i}", layer, used, cast=True) for i, layer in enumerate(layers)]
-    accuracy = model.accuracy if _same_kind(model.accuracy, record["accuracy"]) else None
-    accuracy_arrays = (
-        {} if accuracy is None else _arrays(path, tensors, "accuracy", accuracy, used, cast=True, optional=True)
-    )
-    state = _optimizer_state(path, record, tensors, model.optimizer, layers, used, cast=True)
-    rng = _rng_to_restore(path, record, tensors, model.backend, used)
-    _no_strays(path, tensors, used, ignore=("loss.", "accuracy."))
-    _restore_optimizer(path, model, record["optimizer"], state)
-    _restore_rng(path, model.backend, rng)
-    _assign(layers, layer_arrays)
-    if accuracy is not None:
-        _assign([accuracy], [accuracy_arrays])
-    return dict(record["training"] or {})
-
-
 # Rebuilding components and their arrays ---------------------------------------------------------------------------
 
 
-def _build(path, entry: dict | None, backend, where: str, base: type = Component, exclude: tuple = ()):
-    """The component `entry` describes, built with `from_config` from the class registered under its kind."""
+def _build(path, entry: dict | None, backend, where: str, base: type = Component, exclude: tuple = (), stored=None):
+    """The component `entry` describes, built with `from_config` from the class registered under its kind, after
+    checking the shapes its config declares against the `stored` tensors ({name: host array}) when given."""
     if entry is None:
         return None
     kind, config = entry["kind"], entry["config"]
@@ -262,20 +279,39 @@ def _build(path, entry: dict | None, backend, where: str, base: type = Component
         )
     if not issubclass(cls, base) or issubclass(cls, exclude):
         raise CheckpointError(path, f"its {where} is of kind {kind!r}, which cannot serve as one; {CORRUPTED}")
+    _check_declared_shapes(path, cls, config, where, stored)
     try:
         return cls.from_config(config, xp=backend)
     except (TypeError, ValueError) as error:
         raise CheckpointError(path, f"its {where} ({kind}) cannot be rebuilt from {config!r}: {error}") from error
 
 
+def _check_declared_shapes(path, cls, config: dict, where: str, stored: dict | None) -> None:
+    declared = cls.config_shapes(config) if stored is not None else None
+    for name, shape in (declared or {}).items():
+        if name in stored and tuple(stored[name].shape) != tuple(shape):  # a missing tensor is `_arrays`' to report
+            raise CheckpointError(
+                path,
+                f"its {where} declares {name} of shape {tuple(shape)}, but the file has a tensor {name} of shape "
+                f"{tuple(stored[name].shape)} there; {CORRUPTED}",
+            )
+
+
 def _rebuilt_layers(path, record: dict, tensors: dict, backend) -> tuple[list, list, set]:
     """New layers built from the record (without moving NumPy's RNG on) and their checked arrays."""
     exclude = (*ROLES.values(), *[cls for cls in (component_class(MODEL_KIND),) if cls is not None])
     with _host.numpy_rng_kept():
-        layers = [_build(path, e, backend, f"layer {i}", exclude=exclude) for i, e in enumerate(record["layers"])]
+        layers = [
+            _build(path, entry, backend, f"layer {i}", exclude=exclude, stored=_stored(tensors, f"layers.{i}."))
+            for i, entry in enumerate(record["layers"])
+        ]
     used = set()
     arrays = [_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
     return layers, arrays, used
+
+
+def _stored(tensors: dict, prefix: str) -> dict:
+    return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
 
 
 def _arrays(path, tensors: dict, prefix: str, component, used: set, *, cast=False, optional=False) -> dict:
@@ -395,80 +431,3 @@ def _restore_rng(path, backend, rng: dict | None) -> None:
     except (TypeError, ValueError) as error:
         raise CheckpointError(path, f"its saved {backend.name} RNG state cannot be restored ({error})") from error
     _host.set_numpy_rng_state(rng["keys"], rng["numbers"])
-
-
-# Fitting saved parameters to a model ------------------------------------------------------------------------------
-
-
-def _fit_problems(layers: list, record: dict, tensors: dict) -> list[str]:
-    """One line for every layer whose saved parameters do not fit `layers` (kinds and shapes)."""
-    found = _saved_shapes(record, tensors)
-    kinds = [entry["kind"] for entry in record["layers"]]
-    problems = []
-    for index in sorted(set(found) | {i for i, layer in enumerate(layers) if _shapes(layer)}):
-        layer = layers[index] if index < len(layers) else None
-        problem = _layer_problem(index, layer, kinds[index] if index < len(kinds) else "?", found.get(index, {}))
-        if problem:
-            problems.append(problem)
-    return problems
-
-
-def _raise_misfit(path, problems: list[str]) -> None:
-    if problems:
-        raise ValueError(
-            f"the saved parameters in {str(path)!r} do not fit this model:\n  "
-            + "\n  ".join(problems)
-            + "\nbuild the model with the saved layers, or rebuild the saved one with nnx.io.load_model(path)"
-        )
-
-
-def _saved_shapes(record: dict, tensors: dict) -> dict[int, dict[str, tuple]]:
-    """{layer index: {array name: shape}} of the saved layer tensors, in the order the record lists them."""
-    listed = [f"layers.{i}.{name}" for i, entry in enumerate(record["layers"]) for name in entry.get("shapes") or ()]
-    found: dict[int, dict[str, tuple]] = {}
-    for key in [*listed, *sorted(tensors)]:
-        parts = key.split(".")
-        if key in tensors and len(parts) == 3 and parts[0] == "layers" and parts[1].isdigit():
-            found.setdefault(int(parts[1]), {}).setdefault(parts[2], tuple(tensors[key].shape))
-    return found
-
-
-def _shapes(layer) -> dict[str, tuple]:
-    if layer is None:
-        return {}
-    shapes = {}
-    for name in getattr(layer, "ARRAYS", ()):
-        value = getattr(layer, name, None)
-        if _is_array(value):
-            shapes[name] = tuple(value.shape)
-    return shapes
-
-
-def _layer_problem(index: int, layer, saved_kind: str, saved: dict) -> str | None:
-    expected = _shapes(layer)
-    kind = layer.kind() if isinstance(layer, Component) else type(layer).__name__
-    if expected == saved and (not saved or kind == saved_kind):
-        return None
-    if not saved:
-        return f"layer {index} {layer!r}: expected {_listing(expected)}; the file has no parameters there"
-    if not expected:
-        there = "no layer" if layer is None else f"{layer!r}, which has no parameters,"
-        return f"layer {index}: the file has {saved_kind} parameters {_listing(saved)}; the model has {there} there"
-    return f"layer {index} {layer!r}: expected {kind} {_listing(expected)}, found {saved_kind} {_listing(saved)}"
-
-
-def _listing(shapes: dict) -> str:
-    return ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-
-
-def _optimizer_problem(optimizer, record: dict) -> list[str]:
-    saved = record["optimizer"]
-    if saved is None or _same_kind(optimizer, saved):
-        return []
-    if optimizer is None:
-        return [f"optimizer: the model has none, the file holds {saved['kind']}'s state (model.set(optimizer=...))"]
-    return [f"optimizer: the model has {optimizer.kind()}, the file holds {saved['kind']}'s state"]
-
-
-def _same_kind(component, saved: dict | None) -> bool:
-    return component is not None and saved is not None and component.kind() == saved["kind"]

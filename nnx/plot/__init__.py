@@ -4,6 +4,7 @@ the chapter-17 sine fit and a one-figure summary. Figures are built without pypl
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nnx import _checks
+from nnx._paths import atomic_write, output_path
 from nnx.model_data import output_width
 from nnx.plot.data import _finite_floats, _host, _labels, _points, _Predictor, _values
 
@@ -84,26 +86,22 @@ def _root_figure(ax):
 
 
 def check_path(path, owner: str = "nnx.plot.save") -> Path:
-    """`path` as a Path if a figure can be written there (its folder exists, its suffix is a picture format),
-    else a ValueError saying what to change: call it before long work whose result you will plot."""
+    """`path` as an absolute Path if a figure can be written there (its folder exists and is writable, its suffix is
+    a picture format, in any case), else a ValueError saying what to change: call it before long work whose result
+    you will plot."""
     from matplotlib.backend_bases import FigureCanvasBase
 
-    target = Path(path)
-    formats = FigureCanvasBase.get_supported_filetypes()
-    if target.is_dir():
-        raise ValueError(f"{owner} needs a file name for the picture, got the folder {str(target)!r}")
-    if not target.parent.is_dir():
-        raise ValueError(f"{owner}: the folder {str(target.parent)!r} of {str(target)!r} does not exist; create it")
-    if target.suffix.lstrip(".").lower() not in formats:
-        raise ValueError(
-            f"{owner} needs a picture file name ending in one of {', '.join(sorted(formats))}, got {str(target)!r}"
-        )
-    return target
+    formats = tuple(sorted(f".{name}" for name in FigureCanvasBase.get_supported_filetypes()))
+    return output_path(path, owner, suffixes=formats, what="picture file")
 
 
 def save(figure, path, *, dpi=None):
-    """Write `figure` to `path` (format from the suffix: .png, .svg, .pdf); `dpi` defaults to the figure's own."""
-    figure.savefig(path, dpi="figure" if dpi is None else dpi)
+    """Write `figure` to `path` (format from the suffix: .png, .svg, .pdf); `dpi` defaults to the figure's own.
+    The path is checked first, and the file is replaced in one step."""
+    target = check_path(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=target.suffix[1:].lower(), dpi="figure" if dpi is None else dpi)
+    atomic_write(target, buffer.getvalue())
     return path
 
 

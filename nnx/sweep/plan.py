@@ -52,9 +52,7 @@ def _plan(space, *, factory, epochs, seed, backend, every, batch_size, random, r
 
 
 def _seed(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < 2**32:
-        raise ValueError(f"{OWNER} {name} must be an integer in [0, 2**32), got {value!r}; pass e.g. {name}=0")
-    return int(value)
+    return backends.checked_seed(value, f"{OWNER} {name}")
 
 
 def _backend_name(backend) -> str:

@@ -3,11 +3,14 @@ written as the trials finish."""
 
 from __future__ import annotations
 
-import os
+import io
 from csv import DictWriter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnx._paths import atomic_write, output_path, write_failure
+from nnx.plot import check_path
+from nnx.plot import save as save_figure
 from nnx.sweep.space import OWNER
 from nnx.sweep.trials import _finite
 
@@ -89,21 +92,22 @@ class SweepResult:
 
     def to_csv(self, path) -> Path:
         """Write the ranked trials, one row each (replacing the file in one step); returns the path."""
-        path = Path(path)
-        partial = path.with_name(path.name + ".partial")
-        with partial.open("w", newline="") as file:
-            writer = DictWriter(file, fieldnames=self.columns())
-            writer.writeheader()
-            writer.writerows(self.row(trial) for trial in self.ranked())
-        os.replace(partial, path)
+        path = output_path(path, f"{OWNER} csv")
+        text = io.StringIO(newline="")
+        writer = DictWriter(text, fieldnames=self.columns())
+        writer.writeheader()
+        writer.writerows(self.row(trial) for trial in self.ranked())
+        atomic_write(path, text.getvalue().encode())
         return path
 
     def plot(self, path=None, *, figsize=(8.0, 5.0), dpi: float = 100):
         """One figure with every trial's loss curve, labelled by its hyperparameters (a failed trial dashed, up to
         where it failed, or left out without history); saved to `path` when given. Needs matplotlib."""
+        if path is not None:
+            check_path(path, f"{OWNER} plot")
         figure = _loss_figure(self, figsize, dpi)
         if path is not None:
-            figure.savefig(path)
+            save_figure(figure, path)
         return figure
 
     def label(self, trial: dict) -> str:
@@ -183,11 +187,11 @@ class _CsvLog:
     """The CSV file of a sweep: opened before the first trial, a flushed row per finished trial, ranked at the end."""
 
     def __init__(self, path, columns: list[str]):
-        self.path = Path(path)
+        self.path = output_path(path, f"{OWNER} csv")
         try:
             self.file = self.path.open("w", newline="")
         except OSError as error:
-            raise OSError(f"{OWNER} cannot write the CSV file {str(self.path)!r} ({error}); check the folder") from None
+            raise write_failure(self.path, error, existed=self.path.exists()) from None
         self.writer = DictWriter(self.file, fieldnames=columns)
         self.writer.writeheader()
         self.file.flush()

@@ -3,7 +3,9 @@ callbacks (the book's lines, progress, validation, divergence checks, checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 
 from nnx import _checks, io
 from nnx.callbacks import (
@@ -17,7 +19,8 @@ from nnx.callbacks import (
     Run,
     Validation,
 )
-from nnx.errors import CheckpointError
+from nnx.errors import CheckpointError, ConcurrentTrainingError, SaveError
+from nnx.io.format import is_count
 from nnx.model_data import batches, checked_data, pair, steps
 from nnx.training.plan import plan_step
 from nnx.training.steps import GenericStep, PlannedStep
@@ -83,18 +86,55 @@ def train(
         *([] if given else [history]),
     ]
     callback = CallbackList(hooks)
-    first_epoch = _resume(model, resume) + 1 if resume is not None else 1
-    with model.backend.quiet_float_errors():
-        model.accuracy.init(y)
-    run = Run(model, epochs=epochs, steps=steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch)
-    step = training_step(model, X, y)
-    try:
-        with _checks.trusted(), model.backend.quiet_float_errors():
-            _loop(model, run, callback, X, y, step)
-    finally:
-        step.close()
+    with _only_training(model):
+        first_epoch = _resume(model, resume, epochs) + 1 if resume is not None else 1
+        with model.backend.quiet_float_errors():
+            model.accuracy.init(y)
+        run = Run(
+            model, epochs=epochs, steps=steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch
+        )
+        step = training_step(model, X, y)
+        try:
+            with _checks.trusted(), model.backend.quiet_float_errors():
+                _loop(model, run, callback, X, y, step)
+        except BaseException as error:  # Ctrl-C too: the run's History goes with the error as `error.history`
+            history.final = _result(run)
+            error.history = history
+            raise
+        finally:
+            step.close()
     history.final = _result(run)
+    if run.save_error is not None:  # a checkpoint could not be written: training stopped after that epoch
+        raise _stopped(run.save_error, run, history) from run.save_error
     return history
+
+
+@contextlib.contextmanager
+def _only_training(model):
+    """Hold the model's training lock: a second `train` of the same model (another thread, or a callback of its own
+    training) is refused, as it would corrupt both runs."""
+    lock = model.__dict__.setdefault("_training", threading.Lock())
+    if not lock.acquire(blocking=False):
+        raise ConcurrentTrainingError(
+            "Model.train: this model is already training (in another thread, or in a callback of its own "
+            "training); wait for that run to end, or train a copy: copy.deepcopy(model)"
+        )
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _stopped(error: SaveError, run: Run, history: History) -> SaveError:
+    """A failed checkpoint write, saying where training stopped and where its History is."""
+    stopped = SaveError(
+        error.path,
+        f"{error.problem}. Training stopped at epoch {run.epoch}; the model holds its state, and this error's "
+        f".history holds the run's History",
+        errno=error.errno,
+    )
+    stopped.history = history
+    return stopped
 
 
 def training_step(model, X, y):
@@ -160,11 +200,27 @@ def _result(run: Run) -> dict:
     return {**result, **run.logs}
 
 
-def _resume(model, path) -> int:
-    """Load a checkpoint into `model` (parameters, optimizer and RNG state); the last epoch it completed."""
-    training = io.restore_training(model, path)
-    if not isinstance(training.get("epoch"), int) or isinstance(training["epoch"], bool):
-        raise CheckpointError(path, "its training state has no epoch; write it with model.train(checkpoint=...)")
+def _resume(model, path, epochs: int) -> int:
+    """Load a checkpoint into `model`, all or nothing (parameters, optimizer and RNG state); the last epoch it
+    completed. A checkpoint that has done more than `epochs` epochs is refused before anything changes."""
+    iterations = model.optimizer.iterations
+
+    def check(training: dict) -> None:
+        done = training.get("epoch")
+        if not is_count(done):
+            raise CheckpointError(path, "its training state has no epoch; write it with model.train(checkpoint=...)")
+        if done > epochs:
+            raise ValueError(
+                f"Model.train(epochs={epochs}, resume={str(path)!r}): the checkpoint has already trained {done} "
+                f"epochs; pass epochs greater than {done} to train on from it (epochs counts from the start of the run)"
+            )
+
+    training = io.restore_training(model, path, check=check)
+    if iterations and iterations != model.optimizer.iterations:
+        _checks.warn(
+            f"Model.train(resume={str(path)!r}) replaced this model's own progress ({iterations} optimizer steps) "
+            f"with the checkpoint's (epoch {training['epoch']}, {model.optimizer.iterations} steps)"
+        )
     return training["epoch"]
 
 

@@ -1,0 +1,175 @@
+"""Resuming training from a checkpoint, all or nothing: everything in the file is compared with the model first
+(layers and their configs, loss, accuracy, dtype, optimizer kind), then everything is restored or nothing is.
+
+Restored: parameters, the optimizer's hyperparameters (as the file has them), step count, learning rate and state,
+the accuracy's precision, and the RNG states. A changed hyperparameter is reported in one warning line.
+"""
+
+from __future__ import annotations
+
+import json
+
+from nnx import _checks
+from nnx.backends import _host
+from nnx.errors import CheckpointError
+from nnx.io.fit import _fit_problems, _is_array, _optimizer_problem, _raise_misfit
+from nnx.io.format import expect_content, read
+from nnx.io.mapping import (
+    ROLES,
+    _arrays,
+    _assign,
+    _build,
+    _config,
+    _no_strays,
+    _optimizer_state,
+    _ready,
+    _restore_optimizer,
+    _restore_rng,
+    _rng_to_restore,
+)
+
+
+def restore_training(model, path, *, check=None) -> dict:
+    """Resume from a `save_model(..., training=...)` checkpoint: put its parameters, optimizer (hyperparameters,
+    state, step and learning rate), accuracy precision and RNG states into `model`, and return its `training`.
+
+    The model must match the file (same layers and configs, loss, accuracy, dtype and optimizer kind); every
+    difference is listed in one ValueError. `check(training)` may refuse the file's training record. Nothing
+    changes unless everything can be restored.
+    """
+    record, tensors = read(path)
+    expect_content(path, record, ("model",), "restore_training")
+    if not record["training"]:
+        raise CheckpointError(path, "it holds no training state; write one with model.train(checkpoint=...)")
+    _ready(model, "restore")
+    problems = architecture_problems(model, record, tensors) + _optimizer_problem(model.optimizer, record)
+    _raise_misfit(path, problems, "cannot resume: the checkpoint {path} does not match")
+    training = dict(record["training"])
+    if check is not None:
+        check(training)
+    restore = _prepared(path, model, record, tensors)
+    _all_or_nothing(model, restore)
+    return training
+
+
+def _prepared(path, model, record: dict, tensors: dict):
+    """Every array and value to restore, read and checked; returns the function that puts them in place."""
+    layers = list(model.layers)
+    used = set()
+    layer_arrays = [_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
+    accuracy = model.accuracy
+    accuracy_arrays = _arrays(path, tensors, "accuracy", accuracy, used, optional=True)
+    saved_optimizer = _build(path, record["optimizer"], model.backend, "optimizer", ROLES["optimizer"])
+    state = _optimizer_state(path, record, tensors, saved_optimizer, layers, used)
+    rng = _rng_to_restore(path, record, tensors, model.backend, used)
+    _no_strays(path, tensors, used, ignore=("loss.",))
+    config = None if saved_optimizer is None else saved_optimizer.get_config()
+
+    def restore() -> None:
+        if config is not None:
+            _report_changes(path, model.optimizer, model.optimizer.set_config(config))
+        _restore_optimizer(path, model, record["optimizer"], state)
+        _restore_rng(path, model.backend, rng)
+        _assign(layers, layer_arrays)
+        _assign([accuracy], [{k: v for k, v in accuracy_arrays.items() if v is not None}])
+
+    return restore
+
+
+def _report_changes(path, optimizer, changed: dict) -> None:
+    if changed:
+        listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
+        _checks.warn(
+            f"resume from {str(path)!r}: the optimizer takes the checkpoint's hyperparameters ({listed}), as a "
+            f"resumed run continues the saved one"
+        )
+
+
+# All or nothing -----------------------------------------------------------------------------------------------------
+
+
+def _all_or_nothing(model, restore) -> None:
+    """Run `restore`; if it fails part-way, put back what the model, its optimizer and the RNGs held before."""
+    kept = _kept(model)
+    try:
+        restore()
+    except BaseException:
+        _put_back(model, kept)
+        raise
+
+
+def _kept(model) -> dict:
+    optimizer = model.optimizer
+    components = [*model.layers, model.accuracy]
+    return {
+        "arrays": [(c, {n: getattr(c, n) for n in c.ARRAYS if _is_array(getattr(c, n, None))}) for c in components],
+        "config": optimizer.get_config(),
+        "optimizer": optimizer.state_dict(model.trainable_layers),
+        "numpy_rng": _host.numpy_rng_state(),
+        "backend_rng": model.backend.rng_state(),
+    }
+
+
+def _put_back(model, kept: dict) -> None:
+    for component, arrays in kept["arrays"]:
+        for name, value in arrays.items():
+            setattr(component, name, value)
+    model.optimizer.set_config(kept["config"])
+    model.optimizer.load_state_dict(kept["optimizer"], model.trainable_layers, copy=False)
+    _host.set_numpy_rng_state(*kept["numpy_rng"])
+    model.backend.set_rng_state(kept["backend_rng"])
+
+
+# What must match ----------------------------------------------------------------------------------------------------
+
+
+def architecture_problems(model, record: dict, tensors: dict) -> list[str]:
+    """One line for every way the model differs from the file's: layer kinds, shapes and configs, the loss, the
+    accuracy and the dtype (the optimizer's kind is `_optimizer_problem`'s; its hyperparameters are restored)."""
+    problems = _fit_problems(list(model.layers), record, tensors)
+    reported = {int(line.split()[1].rstrip(":")) for line in problems if line.startswith("layer ")}
+    saved = record["layers"]
+    if len(saved) != len(model.layers):
+        problems.append(
+            f"layers: the file has {len(saved)} ({_kinds(e['kind'] for e in saved)}), the model "
+            f"{len(model.layers)} ({_kinds(_kind_of(layer) for layer in model.layers)})"
+        )
+    for index, (layer, entry) in enumerate(zip(model.layers, saved, strict=False)):
+        if index not in reported:
+            problems += _component_problem(f"layer {index}", layer, entry)
+    for role in ("loss", "accuracy"):
+        problems += _component_problem(role, getattr(model, role), record[role])
+    dtype = _model_dtype(model)
+    if record.get("dtype") is not None and dtype is not None and record["dtype"] != dtype:
+        problems.append(f"dtype: the file holds {record['dtype']} parameters, the model {dtype}")
+    return problems
+
+
+def _component_problem(where: str, component, entry: dict | None) -> list[str]:
+    kind = _kind_of(component)
+    if entry is None:
+        return [] if component is None else [f"{where}: the model has {kind}, the file none"]
+    if kind != entry["kind"]:
+        return [f"{where}: the model has {kind}, the file {entry['kind']}"]
+    ours = json.loads(json.dumps(_config(component)))
+    theirs = entry.get("config") or {}
+    differing = [name for name in sorted(set(ours) | set(theirs)) if ours.get(name) != theirs.get(name)]
+    if not differing:
+        return []
+    listed = ", ".join(
+        f"{name} {theirs.get(name)!r} in the file, {ours.get(name)!r} in the model" for name in differing
+    )
+    return [f"{where} {kind}: {listed}"]
+
+
+def _kind_of(component) -> str:
+    return "none" if component is None else getattr(component, "kind", lambda: type(component).__name__)()
+
+
+def _kinds(kinds) -> str:
+    return ", ".join(kinds)
+
+
+def _model_dtype(model) -> str | None:
+    trainable = model.trainable_layers
+    return _host.dtype_name(trainable[0].dtype) if trainable else None
