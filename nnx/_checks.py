@@ -99,6 +99,7 @@ def _interval(low, high, low_open, high_open) -> str:
 
 
 def _fix(name: str, low, high) -> str:
+    name = name.split(" (")[0]  # "rate (the fraction of inputs to drop)" is passed as rate=...
     if low is not None and high is not None:
         return f"pass a value such as {name}={(low + high) / 2 if high - low > 1 else 0.9:g}"
     if "learning_rate" in name:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import safetensors.numpy
 
@@ -162,7 +163,7 @@ def _check_fields(path, record: dict) -> None:
     if optimizer is not None:
         _require(path, is_count(optimizer.get("iterations")), "the optimizer's 'iterations' is not a count")
         rate = optimizer.get("current_learning_rate")
-        _require(path, is_number(rate), "the optimizer's 'current_learning_rate' is not a number")
+        _require(path, is_number(rate) and 0 < rate < math.inf, "the optimizer's 'current_learning_rate' is not > 0")
         states = optimizer.get("state_layers")
         _require(path, isinstance(states, list) and all(map(is_count, states)), "bad 'state_layers'")
     _require(path, record.get("training") is None or isinstance(record["training"], dict), "bad 'training'")

@@ -167,9 +167,11 @@ def decision_boundary(
     X = _points(X, owner)
     labels = _labels(y, X.shape[0], owner)
     _labels_within_outputs(predict, labels, owner)
+    predicted = predict.classes(X)  # a predict function's output is checked here, on the data, before the grid
+    _labels_within_function_classes(predict, X, labels, owner)
     grid, box = _grid(X, resolution, _checks.non_negative(margin, "margin", owner))
     regions = predict.classes(grid).reshape(resolution, resolution)
-    accuracy = float(np.mean(predict.classes(X) == labels))
+    accuracy = float(np.mean(predicted == labels))
     n_classes = int(max(labels.max(), regions.max())) + 1
     point_colours, region_colours = _class_colours(n_classes)
     figure, ax = _figure_and_axes(ax, figsize, dpi)
@@ -195,6 +197,23 @@ def _labels_within_outputs(predict: _Predictor, labels: np.ndarray, owner: str) 
         raise ValueError(
             f"{owner} got class {int(labels.max())} in y, but the model has {outputs} outputs (classes 0 to "
             f"{outputs - 1}); pass the labels the model was trained on"
+        )
+
+
+def _labels_within_function_classes(predict: _Predictor, X: np.ndarray, labels: np.ndarray, owner: str) -> None:
+    """A ValueError when a predict function's scores (n, C) have fewer classes than `y` names (one probability
+    column means 2 classes)."""
+    if predict.model is not None:
+        return
+    outputs = predict.outputs(X[:1])
+    if outputs.ndim != 2:
+        return
+    classes = max(outputs.shape[1], 2)
+    if labels.max() >= classes:
+        raise ValueError(
+            f"{owner} got class {int(labels.max())} in y, but the predict function returns {outputs.shape[1]} "
+            f"score column(s) (classes 0 to {classes - 1}); return one column per class, or pass the labels it "
+            f"was trained on"
         )
 
 

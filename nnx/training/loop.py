@@ -98,8 +98,7 @@ def train(
             with _checks.trusted(), model.backend.quiet_float_errors():
                 _loop(model, run, callback, X, y, step)
         except BaseException as error:  # Ctrl-C too: the run's History goes with the error as `error.history`
-            history.final = _result(run)
-            error.history = history
+            _keep_history(error, history, run)
             raise
         finally:
             step.close()
@@ -123,6 +122,14 @@ def _only_training(model):
         yield
     finally:
         lock.release()
+
+
+def _keep_history(error: BaseException, history: History, run: Run) -> None:
+    """Give `error` the run's History: the epochs recorded so far, when their metrics can still be read."""
+    with contextlib.suppress(Exception):
+        history.on_train_end(run)
+        history.final = _result(run)
+    error.history = history
 
 
 def _stopped(error: SaveError, run: Run, history: History) -> SaveError:
