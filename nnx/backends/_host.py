@@ -27,8 +27,9 @@ DEVICE_LIBRARIES = ("cupy", "torch", "jax", "jaxlib", "array_api_strict", "dask"
 
 
 def host_array(x):
-    """`x` read by NumPy on the host; a ValueError when it is not rectangular numbers."""
-    return np.asarray(x)
+    """`x` read by NumPy on the host, in C order (a DataFrame reads as Fortran order, and the products' rounding
+    would differ from the same data as a NumPy array); a ValueError when it is not rectangular."""
+    return np.asarray(x, order="C")
 
 
 def quiet_float_errors():
