@@ -137,11 +137,11 @@ def test_model_examples_progress_replaces_the_books_lines():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--plot", "{tmp}"], "--plot needs a file name for the picture, got the folder"),
-        (["--plot", "{tmp}/no_suffix"], "--plot needs a picture file name ending in one of "),
+        (["--plot", "{tmp}"], "--plot needs a picture file name, got the folder"),
+        (["--plot", "{tmp}/no_suffix"], "--plot needs a picture file name ending in .avif or "),
         (["--plot", "{tmp}/missing/x.png"], "--plot: the folder '{tmp}/missing' of"),
-        (["--history", "{tmp}/missing/x.csv"], "--history must name a file in an existing folder"),
-        (["--history", "{tmp}/x.txt"], "--history must name a .csv or .json file"),
+        (["--history", "{tmp}/missing/x.csv"], "--history: the folder '{tmp}/missing' of"),
+        (["--history", "{tmp}/x.txt"], "--history needs a file name ending in .csv or .json"),
     ],
 )
 def test_output_files_are_checked_before_training(tmp_path, args, message):

@@ -206,4 +206,4 @@ def test_example_plot_writes_the_picture(tmp_path):
 def test_example_rejects_a_history_file_it_cannot_write():
     result = run_example("--epochs", "1", "--history", "history.txt")
     assert result.returncode == 2
-    assert "--history must name a .csv or .json file" in result.stderr
+    assert "--history needs a file name ending in .csv or .json, got" in result.stderr

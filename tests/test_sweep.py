@@ -299,7 +299,7 @@ def test_plot_without_matplotlib_says_how_to_install_it(monkeypatch):
         ({"space": [0.5, 1.0]}, TypeError, "space must map hyperparameter names"),
         ({"space": {"lr": sweep.LogUniform(0.1, 1)}}, ValueError, "only a random sample"),
         ({"epochs": 0}, ValueError, "epochs must be a positive integer"),
-        ({"seed": -1}, ValueError, "seed must be an integer"),
+        ({"seed": -1}, ValueError, r"seed expects an integer in \[0, 2\*\*32\)"),
         ({"random": 0}, ValueError, "random must be a positive integer"),
         ({"workers": 0}, ValueError, "workers must be an integer >= 1, got 0; pass workers=1"),
         ({"workers": 2, "dask": "tcp://127.0.0.1:1"}, ValueError, "workers or dask, not both"),
