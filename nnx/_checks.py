@@ -218,9 +218,11 @@ def finite(backend, x, owner: str, what: str = "inputs") -> None:
     if is_kind(xp, x.dtype, "real floating"):
         bad = int(backend.to_numpy(xp.sum(xp.astype(~xp.isfinite(x), backend.int_dtype))))
         if bad:
+            fix = "clean the data (drop or impute those samples) before training"
+            if "inputs" not in what and "targets" not in what:  # parameters and other values, not data
+                fix = "pass finite values (a NaN weight often comes from a diverged run: reload a saved one)"
             raise ValueError(
-                f"{_name(owner)} {what} contain {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
-                f"clean the data (drop or impute those samples) before training"
+                f"{_name(owner)} {what} contain {bad} NaN or infinite value{'s' if bad > 1 else ''}; {fix}"
             )
     remember(x, "finite")
 

@@ -125,6 +125,7 @@ class Model(Component):
         """Loss and accuracy on (X_val, y_val) without dropout; prints the book's validation line if `verbose`."""
         self._require("loss", "accuracy")
         batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.evaluate")
+        verbose = _checks.boolean(verbose, "verbose", "Model.evaluate")
         X_val, y_val = checked_data(self, X_val, y_val, "evaluation")
         with self.backend.quiet_float_errors():
             self.accuracy.init(y_val)

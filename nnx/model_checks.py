@@ -40,6 +40,11 @@ def chosen_parts(model, **parts) -> dict:
             )
     chosen = {name: value for name, value in parts.items() if value is not None}
     for name, value in chosen.items():
+        if type(value) is ROLES[name]:
+            raise TypeError(
+                f"Model.set({name}={type(value).__name__}()) got the base class {type(value).__name__}, which "
+                f"computes nothing itself; pass one of its kinds, e.g. {name}=nnx.{EXAMPLES[name]}"
+            )
         _unclaimed(model, value, name)
     return chosen
 

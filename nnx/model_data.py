@@ -70,14 +70,16 @@ def _finite_copy(model, backend, x, owner, what: str):
 def located(backend, x, what: str):
     """(backend, array): `x` as it is if it is on `backend`, else as a host array to check first."""
     if backend.owns(x):
-        return backend, x
+        return backend, backend.detached(x)
     host = backends.get("numpy")
     if is_host_data(x):  # lists, memoryviews, pandas objects: read as NumPy reads them, then checked the same way
         try:
             return host, host_array(x)
         except (ValueError, TypeError) as error:
             raise ValueError(f"{what} could not be read as an array ({error}); pass a rectangular array") from None
-    return host, host.check(x, what) if not host.owns(x) else x
+    if host.owns(x):
+        return host, x
+    return backend, backend.check(x, what)  # another library's array: the error names the model's own backend
 
 
 def output_width(model) -> int | None:

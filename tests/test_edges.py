@@ -250,3 +250,82 @@ def test_decision_boundary_checks_a_functions_classes_against_the_labels(data):
         nnx.plot.decision_boundary(lambda points: np.ones((len(points), 1)), X, y)
     figure = nnx.plot.decision_boundary(lambda points: np.ones((len(points), 3)), X, y, resolution=20)
     assert figure.axes
+
+
+# What a probe found besides ----------------------------------------------------------------------------------------
+
+
+def test_a_stop_before_the_first_step_trains_nothing(data):
+    class StopAtBegin(nnx.callbacks.Callback):
+        def on_train_begin(self, run):
+            run.stop = True
+
+    class StopAtEpoch2(nnx.callbacks.Callback):
+        def on_epoch_begin(self, run):
+            run.stop = run.epoch == 2
+
+    model = spiral_classifier()
+    before = [np.array(a) for pair in model.get_parameters() for a in pair]
+    history = model.train(*data, epochs=5, print_every=None, callbacks=[StopAtBegin()])
+    assert model.optimizer.iterations == 0 and history.epoch == [] and history.final == {}
+    for a, b in zip(before, [a for pair in model.get_parameters() for a in pair], strict=True):
+        np.testing.assert_array_equal(a, b)
+    history = model.train(*data, epochs=5, print_every=None, callbacks=[StopAtEpoch2()])
+    assert model.optimizer.iterations == 1 and history.epoch == [1]
+
+
+def test_everyday_mistakes_are_named(data):
+    model = spiral_classifier()
+
+    class Mine(nnx.callbacks.Callback):
+        pass
+
+    with pytest.raises(TypeError, match=r"got the class Mine; pass an instance: callbacks=\[Mine\(\)\]"):
+        model.train(*data, callbacks=[Mine])
+    with pytest.raises(TypeError, match=r"Model\.evaluate verbose must be True or False, got .no."):
+        model.evaluate(*data, verbose="no")
+    with pytest.raises(TypeError, match=r"got the base class Loss, which computes nothing itself"):
+        nnx.Model().set(loss=nnx.losses.Loss())
+    with pytest.raises(TypeError, match=r"got the base class Accuracy"):
+        nnx.Model().set(accuracy=nnx.metrics.Accuracy())
+    with pytest.raises(ValueError, match="a diverged run"):
+        model.set_parameters([(np.full((2, 16), np.nan), np.zeros((1, 16))), model.get_parameters()[1]])
+
+    class Early(nnx.callbacks.Callback):
+        def on_train_begin(self, run):
+            run.host_metrics()
+
+    with pytest.raises(nnx.CallOrderError, match="no metrics before the first training step"):
+        model.train(*data, callbacks=[Early()], print_every=None)
+
+
+def test_a_foreign_array_is_named_against_the_models_own_backend(data):
+    torch = pytest.importorskip("torch")
+    model = spiral_classifier(backends.get("array_api_strict"))
+    with pytest.raises(TypeError, match=r"must be an array of backend 'array_api_strict'.*got torch\.Tensor"):
+        model.predict(torch.zeros(3, 2))
+
+
+def test_torch_tensors_that_require_grad_are_read_as_values(data):
+    torch = pytest.importorskip("torch")
+    X, y = data
+    model = spiral_classifier(backends.get("torch"))
+    model.train(torch.tensor(X, requires_grad=True), torch.tensor(y), epochs=2, print_every=None)
+    assert not model.layers[0].weights.requires_grad
+    assert model.backend.to_numpy(torch.ones(2, requires_grad=True)).tolist() == [1.0, 1.0]
+
+
+def test_the_sweep_cli_refuses_options_that_would_lose_work(tmp_path, capsys):
+    assert cli.main(["sweep", "--lr", "0.5", "--lr", "1.0", "--epochs", "1"]) == 2
+    assert "--lr is given twice ([0.5] and [1.0]); give it once" in capsys.readouterr().err
+    same = str(tmp_path / "same.png")
+    assert cli.main(["sweep", "--lr", "0.5", "--epochs", "1", "--csv", same, "--plot", same]) == 2
+    assert "--csv and --plot name the same file" in capsys.readouterr().err
+
+
+def test_a_sweep_checks_its_arguments_before_touching_the_csv(tmp_path):
+    kept = tmp_path / "keep.csv"
+    kept.write_text("precious")
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        nnx.sweep.run({"samples": [10]}, epochs=1, workers=1, csv=kept, progress="yes")
+    assert kept.read_text() == "precious"

@@ -82,6 +82,10 @@ class Backend:
         """Copy `x` to the host as a NumPy array: the explicit device -> host transfer."""
         raise NotImplementedError
 
+    def detached(self, x):
+        """`x` as plain data, without any autograd history its library keeps (PyTorch's requires_grad)."""
+        return x
+
     def quiet_float_errors(self):
         """A context that silences the array library's overflow/NaN warnings (divergence checks report them)."""
         return _host.quiet_float_errors()

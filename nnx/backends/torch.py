@@ -13,6 +13,14 @@ class TorchBackend(ArrayApiBackend):
         self._torch = torch
         super().__init__("torch", xp, f"{torch.get_default_device()} (torch {torch.__version__})")
 
+    def to_numpy(self, x):
+        return super().to_numpy(self.detached(x))
+
+    def detached(self, x):
+        """`x` without autograd history: nnx computes its own gradients, so a tensor that requires grad is read as
+        its values."""
+        return x.detach() if getattr(x, "requires_grad", False) else x
+
     def synchronize(self) -> None:
         if self.array_device.type == "cuda":
             self._torch.cuda.synchronize(self.array_device)

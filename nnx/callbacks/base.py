@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnx.errors import DivergenceError, SaveError
+from nnx.errors import CallOrderError, DivergenceError, SaveError
 
 
 class Run:
@@ -39,6 +39,11 @@ class Run:
 
     def host_metrics(self) -> dict:
         """The current metrics as floats (one copy per step); watchers (the divergence check) see them first."""
+        if not self.metrics:
+            raise CallOrderError(
+                "run.host_metrics(): there are no metrics before the first training step; read them from "
+                "on_step_end or on_epoch_end"
+            )
         if self._host is None or self._host[0] is not self.metrics:
             values = {name: host_float(self.model.backend, value) for name, value in self.metrics.items()}
             values["loss"] = values["data_loss"] + values["reg_loss"]
@@ -74,6 +79,11 @@ class CallbackList(Callback):
     def __init__(self, callbacks):
         self.callbacks = list(callbacks)
         for index, callback in enumerate(self.callbacks):
+            if isinstance(callback, type) and issubclass(callback, Callback):
+                raise TypeError(
+                    f"Model.train callbacks must be Callback instances, got the class {callback.__name__}; "
+                    f"pass an instance: callbacks=[{callback.__name__}()]"
+                )
             if not isinstance(callback, Callback):
                 raise TypeError(
                     f"Model.train callbacks must be nnx.callbacks.Callback instances, got {type(callback).__name__}; "

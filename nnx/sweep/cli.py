@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.register("action", None, _Once)  # every plain option: given twice is an error, not the last one kept
+    parser.register("action", "store", _Once)
     space = parser.add_argument_group(
         "hyperparameters (comma-separated values; low:high, a log-uniform range, with --random)"
     )
@@ -94,6 +96,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Once(argparse.Action):
+    """An option given at most once: argparse would keep the last of two values and drop the first silently."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = namespace.__dict__.setdefault("_given", {})
+        if self.dest in seen:
+            parser.error(
+                f"{option_string} is given twice ({seen[self.dest]!r} and {values!r}); give it once (a list of "
+                f"values is comma-separated: {option_string} 0.5,1.0)"
+            )
+        seen[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
 def _space(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
     space = {name: getattr(args, name) for name in ("lr", "decay", "momentum", "hidden") if getattr(args, name)}
     space.update({name: getattr(args, name) for name in ("samples", "dtype") if getattr(args, name) is not None})
@@ -105,6 +121,8 @@ def _space(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
 
 
 def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    if args.csv and args.plot and os.path.realpath(args.csv) == os.path.realpath(args.plot):
+        parser.error(f"--csv and --plot name the same file {args.csv!r}; the picture would replace the table")
     return {
         "space": _space(args, parser),
         "factory": args.factory,

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 
 from nnx import _checks, backends
+from nnx._paths import output_path
 from nnx.sweep.executors import _connect, _importing_main_in_a_worker, _results
 from nnx.sweep.plan import _plan, _workers
 from nnx.sweep.result import SweepInterrupted, SweepResult, _CsvLog
@@ -69,6 +70,10 @@ def run(
         random=random,
         random_seed=random_seed,
     )
+    if progress is not None:
+        _checks.boolean(progress, "progress", OWNER)  # before the CSV file is opened
+    if csv is not None:
+        csv = output_path(csv, f"{OWNER} csv")
     workers = _workers(workers, dask, len(trials), factory)
     if dask is None:
         backends.get(trials[0].settings["backend"])  # unavailable here: say why now, not once per trial

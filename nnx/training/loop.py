@@ -173,10 +173,15 @@ def _loop(model, run: Run, callback: CallbackList, X, y, train_step) -> None:
     loss, accuracy = model.loss, model.accuracy
     whole = ((X, y),)  # without batch_size every step takes the whole set
     for epoch in range(run.first_epoch, run.epochs + 1):
+        if run.stop:  # a callback stopped training in on_train_begin: no step runs
+            break
         run.epoch = epoch
         loss.new_pass()
         accuracy.new_pass()
         callback.on_epoch_begin(run)
+        if run.stop:  # stopped in on_epoch_begin: this epoch does not start
+            run.epoch = epoch - 1
+            break
         for step, (X_batch, y_batch) in enumerate(whole if run.batch_size is None else batches(X, y, run.batch_size)):
             run.step = step
             run.set_metrics(*train_step(X_batch, y_batch))
