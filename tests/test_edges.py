@@ -329,3 +329,15 @@ def test_a_sweep_checks_its_arguments_before_touching_the_csv(tmp_path):
     with pytest.raises(TypeError, match="progress must be True or False"):
         nnx.sweep.run({"samples": [10]}, epochs=1, workers=1, csv=kept, progress="yes")
     assert kept.read_text() == "precious"
+
+
+def test_a_sweep_refuses_a_dtype_its_backend_lacks_before_any_trial(monkeypatch, capsys):
+    numpy_backend = backends.get("numpy")
+
+    def no_float64(dtype=None):
+        raise TypeError("backend 'numpy' has no float64 dtype here")
+
+    monkeypatch.setattr(numpy_backend, "float_dtype", no_float64)
+    with pytest.raises(TypeError, match="has no float64 dtype here"):
+        nnx.sweep.run({"dtype": ["float64"], "samples": [10]}, epochs=1, workers=1, progress=False)
+    assert capsys.readouterr().out == ""

@@ -76,7 +76,7 @@ def run(
         csv = output_path(csv, f"{OWNER} csv")
     workers = _workers(workers, dask, len(trials), factory)
     if dask is None:
-        backends.get(trials[0].settings["backend"])  # unavailable here: say why now, not once per trial
+        _usable_here(trials)
     if (workers or 1) > 1 and _importing_main_in_a_worker():
         raise RuntimeError(
             f"{OWNER} was called while a worker process imported your script: call nnx.sweep.run(...) under "
@@ -93,6 +93,13 @@ def run(
             log.close(result)
         if owned:
             client.close()
+
+
+def _usable_here(trials: list[Trial]) -> None:
+    """The trials' backend is available here and has their dtypes: say why not now, not once per trial."""
+    backend = backends.get(trials[0].settings["backend"])
+    for dtype in sorted({trial.params["dtype"] for trial in trials if isinstance(trial.params.get("dtype"), str)}):
+        backend.float_dtype(dtype)
 
 
 def _empty_result(space, trials: list[Trial]) -> SweepResult:
