@@ -271,7 +271,7 @@ def test_decision_boundary_rejects_a_predict_function_of_the_wrong_shape():
     X, y = np.zeros((5, 2)), np.zeros(5, dtype=int)
     with pytest.raises(ValueError, match=r"scores of shape \(\d+, n_classes\).*got an array of shape \(3,\)"):
         nnx.plot.decision_boundary(lambda points: np.zeros(3), X, y, resolution=10)
-    with pytest.raises(ValueError, match=r"got an array of shape \(100, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"got an array of shape \(5, 2, 2\)"):  # checked on the data first
         nnx.plot.decision_boundary(lambda points: np.zeros((len(points), 2, 2)), X, y, resolution=10)
 
 
@@ -302,6 +302,14 @@ def test_regression_rejects_bad_shapes():
         ({"loss": 0.5, "accuracy": 0.9}, ValueError, "not the final metrics"),
         ({"epoch": [1, 2, 3], "loss": [1.0, 0.5]}, ValueError, r"one value per epoch \(3\), got 2"),
         ([1.0, 0.5], TypeError, "expected a History"),
+        ({"loss": [True, False]}, TypeError, r"history\['loss'\] to hold real numbers, got True \(bool\)"),
+        ({"loss": np.array([True, False])}, TypeError, r"history\['loss'\] to hold real numbers"),
+        ({"loss": [1.0, "0.5"]}, TypeError, r"history\['loss'\] to hold real numbers, got '0.5'"),
+        ({1: [1.0, 0.5], "loss": [1.0, 0.5]}, TypeError, r"metric names as strings, got 1 \(int\)"),
+        ({"epoch": ["a", "b"], "loss": [1.0, 0.5]}, TypeError, r"history\['epoch'\] to hold real numbers, got 'a'"),
+        ({"epoch": [1, None], "loss": [1.0, 0.5]}, ValueError, r"history\['epoch'\] as finite epoch numbers"),
+        ({"epoch": 2, "loss": [1.0, 0.5]}, TypeError, r"history\['epoch'\] as a list of epoch numbers"),
+        (types.SimpleNamespace(epoch=["a"], history={"loss": [1.0]}), TypeError, r"history\.epoch to hold real"),
     ],
 )
 def test_history_rejects_bad_histories(bad, error, message):
@@ -352,3 +360,119 @@ def test_plots_refuse_what_is_not_an_axes(not_axes):
         nnx.plot.history({"loss": [1.0, 0.5]}, axes=not_axes)
     with pytest.raises(TypeError, match=r"history expected axes as a matplotlib Axes"):
         nnx.plot.history({"loss": [1.0, 0.5]}, axes=[not_axes])
+
+
+# Settings, figures and formats ----------------------------------------------------------------------------------
+
+
+def never_called(points):
+    raise AssertionError("the predict function ran before the arguments were checked")
+
+
+@pytest.mark.parametrize(
+    ("setting", "error", "message"),
+    [
+        ({"point_size": -5}, ValueError, r"decision_boundary expected point_size as a finite number >= 0.*got -5"),
+        ({"point_size": "big"}, TypeError, r"point_size as a finite number >= 0.*got 'big' \(str\)"),
+        ({"class_names": "cat"}, TypeError, r"class_names as a list of strings.*got 'cat' \(str\)"),
+        ({"class_names": ["a", 2, "c"]}, TypeError, r"class_names as strings, got 2 \(int\) at position 1"),
+        ({"class_names": ["a", "b"]}, ValueError, r"class_names for all 3 classes in y, got 2 names"),
+        ({"margin": 1e308}, ValueError, r"margin as a finite number in \[0, 100\].*got 1e\+308"),
+        ({"margin": -0.1}, ValueError, r"margin as a finite number in \[0, 100\]"),
+    ],
+)
+def test_decision_boundary_checks_its_settings_before_predicting(setting, error, message):
+    X, y = spiral_data(samples=10, classes=3)
+    with pytest.raises(error, match=message):
+        nnx.plot.decision_boundary(never_called, X, y, resolution=10, **setting)
+
+
+def test_decision_boundary_names_margin_when_the_grid_overflows():
+    X, y = spiral_data(samples=10, classes=3)
+    with pytest.raises(ValueError, match=r"widened by margin=50 of its size overflows float64.*smaller margin"):
+        nnx.plot.decision_boundary(identity_scores, X * 1e307, y, margin=50, resolution=10)
+
+
+def test_decision_boundary_takes_class_names_and_extreme_settings():
+    X, y = spiral_data(samples=10, classes=3)
+    figure = nnx.plot.decision_boundary(
+        identity_scores, X, y, resolution=10, class_names=("x", "y", "z", "w"), point_size=0, margin=100
+    )
+    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == ["x", "y", "z"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ({"figsize": (0, 0)}, ValueError),
+        ({"figsize": (-1, 2)}, ValueError),
+        ({"figsize": (6, float("nan"))}, ValueError),
+        ({"figsize": "big"}, TypeError),
+        ({"figsize": (6,)}, TypeError),
+        ({"dpi": 0}, ValueError),
+        ({"dpi": -1}, ValueError),
+        ({"dpi": "high"}, TypeError),
+    ],
+)
+def test_plots_check_figsize_and_dpi(setting, error):
+    X, y = spiral_data(samples=10, classes=3)
+    name = next(iter(setting))
+    expected = "figsize as \\(width, height\\) in inches" if name == "figsize" else "dpi as a finite number > 0"
+    plots = {
+        "decision_boundary": lambda: nnx.plot.decision_boundary(never_called, X, y, **setting),
+        "regression": lambda: nnx.plot.regression(never_called, X[:, 0], y, **setting),
+        "history": lambda: nnx.plot.history({"loss": [1.0, 0.5]}, **setting),
+        "summary": lambda: nnx.plot.summary(never_called, X, y, {"loss": [1.0, 0.5]}, **setting),
+    }
+    for function, plot in plots.items():
+        with pytest.raises((TypeError, ValueError), match=rf"nnx\.plot\.{function} expected {expected}") as caught:
+            plot()
+        assert caught.type is error
+
+
+def test_save_checks_the_figure_and_dpi_first(tmp_path):
+    figure = nnx.plot.history({"loss": [1.0, 0.5]})
+    with pytest.raises(TypeError, match=r"save expected a matplotlib Figure .*got 'figure' \(str\)"):
+        nnx.plot.save("figure", tmp_path / "c.png")
+    for dpi in (0, -1, float("inf")):
+        with pytest.raises(ValueError, match=r"save expected dpi as a finite number > 0 .*or None"):
+            nnx.plot.save(figure, tmp_path / "c.png", dpi=dpi)
+    assert not list(tmp_path.iterdir())
+    assert nnx.plot.save(figure, tmp_path / "c.png", dpi=None) == tmp_path / "c.png"
+
+
+def test_check_path_refuses_pgf_without_tex(monkeypatch, tmp_path):
+    import shutil
+
+    from matplotlib import rc_context
+
+    monkeypatch.setattr(shutil, "which", lambda program: None)
+    with rc_context({"pgf.texsystem": "lualatex"}), pytest.raises(ValueError, match=r"runs lualatex .*install TeX"):
+        nnx.plot.check_path(tmp_path / "figure.PGF")
+    with pytest.raises(ValueError, match=r"nnx\.plot\.save cannot write .*\.pgf.*\.png, \.svg or \.pdf"):
+        nnx.plot.save(nnx.plot.history({"loss": [1.0, 0.5]}), tmp_path / "figure.pgf")
+    assert nnx.plot.check_path(tmp_path / "figure.eps") == tmp_path / "figure.eps"
+    monkeypatch.setattr(shutil, "which", lambda program: f"/usr/bin/{program}")
+    assert nnx.plot.check_path(tmp_path / "figure.pgf") == tmp_path / "figure.pgf"
+
+
+@pytest.mark.parametrize("library", ["array_api_strict", "torch"])
+def test_plots_read_arrays_of_backends_not_loaded_yet(library, monkeypatch):
+    module = pytest.importorskip(library)
+    try:
+        nnx.backends.get(library)
+    except nnx.backends.BackendUnavailableError as error:
+        pytest.skip(str(error))
+    monkeypatch.setattr(nnx.backends, "_loaded", {})  # as in a fresh process: no backend loaded yet
+    X, y = spiral_data(samples=10, classes=3)
+
+    def predict_fn(points):
+        return module.asarray(points) @ module.asarray(np.eye(2, 3))
+
+    figure = nnx.plot.decision_boundary(predict_fn, X, y, resolution=10)
+    assert figure.axes[0].images
+    history = nnx.plot.history({"loss": [module.asarray(1.0), module.asarray(0.5)]})
+    assert list(history.axes[0].get_lines()[0].get_ydata()) == [1.0, 0.5]
+    for not_an_array in (module.float64, object()):
+        with pytest.raises(TypeError, match=r"predict function's output as a NumPy array or an array of an nnx"):
+            nnx.plot.decision_boundary(lambda points, bad=not_an_array: bad, X, y, resolution=10)

@@ -5,9 +5,7 @@ the chapter-17 sine fit and a one-figure summary. Figures are built without pypl
 from __future__ import annotations
 
 import io
-import math
-import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +13,14 @@ import numpy as np
 from nnx import _checks
 from nnx._paths import atomic_write, output_path
 from nnx.model_data import output_width
-from nnx.plot.data import _finite_floats, _host, _labels, _points, _Predictor, _values
+from nnx.plot import checks
+from nnx.plot.data import _finite_floats, _grid, _history_table, _host, _labels, _points, _Predictor, _values
 
 __all__ = ["LIGHTEN", "PALETTE", "decision_boundary", "history", "regression", "save", "summary"]
 
 INSTALL_HINT = 'nnx.plot needs matplotlib: pip install "nnx-nnfs[plot]"'
 
 # matplotlib's tab10: class k is PALETTE[k] for points and the same colour lightened by LIGHTEN for its region.
-MAX_RESOLUTION = 2000
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -87,17 +85,21 @@ def _root_figure(ax):
 
 def check_path(path, owner: str = "nnx.plot.save") -> Path:
     """`path` as an absolute Path if a figure can be written there (its folder exists and is writable, its suffix is
-    a picture format, in any case), else a ValueError saying what to change: call it before long work whose result
-    you will plot."""
+    a picture format, in any case, that this machine can write: .pgf needs TeX), else a ValueError saying what to
+    change: call it before long work whose result you will plot."""
     from matplotlib.backend_bases import FigureCanvasBase
 
     formats = tuple(sorted(f".{name}" for name in FigureCanvasBase.get_supported_filetypes()))
-    return output_path(path, owner, suffixes=formats, what="picture file")
+    target = output_path(path, owner, suffixes=formats, what="picture file")
+    checks.writable_format(target, owner)
+    return target
 
 
 def save(figure, path, *, dpi=None):
     """Write `figure` to `path` (format from the suffix: .png, .svg, .pdf); `dpi` defaults to the figure's own.
-    The path is checked first, and the file is replaced in one step."""
+    The figure, dpi and path are checked first, and the file is replaced in one step."""
+    checks.figure(figure, "nnx.plot.save")
+    dpi = checks.dots_per_inch(dpi, "nnx.plot.save", optional=True)
     target = check_path(path)
     buffer = io.BytesIO()
     figure.savefig(buffer, format=target.suffix[1:].lower(), dpi="figure" if dpi is None else dpi)
@@ -120,17 +122,6 @@ def _class_colours(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return points, points + (1.0 - points) * LIGHTEN
 
 
-def _grid(X: np.ndarray, resolution: int, margin: float):
-    """Grid points (resolution**2, 2) covering X's bounding box widened by `margin` of its size, and the box."""
-    low, high = X.min(axis=0), X.max(axis=0)
-    pad = np.where(high > low, (high - low) * margin, 1.0)
-    low, high = low - pad, high + pad
-    xs, ys = (np.linspace(low[i], high[i], resolution) for i in range(2))
-    grid_x, grid_y = np.meshgrid(xs, ys)
-    box = (low[0], high[0], low[1], high[1])
-    return np.column_stack([grid_x.ravel(), grid_y.ravel()]), box
-
-
 def decision_boundary(
     model_or_predict_fn,
     X,
@@ -150,26 +141,25 @@ def decision_boundary(
     `model_or_predict_fn` is a finalized nnx.Model or a function taking a NumPy float array (n, 2) and returning
     scores (n, C) (argmax), labels (n,) or one probability (n, 1) (above 0.5 is class 1), as NumPy or as an
     array of an nnx backend. `X` (n, 2) and `y` (labels or one-hot) may be NumPy or backend arrays. The grid has
-    `resolution` x `resolution` points over the data's box widened by `margin` of its size. Draws into `ax` if
-    given (figsize and dpi are then unused) and returns the Figure.
+    `resolution` x `resolution` points over the data's box widened by `margin` (at most 100) of its size.
+    `class_names` is a list with a name for each class in y. Draws into `ax` if given (figsize and dpi are then
+    unused) and returns the Figure.
     """
     owner = "nnx.plot.decision_boundary"
     _matplotlib()  # the install hint before any work
-    resolution = _checks.positive_int(resolution, "resolution", owner)
-    if resolution > MAX_RESOLUTION:
-        raise ValueError(
-            f"{owner} resolution must be at most {MAX_RESOLUTION} (a {MAX_RESOLUTION}**2-point grid), got "
-            f"{resolution}; the default 300 is already finer than the screen"
-        )
+    resolution, margin = checks.resolution(resolution, owner), checks.margin(margin, owner)
+    point_size = checks.point_size(point_size, owner)
+    figsize, dpi = checks.figure_size(figsize, owner), checks.dots_per_inch(dpi, owner)
     _check_axes(ax, "ax", owner)
     predict = _Predictor(model_or_predict_fn, owner)
     predict.require_classifier()
     X = _points(X, owner)
     labels = _labels(y, X.shape[0], owner)
+    names = checks.class_names(class_names, int(labels.max()) + 1, owner)
     _labels_within_outputs(predict, labels, owner)
     predicted = predict.classes(X)  # a predict function's output is checked here, on the data, before the grid
     _labels_within_function_classes(predict, X, labels, owner)
-    grid, box = _grid(X, resolution, _checks.non_negative(margin, "margin", owner))
+    grid, box = _grid(X, resolution, margin, owner)
     regions = predict.classes(grid).reshape(resolution, resolution)
     accuracy = float(np.mean(predicted == labels))
     n_classes = int(max(labels.max(), regions.max())) + 1
@@ -178,7 +168,7 @@ def decision_boundary(
     ax.imshow(region_colours[regions], origin="lower", extent=box, interpolation="nearest", aspect="auto", zorder=0)
     for k in range(n_classes):
         chosen = labels == k
-        name = class_names[k] if class_names is not None and k < len(class_names) else f"class {k}"
+        name = names[k] if names is not None and k < len(names) else f"class {k}"
         ax.scatter(
             *X[chosen].T, s=point_size, color=point_colours[k], edgecolors=EDGE_COLOUR, linewidths=0.5, label=name
         )
@@ -238,53 +228,6 @@ def _square_if_balanced(ax, box) -> None:
 # History ------------------------------------------------------------------------------------------------------------
 
 
-def _history_table(history) -> tuple[list[int], dict[str, np.ndarray]]:
-    """(epochs, name -> values aligned with them) from a History-like object or a Mapping."""
-    if hasattr(history, "epoch") and hasattr(history, "history"):
-        epochs, table = list(history.epoch), dict(history.history)
-    elif isinstance(history, Mapping):
-        table = {name: values for name, values in history.items() if name != "epoch"}
-        lengths = {len(values) for values in table.values() if _is_column(values)}
-        epochs = list(history["epoch"]) if "epoch" in history else list(range(max(lengths, default=0)))
-    else:
-        raise TypeError(
-            f"nnx.plot.history expected a History (an object with .epoch and .history) or a dict name -> list of "
-            f"values per epoch, got {_checks.describe(history)}; record the metrics of every epoch, e.g. "
-            f"{{'loss': [...], 'accuracy': [...]}}"
-        )
-    return epochs, {name: _series(name, values, len(epochs)) for name, values in table.items()}
-
-
-def _is_column(values) -> bool:
-    """A list (or tuple, or 1-D NumPy array) of per-epoch values."""
-    if isinstance(values, np.ndarray):
-        return values.ndim == 1
-    return isinstance(values, Sequence) and not isinstance(values, (str, bytes))
-
-
-def _series(name: str, values, n_epochs: int) -> np.ndarray:
-    if not _is_column(values):
-        raise ValueError(
-            f"nnx.plot.history expected history[{name!r}] as a list with one value per epoch, got "
-            f"{_checks.describe(values)}; pass the per-epoch lists (the History Model.train returns, or a dict of "
-            f"lists), not the final metrics"
-        )
-    if len(values) != n_epochs:
-        raise ValueError(
-            f"nnx.plot.history expected history[{name!r}] to have one value per epoch ({n_epochs}), got "
-            f"{len(values)}; use None for the epochs where it was not measured"
-        )
-    return np.array([_host_float(value) for value in values], dtype=np.float64)
-
-
-def _host_float(value) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, numbers.Real):
-        return float(value)
-    return float(_host(value, "a history value", "nnx.plot.history").reshape(()))
-
-
 def _panel_of(name: str) -> str | None:
     base = name.removeprefix("val_")
     if base in ("lr", "learning_rate"):
@@ -304,13 +247,13 @@ def _panels(history) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
             panels[panel][name] = values
     _drop_redundant_losses(panels["loss"])
     panels = {panel: metrics for panel, metrics in panels.items() if metrics}
-    if not epochs or not panels:
+    if len(epochs) == 0 or not panels:
         raise ValueError(
             f"nnx.plot.history got an empty history ({len(epochs)} epochs, metrics {sorted(table) or 'none'}); "
             f"train first and pass values for loss, accuracy or lr (keys: loss, data_loss, reg_loss, accuracy, lr, "
             f"val_loss, val_accuracy)"
         )
-    return np.asarray(epochs, dtype=np.float64), panels
+    return epochs, panels
 
 
 def _drop_redundant_losses(losses: dict[str, np.ndarray]) -> None:
@@ -385,6 +328,8 @@ def history(history, *, axes=None, figsize=None, dpi: float = 100):
     (val_...) are dashed in their training metric's colour; metrics with gaps get markers. Draws into `axes` (one
     Axes per panel, in the order loss, accuracy, lr) if given and returns the Figure.
     """
+    figsize = checks.figure_size(figsize, "nnx.plot.history", optional=True)
+    dpi = checks.dots_per_inch(dpi, "nnx.plot.history")
     epochs, panels = _panels(history)
     if axes is not None:
         axes = _axes_list(axes)
@@ -418,6 +363,7 @@ def regression(model_or_predict_fn, X, y, *, ax=None, title: str | None = None, 
     function of a NumPy (n, 1) float array returning (n, 1) or (n,). Draws into `ax` if given; returns the Figure.
     """
     owner = "nnx.plot.regression"
+    figsize, dpi = checks.figure_size(figsize, owner), checks.dots_per_inch(dpi, owner)
     _check_axes(ax, "ax", owner)
     predict = _Predictor(model_or_predict_fn, owner)
     X = _column(X, owner)
@@ -450,6 +396,9 @@ def summary(
 ):
     """One figure: the decision boundary on the left, the history's loss, accuracy and lr panels stacked on the
     right; what examples/spiral.py --plot saves. Arguments as for `decision_boundary` and `history`."""
+    owner = "nnx.plot.summary"
+    resolution = checks.resolution(resolution, owner)
+    figsize, dpi = checks.figure_size(figsize, owner, optional=True), checks.dots_per_inch(dpi, owner)
     epochs, panels = _panels(history)
     figure = _new_figure(figsize or (12.0, 6.0), dpi)
     grid = figure.add_gridspec(len(panels), 2, width_ratios=(1.15, 1.0))

@@ -3,7 +3,10 @@ each checked with an error that names the plot and the fix."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import numbers
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -16,19 +19,37 @@ from nnx.model import Model
 
 
 def _host(x, name: str, owner: str) -> np.ndarray:
-    """`x` as a NumPy array: NumPy as it is, a loaded backend's array through its `to_numpy`, lists read."""
+    """`x` as a NumPy array: NumPy as it is, a backend's array through its `to_numpy`, lists read."""
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, (list, tuple, numbers.Number)):
         return np.asarray(x)
-    try:
-        backend = backends.owner_of(x)
-    except TypeError:
+    backend = _backend_of(x, name, owner)
+    if backend is None:
         raise TypeError(
             f"{owner} expected {name} as a NumPy array or an array of an nnx backend, got {_checks.describe(x)}; "
             f"convert it with numpy.asarray(...) or nnx.backends.get(name).asarray(...)"
-        ) from None
+        )
     return np.asarray(backend.to_numpy(x))
+
+
+def _backend_of(x, name: str, owner: str):
+    """The loaded backend whose array `x` is, else the registered backend of the library `x` comes from (loaded
+    now: torch, jax from jaxlib, ...) if `x` is of its array type, on any device (to_numpy copies it to the host),
+    else None."""
+    with contextlib.suppress(TypeError):
+        return backends.owner_of(x)
+    library = type(x).__module__.split(".")[0]
+    for backend_name in dict.fromkeys((library, library.removesuffix("lib"))):
+        if backend_name not in backends.registered():
+            continue
+        try:
+            backend = backends.get(backend_name)
+        except backends.BackendUnavailableError as error:
+            raise TypeError(f"{owner} cannot read {name}, an array of {library}: {error}") from error
+        if isinstance(x, backend.array_type):
+            return backend
+    return None
 
 
 def _points(X, owner: str) -> np.ndarray:
@@ -74,6 +95,25 @@ def _integer_labels(labels: np.ndarray, name: str, owner: str) -> np.ndarray:
     if labels.size and labels.min() < 0:
         raise ValueError(f"{owner} expected {name} as class numbers >= 0, got {labels.min():g}")
     return labels.astype(np.int64)
+
+
+def _grid(X: np.ndarray, resolution: int, margin: float, owner: str):
+    """Grid points (resolution**2, 2) covering X's bounding box widened by `margin` of its size, and the box; a
+    ValueError naming margin when that box is too large for float64."""
+    low, high = X.min(axis=0), X.max(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        pad = np.where(high > low, (high - low) * margin, 1.0)
+        low, high = low - pad, high + pad
+        finite = np.isfinite(high - low).all()
+    if not finite:
+        raise ValueError(
+            f"{owner} cannot build the grid: X's box widened by margin={margin:g} of its size overflows float64 "
+            f"(X spans {X.min(axis=0)} to {X.max(axis=0)}); use a smaller margin, or rescale X (e.g. standardize it)"
+        )
+    xs, ys = (np.linspace(low[i], high[i], resolution) for i in range(2))
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    box = (low[0], high[0], low[1], high[1])
+    return np.column_stack([grid_x.ravel(), grid_y.ravel()]), box
 
 
 # Predictions --------------------------------------------------------------------------------------------------------
@@ -148,3 +188,89 @@ def _values(predict: _Predictor, X: np.ndarray, owner: str) -> np.ndarray:
         f"{owner} expected one prediction per sample, shape ({X.shape[0]}, 1) or ({X.shape[0]},), got an array of "
         f"shape {outputs.shape}; end the model with a single output, e.g. Dense(64, 1) + Linear()"
     )
+
+
+# Histories ----------------------------------------------------------------------------------------------------------
+
+HISTORY = "nnx.plot.history"
+
+
+def _history_table(history) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(epochs, name -> values aligned with them) as host floats from a History-like object or a Mapping."""
+    if hasattr(history, "epoch") and hasattr(history, "history"):
+        epochs, table = _epochs(history.epoch, "history.epoch"), dict(history.history)
+    elif isinstance(history, Mapping):
+        table = {name: values for name, values in history.items() if name != "epoch"}
+        lengths = {len(values) for values in table.values() if _is_column(values)}
+        default = np.arange(max(lengths, default=0), dtype=np.float64)
+        epochs = _epochs(history["epoch"], "history['epoch']") if "epoch" in history else default
+    else:
+        raise TypeError(
+            f"{HISTORY} expected a History (an object with .epoch and .history) or a dict name -> list of values per "
+            f"epoch, got {_checks.describe(history)}; record the metrics of every epoch, e.g. "
+            f"{{'loss': [...], 'accuracy': [...]}}"
+        )
+    for name in table:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{HISTORY} expected metric names as strings, got {_checks.describe(name)}; name each metric, e.g. "
+                f"{{'loss': [...], 'accuracy': [...]}}"
+            )
+    return epochs, {name: _series(name, values, len(epochs)) for name, values in table.items()}
+
+
+def _is_column(values) -> bool:
+    """A list (or tuple, or 1-D NumPy array) of per-epoch values."""
+    if isinstance(values, np.ndarray):
+        return values.ndim == 1
+    return isinstance(values, Sequence) and not isinstance(values, (str, bytes))
+
+
+def _epochs(values, label: str) -> np.ndarray:
+    """The epoch numbers as host floats: a column of finite real numbers."""
+    if not _is_column(values):
+        raise TypeError(
+            f"{HISTORY} expected {label} as a list of epoch numbers, got {_checks.describe(values)}; pass one number "
+            f"per recorded epoch, or leave the epochs out to number them 0, 1, 2, ..."
+        )
+    epochs = _floats(values, label, "pass the number of each recorded epoch, e.g. list(range(1, n + 1))")
+    if not np.isfinite(epochs).all():
+        position = int(np.argmin(np.isfinite(epochs)))
+        raise ValueError(
+            f"{HISTORY} expected {label} as finite epoch numbers, got {values[position]!r} at position {position}; "
+            f"pass the number of every recorded epoch"
+        )
+    return epochs
+
+
+def _series(name: str, values, n_epochs: int) -> np.ndarray:
+    label = f"history[{name!r}]"
+    if not _is_column(values):
+        raise ValueError(
+            f"{HISTORY} expected {label} as a list with one value per epoch, got {_checks.describe(values)}; pass the "
+            f"per-epoch lists (the History Model.train returns, or a dict of lists), not the final metrics"
+        )
+    if len(values) != n_epochs:
+        raise ValueError(
+            f"{HISTORY} expected {label} to have one value per epoch ({n_epochs}), got {len(values)}; use None for "
+            f"the epochs where it was not measured"
+        )
+    return _floats(values, label, "record each epoch's value as a number, e.g. float(loss), or None if not measured")
+
+
+def _floats(values, label: str, fix: str) -> np.ndarray:
+    return np.array([_host_float(value, label, fix) for value in values], dtype=np.float64)
+
+
+def _host_float(value, label: str, fix: str) -> float:
+    """One recorded value as a float: None is NaN (not measured); real numbers and one-element real arrays are
+    read; booleans, strings and anything else are a TypeError naming `label`, with `fix`."""
+    if value is None:
+        return math.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    scalar = isinstance(value, (bool, np.bool_, str, bytes, numbers.Number))
+    array = None if scalar else _host(value, f"the values of {label}", HISTORY)
+    if array is None or array.dtype.kind not in "iuf" or array.size != 1:
+        raise TypeError(f"{HISTORY} expected {label} to hold real numbers, got {_checks.describe(value)}; {fix}")
+    return float(array.reshape(()))
