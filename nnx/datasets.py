@@ -7,10 +7,16 @@ Nothing here downloads.
 from __future__ import annotations
 
 import gzip
+import numbers
+import zlib
 from pathlib import Path
 
 import numpy as np
-from nnfs.datasets import sine_data, spiral_data, vertical_data
+from nnfs import datasets as nnfs_datasets
+
+from nnx import _checks
+from nnx._paths import input_path
+from nnx.backends import checked_seed
 
 __all__ = ["fashion_mnist", "read_idx", "sine_data", "spiral_data", "vertical_data"]
 
@@ -19,6 +25,24 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IDX_NAMES = ", ".join(f"{name}.gz" for pair in IDX_FILES.values() for name in pair)
+
+
+def spiral_data(samples, classes):
+    """The book's spiral: `classes` arms of `samples` points each, drawn with NumPy's global RNG (nnfs's own)."""
+    samples = _checks.positive_int(samples, "samples", "spiral_data")
+    return nnfs_datasets.spiral_data(samples, _checks.positive_int(classes, "classes", "spiral_data"))
+
+
+def vertical_data(samples, classes):
+    """The book's vertical data: `classes` clusters of `samples` points each, drawn with NumPy's global RNG."""
+    samples = _checks.positive_int(samples, "samples", "vertical_data")
+    return nnfs_datasets.vertical_data(samples, _checks.positive_int(classes, "classes", "vertical_data"))
+
+
+def sine_data(samples=1000):
+    """The book's sine data: `samples` points of sin(2 pi x) on [0, 1), as two (samples, 1) columns."""
+    return nnfs_datasets.sine_data(_checks.positive_int(samples, "samples", "sine_data"))
 
 
 def fashion_mnist(path, *, shuffle: bool = True, scale: bool = True, flatten: bool = True, rng=None):
@@ -26,24 +50,43 @@ def fashion_mnist(path, *, shuffle: bool = True, scale: bool = True, flatten: bo
 
     `path` holds either the book's ``train/<label>/*.png`` and ``test/<label>/*.png`` folders, or the four
     IDX files (``train-images-idx3-ubyte.gz``, ...). The training set is shuffled with NumPy's global RNG
-    (or `rng`), images are flattened to rows and scaled from [0, 255] to [-1, 1] (float32).
+    (or `rng`: a numpy Generator or RandomState, or an int seed for a new Generator), images are flattened to rows
+    and scaled from [0, 255] to [-1, 1] (float32).
     """
-    root = Path(path)
+    root = input_path(path, "fashion_mnist")
+    shuffle, scale, flatten = (
+        _checks.boolean(value, name, "fashion_mnist")
+        for name, value in (("shuffle", shuffle), ("scale", scale), ("flatten", flatten))
+    )
+    shuffler = _shuffler(rng)
     if _has_png_folders(root):
         (X, y), (X_test, y_test) = _read_png_split(root / "train"), _read_png_split(root / "test")
     elif _idx_path(root, IDX_FILES["train"][0]) is not None:
         (X, y), (X_test, y_test) = _read_idx_split(root, "train"), _read_idx_split(root, "test")
     else:
-        idx_names = ", ".join(f"{name}.gz" for pair in IDX_FILES.values() for name in pair)
         raise FileNotFoundError(
-            f"no Fashion-MNIST data in {str(root)!r}: expected the folders train/<label>/*.png and "
-            f"test/<label>/*.png, or the files {idx_names} (gzipped or not); download them once and pass their folder"
+            f"fashion_mnist: no Fashion-MNIST data in {str(root)!r}: expected the folders train/<label>/*.png and "
+            f"test/<label>/*.png, or the files {IDX_NAMES} (gzipped or not); download them once and pass their folder"
         )
     if shuffle:
         keys = np.arange(X.shape[0])
-        (rng.shuffle if rng is not None else np.random.shuffle)(keys)
+        shuffler(keys)
         X, y = X[keys], y[keys]
     return _prepare(X, scale, flatten), y, _prepare(X_test, scale, flatten), y_test
+
+
+def _shuffler(rng):
+    """The shuffle function `rng` stands for: NumPy's global one (the book's) for None, a new Generator's for a seed."""
+    if rng is None:
+        return np.random.shuffle
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng.shuffle
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
+        return np.random.default_rng(checked_seed(rng, "fashion_mnist rng")).shuffle
+    raise TypeError(
+        f"fashion_mnist rng must be None, an int seed or a numpy.random.Generator, got {_checks.describe(rng)}; "
+        f"pass e.g. rng=np.random.default_rng(0) or rng=0"
+    )
 
 
 def _prepare(images: np.ndarray, scale: bool, flatten: bool) -> np.ndarray:
@@ -67,7 +110,7 @@ def _read_png_split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         ) from error
     labels = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name))
     if not labels or not all(p.name.isdigit() for p in labels):
-        raise ValueError(f"{str(folder)!r} must hold one folder per class, named 0, 1, 2, ...")
+        raise ValueError(f"fashion_mnist: {str(folder)!r} must hold one folder per class; name them 0, 1, 2, ...")
     images, targets = [], []
     for label in labels:
         for file in sorted(label.glob("*.png")):
@@ -75,10 +118,12 @@ def _read_png_split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
                 images.append(np.asarray(image.convert("L"), dtype=np.uint8))
             targets.append(int(label.name))
     if not images:
-        raise ValueError(f"no PNG images under {str(folder)!r}")
+        raise ValueError(f"fashion_mnist: no PNG images under {str(folder)!r}; put each class's images in its folder")
     shapes = {image.shape for image in images}
     if len(shapes) != 1:
-        raise ValueError(f"images under {str(folder)!r} differ in size: {sorted(shapes)}")
+        raise ValueError(
+            f"fashion_mnist: images under {str(folder)!r} differ in size: {sorted(shapes)}; resize them to one size"
+        )
     return np.stack(images), np.array(targets, dtype=np.uint8)
 
 
@@ -94,26 +139,50 @@ def _read_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     for name in IDX_FILES[split]:
         file = _idx_path(root, name)
         if file is None:
-            raise FileNotFoundError(f"missing {name}.gz (or {name}) in {str(root)!r}")
+            raise FileNotFoundError(
+                f"fashion_mnist: missing {name}.gz (or {name}) in {str(root)!r}; download it into that folder"
+            )
         arrays.append(read_idx(file))
     images, labels = arrays
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{split} images and labels disagree in count: {images.shape[0]} and {labels.shape[0]}")
+        raise ValueError(
+            f"fashion_mnist: {split} images and labels disagree in count: {images.shape[0]} and {labels.shape[0]}; "
+            f"download both files again"
+        )
     return images, labels
 
 
 def read_idx(path) -> np.ndarray:
     """One IDX file (gzipped or not) as a NumPy array of its declared type and shape."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as stream:
-        data = stream.read()
+    path = input_path(path, "read_idx")
+    data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
-        raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number)")
+        raise ValueError(
+            f"read_idx: {str(path)!r} is not an IDX file (bad magic number); pass one of the files {IDX_NAMES}"
+        )
     dtype, ndim = np.dtype(IDX_DTYPES[data[2]]), data[3]
     header = 4 + 4 * ndim
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(data) != expected:
-        raise ValueError(f"{str(path)!r} is truncated or padded: {len(data)} bytes, its header says {expected}")
+        raise ValueError(
+            f"read_idx: {str(path)!r} is truncated or padded: {len(data)} bytes, its header says {expected}; "
+            f"download it again"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, unzipped if its name ends in .gz; a missing or corrupt file is an error naming it."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as stream:
+            return stream.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"read_idx: there is no file {str(path)!r}; check the path (the Fashion-MNIST files are {IDX_NAMES})"
+        ) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise ValueError(
+            f"read_idx: {str(path)!r} is not a gzip-compressed IDX file ({error}); download it again, or drop the "
+            f".gz from the name of an uncompressed file"
+        ) from None

@@ -75,9 +75,12 @@ def test_info_survives_a_broken_plug_in():
     nnx.backends.register("broken_for_info", broken)
     try:
         line = next(line for line in cli.info_lines() if "broken_for_info" in line)
+        available = nnx.backends.available()
     finally:
         nnx.backends._loaders.pop("broken_for_info")
-    assert "unavailable: RuntimeError: the plug-in exploded" in line
+        nnx.backends._failures.pop("broken_for_info", None)
+    assert "unavailable: its loader failed (RuntimeError: the plug-in exploded)" in line
+    assert "broken_for_info" not in available and "numpy" in available
 
 
 def test_numpy_device_says_whether_the_compiled_step_is_on(monkeypatch):

@@ -245,3 +245,82 @@ def test_log_lines_to_a_file(data):
 def test_progress_refuses_bad_settings_up_front(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+# Bad input to record, from_json and check_finite --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("epoch", "error"),
+    [(1.7, ValueError), (1.0, ValueError), (-1, ValueError), ("one", TypeError), (True, TypeError), (None, TypeError)],
+)
+def test_record_refuses_an_epoch_that_is_not_an_integer(epoch, error):
+    history = History()
+    history.record(0, loss=2.0)
+    with pytest.raises(error, match=r"History.record epoch must be an integer >= 0, got .*; pass e.g. epoch=1"):
+        history.record(epoch, loss=1.0)
+    assert history.epoch == [0] and history.history == {"loss": [2.0]}  # nothing half-recorded
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("abc", r"got 'abc' \(str\)"),
+        (np.array([1.0, 2.0]), r"of shape \(2,\)"),
+        (np.array(1 + 2j), "dtype complex128"),
+        (True, r"got True \(bool\)"),
+        ([1.0], "a list of length 1"),
+    ],
+)
+def test_record_refuses_a_metric_that_is_not_one_real_number(value, message):
+    history = History()
+    with pytest.raises(TypeError, match=rf"History.record loss must be one real number .*{message}.*loss=float"):
+        history.record(1, accuracy=0.5, loss=value)
+    assert history.epoch == [] and history.history == {}
+
+
+def test_record_takes_numbers_and_arrays_holding_one():
+    history = History()
+    history.record(np.int64(0), loss=np.array(1.5), accuracy=np.float32(0.25), lr=1, val_loss=None)
+    history.record(1, loss=np.array([[2.5]]), accuracy=np.int32(1), lr=0.5)
+    assert history.epoch == [0, 1] and type(history.epoch[0]) is int
+    assert history.history == {
+        "loss": [1.5, 2.5],
+        "accuracy": [0.25, 1.0],
+        "lr": [1.0, 0.5],
+        "val_loss": [None, None],
+    }
+    assert all(type(value) is float for value in history.history["loss"])
+
+
+def test_from_json_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"History.from_json: there is no file .*missing.json; check the path"):
+        History.from_json(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"epoch": ["a"], "history": {"loss": [1]}}, "'epoch' list must hold integers"),
+        ({"epoch": [1.5], "history": {"loss": [1]}}, "'epoch' list must hold integers"),
+        ({"epoch": [True], "history": {"loss": [1]}}, "'epoch' list must hold integers"),
+        ({"epoch": [1], "history": {"loss": ["x"]}}, "column 'loss' must hold numbers or null"),
+    ],
+)
+def test_from_json_refuses_a_file_with_bad_values(tmp_path, record, message):
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=rf"History.from_json: .*h.json is not a History JSON file \(its {message}"):
+        History.from_json(path)
+
+
+@pytest.mark.parametrize("loss", ["abc", None, [1.0], np.array([1.0, 2.0])])
+def test_check_finite_refuses_a_loss_that_is_not_a_number(loss):
+    with pytest.raises(TypeError, match=r"check_finite loss must be a real number or a 0-d array, got .*; pass"):
+        nnx.check_finite(loss)
+
+
+def test_check_finite_takes_numbers_and_0d_arrays():
+    assert nnx.check_finite(np.float32(1.5)) == 1.5
+    assert nnx.check_finite(np.array(2.0)) == 2.0
+    assert nnx.check_finite(3) == 3.0

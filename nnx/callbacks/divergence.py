@@ -124,6 +124,11 @@ def _restore(model, snapshot: dict | None) -> None:
 def check_finite(loss, layers=(), *, epoch: int | None = None) -> float:
     """For hand-written loops: the loss as a float if it and every layer's parameters are finite, else a
     DivergenceError with a hint. One reduction and one host copy: call it when you print, not every step."""
+    if not (_checks._is_real(loss) or getattr(loss, "shape", None) == ()):
+        raise TypeError(
+            f"check_finite loss must be a real number or a 0-d array, got {_checks.describe(loss)}; pass the loss "
+            f"as the loss function returns it, e.g. check_finite(loss_function.calculate(output, y), layers)"
+        )
     layers = list(layers)
     backend = layers[0].backend if layers else backends.current()
     if not math.isfinite(host_float(backend, _finite_probe(loss, layers))):

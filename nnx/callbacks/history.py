@@ -10,9 +10,13 @@ import csv
 import io
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
+import array_api_compat
+
+from nnx import _checks
 from nnx._paths import atomic_write, input_path, output_path
 from nnx.callbacks.base import Callback, Run, host_float
 
@@ -60,12 +64,13 @@ class History(Callback, Mapping):
 
     def record(self, epoch: int, **values) -> None:
         """Add one epoch's host values (floats, or None where not measured); new names start a column."""
-        self.epoch.append(int(epoch))
+        epoch = _epoch(epoch)
+        values = {name: _metric(name, value) for name, value in values.items()}
+        self.epoch.append(epoch)
         for name in values.keys() - self.history.keys():
             self.history[name] = [None] * (len(self.epoch) - 1)
         for name, column in self.history.items():
-            value = values.get(name)
-            column.append(None if value is None else float(value))
+            column.append(values.get(name))
 
     def on_train_begin(self, run: Run) -> None:
         """Start afresh: a History records one training run (as Keras' does)."""
@@ -151,33 +156,90 @@ class History(Callback, Mapping):
         """A History read back from `to_json`'s file."""
         record = _read_record(path)
         history = cls()
-        history.epoch = [int(epoch) for epoch in record["epoch"]]
+        history.epoch = list(record["epoch"])
         history.history = {name: list(values) for name, values in record.get("history", {}).items()}
         history.final = dict(record.get("final", {}))
         return history
 
 
+def _epoch(value) -> int:
+    """`record`'s epoch as an int: an integer >= 0 (Python or NumPy, not bool), else a TypeError/ValueError."""
+    message = f"History.record epoch must be an integer >= 0, got {_checks.describe(value)}; pass e.g. epoch=1"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(message)
+    if not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(message)
+    return int(value)
+
+
+def _metric(name: str, value) -> float | None:
+    """One metric value as a float: a real number or an array holding one (0-d or size 1); None: not measured."""
+    if value is None or _checks._is_real(value):
+        return None if value is None else float(value)
+    if array_api_compat.is_array_api_obj(value) and math.prod(value.shape) == 1:
+        xp = array_api_compat.array_namespace(value)
+        if _checks.is_kind(xp, value.dtype, _checks.REAL):
+            return float(xp.reshape(value, ()))
+    raise TypeError(
+        f"History.record {name} must be one real number (or an array holding one), got {_checks.describe(value)}"
+        f"{_shape(value)}; pass e.g. {name}=float(value), or None where it was not measured"
+    )
+
+
+def _shape(value) -> str:
+    shape = getattr(value, "shape", None)
+    return "" if shape is None else f" of shape {tuple(shape)} and dtype {getattr(value, 'dtype', '?')}"
+
+
 def _read_record(path) -> dict:
     """The JSON object `to_json` wrote, checked: an epoch list, and columns of one value per epoch."""
-    fix = "write one with History.to_json"
-    try:
-        record = json.loads(input_path(path, "History.from_json").read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"History.from_json: {path} is not a JSON file ({error}); {fix}") from None
+    record = _load_json(path)
     valid = isinstance(record, dict) and isinstance(record.get("epoch"), list)
     if not valid or not isinstance(record.get("history", {}), dict) or not isinstance(record.get("final", {}), dict):
         raise ValueError(
             f"History.from_json: {path} is not a History JSON file (it needs an 'epoch' list and a 'history' "
-            f"object); {fix}"
+            f"object); {FROM_JSON_FIX}"
         )
-    n_epochs = len(record["epoch"])
+    if not all(_is_json_int(epoch) and epoch >= 0 for epoch in record["epoch"]):
+        raise ValueError(
+            f"History.from_json: {path} is not a History JSON file (its 'epoch' list must hold integers >= 0); "
+            f"{FROM_JSON_FIX}"
+        )
     for name, values in record.get("history", {}).items():
-        if not isinstance(values, list) or len(values) != n_epochs:
-            raise ValueError(
-                f"History.from_json: {path} has {n_epochs} epochs but its column {name!r} does not hold one value "
-                f"per epoch; the file is damaged: {fix}"
-            )
+        _check_column(path, name, values, len(record["epoch"]))
     return record
+
+
+FROM_JSON_FIX = "write one with History.to_json"
+
+
+def _load_json(path):
+    """The file's JSON value; a missing file or text that is not JSON is an error naming History.from_json."""
+    try:
+        return json.loads(input_path(path, "History.from_json").read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"History.from_json: there is no file {path}; check the path, or {FROM_JSON_FIX}"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"History.from_json: {path} is not a JSON file ({error}); {FROM_JSON_FIX}") from None
+
+
+def _check_column(path, name: str, values, n_epochs: int) -> None:
+    if not isinstance(values, list) or len(values) != n_epochs:
+        raise ValueError(
+            f"History.from_json: {path} has {n_epochs} epochs but its column {name!r} does not hold one value "
+            f"per epoch; the file is damaged: {FROM_JSON_FIX}"
+        )
+    if not all(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)) for value in values):
+        raise ValueError(
+            f"History.from_json: {path} is not a History JSON file (its column {name!r} must hold numbers or null); "
+            f"{FROM_JSON_FIX}"
+        )
+
+
+def _is_json_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _json_number(value):
