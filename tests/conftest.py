@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nnx
+from nnx import backends
 
 
 def _selected_backends() -> list[str]:
@@ -65,3 +66,12 @@ def numpy_backend() -> nnx.backends.Backend:
 @pytest.fixture
 def host_rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch):
+    """Let a test register backends or re-read entry points without leaking into other tests."""
+    monkeypatch.setattr(backends, "_loaders", dict(backends._loaders))
+    monkeypatch.setattr(backends, "_loaded", dict(backends._loaded))
+    monkeypatch.setattr(backends, "_failures", dict(backends._failures))
+    return backends

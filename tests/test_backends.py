@@ -13,15 +13,6 @@ import nnx
 from nnx import backends
 
 
-@pytest.fixture
-def isolated_registry(monkeypatch):
-    """Let a test register backends or re-read entry points without leaking into other tests."""
-    monkeypatch.setattr(backends, "_loaders", dict(backends._loaders))
-    monkeypatch.setattr(backends, "_loaded", dict(backends._loaded))
-    monkeypatch.setattr(backends, "_failures", dict(backends._failures))
-    return backends
-
-
 def test_builtin_backends_are_registered():
     assert {"numpy", "cupy", "array_api_strict"} <= set(backends.registered())
     assert "numpy" in backends.available()

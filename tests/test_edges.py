@@ -134,14 +134,6 @@ def test_different_models_train_in_different_threads(data):
 # Registry and seeds --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def isolated_registry(monkeypatch):
-    monkeypatch.setattr(backends, "_loaders", dict(backends._loaders))
-    monkeypatch.setattr(backends, "_loaded", dict(backends._loaded))
-    monkeypatch.setattr(backends, "_failures", dict(backends._failures))
-    return backends
-
-
 def test_a_broken_plugin_is_unavailable_and_the_others_keep_working(isolated_registry, capsys):
     def broken():
         raise RuntimeError("the plug-in's own bug")
@@ -167,6 +159,9 @@ def test_seeds_are_checked(value, error):
 def test_seed_limits_and_numpy_integers_work():
     for value in (0, 2**32 - 1, np.int64(7)):
         nnx.seed(value)
+        first = np.random.random(3)
+        nnx.seed(int(value))
+        np.testing.assert_array_equal(np.random.random(3), first)
 
 
 def run_example(*args: str) -> subprocess.CompletedProcess:
