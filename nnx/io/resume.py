@@ -47,8 +47,8 @@ def restore_training(model, path, *, check=None) -> dict:
     training = dict(record["training"])
     if check is not None:
         check(training)
-    restore = _prepared(path, model, record, tensors)
-    _all_or_nothing(model, restore)
+    changed = _all_or_nothing(model, _prepared(path, model, record, tensors))
+    _report_changes(path, changed)
     return training
 
 
@@ -65,18 +65,18 @@ def _prepared(path, model, record: dict, tensors: dict):
     _no_strays(path, tensors, used, ignore=("loss.",))
     config = None if saved_optimizer is None else saved_optimizer.get_config()
 
-    def restore() -> None:
-        if config is not None:
-            _report_changes(path, model.optimizer, model.optimizer.set_config(config))
+    def restore() -> dict:
+        changed = {} if config is None else model.optimizer.set_config(config)
         _restore_optimizer(path, model, record["optimizer"], state)
         _restore_rng(path, model.backend, rng)
         _assign(layers, layer_arrays)
         _assign([accuracy], [{k: v for k, v in accuracy_arrays.items() if v is not None}])
+        return changed
 
     return restore
 
 
-def _report_changes(path, optimizer, changed: dict) -> None:
+def _report_changes(path, changed: dict) -> None:
     if changed:
         listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
         _checks.warn(
@@ -88,11 +88,11 @@ def _report_changes(path, optimizer, changed: dict) -> None:
 # All or nothing -----------------------------------------------------------------------------------------------------
 
 
-def _all_or_nothing(model, restore) -> None:
-    """Run `restore`; if it fails part-way, put back what the model, its optimizer and the RNGs held before."""
+def _all_or_nothing(model, restore):
+    """`restore()`; if it fails part-way, what the model, its optimizer and the RNGs held before is put back."""
     kept = _kept(model)
     try:
-        restore()
+        return restore()
     except BaseException:
         _put_back(model, kept)
         raise
