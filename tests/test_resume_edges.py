@@ -158,3 +158,10 @@ def test_resume_says_when_it_replaces_the_models_own_progress(data, checkpoint):
     with pytest.warns(UserWarning, match=r"replaced this model's own progress \(20 optimizer steps\)"):
         model.train(*data, epochs=7, print_every=None, resume=checkpoint)
     assert model.optimizer.iterations == 7
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(data, checkpoint):
+    model = classifier()
+    with pytest.warns(UserWarning, match="already trained all 5 epochs, so there is nothing left to train"):
+        history = model.train(*data, epochs=5, print_every=None, resume=checkpoint)
+    assert history.epoch == [] and model.optimizer.iterations == 5

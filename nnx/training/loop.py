@@ -233,6 +233,11 @@ def _resume(model, path, epochs: int) -> int:
             f"Model.train(resume={str(path)!r}) replaced this model's own progress ({iterations} optimizer steps) "
             f"with the checkpoint's (epoch {training['epoch']}, {model.optimizer.iterations} steps)"
         )
+    if training["epoch"] == epochs:
+        _checks.warn(
+            f"Model.train(epochs={epochs}, resume={str(path)!r}): the checkpoint has already trained all {epochs} "
+            f"epochs, so there is nothing left to train; pass a larger epochs to train on"
+        )
     return training["epoch"]
 
 
