@@ -31,7 +31,8 @@ def output_path(path, owner: str, *, suffixes: tuple[str, ...] | None = None, wh
             f"read-only file system); choose another folder"
         )
     if suffixes is not None and target.suffix.lower() not in suffixes:
-        raise ValueError(f"{owner} needs a {what} name ending in {' or '.join(suffixes)}, got {str(target)!r}")
+        listed = " or ".join(suffixes) if len(suffixes) < 3 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
+        raise ValueError(f"{owner} needs a {what} name ending in {listed}, got {str(target)!r}")
     return target
 
 

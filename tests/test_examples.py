@@ -138,7 +138,7 @@ def test_model_examples_progress_replaces_the_books_lines():
     ("args", "message"),
     [
         (["--plot", "{tmp}"], "--plot needs a picture file name, got the folder"),
-        (["--plot", "{tmp}/no_suffix"], "--plot needs a picture file name ending in .avif or "),
+        (["--plot", "{tmp}/no_suffix"], "--plot needs a picture file name ending in "),
         (["--plot", "{tmp}/missing/x.png"], "--plot: the folder '{tmp}/missing' of"),
         (["--history", "{tmp}/missing/x.csv"], "--history: the folder '{tmp}/missing' of"),
         (["--history", "{tmp}/x.txt"], "--history needs a file name ending in .csv or .json"),
@@ -151,3 +151,5 @@ def test_output_files_are_checked_before_training(tmp_path, args, message):
         assert result.returncode == 2
         assert message.format(tmp=tmp_path) in result.stderr
         assert "epoch" not in result.stdout
+        if message.startswith("--plot needs a picture file name ending in"):
+            assert ".png, " in result.stderr and ".svg, " in result.stderr
