@@ -44,12 +44,12 @@ def everyday_options(parser: argparse.ArgumentParser) -> None:
 
 def check_everyday_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--history and --plot name files that can be written, in formats that exist, before any training starts."""
-    if args.history:
+    if args.history is not None:
         try:
             nnx.io.output_path(args.history, "--history", suffixes=HISTORY_FORMATS)
         except (TypeError, ValueError) as error:
             parser.error(str(error))
-    if args.plot:
+    if args.plot is not None:
         try:
             from nnx.plot import check_path
 
@@ -62,11 +62,11 @@ def check_everyday_options(parser: argparse.ArgumentParser, args: argparse.Names
 
 def save_outputs(args: argparse.Namespace, history, draw) -> None:
     """Write --history (CSV or JSON by its suffix) and --plot (`draw(nnx.plot)` returns the figure), saying where."""
-    if args.history:
+    if args.history is not None:
         csv = args.history.lower().endswith(".csv")
         saved = history.to_csv(args.history) if csv else history.to_json(args.history)
         print(f"history: {saved}")
-    if args.plot:
+    if args.plot is not None:
         from nnx import plot
 
         plot.save(draw(plot), args.plot)

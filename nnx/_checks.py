@@ -34,7 +34,8 @@ def number(value, name: str, owner: str, *, low=None, high=None, low_open=False,
     domain = _interval(low, high, low_open, high_open)
     if not _is_real(value):
         raise TypeError(
-            f"{_name(owner)} {name} must be a real number {domain}, got {describe(value)}; pass e.g. {name}=0.1"
+            f"{_name(owner)} {name} must be a real number {domain}, got {describe(value)}; pass e.g. "
+            f"{name.split(' (')[0]}=0.1"
         )
     try:
         value = float(value)
@@ -101,7 +102,8 @@ def _interval(low, high, low_open, high_open) -> str:
 def _fix(name: str, low, high) -> str:
     name = name.split(" (")[0]  # "rate (the fraction of inputs to drop)" is passed as rate=...
     if low is not None and high is not None:
-        return f"pass a value such as {name}={(low + high) / 2 if high - low > 1 else 0.9:g}"
+        example = (low + high) / 2 if high - low > 1 else 0.1 if name == "rate" else 0.9
+        return f"pass a value such as {name}={example:g}"
     if "learning_rate" in name:
         return f"pass a smaller finite value such as {name}=0.01"
     return f"pass a finite value such as {name}={'1e-7' if 'epsilon' in name else '0.1'}"

@@ -17,9 +17,22 @@ def output_path(path, owner: str, *, suffixes: tuple[str, ...] | None = None, wh
     `suffixes` (lower case, with the dot) limits the file's format; its case does not matter (`.CSV` is `.csv`).
     """
     target = _expanded(path, owner)
+    try:
+        _check_place(target, owner, what)
+    except OSError as error:  # a name too long for the file system, a loop of links, ...
+        raise ValueError(f"{owner}: {str(target)!r} cannot be a file here ({error.strerror or error})") from None
+    if suffixes is not None and target.suffix.lower() not in suffixes:
+        listed = " or ".join(suffixes) if len(suffixes) < 3 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
+        raise ValueError(f"{owner} needs a {what} name ending in {listed}, got {str(target)!r}")
+    return target
+
+
+def _check_place(target: Path, owner: str, what: str) -> None:
     if target.is_dir():
         raise ValueError(f"{owner} needs a {what} name, got the folder {str(target)!r}; add a file name to it")
     folder = target.parent
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{owner}: {str(folder)!r} in {str(target)!r} is a file, not a folder; choose another path")
     if not folder.is_dir():
         raise ValueError(
             f"{owner}: the folder {str(folder)!r} of {str(target)!r} does not exist; create it first "
@@ -30,10 +43,6 @@ def output_path(path, owner: str, *, suffixes: tuple[str, ...] | None = None, wh
             f"{owner}: the folder {str(folder)!r} of {str(target)!r} is not writable (its permissions, or a "
             f"read-only file system); choose another folder"
         )
-    if suffixes is not None and target.suffix.lower() not in suffixes:
-        listed = " or ".join(suffixes) if len(suffixes) < 3 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
-        raise ValueError(f"{owner} needs a {what} name ending in {listed}, got {str(target)!r}")
-    return target
 
 
 def input_path(path, owner: str) -> Path:
@@ -54,7 +63,9 @@ def _expanded(path, owner: str) -> Path:
             f"{type(path).__name__} {path!r}"
         )
     if not path.strip():
-        raise ValueError(f"{owner}: the path is empty; pass a file name such as 'model.nnx'")
+        raise ValueError(f"{owner}: the path is empty; pass a file name")
+    if "\0" in path:
+        raise ValueError(f"{owner}: the path {path!r} contains a NUL character, which no file name may hold")
     return Path(os.path.realpath(os.path.expanduser(path)))
 
 

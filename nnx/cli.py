@@ -68,7 +68,11 @@ def _backend_lines(name: str) -> list[str]:
     except Exception as error:  # a broken plug-in must not stop the report
         return [f"  {name:<18} unavailable: {type(error).__name__}: {error}"]
     lines = [f"  {name:<18} available ({type(backend).__name__})"]
-    for device in backend.device_info():
+    try:
+        devices = backend.device_info()
+    except Exception as error:  # a broken driver must not stop the report
+        return [*lines, f"    device: unknown ({type(error).__name__}: {error})"]
+    for device in devices:
         details = ", ".join(f"{key}: {value}" for key, value in device.items() if key != "name")
         lines.append(f"    device: {device['name']}" + (f" ({details})" if details else ""))
     return lines

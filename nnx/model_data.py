@@ -70,7 +70,7 @@ def _finite_copy(model, backend, x, owner, what: str):
 def located(backend, x, what: str):
     """(backend, array): `x` as it is if it is on `backend`, else as a host array to check first."""
     if backend.owns(x):
-        return backend, backend.detached(x)
+        return backend, backend.plain(x, what)
     host = backends.get("numpy")
     if is_host_data(x):  # lists, memoryviews, pandas objects: read as NumPy reads them, then checked the same way
         try:
@@ -78,7 +78,7 @@ def located(backend, x, what: str):
         except (ValueError, TypeError) as error:
             raise ValueError(f"{what} could not be read as an array ({error}); pass a rectangular array") from None
     if host.owns(x):
-        return host, x
+        return host, host.plain(x, what)
     return backend, backend.check(x, what)  # another library's array: the error names the model's own backend
 
 

@@ -3,6 +3,7 @@ plots of predict functions and the examples' options."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -232,7 +233,7 @@ def test_a_file_from_format_version_1_without_new_fields_still_loads(tmp_path, d
 
 
 def test_dropouts_message_suggests_a_rate():
-    with pytest.raises(ValueError, match=r"got 1.0; pass a value such as rate=0.9$"):
+    with pytest.raises(ValueError, match=r"got 1.0; pass a value such as rate=0.1$"):
         nnx.Dropout(1.0)
 
 
@@ -336,3 +337,62 @@ def test_a_sweep_refuses_a_dtype_its_backend_lacks_before_any_trial(monkeypatch,
     with pytest.raises(TypeError, match="has no float64 dtype here"):
         nnx.sweep.run({"dtype": ["float64"], "samples": [10]}, epochs=1, workers=1, progress=False)
     assert capsys.readouterr().out == ""
+
+
+def test_numpy_subclasses_are_read_as_their_values_or_refused(data):
+    X, y = data
+    model = spiral_classifier()
+    expected = model.predict(X)
+    with pytest.warns(PendingDeprecationWarning):  # NumPy's own, for making a matrix
+        matrix = np.asmatrix(X)
+    np.testing.assert_array_equal(model.predict(matrix), expected)
+    np.testing.assert_array_equal(model.predict(np.ma.masked_array(X)), expected)
+    masked = np.ma.masked_array(X)
+    masked[3, 1] = np.ma.masked
+    with pytest.raises(TypeError, match=r"masked array with 1 masked values.*x\.filled"):
+        model.train(masked, y, print_every=None)
+    assert model.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize("name", ["", 123, None])
+def test_backend_names_are_checked(isolated_registry, name):
+    with pytest.raises(TypeError, match="a backend's name must be a non-empty string"):
+        backends.register(name, lambda: backends.get("numpy"))
+
+
+def test_a_loader_that_exits_or_a_device_that_fails_does_not_stop_the_report(isolated_registry):
+    def exits():
+        raise SystemExit(3)
+
+    def crashed():
+        raise RuntimeError("driver crashed")
+
+    crashing = copy.copy(backends.get("numpy"))
+    crashing.device_info = crashed
+    backends.register("exits", exits)
+    backends.register("crashing", lambda: crashing)
+    assert "exits" not in backends.available()
+    lines = cli.info_lines()
+    assert any("exits" in line and "unavailable: its loader failed (SystemExit: 3)" in line for line in lines)
+    assert any("device: unknown (RuntimeError: driver crashed)" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("file.txt/m.nnx", "is a file, not a folder"),
+        ("m\x00.nnx", "contains a NUL character"),
+        ("m" * 300 + ".nnx", "cannot be a file here"),
+    ],
+    ids=["under-a-file", "nul", "too-long"],
+)
+def test_impossible_file_names_are_named(tmp_path, name, message):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match=f"Model.save.*{message}"):
+        spiral_classifier().save(str(tmp_path / name))
+
+
+def test_the_examples_refuse_empty_output_names():
+    for option in ("--history", "--plot"):
+        result = run_example("examples/spiral.py", "--epochs", "1", option, "")
+        assert result.returncode == 2 and f"{option}: the path is empty" in result.stderr

@@ -148,7 +148,7 @@ def test_any_error_in_training_carries_the_runs_history(data):
 
     with pytest.raises(RuntimeError, match="boom") as raised:
         spiral_classifier().train(*data, epochs=5, print_every=None, callbacks=[Boom()])
-    assert raised.value.history.epoch == [1, 2]
+    assert raised.value.history.epoch == [1, 2, 3]  # epoch 3 was trained before the callback raised
 
 
 # Copies and pickles ---------------------------------------------------------------------------------------------------
@@ -202,3 +202,33 @@ def test_layers_copy_and_a_used_optimizer_says_to_copy_the_model(data):
     model.train(*data, epochs=1, print_every=None)
     with pytest.raises(TypeError, match=r"Copy the model instead \(copy.deepcopy\(model\)"):
         copy.deepcopy(model.optimizer)
+
+
+def test_a_checkpoint_folder_removed_while_training_stops_it_with_the_history(data, tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+
+    class RemoveTheFolder(nnx.callbacks.Callback):
+        def on_epoch_end(self, run):
+            if run.epoch == 1:
+                (folder / "run.nnx").unlink()
+                folder.rmdir()
+
+    with pytest.raises(nnx.errors.SaveError, match=r"does not exist.*Training stopped at epoch 2") as raised:
+        spiral_classifier().train(
+            *data, epochs=4, print_every=None, checkpoint=folder / "run.nnx", callbacks=[RemoveTheFolder()]
+        )
+    assert raised.value.history.epoch == [1, 2]
+
+
+def test_the_history_of_an_interrupted_run_holds_every_checkpointed_epoch(data, tmp_path):
+    class Boom(nnx.callbacks.Callback):
+        def on_epoch_end(self, run):
+            if run.epoch == 3:
+                raise RuntimeError("boom")
+
+    path = tmp_path / "run.nnx"
+    with pytest.raises(RuntimeError) as raised:
+        spiral_classifier().train(*data, epochs=5, print_every=None, checkpoint=path, callbacks=[Boom()])
+    assert raised.value.history.epoch == [1, 2, 3]
+    assert nnx.io.restore_training(spiral_classifier(), path)["epoch"] == 3

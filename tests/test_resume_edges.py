@@ -165,3 +165,10 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train(data, checkpoint
     with pytest.warns(UserWarning, match="already trained all 5 epochs, so there is nothing left to train"):
         history = model.train(*data, epochs=5, print_every=None, resume=checkpoint)
     assert history.epoch == [] and model.optimizer.iterations == 5
+
+
+def test_resume_says_so_even_when_the_step_counts_happen_to_match(data, checkpoint):
+    model = classifier()
+    model.train(*data, epochs=5, print_every=None)
+    with pytest.warns(UserWarning, match=r"replaced this model's own progress \(5 optimizer steps\)"):
+        model.train(*data, epochs=6, print_every=None, resume=checkpoint)

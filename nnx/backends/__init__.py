@@ -73,7 +73,7 @@ def _entry_point_loader(entry) -> Loader:
     def load() -> Backend:
         try:
             factory = entry.load()
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             raise BackendUnavailableError(
                 f"backend {entry.name!r} is not available: its plug-in {entry.value!r} failed to import ({error}). "
                 f"Reinstall the package that provides it, or uninstall it"
@@ -90,6 +90,10 @@ def _all_loaders() -> dict[str, Loader]:
 
 def register(name: str, loader: Loader, *, replace: bool = False) -> None:
     """Register `loader`, a callable returning a Backend (or raising BackendUnavailableError), as `name`."""
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(
+            f"a backend's name must be a non-empty string, got {name!r}; pass e.g. register('mine', loader)"
+        )
     if not callable(loader):
         raise TypeError(f"the loader for backend {name!r} must be callable, got {type(loader).__name__}")
     if name in _all_loaders() and not replace:
@@ -130,7 +134,7 @@ def _load(name: str) -> Backend:
     except BackendUnavailableError as error:
         _failures[name] = error
         raise
-    except Exception as error:  # a broken plug-in: unavailable with its error, the other backends keep working
+    except (Exception, SystemExit) as error:  # a broken plug-in: unavailable with its error; the others keep working
         _failures[name] = BackendUnavailableError(
             f"backend {name!r} is not available: its loader failed ({type(error).__name__}: {error}). Fix or "
             f"uninstall the package that provides it"

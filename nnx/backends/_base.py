@@ -82,8 +82,9 @@ class Backend:
         """Copy `x` to the host as a NumPy array: the explicit device -> host transfer."""
         raise NotImplementedError
 
-    def detached(self, x):
-        """`x` as plain data, without any autograd history its library keeps (PyTorch's requires_grad)."""
+    def plain(self, x, what: str = "inputs"):
+        """`x`, an array of this backend, as a plain one: no autograd history (PyTorch's requires_grad), no array
+        subclass that computes differently (NumPy's matrix and masked arrays); `what` names it in errors."""
         return x
 
     def quiet_float_errors(self):

@@ -29,6 +29,17 @@ class NumpyBackend(Backend):
         return np.array(x, copy=True, order="C")  # C order: a compiled step's transposed views come back as rows
 
 
+    def plain(self, x, what: str = "inputs"):
+        if type(x) is np.ndarray or not isinstance(x, np.ndarray):
+            return x
+        if isinstance(x, np.ma.MaskedArray) and np.ma.count_masked(x):
+            raise TypeError(
+                f"{what} are a masked array with {np.ma.count_masked(x)} masked values, which nnx cannot leave out; "
+                f"fill them (x.filled(value)) or drop those rows (x[~x.mask.any(axis=1)]) first"
+            )
+        return np.asarray(x)  # np.matrix, an unmasked masked array, ...: their values as a plain array
+
+
 class FastNumpyBackend(NumpyBackend):
     """NumPy on the CPU with fast paths: in-place, fused NumPy kernels; with Numba (``pip install "nnx-nnfs[fast]"``)
     also multi-threaded element-wise kernels for large arrays and a compiled `Model.train` step (``NNX_COMPILE=0``

@@ -14,9 +14,9 @@ class TorchBackend(ArrayApiBackend):
         super().__init__("torch", xp, f"{torch.get_default_device()} (torch {torch.__version__})")
 
     def to_numpy(self, x):
-        return super().to_numpy(self.detached(x))
+        return super().to_numpy(self.plain(x))
 
-    def detached(self, x):
+    def plain(self, x, what: str = "inputs"):
         """`x` without autograd history: nnx computes its own gradients, so a tensor that requires grad is read as
         its values."""
         return x.detach() if getattr(x, "requires_grad", False) else x

@@ -39,8 +39,9 @@ class Checkpoint(Callback):
         """Save; a write that fails stops training after this epoch, and `Model.train` raises it with the History."""
         try:
             self.save(run.model, self.path, {"epoch": run.epoch, "epochs": run.epochs})
-        except SaveError as error:
-            run.save_error, run.stop = error, True
+        except (OSError, ValueError) as error:  # a full disk, a folder removed since training began, ...
+            failure = error if isinstance(error, SaveError) else SaveError(self.path, str(error))
+            run.save_error, run.stop = failure, True
             return
         self.saved_epoch = run.epoch
 

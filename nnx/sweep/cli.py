@@ -120,8 +120,12 @@ def _space(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
     return space
 
 
+def _same_file(first: str, second: str) -> bool:
+    return os.path.realpath(os.path.expanduser(first)) == os.path.realpath(os.path.expanduser(second))
+
+
 def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
-    if args.csv and args.plot and os.path.realpath(args.csv) == os.path.realpath(args.plot):
+    if args.csv and args.plot and _same_file(args.csv, args.plot):
         parser.error(f"--csv and --plot name the same file {args.csv!r}; the picture would replace the table")
     return {
         "space": _space(args, parser),

@@ -8,6 +8,7 @@ import sys
 import threading
 
 from nnx import _checks, io
+from nnx._paths import input_path
 from nnx.callbacks import (
     BookLog,
     CallbackList,
@@ -80,10 +81,10 @@ def train(
             if validation_data is not None
             else []
         ),
-        *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
         *_progress_callbacks(verbose, print_every),
+        *([] if given else [history]),  # before the checkpoint: the History holds every epoch a checkpoint holds
+        *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
         *callbacks,
-        *([] if given else [history]),
     ]
     callback = CallbackList(hooks)
     with _only_training(model):
@@ -216,11 +217,14 @@ def _resume(model, path, epochs: int) -> int:
     """Load a checkpoint into `model`, all or nothing (parameters, optimizer and RNG state); the last epoch it
     completed. A checkpoint that has done more than `epochs` epochs is refused before anything changes."""
     iterations = model.optimizer.iterations
+    path = input_path(path, "Model.train resume")
 
     def check(training: dict) -> None:
         done = training.get("epoch")
         if not is_count(done):
-            raise CheckpointError(path, "its training state has no epoch; write it with model.train(checkpoint=...)")
+            raise CheckpointError(
+                path, f"its training state has no epoch count (got {done!r}); write it with model.train(checkpoint=...)"
+            )
         if done > epochs:
             raise ValueError(
                 f"Model.train(epochs={epochs}, resume={str(path)!r}): the checkpoint has already trained {done} "
@@ -228,7 +232,7 @@ def _resume(model, path, epochs: int) -> int:
             )
 
     training = io.restore_training(model, path, check=check)
-    if iterations and iterations != model.optimizer.iterations:
+    if iterations:
         _checks.warn(
             f"Model.train(resume={str(path)!r}) replaced this model's own progress ({iterations} optimizer steps) "
             f"with the checkpoint's (epoch {training['epoch']}, {model.optimizer.iterations} steps)"
