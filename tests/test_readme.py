@@ -16,7 +16,8 @@ def test_readme_has_python_examples():
 
 
 def run_block(index: int, namespace: dict) -> None:
-    source = BLOCKS[index].replace("epochs=10001", "epochs=11").replace("print_every=100", "print_every=5")
+    source = BLOCKS[index].replace("epochs=10001", "epochs=11").replace("epochs=20001", "epochs=21")
+    source = source.replace("print_every=100", "print_every=5")
     source = source.replace('xp="cupy"', 'xp="numpy"')
     exec(compile(source, f"README.md block {index}", "exec"), namespace)
 

@@ -172,3 +172,11 @@ def test_resume_says_so_even_when_the_step_counts_happen_to_match(data, checkpoi
     model.train(*data, epochs=5, print_every=None)
     with pytest.warns(UserWarning, match=r"replaced this model's own progress \(5 optimizer steps\)"):
         model.train(*data, epochs=6, print_every=None, resume=checkpoint)
+
+
+def test_a_model_loaded_from_the_checkpoint_resumes_quietly(data, checkpoint):
+    model = nnx.Model.load(checkpoint)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = model.train(*data, epochs=7, print_every=None, resume=checkpoint)
+    assert history.epoch == [6, 7]

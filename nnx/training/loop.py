@@ -217,6 +217,7 @@ def _resume(model, path, epochs: int) -> int:
     """Load a checkpoint into `model`, all or nothing (parameters, optimizer and RNG state); the last epoch it
     completed. A checkpoint that has done more than `epochs` epochs is refused before anything changes."""
     iterations = model.optimizer.iterations
+    before = _parameters(model) if iterations else []  # restoring replaces these arrays; it never writes into them
     path = input_path(path, "Model.train resume")
 
     def check(training: dict) -> None:
@@ -232,7 +233,7 @@ def _resume(model, path, epochs: int) -> int:
             )
 
     training = io.restore_training(model, path, check=check)
-    if iterations:
+    if iterations and (iterations != model.optimizer.iterations or not _same(model, before, _parameters(model))):
         _checks.warn(
             f"Model.train(resume={str(path)!r}) replaced this model's own progress ({iterations} optimizer steps) "
             f"with the checkpoint's (epoch {training['epoch']}, {model.optimizer.iterations} steps)"
@@ -243,6 +244,16 @@ def _resume(model, path, epochs: int) -> int:
             f"epochs, so there is nothing left to train; pass a larger epochs to train on"
         )
     return training["epoch"]
+
+
+def _parameters(model) -> list:
+    return [array for layer in model.trainable_layers for array in (layer.weights, layer.biases)]
+
+
+def _same(model, arrays: list, others: list) -> bool:
+    """Whether two lists of parameters hold the same values (one reduction and host copy each, at resume only)."""
+    xp = model.xp
+    return all(bool(model.backend.to_numpy(xp.all(a == b))) for a, b in zip(arrays, others, strict=True))
 
 
 def _callback_list(callbacks) -> tuple:
