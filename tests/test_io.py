@@ -275,7 +275,7 @@ def test_save_and_load_a_bare_list_of_layers(backend, target, tmp_path):
     io.save(layers, tmp_path / "layers.nnx")
     loaded = io.load(tmp_path / "layers.nnx", xp=target)
     assert [type(layer) for layer in loaded] == [type(layer) for layer in layers]
-    assert [mapping._config(layer) for layer in loaded] == [mapping._config(layer) for layer in layers]
+    assert [layer.saved_config() for layer in loaded] == [layer.saved_config() for layer in layers]
     assert loaded[0].weight_regularizer_l1 == 1e-3 and loaded[2].get_config() == {"rate": pytest.approx(0.2)}
     for mine, theirs in ((layers[0], loaded[0]), (layers[3], loaded[3])):
         for name in WB:

@@ -28,7 +28,6 @@ class NumpyBackend(Backend):
     def to_numpy(self, x):
         return np.array(x, copy=True, order="C")  # C order: a compiled step's transposed views come back as rows
 
-
     def plain(self, x, what: str = "inputs"):
         if type(x) is np.ndarray or not isinstance(x, np.ndarray):
             return x

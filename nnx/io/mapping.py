@@ -115,7 +115,7 @@ def _layer_tensors(layers, *, configs: bool) -> tuple[dict, list]:
     for index, layer in enumerate(layers):
         entry = {"kind": _kind(layer)}
         if configs:
-            entry["config"] = _config(layer)
+            entry["config"] = layer.saved_config()
         arrays = _host_arrays(layer)
         if arrays:
             entry["shapes"] = {name: list(value.shape) for name, value in arrays.items()}
@@ -145,11 +145,7 @@ def _describe(component, role: str, tensors: dict) -> dict | None:
     if component is None:
         return None
     tensors.update({f"{role}.{name}": value for name, value in _host_arrays(component).items()})
-    return {"kind": _kind(component), "config": _config(component)}
-
-
-def _config(component) -> dict:
-    return component.saved_config()
+    return {"kind": _kind(component), "config": component.saved_config()}
 
 
 def _optimizer_progress(model, tensors: dict) -> dict:

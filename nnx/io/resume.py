@@ -19,7 +19,6 @@ from nnx.io.mapping import (
     _arrays,
     _assign,
     _build,
-    _config,
     _no_strays,
     _optimizer_state,
     _ready,
@@ -151,7 +150,7 @@ def _component_problem(where: str, component, entry: dict | None) -> list[str]:
         return [] if component is None else [f"{where}: the model has {kind}, the file none"]
     if kind != entry["kind"]:
         return [f"{where}: the model has {kind}, the file {entry['kind']}"]
-    ours = json.loads(json.dumps(_config(component)))
+    ours = json.loads(json.dumps(component.saved_config()))
     theirs = entry.get("config") or {}
     differing = [name for name in sorted(set(ours) | set(theirs)) if ours.get(name) != theirs.get(name)]
     if not differing:
