@@ -421,10 +421,14 @@ def test_acceptance_a_sweep_table_equals_four_example_runs(capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups and SIGINT")
+@pytest.mark.skipif(
+    sys.platform != "win32" and signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+    reason="SIGINT is ignored in this process (started in the background of a non-interactive shell), and its "
+    "children inherit that: they cannot be interrupted",
+)
 def test_ctrl_c_in_the_cli_cancels_pending_trials_keeps_finished_ones_and_exits_130(tmp_path):
     path = tmp_path / "sweep.csv"
-    # trials long enough that a busy machine cannot finish all 9 before the signal
-    argv = ["-m", "nnx", "sweep", "--lr", "0.5,0.85,1.0", "--decay", "0,1e-3,1e-2", "--epochs", "6001"]
+    argv = ["-m", "nnx", "sweep", "--lr", "0.5,0.85,1.0", "--decay", "0,1e-3,1e-2", "--epochs", "3001"]
     process = subprocess.Popen(
         [sys.executable, *argv, "--workers", "2", "--csv", str(path)],
         stdout=subprocess.PIPE,
