@@ -115,15 +115,21 @@ class Component:
             config["dtype"] = _host.dtype_name(self.dtype)
         return config
 
-    def __reduce__(self):
-        """`pickle` and `copy.deepcopy` go through what a file holds: the kind, the config as JSON and the arrays
-        as safetensors bytes, rebuilt on the same backend; never a pickled module or class."""
+    def host_arrays(self) -> dict:
+        """Host copies of the arrays this component keeps (its `ARRAYS` that hold an array, NumPy scalars included),
+        as files and copies store them."""
         arrays = {}
         for name in self.ARRAYS:
             value = getattr(self, name, None)
-            if value is not None and hasattr(value, "shape"):
+            if value is not None and hasattr(value, "shape") and hasattr(value, "dtype"):
                 arrays[name] = self.backend.to_numpy(value)
-        state = (self.kind(), json.dumps(self.saved_config()), self.backend.name, safetensors.numpy.save(arrays))
+        return arrays
+
+    def __reduce__(self):
+        """`pickle` and `copy.deepcopy` go through what a file holds: the kind, the config as JSON and the arrays
+        as safetensors bytes, rebuilt on the same backend; never a pickled module or class."""
+        arrays = safetensors.numpy.save(self.host_arrays())
+        state = (self.kind(), json.dumps(self.saved_config()), self.backend.name, arrays)
         return (rebuilt, state)
 
 

@@ -72,7 +72,7 @@ def _expanded(path, owner: str) -> Path:
 def atomic_write(path, data: bytes) -> None:
     """Write `data` to `path` through a synced temporary file renamed over it: a crash leaves the old file or the
     new one, never a torn one. A failure is a `SaveError` naming `path` and saying what is left there."""
-    target = os.path.realpath(os.path.expanduser(os.fsdecode(os.fspath(path))))
+    target = str(_expanded(path, "writing a file"))
     existed = os.path.isfile(target)
     try:
         _replace(target, data)

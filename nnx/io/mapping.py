@@ -100,23 +100,13 @@ def _kind(component) -> str:
     return component.kind()
 
 
-def _host_arrays(component) -> dict:
-    """Host copies of the arrays `component` keeps (its ARRAYS that are set)."""
-    arrays = {}
-    for name in component.ARRAYS:
-        value = getattr(component, name, None)
-        if _is_array(value):
-            arrays[name] = component.backend.to_numpy(value)
-    return arrays
-
-
 def _layer_tensors(layers, *, configs: bool) -> tuple[dict, list]:
     tensors, entries = {}, []
     for index, layer in enumerate(layers):
         entry = {"kind": _kind(layer)}
         if configs:
             entry["config"] = layer.saved_config()
-        arrays = _host_arrays(layer)
+        arrays = layer.host_arrays()
         if arrays:
             entry["shapes"] = {name: list(value.shape) for name, value in arrays.items()}
         tensors.update({f"layers.{index}.{name}": value for name, value in arrays.items()})
@@ -144,7 +134,7 @@ def _new_record(content: str, layers: list, tensors: dict) -> dict:
 def _describe(component, role: str, tensors: dict) -> dict | None:
     if component is None:
         return None
-    tensors.update({f"{role}.{name}": value for name, value in _host_arrays(component).items()})
+    tensors.update({f"{role}.{name}": value for name, value in component.host_arrays().items()})
     return {"kind": _kind(component), "config": component.saved_config()}
 
 
