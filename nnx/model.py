@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 
-from nnx import _checks, backends, io, model_checks, training
+from nnx import _checks, backends, io, model_checks, model_summary, training
 from nnx._component import Component
 from nnx.activations import Softmax
 from nnx.callbacks import host_float
@@ -30,9 +30,19 @@ class Model(Component):
         self.softmax_classifier_output = None
         self.trainable_layers = []
         self.finalized = False
+        self.epochs_trained = 0
 
     def __repr__(self) -> str:
         return f"Model({', '.join(repr(layer) for layer in self.layers)})"
+
+    def _repr_html_(self) -> str:
+        """The summary as a table, shown when a model is the value of a notebook cell."""
+        return model_summary.html_table(self)
+
+    def summary(self, *, file=None) -> None:
+        """Print each layer with its output shape and parameter count, the totals, the backend, device and dtype,
+        the loss, the optimizer (with its current learning rate), the accuracy, and the epochs and steps trained."""
+        print(model_summary.text(self), file=file)
 
     def __reduce__(self):
         """`pickle` and `copy.deepcopy` go through the file format (arrays plus a JSON record, `nnx.io.model_bytes`):

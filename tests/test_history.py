@@ -200,7 +200,7 @@ def test_progress_bar_over_steps_with_batches(data):
     X, y = data
     classifier("numpy").train(X, y, epochs=2, batch_size=32, print_every=None, callbacks=[ProgressBar(file=stream)])
     text = stream.getvalue()
-    assert "epoch 1/2" in text and "epoch 2/2" in text and "4/4" in text
+    assert "epoch 1/2" in text and "epoch 2/2" in text and "8/8" in text
 
 
 def test_progress_bar_fetches_metrics_only_when_due(data):

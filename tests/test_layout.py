@@ -15,12 +15,12 @@ MAX_MODEL_LINES = 250
 # From the bottom up: a module may import its own level and the levels below it, never one above.
 LEVELS = [
     ("nnx.backends",),
-    ("nnx._version", "nnx.errors", "nnx._checks", "nnx._paths"),
+    ("nnx._version", "nnx.errors", "nnx._checks", "nnx._paths", "nnx._notebook"),
     ("nnx._component",),
     ("nnx.activations", "nnx.layers", "nnx.losses", "nnx.optimizers", "nnx.metrics", "nnx.datasets"),
     ("nnx.callbacks",),
     ("nnx.io",),
-    ("nnx.model_checks", "nnx.model_data"),
+    ("nnx.model_checks", "nnx.model_data", "nnx.model_summary"),
     ("nnx.training",),
     ("nnx.model",),
     ("nnx.plot", "nnx.recipes", "nnx.nnfs"),

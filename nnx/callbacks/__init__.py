@@ -9,7 +9,7 @@ from nnx.callbacks.book import BookLog, Validation
 from nnx.callbacks.checkpoint import Checkpoint
 from nnx.callbacks.divergence import DIVERGENCE_ACTIONS, DivergenceGuard, check_finite
 from nnx.callbacks.history import History
-from nnx.callbacks.progress import LogLines, ProgressBar, format_metrics
+from nnx.callbacks.progress import LogLines, ProgressBar, format_metrics, lines_every
 
 __all__ = [
     "DIVERGENCE_ACTIONS",
@@ -26,4 +26,5 @@ __all__ = [
     "check_finite",
     "format_metrics",
     "host_float",
+    "lines_every",
 ]

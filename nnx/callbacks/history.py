@@ -1,12 +1,14 @@
 """`History`: every epoch's metrics of a training run, kept on the device and copied back once, at the end.
 
 It is what `Model.train` returns: indexing it gives the last epoch's values (``history["loss"]``), its `history`
-attribute the per-epoch lists (``history.history["loss"]``), and it saves itself as CSV or JSON.
+attribute the per-epoch lists (``history.history["loss"]``), and it saves itself as CSV or JSON. In a notebook it
+shows as a table of each metric's last and best value (`summary()`), and `to_pandas()` gives a DataFrame.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -114,6 +116,45 @@ class History(Callback, Mapping):
         stacked = xp.stack([xp.asarray(value) for value in values])
         return [float(value) for value in self._backend.to_numpy(stacked).tolist()]
 
+    # Notebook views ---------------------------------------------------------------------------------------------
+
+    def summary(self) -> list[dict]:
+        """One dict per metric, in `columns()` order: ``{"metric", "last", "last_epoch", "best", "best_epoch"}``.
+
+        Epochs not measured (None) are skipped; best is the minimum of a loss, the maximum of an accuracy, and None
+        (as is last when never measured) for the learning rate and other metrics.
+        """
+        return [_summary_row(name, self.epoch, self.history[name]) for name in self.columns()]
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: a table of `summary()` under a line saying which epochs were recorded."""
+        if not self.epoch:
+            return "<p>History: no epochs recorded yet</p>"
+        header = "".join(f"<th>{title}</th>" for title in ("metric", "last", "epoch", "best", "epoch"))
+        body = "".join(_html_row(row) for row in self.summary())
+        return (
+            f'<table class="nnx-history"><caption style="text-align: left">{self._heading()}</caption>'
+            f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+        )
+
+    def _heading(self) -> str:
+        n, first, last = len(self.epoch), self.epoch[0], self.epoch[-1]
+        span = f"{first}&ndash;{last}" if n > 1 else f"epoch {first}"
+        return f"History: {n} epoch{'s' if n > 1 else ''} recorded ({span})"
+
+    def to_pandas(self):
+        """A pandas DataFrame: one row per recorded epoch (index "epoch"), one float column per metric, NaN where
+        not measured."""
+        try:
+            import pandas
+        except ImportError as error:
+            raise ImportError(
+                "History.to_pandas() needs pandas: pip install pandas (or the nnx-nnfs[pandas] extra)"
+            ) from error
+        columns = {name: [math.nan if v is None else float(v) for v in self.history[name]] for name in self.columns()}
+        index = pandas.Index(self.epoch, dtype="int64", name="epoch")
+        return pandas.DataFrame(columns, index=index, columns=self.columns(), dtype="float64")
+
     # Files ------------------------------------------------------------------------------------------------------
 
     def columns(self) -> list[str]:
@@ -184,6 +225,33 @@ def _metric(name: str, value) -> float | None:
         f"History.record {name} must be one real number (or an array holding one), got {_checks.describe(value)}"
         f"{_shape(value)}; pass e.g. {name}=float(value), or None where it was not measured"
     )
+
+
+def _summary_row(name: str, epochs: list[int], values: list) -> dict:
+    """`History.summary`'s row for one column: its last measured value and its best, each with its epoch."""
+    measured = [(epoch, value) for epoch, value in zip(epochs, values, strict=True) if value is not None]
+    last_epoch, last = measured[-1] if measured else (None, None)
+    pick = _best_of(name)
+    ranked = [(epoch, value) for epoch, value in measured if not math.isnan(value)] if pick else []
+    best_epoch, best = pick(ranked, key=lambda pair: pair[1]) if ranked else (None, None)
+    return {"metric": name, "last": last, "last_epoch": last_epoch, "best": best, "best_epoch": best_epoch}
+
+
+def _best_of(name: str):
+    """`min` for a loss, `max` for an accuracy, None (no best) for the learning rate and other metrics."""
+    lowered = name.lower()
+    if "loss" in lowered:
+        return min
+    return max if "acc" in lowered else None
+
+
+def _html_row(row: dict) -> str:
+    cells = (row["last"], row["last_epoch"], row["best"], row["best_epoch"])
+    return f"<tr><th>{html.escape(row['metric'])}</th>{''.join(f'<td>{_cell(v)}</td>' for v in cells)}</tr>"
+
+
+def _cell(value) -> str:
+    return "&mdash;" if value is None else html.escape(_short(value))
 
 
 def _shape(value) -> str:

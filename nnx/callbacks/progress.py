@@ -1,4 +1,4 @@
-"""Progress while training: a tqdm bar on a terminal, or one plain log line every few epochs.
+"""Progress while training: one tqdm bar (a terminal or a notebook), or one plain log line every few epochs.
 
 Both show metrics only when they come back to the host: the bar fetches them at most every `interval` seconds
 (and sees every copy someone else makes, such as a validation pass), the lines every `every` epochs.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 import time
 
-from nnx import _checks
+from nnx import _checks, _notebook
 from nnx.callbacks.base import Callback, Run
 from nnx.errors import CallOrderError
 
+MAX_LINES = 100
 SHOWN = (("loss", "loss"), ("accuracy", "acc"), ("lr", "lr"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc"))
 
 
@@ -25,10 +26,22 @@ def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-class ProgressBar(Callback):
-    """A tqdm bar over the epochs (or over each epoch's steps, with `batch_size`), metrics in its postfix.
+def lines_every(epochs: int, most: int = MAX_LINES) -> int:
+    """The smallest round step (1, 2, 5, 10, 20, 50, ...) at which one line per step, and the last epoch's, make
+    at most `most` lines over `epochs` epochs."""
+    scale = 1
+    while True:
+        for step in (scale, 2 * scale, 5 * scale):
+            if -(-epochs // step) <= most:
+                return step
+        scale *= 10
 
-    Outside `Model.train`, drive it by hand: `start(total, unit)`, `advance(n, metrics)`, `close()`.
+
+class ProgressBar(Callback):
+    """One tqdm bar over the whole run: over the epochs, or over every step with `batch_size` (its description
+    names the epoch); metrics in its postfix. In a notebook it is tqdm's widget bar when ipywidgets is installed,
+    else a single line updated in place. Outside `Model.train`, drive it by hand: `start(total, unit)`,
+    `advance(n, metrics)`, `close()`.
     """
 
     def __init__(self, *, interval: float = 0.5, file=None, leave: bool = True):
@@ -42,11 +55,9 @@ class ProgressBar(Callback):
 
     def start(self, total: int, *, unit: str = "epoch", description: str | None = None) -> None:
         """Open a new bar of `total` units (closing the previous one)."""
-        from tqdm.auto import tqdm
-
         total = _checks.positive_int(total, "total", "ProgressBar.start")
         self.close()
-        self.bar = tqdm(total=total, unit=unit, desc=description, file=self.file or sys.stderr, leave=self.leave)
+        self.bar = _new_bar(self.file, total=total, unit=unit, desc=description, leave=self.leave)
         self._fetched = time.monotonic()
 
     def advance(self, n: int = 1, metrics: dict | None = None) -> None:
@@ -78,12 +89,15 @@ class ProgressBar(Callback):
 
     def on_train_begin(self, run: Run) -> None:
         run.host_watchers.append(lambda _, values: self.show(values))
+        epochs = run.epochs - run.first_epoch + 1
         if run.batch_size is None:
-            self.start(run.epochs - run.first_epoch + 1, unit="epoch", description="training")
+            self.start(epochs, unit="epoch", description="training")
+        else:
+            self.start(epochs * run.steps, unit="step", description=f"epoch {run.first_epoch}/{run.epochs}")
 
     def on_epoch_begin(self, run: Run) -> None:
-        if run.batch_size is not None:
-            self.start(run.steps, unit="step", description=f"epoch {run.epoch}/{run.epochs}")
+        if run.batch_size is not None and self.bar is not None:
+            self.bar.set_description_str(f"epoch {run.epoch}/{run.epochs}", refresh=False)
 
     def on_step_end(self, run: Run) -> None:
         if run.batch_size is not None:
@@ -142,6 +156,19 @@ class LogLines(Callback):
         values = {**run.host_metrics(), **run.logs}
         if not run.stop:
             print(f"epoch {run.epoch}/{run.epochs} - {format_metrics(values)}", file=self.file or sys.stdout)
+
+
+def _new_bar(file, **options):
+    """A tqdm bar: on `file` if given, else tqdm's notebook widget or a line in place in a notebook, else stderr."""
+    if file is None and _notebook.in_notebook():
+        if _notebook.has_widgets():
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm(**options)
+        file = _notebook.LineInPlace()
+    from tqdm import tqdm
+
+    return tqdm(file=file or sys.stderr, **options)
 
 
 def _stream(file, owner: str):

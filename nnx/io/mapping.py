@@ -58,6 +58,7 @@ def _model_record(model) -> tuple[dict, dict]:
     """The tensors and record of a model: layers, loss, optimizer (with its state once finalized), accuracy."""
     tensors, layers = _layer_tensors(model.layers, configs=True)
     record = _new_record("model", layers, tensors)
+    record["epochs_trained"] = int(getattr(model, "epochs_trained", 0))
     for role in ROLES:
         record[role] = _describe(getattr(model, role), role, tensors)
     optimizer = model.optimizer
@@ -206,7 +207,16 @@ def _model(path, record: dict, tensors: dict, backend):
     elif model.optimizer is not None:
         model.optimizer.iterations = record["optimizer"]["iterations"]
         model.optimizer.current_learning_rate = record["optimizer"]["current_learning_rate"]
+    model.epochs_trained = _epochs_trained(path, record)
     return model
+
+
+def _epochs_trained(path, record: dict) -> int:
+    """How many epochs the saved model had trained (0 in files written before it was recorded)."""
+    epochs = record.get("epochs_trained", 0)
+    if not is_count(epochs):
+        raise CheckpointError(path, f"its epochs_trained is {epochs!r}, not a count of epochs; {CORRUPTED}")
+    return epochs
 
 
 def _assembled(path, backend, layers: list, parts: dict, finalized: bool, content: str):

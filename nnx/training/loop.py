@@ -7,7 +7,7 @@ import contextlib
 import sys
 import threading
 
-from nnx import _checks, io
+from nnx import _checks, _notebook, io
 from nnx._paths import input_path
 from nnx.callbacks import (
     BookLog,
@@ -19,6 +19,7 @@ from nnx.callbacks import (
     ProgressBar,
     Run,
     Validation,
+    lines_every,
 )
 from nnx.errors import CheckpointError, ConcurrentTrainingError, SaveError
 from nnx.io.format import is_count
@@ -37,7 +38,7 @@ def train(
     *,
     epochs: int = 1,
     batch_size: int | None = None,
-    print_every: int | None = 1,
+    print_every: int | str | None = "auto",
     verbose: int | None = None,
     validation_data=None,
     callbacks=(),
@@ -51,8 +52,9 @@ def train(
 
     Output: by default the book's lines, chapter 18's every `print_every` epochs without `batch_size` (one
     validation at the end) or chapter 19's every `print_every` steps with it (validation after every epoch);
-    `print_every=None` prints nothing. `verbose` replaces them as in Keras: 0 silent, 1 a progress bar on a
-    terminal (plain lines elsewhere), 2 one line every `print_every` epochs. A non-finite loss or parameter
+    `print_every=None` prints nothing, "auto" every epoch as the book does. `verbose` replaces them as in Keras:
+    0 silent, 1 one progress bar (a terminal or a notebook; plain lines elsewhere), 2 one line every `print_every`
+    epochs; with "auto" these print at most about 100 lines whatever the epochs. A non-finite loss or parameter
     stops training with the last finite parameters restored (`on_divergence`: "raise", "stop" or "warn";
     checked every `check_every` steps and whenever metrics reach the host). `checkpoint=path` saves every
     `checkpoint_every` epochs and at the end; `resume=path` continues from such a file, bit for bit. Every argument
@@ -61,7 +63,8 @@ def train(
     model._require("loss", "optimizer", "accuracy")
     epochs = _checks.positive_int(epochs, "epochs", "Model.train")
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.train")
-    print_every = None if print_every is None or _is_zero(print_every) else print_every
+    auto = _auto(print_every)
+    print_every = None if print_every is None or _is_zero(print_every) else 1 if auto else print_every
     print_every = _checks.optional_positive_int(print_every, "print_every", "Model.train")
     checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every", "Model.train")
     verbose = _verbosity(verbose)
@@ -81,7 +84,7 @@ def train(
             if validation_data is not None
             else []
         ),
-        *_progress_callbacks(verbose, print_every),
+        *_progress_callbacks(verbose, lines_every(epochs) if auto else print_every),
         *([] if given else [history]),  # before the checkpoint: the History holds every epoch a checkpoint holds
         *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
         *callbacks,
@@ -197,6 +200,7 @@ def _loop(model, run: Run, callback: CallbackList, X, y, train_step) -> None:
             run.set_metrics(accuracy.calculate_accumulated(), data_loss, regularization_loss)
         callback.on_epoch_end(run)
         run.completed_epoch = run.epoch
+        model.epochs_trained += 1
         if run.stop:
             break
     callback.on_train_end(run)
@@ -243,6 +247,7 @@ def _resume(model, path, epochs: int) -> int:
             f"Model.train(epochs={epochs}, resume={str(path)!r}): the checkpoint has already trained all {epochs} "
             f"epochs, so there is nothing left to train; pass a larger epochs to train on"
         )
+    model.epochs_trained = training["epoch"]
     return training["epoch"]
 
 
@@ -268,10 +273,11 @@ def _callback_list(callbacks) -> tuple:
 
 
 def _progress_callbacks(verbose: int | None, print_every: int | None) -> list:
-    """What `Model.train` shows besides the book's lines: a bar on a terminal (verbose=1), else plain lines."""
+    """What `Model.train` shows besides the book's lines: a bar on a terminal or in a notebook (verbose=1), else
+    plain lines."""
     if not verbose:
         return []
-    if verbose == 1 and sys.stderr.isatty():
+    if verbose == 1 and (sys.stderr.isatty() or _notebook.in_notebook()):
         return [ProgressBar()]
     return [LogLines(print_every or 1)]
 
@@ -289,6 +295,18 @@ def _verbosity(verbose) -> int | None:
 def _book(verbose: int | None, print_every: int | None) -> bool:
     """Whether the validation pass prints the book's line."""
     return verbose is None and bool(print_every)
+
+
+def _auto(print_every) -> bool:
+    """Whether `print_every` is "auto"; any other string is a TypeError naming the choices."""
+    if not isinstance(print_every, str):
+        return False
+    if print_every == "auto":
+        return True
+    raise TypeError(
+        f'Model.train print_every must be a positive integer, "auto" or None, got {print_every!r}; pass e.g. '
+        f"print_every=100"
+    )
 
 
 def _is_zero(value) -> bool:
