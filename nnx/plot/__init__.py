@@ -1,9 +1,11 @@
 """Pictures of a network with matplotlib, on host copies: the book's spiral decision boundary, training curves,
-the chapter-17 sine fit and a one-figure summary. Figures are built without pyplot; write them with `save`.
+the chapter-17 sine fit and a one-figure summary. Figures are built without pyplot; write them with `save`, or
+leave one as a notebook cell's value to see it there (its `_repr_png_`).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +18,7 @@ from nnx.model_data import output_width
 from nnx.plot import checks
 from nnx.plot.data import _finite_floats, _grid, _history_table, _host, _labels, _points, _Predictor, _values
 
-__all__ = ["LIGHTEN", "PALETTE", "decision_boundary", "history", "regression", "save", "summary"]
+__all__ = ["LIGHTEN", "PALETTE", "decision_boundary", "history", "new_figure", "regression", "save", "summary"]
 
 INSTALL_HINT = 'nnx.plot needs matplotlib: pip install "nnx-nnfs[plot]"'
 
@@ -51,17 +53,45 @@ METRIC_COLOURS = {
 
 
 def _matplotlib():
-    """matplotlib's Figure and Agg canvas classes, imported on first use."""
+    """nnx.plot's Figure class (see `_notebook_figure`) and matplotlib's Agg canvas class, imported on first use."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(INSTALL_HINT) from error
-    return Figure, FigureCanvasAgg
+    return _notebook_figure(Figure), FigureCanvasAgg
 
 
-def _new_figure(figsize, dpi):
+@functools.cache
+def _notebook_figure(Figure):
+    """A subclass of matplotlib's `Figure` that IPython shows as a PNG; pickle finds it as nnx.plot.NotebookFigure."""
+
+    class NotebookFigure(Figure):
+        """A matplotlib Figure that a Jupyter notebook shows as a picture when it is a cell's value."""
+
+        def _repr_png_(self) -> bytes:
+            """The figure as PNG bytes at its own dpi, trimmed to what is drawn (IPython's rich display)."""
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi="figure", bbox_inches="tight")
+            return buffer.getvalue()
+
+    NotebookFigure.__module__, NotebookFigure.__qualname__ = __name__, "NotebookFigure"
+    return NotebookFigure
+
+
+def __getattr__(name: str):
+    """`NotebookFigure`, made on first use so that importing nnx.plot leaves matplotlib unloaded."""
+    if name == "NotebookFigure":
+        return _matplotlib()[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def new_figure(figsize=None, dpi: float = 100):
+    """A new, empty matplotlib Figure drawn with Agg and unknown to pyplot (no display needed, never shown twice),
+    that a notebook shows as a picture when it is a cell's value: the figure every nnx.plot function starts from."""
     Figure, FigureCanvasAgg = _matplotlib()
+    figsize = checks.figure_size(figsize, "nnx.plot.new_figure", optional=True)
+    dpi = checks.dots_per_inch(dpi, "nnx.plot.new_figure")
     figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
@@ -71,7 +101,7 @@ def _figure_and_axes(ax, figsize, dpi):
     """(Figure, Axes): a new figure with one Axes, or the given Axes and the figure it is in."""
     if ax is not None:
         return _root_figure(ax), ax
-    figure = _new_figure(figsize, dpi)
+    figure = new_figure(figsize, dpi)
     return figure, figure.add_subplot()
 
 
@@ -142,8 +172,8 @@ def decision_boundary(
     scores (n, C) (argmax), labels (n,) or one probability (n, 1) (above 0.5 is class 1), as NumPy or as an
     array of an nnx backend. `X` (n, 2) and `y` (labels or one-hot) may be NumPy or backend arrays. The grid has
     `resolution` x `resolution` points over the data's box widened by `margin` (at most 100) of its size.
-    `class_names` is a list with a name for each class in y. Draws into `ax` if given (figsize and dpi are then
-    unused) and returns the Figure.
+    `class_names` is a list with a name for each class in y. Returns a new Figure (a notebook shows it as a picture),
+    or, given `ax`, draws there and returns ax's own figure as it is (figsize and dpi are then unused).
     """
     owner = "nnx.plot.decision_boundary"
     _matplotlib()  # the install hint before any work
@@ -325,8 +355,9 @@ def history(history, *, axes=None, figsize=None, dpi: float = 100):
 
     `history` is an object with `.epoch` (list of ints) and `.history` (name -> list aligned with it, None where
     not measured), or a dict name -> list with an optional "epoch" list (default 0, 1, ...). Validation metrics
-    (val_...) are dashed in their training metric's colour; metrics with gaps get markers. Draws into `axes` (one
-    Axes per panel, in the order loss, accuracy, lr) if given and returns the Figure.
+    (val_...) are dashed in their training metric's colour; metrics with gaps get markers. Returns a new Figure (a
+    notebook shows it as a picture), or, given `axes` (one Axes per panel, in the order loss, accuracy, lr), draws
+    there and returns their own figure as it is.
     """
     figsize = checks.figure_size(figsize, "nnx.plot.history", optional=True)
     dpi = checks.dots_per_inch(dpi, "nnx.plot.history")
@@ -335,7 +366,7 @@ def history(history, *, axes=None, figsize=None, dpi: float = 100):
         axes = _axes_list(axes)
         figure = _root_figure(axes[0])
     else:
-        figure = _new_figure(figsize or (6.0, 2.6 * len(panels)), dpi)
+        figure = new_figure(figsize or (6.0, 2.6 * len(panels)), dpi)
         axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     _draw_history(axes, epochs, panels)
     return figure
@@ -360,7 +391,8 @@ def regression(model_or_predict_fn, X, y, *, ax=None, title: str | None = None, 
     """Chapter 17's fit: the data as points and the model's prediction as a line, sorted by X.
 
     `X` is (n, 1) or (n,), `y` (n, 1) or (n,), NumPy or backend arrays; the model is a finalized nnx.Model or a
-    function of a NumPy (n, 1) float array returning (n, 1) or (n,). Draws into `ax` if given; returns the Figure.
+    function of a NumPy (n, 1) float array returning (n, 1) or (n,). Returns a new Figure (a notebook shows it as a
+    picture), or, given `ax`, draws there and returns ax's own figure as it is.
     """
     owner = "nnx.plot.regression"
     figsize, dpi = checks.figure_size(figsize, owner), checks.dots_per_inch(dpi, owner)
@@ -395,12 +427,13 @@ def summary(
     model_or_predict_fn, X, y, history, *, title: str | None = None, resolution: int = 300, figsize=None, dpi=100
 ):
     """One figure: the decision boundary on the left, the history's loss, accuracy and lr panels stacked on the
-    right; what examples/spiral.py --plot saves. Arguments as for `decision_boundary` and `history`."""
+    right; what examples/spiral.py --plot saves. Arguments as for `decision_boundary` and `history`. Returns a new
+    Figure (a notebook shows it as a picture)."""
     owner = "nnx.plot.summary"
     resolution = checks.resolution(resolution, owner)
     figsize, dpi = checks.figure_size(figsize, owner, optional=True), checks.dots_per_inch(dpi, owner)
     epochs, panels = _panels(history)
-    figure = _new_figure(figsize or (12.0, 6.0), dpi)
+    figure = new_figure(figsize or (12.0, 6.0), dpi)
     grid = figure.add_gridspec(len(panels), 2, width_ratios=(1.15, 1.0))
     boundary_ax = figure.add_subplot(grid[:, 0])
     first = figure.add_subplot(grid[0, 1])

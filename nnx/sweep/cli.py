@@ -8,7 +8,7 @@ import sys
 
 from nnx import backends
 from nnx.plot import check_path
-from nnx.sweep.result import SweepInterrupted, SweepResult, _matplotlib
+from nnx.sweep.result import SweepInterrupted, SweepResult, _colormaps
 from nnx.sweep.runner import run
 from nnx.sweep.space import OWNER, parse_values
 
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         sys.path.insert(0, os.getcwd())  # `nnx` is a console script: find my_models.py here, as `python -m` would
     try:
         if args.plot:
-            _matplotlib()  # before the trials, not after them
+            _colormaps()  # matplotlib is there: checked before the trials, not after them
             check_path(args.plot, f"{OWNER} --plot")
         result = run(**options)
     except SweepInterrupted as interrupted:

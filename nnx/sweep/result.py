@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnx._paths import atomic_write, output_path, write_failure
-from nnx.plot import check_path
+from nnx.plot import check_path, new_figure
 from nnx.plot import save as save_figure
 from nnx.sweep.space import OWNER
 from nnx.sweep.trials import _finite
@@ -143,9 +143,8 @@ def _shorten(text: str) -> str:
 
 
 def _loss_figure(result: SweepResult, figsize, dpi):
-    Figure, FigureCanvasAgg, colormaps = _matplotlib()
-    figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-    FigureCanvasAgg(figure)
+    colormaps = _colormaps()
+    figure = new_figure(figsize, dpi)
     ax = figure.add_subplot()
     curves = [(trial, _points(trial)) for trial in result.ranked()]
     curves = [(trial, points) for trial, points in curves if points[0]]
@@ -173,14 +172,12 @@ def _points(trial: dict) -> tuple[list, list]:
     return [epoch for epoch, _ in pairs], [loss for _, loss in pairs]
 
 
-def _matplotlib():
+def _colormaps():
     try:
         from matplotlib import colormaps
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(f"{OWNER} plots need matplotlib ({error}); install it: {PLOT_HINT}") from None
-    return Figure, FigureCanvasAgg, colormaps
+    return colormaps
 
 
 class _CsvLog:
