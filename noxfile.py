@@ -1,4 +1,5 @@
-"""Test matrix (Python 3.10-3.13 x backend), lint, and benchmarks.  ``nox`` runs tests and lint."""
+"""Tests, lint and benchmarks. ``nox`` runs the quick check (one Python over every backend, the compiled step,
+other Array API libraries, lint); ``nox -s tests`` the full matrix, Python 3.10-3.13 x backend."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 FULL_LENGTH_PYTHON = "3.12"  # the 10 001-epoch acceptance runs test numerics, not Python: run them once
 BACKENDS = ["numpy", "array_api_strict", "cupy"]
 PYTEST_NO_TESTS_COLLECTED = 5
+PARALLEL = ["-n", "auto"]  # pytest-xdist: one worker per core
 
-nox.options.sessions = ["tests", "fast", "interop", "lint"]
+nox.options.sessions = ["check", "fast", "interop", "lint"]
 
 
 def cuda_major_version() -> int | None:
@@ -25,26 +27,47 @@ def cuda_major_version() -> int | None:
     return int(match.group(1)) if result.returncode == 0 and match else None
 
 
-@nox.session(python=PYTHONS)
-@nox.parametrize("backend", BACKENDS)
-def tests(session: nox.Session, backend: str) -> None:
-    """The test suite with the `backend` fixture limited to one backend (NumPy stays the reference)."""
-    extras = "test"
-    if backend == "cupy":
-        cuda = cuda_major_version()
-        if cuda is None:
-            session.skip("cupy: no CUDA device found (nvidia-smi is missing or failed); GPU tests skipped")
-        extras += ",cuda13" if cuda >= 13 else ",cuda12"
-    session.install("-e", f".[{extras}]")
-    selection = [] if session.python == FULL_LENGTH_PYTHON or backend == "cupy" else ["-m", "not slow"]
+def cuda_extra() -> str | None:
+    """The extra naming the CuPy wheel for this machine's driver (",cuda12" or ",cuda13"), or None without a GPU."""
+    cuda = cuda_major_version()
+    return None if cuda is None else ",cuda13" if cuda >= 13 else ",cuda12"
+
+
+def run_pytest(session: nox.Session, backends: str, *selection: str, env: dict | None = None) -> None:
+    """pytest in parallel with the `backend` fixture over `backends`; "no tests collected" is a success."""
     session.run(
         "pytest",
         "-rs",
+        *PARALLEL,
         *selection,
         *session.posargs,
-        env={"NNX_TEST_BACKENDS": backend},
+        env={"NNX_TEST_BACKENDS": backends, **(env or {})},
         success_codes=[0, PYTEST_NO_TESTS_COLLECTED],
     )
+
+
+@nox.session(python=FULL_LENGTH_PYTHON)
+def check(session: nox.Session) -> None:
+    """The quick check: the suite on one Python over every backend (CuPy where there is a GPU) in one run, without
+    the full-length acceptance runs (`nox -s tests` runs those)."""
+    session.install("-e", f".[test{cuda_extra() or ''}]")
+    run_pytest(session, ",".join(BACKENDS), "-m", "not slow")
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("backend", BACKENDS)
+def tests(session: nox.Session, backend: str) -> None:
+    """The test suite with the `backend` fixture limited to one backend (NumPy stays the reference). The
+    array_api_strict cell runs only the tests that take the `backend` fixture: the others run in the numpy cell."""
+    extras = "test"
+    if backend == "cupy":
+        if cuda_extra() is None:
+            session.skip("cupy: no CUDA device found (nvidia-smi is missing or failed); GPU tests skipped")
+        extras += cuda_extra()
+    session.install("-e", f".[{extras}]")
+    selection = [] if session.python == FULL_LENGTH_PYTHON or backend == "cupy" else ["-m", "not slow"]
+    only_backend_tests = {"NNX_TEST_BACKEND_TESTS_ONLY": "1"} if backend == "array_api_strict" else {}
+    run_pytest(session, backend, *selection, env=only_backend_tests)
 
 
 @nox.session(python=FULL_LENGTH_PYTHON)
@@ -52,15 +75,7 @@ def fast(session: nox.Session) -> None:
     """The suite with the `fast` extra (Numba): Model.train on NumPy runs its compiled step, tested against the
     generic one. The full-length runs stay on the generic step, where the book's numbers are pinned."""
     session.install("-e", ".[test,fast]")
-    session.run(
-        "pytest",
-        "-rs",
-        "-m",
-        "not slow",
-        *session.posargs,
-        env={"NNX_TEST_BACKENDS": "numpy"},
-        success_codes=[0, PYTEST_NO_TESTS_COLLECTED],
-    )
+    run_pytest(session, "numpy", "-m", "not slow")
 
 
 @nox.session(python=FULL_LENGTH_PYTHON)
@@ -68,15 +83,7 @@ def interop(session: nox.Session) -> None:
     """The backend-parametrized suite on other Array API libraries: JAX (CPU) always, PyTorch where it is installed
     (it is not installed here: a PyPI torch is a multi-GB CUDA build), skipping with the reason otherwise."""
     session.install("-e", ".[test]", "jax[cpu]")
-    session.run(
-        "pytest",
-        "-rs",
-        "-m",
-        "not slow",
-        *session.posargs,
-        env={"NNX_TEST_BACKENDS": "jax,torch"},
-        success_codes=[0, PYTEST_NO_TESTS_COLLECTED],
-    )
+    run_pytest(session, "jax,torch", "-m", "not slow")
 
 
 @nox.session(python="3.12")

@@ -18,6 +18,16 @@ def _selected_backends() -> list[str]:
     return [name for name in chosen.split(",") if name] if chosen else names
 
 
+def pytest_collection_modifyitems(config, items):
+    """With NNX_TEST_BACKEND_TESTS_ONLY=1 (nox's array_api_strict cells), keep only the tests that take the
+    `backend` fixture: the others do not depend on NNX_TEST_BACKENDS and run in the numpy cell."""
+    if os.environ.get("NNX_TEST_BACKEND_TESTS_ONLY") != "1":
+        return
+    uses_backend = {id(item): "backend" in getattr(item, "fixturenames", ()) for item in items}
+    config.hook.pytest_deselected(items=[item for item in items if not uses_backend[id(item)]])
+    items[:] = [item for item in items if uses_backend[id(item)]]
+
+
 def _backend_param(name: str):
     marks = [pytest.mark.gpu] if name == "cupy" else []
     return pytest.param(name, id=name, marks=marks)
