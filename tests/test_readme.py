@@ -37,5 +37,7 @@ def test_readme_example_runs(index, capsys, tmp_path, monkeypatch):
     elif index == 1:
         assert "validation, acc: " in out
         assert set(namespace["metrics"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    elif "model.summary()" in BLOCKS[index]:
+        assert "Total parameters: " in out and "Trained: " in out
     else:
         assert list(tmp_path.iterdir()), "the block should have written its files"
