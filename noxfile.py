@@ -1,5 +1,5 @@
-"""Tests, lint and benchmarks. ``nox`` runs the quick check (one Python over every backend, the compiled step,
-other Array API libraries, lint); ``nox -s tests`` the full matrix, Python 3.10-3.13 x backend."""
+"""Tests, lint and benchmarks. ``nox`` runs the quick check (one Python over every backend, then the compiled step
+and other Array API libraries, then lint); ``nox -s tests`` the full matrix, Python 3.10-3.13 x backend."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 FULL_LENGTH_PYTHON = "3.12"  # the 10 001-epoch acceptance runs test numerics, not Python: run them once
 BACKENDS = ["numpy", "array_api_strict", "cupy"]
 PYTEST_NO_TESTS_COLLECTED = 5
-PARALLEL = ["-n", "auto"]  # pytest-xdist: one worker per core
+PARALLEL = ["-n", "auto", "--dist", "loadgroup"]  # pytest-xdist: one worker per core; an xdist_group stays on one
 
-nox.options.sessions = ["check", "fast", "interop", "lint"]
+nox.options.sessions = ["check", "extras", "lint"]
+BACKEND_TESTS_ONLY = {"NNX_TEST_BACKEND_TESTS_ONLY": "1"}  # tests that concern other backends run in the numpy cell
 
 
 def cuda_major_version() -> int | None:
@@ -66,24 +67,39 @@ def tests(session: nox.Session, backend: str) -> None:
         extras += cuda_extra()
     session.install("-e", f".[{extras}]")
     selection = [] if session.python == FULL_LENGTH_PYTHON or backend == "cupy" else ["-m", "not slow"]
-    only_backend_tests = {"NNX_TEST_BACKEND_TESTS_ONLY": "1"} if backend == "array_api_strict" else {}
-    run_pytest(session, backend, *selection, env=only_backend_tests)
+    run_pytest(session, backend, *selection, env=BACKEND_TESTS_ONLY if backend == "array_api_strict" else {})
 
 
-@nox.session(python=FULL_LENGTH_PYTHON)
+def fast_suite(session: nox.Session) -> None:
+    run_pytest(session, "numpy", "-m", "not slow")
+
+
+def interop_suite(session: nox.Session) -> None:
+    run_pytest(session, "jax,torch", "-m", "not slow", env=BACKEND_TESTS_ONLY)
+
+
+@nox.session(python=FULL_LENGTH_PYTHON, default=False)
 def fast(session: nox.Session) -> None:
     """The suite with the `fast` extra (Numba): Model.train on NumPy runs its compiled step, tested against the
     generic one. The full-length runs stay on the generic step, where the book's numbers are pinned."""
     session.install("-e", ".[test,fast]")
-    run_pytest(session, "numpy", "-m", "not slow")
+    fast_suite(session)
+
+
+@nox.session(python=FULL_LENGTH_PYTHON, default=False)
+def interop(session: nox.Session) -> None:
+    """The backend tests (and those naming jax or torch) on other Array API libraries: JAX (CPU) always, PyTorch
+    where it is installed (not here: a PyPI torch is a multi-GB CUDA build), skipping with the reason otherwise."""
+    session.install("-e", ".[test]", "jax[cpu]")
+    interop_suite(session)
 
 
 @nox.session(python=FULL_LENGTH_PYTHON)
-def interop(session: nox.Session) -> None:
-    """The backend-parametrized suite on other Array API libraries: JAX (CPU) always, PyTorch where it is installed
-    (it is not installed here: a PyPI torch is a multi-GB CUDA build), skipping with the reason otherwise."""
-    session.install("-e", ".[test]", "jax[cpu]")
-    run_pytest(session, "jax,torch", "-m", "not slow")
+def extras(session: nox.Session) -> None:
+    """`fast` then `interop` in one environment, installed once: what `nox` runs."""
+    session.install("-e", ".[test,fast]", "jax[cpu]")
+    fast_suite(session)
+    interop_suite(session)
 
 
 @nox.session(python="3.12")

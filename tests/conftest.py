@@ -19,13 +19,19 @@ def _selected_backends() -> list[str]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """With NNX_TEST_BACKEND_TESTS_ONLY=1 (nox's array_api_strict cells), keep only the tests that take the
-    `backend` fixture: the others do not depend on NNX_TEST_BACKENDS and run in the numpy cell."""
+    """With NNX_TEST_BACKEND_TESTS_ONLY=1 (nox's array_api_strict cells and its interop session), keep only the
+    tests that take the `backend` fixture or name one of NNX_TEST_BACKENDS (``test_...[jax]``): the others do not
+    depend on the backends chosen and run in the numpy cell."""
     if os.environ.get("NNX_TEST_BACKEND_TESTS_ONLY") != "1":
         return
-    uses_backend = {id(item): "backend" in getattr(item, "fixturenames", ()) for item in items}
-    config.hook.pytest_deselected(items=[item for item in items if not uses_backend[id(item)]])
-    items[:] = [item for item in items if uses_backend[id(item)]]
+    names = _selected_backends()
+    kept = {id(item) for item in items if _concerns(item, names)}
+    config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
+    items[:] = [item for item in items if id(item) in kept]
+
+
+def _concerns(item, backend_names: list[str]) -> bool:
+    return "backend" in getattr(item, "fixturenames", ()) or any(name in item.name for name in backend_names)
 
 
 def _backend_param(name: str):

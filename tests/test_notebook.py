@@ -23,6 +23,7 @@ BOOK_LINES = [
     "epoch: 200, acc: 0.417, loss: 1.077",
 ]
 MAX_LINES = 100
+pytestmark = pytest.mark.xdist_group("notebook")  # in parallel runs, one worker executes the notebook once
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def test_the_other_backend_gives_numpys_numbers(executed):
     assert len(lines) == 2 and lines[1].strip().startswith("array_api_strict") and numbers[0] == numbers[1]
 
 
-def test_without_ipywidgets_the_bar_is_one_line_updated_in_place(tmp_path, monkeypatch):
+def test_without_ipywidgets_the_bar_is_one_line_in_place_and_a_figure_shows_once_with_pyplot(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="the test extra (nbformat) is not installed")
     cells = [
         "import sys\nsys.modules['ipywidgets'] = None  # as if it were not installed",
@@ -141,11 +142,16 @@ def test_without_ipywidgets_the_bar_is_one_line_updated_in_place(tmp_path, monke
         "accuracy=nnx.metrics.Categorical())\nmodel.finalize()\n"
         "history = model.train(X, y, epochs=3001, batch_size=20, verbose=1)",
     ]
+    cells.append(
+        "import matplotlib.pyplot as plt  # the inline backend now shows pyplot's figures\nnnx.plot.history(history)"
+    )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    outputs = execute(notebook, tmp_path, monkeypatch).cells[1].outputs
-    assert [output["output_type"] for output in outputs] == ["display_data"]
-    line = text_of(outputs[0])
+    training, figure = execute(notebook, tmp_path, monkeypatch).cells[1:]
+    assert [output["output_type"] for output in training.outputs] == ["display_data"]
+    line = text_of(training.outputs[0])
     assert "\n" not in line and "epoch 3001/3001" in line and "9003/9003" in line and "loss: " in line
+    images = [output for output in figure.outputs if "image/png" in output.get("data", {})]
+    assert len(images) == 1 and len(figure.outputs) == 1  # shown once, also with pyplot imported
 
 
 @pytest.mark.parametrize("verbose", [1, 2])
