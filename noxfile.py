@@ -15,7 +15,7 @@ BACKENDS = ["numpy", "array_api_strict", "cupy"]
 PYTEST_NO_TESTS_COLLECTED = 5
 PARALLEL = ["-n", "auto", "--dist", "loadgroup"]  # pytest-xdist: one worker per core; an xdist_group stays on one
 
-nox.options.sessions = ["check", "extras", "lint"]
+nox.options.sessions = [f"check-{FULL_LENGTH_PYTHON}", "extras", "lint"]
 BACKEND_TESTS_ONLY = {"NNX_TEST_BACKEND_TESTS_ONLY": "1"}  # tests that concern other backends run in the numpy cell
 
 
@@ -47,10 +47,10 @@ def run_pytest(session: nox.Session, backends: str, *selection: str, env: dict |
     )
 
 
-@nox.session(python=FULL_LENGTH_PYTHON)
+@nox.session(python=PYTHONS)
 def check(session: nox.Session) -> None:
-    """The quick check: the suite on one Python over every backend (CuPy where there is a GPU) in one run, without
-    the full-length acceptance runs (`nox -s tests` runs those)."""
+    """The suite on one Python over every backend (CuPy where there is a GPU) in one run, without the full-length
+    acceptance runs (`-- -m slow` runs only those). `nox` runs check-3.12; CI every Python."""
     session.install("-e", f".[test{cuda_extra() or ''}]")
     run_pytest(session, ",".join(BACKENDS), "-m", "not slow")
 
@@ -70,8 +70,8 @@ def tests(session: nox.Session, backend: str) -> None:
     run_pytest(session, backend, *selection, env=BACKEND_TESTS_ONLY if backend == "array_api_strict" else {})
 
 
-def fast_suite(session: nox.Session) -> None:
-    run_pytest(session, "numpy", "-m", "not slow")
+def fast_suite(session: nox.Session, *selection: str) -> None:
+    run_pytest(session, "numpy", "-m", "not slow", *selection)
 
 
 def interop_suite(session: nox.Session) -> None:
@@ -98,7 +98,7 @@ def interop(session: nox.Session) -> None:
 def extras(session: nox.Session) -> None:
     """`fast` then `interop` in one environment, installed once: what `nox` runs."""
     session.install("-e", ".[test,fast]", "jax[cpu]")
-    fast_suite(session)
+    fast_suite(session, "-k", "not jax and not torch")  # those run in the interop part
     interop_suite(session)
 
 

@@ -69,7 +69,7 @@ def cell_lines(cell) -> list[str]:
     return [line for output in cell.get("outputs", []) for line in text_of(output).splitlines()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per run: with other modules' tests in between, a module fixture runs again
 def executed(tmp_path_factory):
     nbformat = pytest.importorskip("nbformat", reason="the test extra (nbformat) is not installed")
     pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
