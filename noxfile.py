@@ -13,7 +13,7 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 FULL_LENGTH_PYTHON = "3.12"  # the 10 001-epoch acceptance runs test numerics, not Python: run them once
 BACKENDS = ["numpy", "array_api_strict", "cupy"]
 PYTEST_NO_TESTS_COLLECTED = 5
-PARALLEL = ["-n", "auto", "--dist", "loadgroup"]  # pytest-xdist: one worker per core; an xdist_group stays on one
+PARALLEL = ["-n", "auto"]  # pytest-xdist: one worker per core
 
 nox.options.sessions = [f"check-{FULL_LENGTH_PYTHON}", "extras", "lint"]
 BACKEND_TESTS_ONLY = {"NNX_TEST_BACKEND_TESTS_ONLY": "1"}  # tests that concern other backends run in the numpy cell

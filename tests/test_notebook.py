@@ -23,7 +23,6 @@ BOOK_LINES = [
     "epoch: 200, acc: 0.417, loss: 1.077",
 ]
 MAX_LINES = 100
-pytestmark = pytest.mark.xdist_group("notebook")  # in parallel runs, one worker executes the notebook once
 
 
 @pytest.fixture
@@ -40,6 +39,7 @@ def kernel_name(tmp_path: Path, monkeypatch) -> str:
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "nnx test", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.setenv("NNX_COMPILE", "0")  # the generic step: a fresh kernel would compile Numba's for a minute
     return "nnx-test"
 
 
@@ -69,41 +69,50 @@ def cell_lines(cell) -> list[str]:
     return [line for output in cell.get("outputs", []) for line in text_of(output).splitlines()]
 
 
-@pytest.fixture(scope="session")  # once per run: with other modules' tests in between, a module fixture runs again
-def executed(tmp_path_factory):
-    nbformat = pytest.importorskip("nbformat", reason="the test extra (nbformat) is not installed")
-    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
-    pytest.importorskip("array_api_strict", reason="the notebook's second backend is not installed")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        return execute(nbformat.read(NOTEBOOK, as_version=4), tmp_path_factory.mktemp("kernel"), monkeypatch)
-
-
 def test_the_notebook_is_committed_without_outputs():
     notebook = json.loads(NOTEBOOK.read_text())
     code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
     assert code and all(not cell["outputs"] and cell["execution_count"] is None for cell in code)
 
 
-def test_the_layer_loop_prints_the_books_first_lines(executed):
+def test_the_chapter10_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
+    """One test, one kernel run (about 20 s), then every check on its outputs."""
+    nbformat = pytest.importorskip("nbformat", reason="the test extra (nbformat) is not installed")
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    pytest.importorskip("array_api_strict", reason="the notebook's second backend is not installed")
+    executed = execute(nbformat.read(NOTEBOOK, as_version=4), tmp_path, monkeypatch)
+    for check in (
+        the_layer_loop_prints_the_books_first_lines,
+        figures_come_out_as_images,
+        the_summary_names_the_layers_and_the_optimizer,
+        the_model_and_its_history_show_as_tables,
+        no_cell_prints_more_than_a_hundred_lines_or_to_stderr,
+        the_training_cell_shows_one_bar_that_ends_full,
+        the_other_backend_gives_numpys_numbers,
+    ):
+        check(executed)
+
+
+def the_layer_loop_prints_the_books_first_lines(executed):
     printed = next(lines for cell in executed.cells if (lines := cell_lines(cell)) and lines[0].startswith("epoch: 0"))
     assert printed[: len(BOOK_LINES)] == BOOK_LINES
     assert len(printed) == 21 and printed[-1].startswith("epoch: 2000, ")
 
 
-def test_figures_come_out_as_images(executed):
+def figures_come_out_as_images(executed):
     images = [
         output for cell in executed.cells for output in cell.get("outputs", []) if "image/png" in output.get("data", {})
     ]
-    assert len(images) >= 3  # the learning rates, the spiral's regions, the sweep
+    assert len(images) >= 3, "the learning rates, the spiral's regions and the sweep should show as pictures"
 
 
-def test_the_summary_names_the_layers_and_the_optimizer(executed):
+def the_summary_names_the_layers_and_the_optimizer(executed):
     summary = "\n".join(cell_lines(code_cell(executed, "model.summary()")))
     for part in ("Dense(2 -> 64)", "ReLU()", "Dense(64 -> 3)", "Softmax()", "387", "SGD(", "numpy on CPU"):
-        assert part in summary
+        assert part in summary, summary
 
 
-def test_the_model_and_its_history_show_as_tables(executed):
+def the_model_and_its_history_show_as_tables(executed):
     html = {
         cell.source: output["data"]["text/html"]
         for cell in executed.cells
@@ -115,18 +124,21 @@ def test_the_model_and_its_history_show_as_tables(executed):
     assert "<table" in html["history.to_pandas().tail()"]
 
 
-def test_no_cell_prints_more_than_a_hundred_lines_or_a_warning(executed):
+def no_cell_prints_more_than_a_hundred_lines_or_to_stderr(executed):
     for cell in executed.cells:
         assert len(cell_lines(cell)) <= MAX_LINES, cell.source
         streams = [output for output in cell.get("outputs", []) if output["output_type"] == "stream"]
         assert all(output["name"] == "stdout" for output in streams), cell.source
+
+
+def the_training_cell_shows_one_bar_that_ends_full(executed):
     training = code_cell(executed, "verbose=1")
     assert len(training.outputs) == 1 and "application/vnd.jupyter.widget-view+json" in training.outputs[0]["data"]
     widgets = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
     assert any(widget["state"].get("value") == widget["state"].get("max") == 10_001 for widget in widgets)
 
 
-def test_the_other_backend_gives_numpys_numbers(executed):
+def the_other_backend_gives_numpys_numbers(executed):
     lines = cell_lines(code_cell(executed, "array_api_strict"))
     numbers = [line.split(":", 1)[1] for line in lines]
     assert len(lines) == 2 and lines[1].strip().startswith("array_api_strict") and numbers[0] == numbers[1]
