@@ -1,5 +1,5 @@
-"""Tests, lint and benchmarks. ``nox`` runs the quick check (one Python over every backend, then the compiled step
-and other Array API libraries, then lint); ``nox -s tests`` the full matrix, Python 3.10-3.13 x backend."""
+"""Tests, lint and benchmarks. ``nox`` runs the quick check (one Python over every backend, the compiled step, lint);
+``nox -s tests`` the full matrix, Python 3.10-3.13 x backend; ``nox -s interop`` JAX and PyTorch."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ BACKENDS = ["numpy", "array_api_strict", "cupy"]
 PYTEST_NO_TESTS_COLLECTED = 5
 PARALLEL = ["-n", "auto"]  # pytest-xdist: one worker per core
 
-nox.options.sessions = [f"check-{FULL_LENGTH_PYTHON}", "extras", "lint"]
+nox.options.sessions = [f"check-{FULL_LENGTH_PYTHON}", "fast", "lint"]
 BACKEND_TESTS_ONLY = {"NNX_TEST_BACKEND_TESTS_ONLY": "1"}  # tests that concern other backends run in the numpy cell
 
 
@@ -70,36 +70,20 @@ def tests(session: nox.Session, backend: str) -> None:
     run_pytest(session, backend, *selection, env=BACKEND_TESTS_ONLY if backend == "array_api_strict" else {})
 
 
-def fast_suite(session: nox.Session, *selection: str) -> None:
-    run_pytest(session, "numpy", "-m", "not slow", *selection)
-
-
-def interop_suite(session: nox.Session) -> None:
-    run_pytest(session, "jax,torch", "-m", "not slow", env=BACKEND_TESTS_ONLY)
-
-
-@nox.session(python=FULL_LENGTH_PYTHON, default=False)
+@nox.session(python=FULL_LENGTH_PYTHON)
 def fast(session: nox.Session) -> None:
     """The suite with the `fast` extra (Numba): Model.train on NumPy runs its compiled step, tested against the
     generic one. The full-length runs stay on the generic step, where the book's numbers are pinned."""
     session.install("-e", ".[test,fast]")
-    fast_suite(session)
+    run_pytest(session, "numpy", "-m", "not slow")
 
 
-@nox.session(python=FULL_LENGTH_PYTHON, default=False)
+@nox.session(python=FULL_LENGTH_PYTHON)
 def interop(session: nox.Session) -> None:
     """The backend tests (and those naming jax or torch) on other Array API libraries: JAX (CPU) always, PyTorch
     where it is installed (not here: a PyPI torch is a multi-GB CUDA build), skipping with the reason otherwise."""
     session.install("-e", ".[test]", "jax[cpu]")
-    interop_suite(session)
-
-
-@nox.session(python=FULL_LENGTH_PYTHON)
-def extras(session: nox.Session) -> None:
-    """`fast` then `interop` in one environment, installed once: what `nox` runs."""
-    session.install("-e", ".[test,fast]", "jax[cpu]")
-    fast_suite(session, "-k", "not jax and not torch")  # those run in the interop part
-    interop_suite(session)
+    run_pytest(session, "jax,torch", "-m", "not slow", env=BACKEND_TESTS_ONLY)
 
 
 @nox.session(python="3.12")

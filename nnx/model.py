@@ -42,7 +42,7 @@ class Model(Component):
     def summary(self, *, file=None) -> None:
         """Print each layer with its output shape and parameter count, the totals, the backend, device and dtype,
         the loss, the optimizer (with its current learning rate), the accuracy, and the epochs and steps trained."""
-        print(model_summary.text(self), file=file)
+        model_summary.show(self, file)
 
     def __reduce__(self):
         """`pickle` and `copy.deepcopy` go through the file format (arrays plus a JSON record, `nnx.io.model_bytes`):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 
+from nnx import _checks
 from nnx.callbacks import host_float
 
 
@@ -34,6 +35,16 @@ def facts(model) -> list[tuple[str, str]]:
         ("Finalized", "yes" if model.finalized else "no: call model.finalize() after add() and set()"),
         ("Trained", _trained(model)),
     ]
+
+
+def show(model, file=None) -> None:
+    """Print `text(model)` to `file` (an open text stream; default stdout)."""
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(
+            f"Model.summary file must be an open text stream (sys.stdout, open(path, 'w'), io.StringIO()) or None, "
+            f"got {_checks.describe(file)}; open the file first"
+        )
+    print(text(model), file=file)
 
 
 def text(model) -> str:

@@ -225,3 +225,14 @@ def test_summary_counts_epochs_and_steps_and_keeps_them_through_save_and_copy(da
     for each in (model, copy.deepcopy(model), nnx.Model.load(tmp_path / "m.nnx")):
         each.summary()
         assert "Trained: 4 epochs, 8 steps" in capsys.readouterr().out
+
+
+def test_summary_to_a_file_name_says_to_open_it():
+    with pytest.raises(TypeError, match=r"Model.summary file must be an open text stream .* got .*'summary.txt'"):
+        nnx.Model().summary(file="summary.txt")
+
+
+def test_summary_writes_to_an_open_stream():
+    stream = io.StringIO()
+    nnx.Model().summary(file=stream)
+    assert stream.getvalue().startswith("Layer") and "Total parameters: 0" in stream.getvalue()
