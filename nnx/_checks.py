@@ -109,6 +109,16 @@ def _fix(name: str, low, high) -> str:
     return f"pass a finite value such as {name}={'1e-7' if 'epsilon' in name else '0.1'}"
 
 
+def text_stream(file, owner: str):
+    """`file` if it is None or has a write method (sys.stdout, an open file, io.StringIO), else a TypeError."""
+    if file is None or callable(getattr(file, "write", None)):
+        return file
+    raise TypeError(
+        f"{owner} file must be an open text stream (sys.stdout, open(path, 'w'), io.StringIO()) or None, got "
+        f"{describe(file)}; open the file first"
+    )
+
+
 def describe(value) -> str:
     """How a message shows a received value: its repr and type, or what kind of array or container it is."""
     if isinstance(value, (tuple, list, dict)):

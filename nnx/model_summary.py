@@ -39,12 +39,7 @@ def facts(model) -> list[tuple[str, str]]:
 
 def show(model, file=None) -> None:
     """Print `text(model)` to `file` (an open text stream; default stdout)."""
-    if file is not None and not callable(getattr(file, "write", None)):
-        raise TypeError(
-            f"Model.summary file must be an open text stream (sys.stdout, open(path, 'w'), io.StringIO()) or None, "
-            f"got {_checks.describe(file)}; open the file first"
-        )
-    print(text(model), file=file)
+    print(text(model), file=_checks.text_stream(file, "Model.summary"))
 
 
 def text(model) -> str:

@@ -46,7 +46,7 @@ class ProgressBar(Callback):
 
     def __init__(self, *, interval: float = 0.5, file=None, leave: bool = True):
         self.interval = _checks.non_negative(interval, "interval", "ProgressBar")
-        self.file = _stream(file, "ProgressBar")
+        self.file = _checks.text_stream(file, "ProgressBar")
         self.leave = _checks.boolean(leave, "leave", "ProgressBar")
         self.bar = None
         self._fetched = 0.0
@@ -137,7 +137,7 @@ class LogLines(Callback):
 
     def __init__(self, every: int = 1, *, file=None):
         self.every = _checks.positive_int(every, "every", "LogLines")
-        self.file = _stream(file, "LogLines")
+        self.file = _checks.text_stream(file, "LogLines")
 
     def on_epoch_end(self, run: Run) -> None:
         if run.stop or not run.metrics:
@@ -169,13 +169,3 @@ def _new_bar(file, **options):
     from tqdm import tqdm
 
     return tqdm(file=file or sys.stderr, **options)
-
-
-def _stream(file, owner: str):
-    """`file` if it is None or has a write method (sys.stderr, an open file, io.StringIO), else a TypeError."""
-    if file is None or callable(getattr(file, "write", None)):
-        return file
-    raise TypeError(
-        f"{owner} file must be an open text stream (sys.stderr, open(path, 'w'), io.StringIO()) or None, got "
-        f"{_checks.describe(file)}; open the file first"
-    )
