@@ -10,6 +10,7 @@ import html
 import math
 
 from nnx import _checks
+from nnx.backends._host import dtype_name
 from nnx.callbacks import host_float
 
 
@@ -44,26 +45,27 @@ def show(model, file=None) -> None:
 
 def text(model) -> str:
     """The summary as a plain-text table (what `Model.summary()` prints)."""
-    rows = [("Layer", "Output shape", "Parameters")]
-    rows += [(name, shape, f"{count:,}") for name, shape, count in layer_rows(model)]
+    layers = layer_rows(model)
+    rows = [("Layer", "Output shape", "Parameters")] + [(name, shape, f"{count:,}") for name, shape, count in layers]
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     rule = "-" * (sum(widths) + 4)
     lines = [_line(rows[0], widths), rule, *(_line(row, widths) for row in rows[1:]), rule]
-    lines += [f"{name}: {value}" for name, value in _totals(model) + facts(model)]
+    lines += [f"{name}: {value}" for name, value in _totals(layers) + facts(model)]
     return "\n".join(lines)
 
 
 def html_table(model) -> str:
     """The summary as an HTML table, for Jupyter (`Model._repr_html_`)."""
+    layers = layer_rows(model)
     head = "".join(f"<th>{name}</th>" for name in ("Layer", "Output shape", "Parameters"))
     body = "".join(
         f"<tr><td style='text-align:left'>{html.escape(name)}</td><td>{shape}</td><td>{count:,}</td></tr>"
-        for name, shape, count in layer_rows(model)
+        for name, shape, count in layers
     )
     notes = "".join(
         f"<tr><th style='text-align:left'>{name}</th><td colspan='2' style='text-align:left'>{html.escape(value)}"
         f"</td></tr>"
-        for name, value in _totals(model) + facts(model)
+        for name, value in _totals(layers) + facts(model)
     )
     return f"<table><caption>{html.escape(repr(model))}</caption><tr>{head}</tr>{body}{notes}</table>"
 
@@ -78,14 +80,14 @@ def _parameter_count(layer) -> int:
     return sum(math.prod(array.shape) for array in arrays if array is not None)
 
 
-def _totals(model) -> list[tuple[str, str]]:
-    total = sum(count for _, _, count in layer_rows(model))
+def _totals(layers: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+    total = sum(count for _, _, count in layers)
     return [("Total parameters", f"{total:,} (all trainable)")]
 
 
 def _dtype(model) -> str:
     layer = next((layer for layer in model.layers if getattr(layer, "weights", None) is not None), None)
-    return str(getattr(layer.weights.dtype, "name", layer.weights.dtype)) if layer is not None else "no parameters"
+    return dtype_name(layer.weights.dtype) if layer is not None else "no parameters"
 
 
 def _named(part) -> str:
@@ -100,5 +102,5 @@ def _optimizer(optimizer) -> str:
 
 def _trained(model) -> str:
     steps = model.optimizer.iterations if model.optimizer is not None else 0
-    epochs = getattr(model, "epochs_trained", 0)
+    epochs = model.epochs_trained
     return f"{epochs:,} epoch{'s' * (epochs != 1)}, {steps:,} step{'s' * (steps != 1)}"

@@ -58,7 +58,7 @@ def _model_record(model) -> tuple[dict, dict]:
     """The tensors and record of a model: layers, loss, optimizer (with its state once finalized), accuracy."""
     tensors, layers = _layer_tensors(model.layers, configs=True)
     record = _new_record("model", layers, tensors)
-    record["epochs_trained"] = int(getattr(model, "epochs_trained", 0))
+    record["epochs_trained"] = int(model.epochs_trained)
     for role in ROLES:
         record[role] = _describe(getattr(model, role), role, tensors)
     optimizer = model.optimizer
