@@ -21,6 +21,7 @@ from nnx.losses import (
 from nnx.metrics import accuracy
 from nnx.model import Model
 from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
+from nnx.training import train_many
 
 LAZY_MODULES = ("plot", "recipes", "sweep")  # imported on first use: matplotlib and Dask stay unloaded until then
 
@@ -63,5 +64,6 @@ __all__ = [
     "metrics",
     "save",
     "seed",
+    "train_many",
     "training",
 ]

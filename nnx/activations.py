@@ -58,7 +58,7 @@ class Sigmoid(Component):
         inputs = self._accept_batch(inputs)
         self.inputs = inputs
         with self.backend.quiet_float_errors():  # exp overflows for very negative inputs: the result is 0, right
-            self.output = _checks.produced(1 / (1 + self.xp.exp(-inputs)))
+            self.output = _checks.produced(self.backend.sigmoid(inputs))
 
     def backward(self, dvalues) -> None:
         self._require_forward(dvalues)

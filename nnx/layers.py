@@ -96,12 +96,7 @@ class Dense(Component):
     def _regularized(self, gradient, values, kind: str):
         l1 = getattr(self, f"{kind}_regularizer_l1")
         l2 = getattr(self, f"{kind}_regularizer_l2")
-        if l1 > 0:
-            negative = self.xp.astype(values < 0, values.dtype)
-            gradient = gradient + l1 * (1 - 2 * negative)
-        if l2 > 0:
-            gradient = gradient + 2 * l2 * values
-        return gradient
+        return self.backend.regularization_gradient(gradient, values, l1, l2)
 
     def get_parameters(self):
         """Copies of (weights, biases) on this layer's backend: later training never changes them."""

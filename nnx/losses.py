@@ -33,9 +33,10 @@ class Loss(RunningMean):
         """The L1/L2 penalty of `layer`, or of every remembered trainable layer when `layer` is None."""
         layers = self.trainable_layers if layer is None else [layer]
         total = 0
+        penalty = self.backend.regularization_penalty
         for each in layers:
-            total = total + _penalty(self.xp, each.weights, each.weight_regularizer_l1, each.weight_regularizer_l2)
-            total = total + _penalty(self.xp, each.biases, each.bias_regularizer_l1, each.bias_regularizer_l2)
+            total = total + penalty(each.weights, each.weight_regularizer_l1, each.weight_regularizer_l2)
+            total = total + penalty(each.biases, each.bias_regularizer_l1, each.bias_regularizer_l2)
         return total
 
     def calculate(self, output, y, *, include_regularization: bool = False):
@@ -66,15 +67,6 @@ class Loss(RunningMean):
         _checks.real_dtype(self.xp, y_true, self, "targets")
         y_true = _checks.as_finite(self.backend, y_true, y_pred.dtype, self, "targets")
         return _checks.value_targets(self.xp, y_true, y_pred.shape[0], y_pred.shape[1], self)
-
-
-def _penalty(xp, values, l1: float, l2: float):
-    total = 0
-    if l1 > 0:
-        total = total + l1 * xp.sum(xp.abs(values))
-    if l2 > 0:
-        total = total + l2 * xp.sum(values * values)
-    return total
 
 
 class CategoricalCrossentropy(Loss):
@@ -148,17 +140,11 @@ class BinaryCrossentropy(Loss):
 
     def forward(self, y_pred, y_true):
         y_pred, y_true = self._targets(y_pred, y_true)
-        xp = self.xp
-        clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
-        sample_losses = -(y_true * xp.log(clipped) + (1 - y_true) * xp.log(1 - clipped))
-        return xp.mean(sample_losses, axis=-1)
+        return self.backend.binary_crossentropy(y_pred, y_true, EPSILON)
 
     def backward(self, dvalues, y_true) -> None:
         dvalues, y_true = self._targets(dvalues, y_true)
-        samples, outputs = dvalues.shape
-        clipped = self.xp.clip(dvalues, EPSILON, 1 - EPSILON)
-        self.dinputs = -(y_true / clipped - (1 - y_true) / (1 - clipped)) / outputs
-        self.dinputs = self.dinputs / samples
+        self.dinputs = self.backend.binary_crossentropy_backward(dvalues, y_true, EPSILON)
 
 
 class MeanSquaredError(Loss):
@@ -169,13 +155,11 @@ class MeanSquaredError(Loss):
 
     def forward(self, y_pred, y_true):
         y_pred, y_true = self._targets(y_pred, y_true)
-        return self.xp.mean((y_true - y_pred) ** 2, axis=-1)
+        return self.backend.squared_error(y_pred, y_true)
 
     def backward(self, dvalues, y_true) -> None:
         dvalues, y_true = self._targets(dvalues, y_true)
-        samples, outputs = dvalues.shape
-        self.dinputs = -2 * (y_true - dvalues) / outputs
-        self.dinputs = self.dinputs / samples
+        self.dinputs = self.backend.squared_error_backward(dvalues, y_true)
 
 
 class MeanAbsoluteError(Loss):

@@ -113,7 +113,9 @@ class Backend:
 
     # Kernels: the generic `xp` versions below are the reference; a backend overrides those it can do faster
     # (tests compare each override with these). Results are new arrays unless an argument is documented as
-    # updated in place by a faster backend; callers always use the returned arrays.
+    # updated in place by a faster backend; callers always use the returned arrays. The generic versions also take
+    # a stack of models: arrays with a leading model axis (M, n_samples, width), parameters (M, n_inputs, n_outputs)
+    # and per-model hyperparameters as (M, 1, 1) arrays (`nnx.train_many`).
 
     def dense_forward(self, inputs, weights, biases):
         """inputs @ weights + biases."""
@@ -123,7 +125,7 @@ class Backend:
         """(dweights, dbiases, dinputs) of a Dense layer for the output gradient `dvalues`."""
         xp = self.xp
         dweights = xp.matmul(xp.matrix_transpose(inputs), dvalues)
-        dbiases = xp.sum(dvalues, axis=0, keepdims=True)
+        dbiases = xp.sum(dvalues, axis=-2, keepdims=True)
         return dweights, dbiases, xp.matmul(dvalues, xp.matrix_transpose(weights))
 
     def relu_forward(self, inputs):
@@ -137,8 +139,8 @@ class Backend:
     def softmax(self, inputs):
         """Row-wise softmax, stable: each row's maximum is subtracted first."""
         xp = self.xp
-        exponentials = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
-        return exponentials / xp.sum(exponentials, axis=1, keepdims=True)
+        exponentials = xp.exp(inputs - xp.max(inputs, axis=-1, keepdims=True))
+        return exponentials / xp.sum(exponentials, axis=-1, keepdims=True)
 
     def one_hot(self, labels, n_classes: int, dtype):
         """Rows of `n_classes` zeros with a one at each integer label, built by comparison (no scatter)."""
@@ -149,13 +151,57 @@ class Backend:
         """Per-sample -log(p of the true class), p clipped to [epsilon, 1 - epsilon]; `labels` are integers."""
         xp = self.xp
         clipped = xp.clip(probabilities, epsilon, 1 - epsilon)
-        one_hot = self.one_hot(labels, probabilities.shape[1], probabilities.dtype)
-        return -xp.log(xp.sum(clipped * one_hot, axis=1))
+        one_hot = self.one_hot(labels, probabilities.shape[-1], probabilities.dtype)
+        return -xp.log(xp.sum(clipped * one_hot, axis=-1))
 
     def softmax_crossentropy_backward(self, probabilities, labels):
         """(softmax outputs - one-hot of `labels`) / n_samples: the fused softmax + cross-entropy gradient."""
-        one_hot = self.one_hot(labels, probabilities.shape[1], probabilities.dtype)
-        return (probabilities - one_hot) / probabilities.shape[0]
+        one_hot = self.one_hot(labels, probabilities.shape[-1], probabilities.dtype)
+        return (probabilities - one_hot) / probabilities.shape[-2]
+
+    def sigmoid(self, inputs):
+        """1 / (1 + exp(-inputs)), element-wise."""
+        return 1 / (1 + self.xp.exp(-inputs))
+
+    def binary_crossentropy(self, probabilities, targets, epsilon: float):
+        """Per-sample mean over the outputs of -(y log p + (1 - y) log(1 - p)), p clipped to [epsilon, 1 - epsilon]."""
+        xp = self.xp
+        clipped = xp.clip(probabilities, epsilon, 1 - epsilon)
+        return xp.mean(-(targets * xp.log(clipped) + (1 - targets) * xp.log(1 - clipped)), axis=-1)
+
+    def binary_crossentropy_backward(self, probabilities, targets, epsilon: float):
+        """The gradient of the mean binary cross-entropy over the batch with respect to the probabilities."""
+        clipped = self.xp.clip(probabilities, epsilon, 1 - epsilon)
+        gradient = -(targets / clipped - (1 - targets) / (1 - clipped)) / probabilities.shape[-1]
+        return gradient / probabilities.shape[-2]
+
+    def squared_error(self, outputs, targets):
+        """Per-sample mean over the outputs of (y - p)^2."""
+        return self.xp.mean((targets - outputs) ** 2, axis=-1)
+
+    def squared_error_backward(self, outputs, targets):
+        """The gradient of the mean squared error over the batch with respect to the outputs."""
+        gradient = -2 * (targets - outputs) / outputs.shape[-1]
+        return gradient / outputs.shape[-2]
+
+    def regularization_gradient(self, gradient, values, l1, l2):
+        """`gradient` plus the L1 and L2 penalties' gradients, l1 * sign(values) and 2 * l2 * values (a zero strength
+        adds nothing; strengths may be per-model arrays)."""
+        if _active(l1):
+            gradient = gradient + l1 * (1 - 2 * self.xp.astype(values < 0, values.dtype))
+        if _active(l2):
+            gradient = gradient + 2 * l2 * values
+        return gradient
+
+    def regularization_penalty(self, values, l1, l2):
+        """l1 * sum(|values|) + l2 * sum(values^2) over the last two axes (each model of a stack: its own)."""
+        xp = self.xp
+        total = 0
+        if _active(l1):
+            total = total + l1 * xp.sum(xp.abs(values), axis=(-2, -1))
+        if _active(l2):
+            total = total + l2 * xp.sum(values * values, axis=(-2, -1))
+        return total
 
     def sgd_update(self, values, gradient, learning_rate: float, momentums=None, momentum: float = 0.0):
         """(values, momentums) after one SGD step; `momentums` is None without momentum. Updated in place by
@@ -229,10 +275,22 @@ class Backend:
         name = _host.float_name(dtype)
         return self.asarray(_host.scaled_normal(shape, scale, name, rng), dtype=name)
 
+    def stacked_dropout_masks(self, streams, shape: tuple[int, ...], keeps, dtype):
+        """(len(streams), *shape) inverted-dropout masks: model i's drawn on the host from its own NumPy stream
+        `streams[i]` (see `_host.seeded_streams`) with keep fraction `keeps[i]`, then copied here in one transfer."""
+        name = _host.float_name(dtype)
+        masks = [_host.bernoulli_mask(shape, keep, name, stream) for stream, keep in zip(streams, keeps, strict=True)]
+        return self.asarray(_host.stacked(masks, shape, name), dtype=name)
+
     def dropout_mask(self, shape: tuple[int, ...], keep: float, dtype):
         """Inverted-dropout mask (1/keep or 0) in `dtype`; drawn from NumPy's global RNG unless overridden."""
         name = _host.float_name(dtype)
         return self.asarray(_host.bernoulli_mask(shape, keep, name), dtype=name)
+
+
+def _active(strength) -> bool:
+    """Whether a regularization strength adds anything: a number > 0, or an array (per-model strengths)."""
+    return strength > 0 if isinstance(strength, (int, float)) else True
 
 
 def _available_dtypes(xp, device) -> frozenset | None:

@@ -90,10 +90,27 @@ def scaled_normal(shape: tuple[int, ...], scale: float, dtype: str, rng=None) ->
     return scaled
 
 
-def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str) -> np.ndarray:
-    """Inverted-dropout mask from NumPy's global RNG: 1/keep where kept, 0 elsewhere, in `dtype`."""
-    kept = np.random.binomial(1, keep, size=shape).astype(dtype)
+def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str, stream=None) -> np.ndarray:
+    """Inverted-dropout mask from NumPy's global RNG (or `stream`, a RandomState): 1/keep where kept, 0 elsewhere,
+    in `dtype`."""
+    kept = (np.random if stream is None else stream).binomial(1, keep, size=shape).astype(dtype)
     return kept / kept.dtype.type(keep)
+
+
+def seeded_streams(first_seed: int, count: int) -> list:
+    """`count` NumPy RandomState streams seeded `first_seed`, `first_seed` + 1, ...: stream i draws what NumPy's global
+    RNG draws after ``np.random.seed(first_seed + i)`` (``nnx.seed``)."""
+    return [np.random.RandomState(first_seed + index) for index in range(count)]
+
+
+def stacked(arrays: list, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """`arrays` (each of `shape`) stacked along a new leading axis."""
+    return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype=dtype)
+
+
+def drawn_seed(limit: int) -> int:
+    """A seed in [0, limit) drawn from NumPy's global RNG (so that ``nnx.seed`` makes it reproducible)."""
+    return int(np.random.randint(0, limit))
 
 
 def numpy_rng_state() -> tuple[np.ndarray, dict]:

@@ -9,7 +9,7 @@ from nnx.callbacks.book import BookLog, Validation
 from nnx.callbacks.checkpoint import Checkpoint
 from nnx.callbacks.divergence import DIVERGENCE_ACTIONS, DivergenceGuard, check_finite
 from nnx.callbacks.history import History
-from nnx.callbacks.progress import LogLines, ProgressBar, format_metrics, lines_every
+from nnx.callbacks.progress import LogLines, ProgressBar, StackProgress, format_metrics, lines_every
 
 __all__ = [
     "DIVERGENCE_ACTIONS",
@@ -22,6 +22,7 @@ __all__ = [
     "LogLines",
     "ProgressBar",
     "Run",
+    "StackProgress",
     "Validation",
     "check_finite",
     "format_metrics",

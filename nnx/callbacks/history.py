@@ -74,6 +74,22 @@ class History(Callback, Mapping):
         for name, column in self.history.items():
             column.append(values.get(name))
 
+    @classmethod
+    def from_columns(cls, epoch: list[int], columns: dict[str, list], final: dict) -> History:
+        """The History of a finished run from host values: the epochs, each metric's column aligned with them (None
+        where not measured) and the final metrics (what `nnx.train_many` returns per model)."""
+        history = cls()
+        history.epoch = [int(value) for value in epoch]
+        for name, column in columns.items():
+            if len(column) != len(history.epoch):
+                raise ValueError(
+                    f"History.from_columns column {name!r} has {len(column)} values for {len(history.epoch)} epochs; "
+                    f"give one value (or None) per epoch"
+                )
+        history.history = {name: list(column) for name, column in columns.items()}
+        history.final = dict(final)
+        return history
+
     def on_train_begin(self, run: Run) -> None:
         """Start afresh: a History records one training run (as Keras' does)."""
         self.epoch, self.history, self.final = [], {}, {}

@@ -6,6 +6,7 @@ Both show metrics only when they come back to the host: the bar fetches them at 
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 
@@ -156,6 +157,52 @@ class LogLines(Callback):
         values = {**run.host_metrics(), **run.logs}
         if not run.stop:
             print(f"epoch {run.epoch}/{run.epochs} - {format_metrics(values)}", file=self.file or sys.stdout)
+
+
+class StackProgress:
+    """Progress of `nnx.train_many`, per stack of models: one bar (verbose=1 on a terminal or in a notebook) or one
+    line every `every` epochs, with the best and median loss of the models still training and how many diverged.
+    Nothing is shown with verbose=0, or with the default verbose and `every` None."""
+
+    def __init__(self, verbose: int | None, every: int | None, *, file=None, interval: float = 0.5):
+        self.file = _checks.text_stream(file, "StackProgress")
+        bar = verbose == 1 and (sys.stderr.isatty() or _notebook.in_notebook())
+        silent = verbose == 0 or (verbose is None and every is None)
+        self.mode = None if silent else "bar" if bar else "lines"
+        self.every, self.interval = every or 1, interval
+        self.bar = None
+        self.label, self.epochs, self._shown = "", 1, 0.0
+
+    def start(self, number: int, stacks: int, models: int, epochs: int) -> None:
+        """A new stack (`number` of `stacks`) of `models` models begins `epochs` epochs."""
+        self.close()
+        self.label, self.epochs = f"stack {number}/{stacks} ({models} models)", epochs
+        if self.mode == "bar":
+            self.bar = _new_bar(self.file, total=epochs, unit="epoch", desc=self.label, leave=True)
+            self._shown = 0.0
+
+    def epoch(self, epoch: int, losses: list[float], diverged: int) -> None:
+        """An epoch ended with the models' host `losses` (those still training) and `diverged` frozen models."""
+        if self.mode == "bar":
+            if time.monotonic() - self._shown >= self.interval or epoch == self.epochs:
+                self._shown = time.monotonic()
+                self.bar.set_postfix_str(stack_metrics(losses, diverged, ", "), refresh=False)
+            self.bar.update(1)
+        elif self.mode == "lines" and (epoch % self.every == 0 or epoch == self.epochs):
+            line = f"{self.label} epoch {epoch}/{self.epochs} - {stack_metrics(losses, diverged)}"
+            print(line, file=self.file or sys.stdout, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def stack_metrics(losses: list[float], diverged: int, separator: str = " - ") -> str:
+    """``best loss: 0.1 - median loss: 0.5 - diverged: 2`` for the losses of a stack's models."""
+    best = _number(min(losses)) if losses else "-"
+    median = _number(float(statistics.median(losses))) if losses else "-"
+    return separator.join((f"best loss: {best}", f"median loss: {median}", f"diverged: {diverged}"))
 
 
 def _new_bar(file, **options):

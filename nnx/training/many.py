@@ -1,0 +1,343 @@
+"""`train_many`: train many models of one architecture on the same data as one stacked computation.
+
+The loop runs over epochs and batches once for the whole stack; each model keeps its own hyperparameters, dropout
+stream, metrics and `History`, and a model that diverges is frozen at its last finite epoch while the others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+
+from nnx import _checks
+from nnx.backends import _host, checked_seed
+from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
+from nnx.callbacks import History, StackProgress, lines_every
+from nnx.errors import DivergenceError
+from nnx.model_data import batches, checked_data, pair, steps
+from nnx.optimizers import PARAMETERS
+from nnx.training.loop import _auto, _only_training, _verbosity
+from nnx.training.stack import OWNER, StackPlan, plan_stack
+from nnx.training.stacked import GenericStack, count_hits, export
+
+DIVERGENCE_ACTIONS = ("stop", "warn", "raise")
+MEMORY_BUDGET = 1 << 30  # bytes a stack may use by default; larger stacks run in chunks, one after another
+SEED_LIMIT = 2**32
+
+
+def train_many(
+    models,
+    X,
+    y,
+    *,
+    epochs: int = 1,
+    batch_size: int | None = None,
+    validation_data=None,
+    print_every: int | str | None = "auto",
+    verbose: int | None = None,
+    on_divergence: str = "stop",
+    seed: int | None = None,
+    memory_budget: int | None = None,
+) -> list[History]:
+    """Train `models` (finalized Models of one architecture on one backend) on (X, y) as one stacked computation;
+    returns one `History` per model, in order.
+
+    Each model may have its own optimizer hyperparameters (one optimizer class), L1/L2 strengths, dropout rates and
+    initial weights, and ends as if it had been trained alone with ``model.train(X, y, epochs=..., batch_size=...,
+    validation_data=...)``: parameters, optimizer state, step count and `epochs_trained`. A model whose loss or
+    parameters stop being finite is frozen at its last finite epoch and its History's ``final`` says
+    ``diverged`` and at which ``epoch``; the others go on unchanged (`on_divergence`: "stop", "warn" to also
+    warn, "raise" to stop the whole stack with a DivergenceError whose ``histories`` hold every model's History).
+
+    Model i draws its dropout masks from its own NumPy stream seeded ``seed + i`` (`seed` default: drawn from
+    NumPy's global RNG, so ``nnx.seed`` makes runs repeatable): the masks a solo ``nnx.seed(seed + i);
+    model.train(...)`` draws on the NumPy backends. Output: by default one line per stack every `print_every`
+    epochs ("auto": at most about 100 lines) with the best and median loss and how many models diverged;
+    `verbose` 0 silent, 1 a progress bar (terminal or notebook), 2 lines. Stacks larger than `memory_budget`
+    bytes (default 1 GiB) train in chunks, one after another. Everything is checked before anything changes.
+    """
+    plan = plan_stack(models)
+    epochs = _checks.positive_int(epochs, "epochs", OWNER)
+    batch_size = _checks.optional_positive_int(batch_size, "batch_size", OWNER)
+    action = _checks.choice(on_divergence, "on_divergence", OWNER, DIVERGENCE_ACTIONS)
+    verbose = _verbosity(verbose)
+    every = _print_every(print_every, epochs)
+    budget = MEMORY_BUDGET if memory_budget is None else _checks.positive_int(memory_budget, "memory_budget", OWNER)
+    first = plan.models[0]
+    X, y = checked_data(first, X, y, "training")
+    validation = None if validation_data is None else checked_data(first, *pair(validation_data), "validation")
+    seed = _first_seed(seed, plan)
+    with contextlib.ExitStack() as locks:
+        for model in plan.models:
+            locks.enter_context(_only_training(model))
+        with first.backend.quiet_float_errors():
+            for model in plan.models:
+                model.accuracy.init(y)
+        plan = plan_stack(plan.models)  # again: the regression accuracy's precision is known now
+        run = _Settings(epochs, batch_size, validation, action, seed, StackProgress(verbose, every))
+        chunks = _chunks(
+            len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
+        )
+        histories: list = []
+        for number, chunk in enumerate(chunks, start=1):
+            run.progress.start(number, len(chunks), len(chunk), epochs)
+            histories += _train_stack(plan.part(chunk), chunk, X, y, run)
+    return histories
+
+
+class _Settings:
+    """What every stack of one `train_many` call shares."""
+
+    def __init__(self, epochs, batch_size, validation, action, seed, progress):
+        self.epochs, self.batch_size, self.validation = epochs, batch_size, validation
+        self.action, self.seed, self.progress = action, seed, progress
+
+
+def _print_every(print_every, epochs: int) -> int | None:
+    if _auto(print_every):
+        return lines_every(epochs)
+    if print_every is None or print_every == 0:
+        return None
+    return _checks.positive_int(print_every, "print_every", OWNER)
+
+
+def _first_seed(seed, plan: StackPlan) -> int | None:
+    """The seed of model 0's dropout stream (model i's is seed + i), or None when no model has dropout."""
+    if seed is not None:
+        seed = checked_seed(seed, f"{OWNER} seed")
+        if seed + len(plan.models) > SEED_LIMIT:
+            raise ValueError(
+                f"{OWNER} seed must leave room for one seed per model below 2**32, got {seed} for "
+                f"{len(plan.models)} models; pass a smaller seed"
+            )
+    if not plan.program.dropout_keep:
+        return seed
+    return _host.drawn_seed(SEED_LIMIT - len(plan.models)) if seed is None else seed
+
+
+def _chunks(n_models: int, bytes_per_model: int, budget: int) -> list[list[int]]:
+    """The models' positions cut into consecutive chunks that fit `budget` bytes (at least one model each)."""
+    size = max(1, budget // max(1, bytes_per_model))
+    return [list(range(start, min(start + size, n_models))) for start in range(0, n_models, size)]
+
+
+def _bytes_per_model(plan: StackPlan, rows: int) -> int:
+    """About how many bytes one model of the stack uses: its parameters and optimizer slots (with a snapshot and
+    the gradients) and its activations for a batch of `rows`."""
+    program = plan.program
+    parameters = sum(n_inputs * n_outputs + n_outputs for n_inputs, n_outputs in program.dense)
+    itemsize = 8 if program.dtype == "float64" else 4
+    activations = rows * (sum(program.widths) * 4 + sum(program.dropout_widths()))
+    return itemsize * (parameters * (3 + 2 * len(program.slots)) + activations)
+
+
+def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> list[History]:
+    """Train one stack for every epoch; returns its models' Histories (each model written back as it ends)."""
+    backend = plan.backend
+    stack = GenericStack(plan)
+    targets = _head_targets(stack, y)
+    members = list(range(len(plan.models)))  # stack positions -> positions in `plan`
+    streams = None if run.seed is None else _host.seeded_streams(run.seed + chunk[0], len(members))
+    records = _Records(len(members), run.validation is not None)
+    _check_finite_start(stack, chunk)
+    snapshot = stack.state()
+    n_samples = X.shape[0]
+    for epoch in range(1, run.epochs + 1):
+        loss_sum = correct = reg_loss = 0
+        for X_batch, y_batch in _batches(X, targets, run.batch_size):
+            masks = _masks(stack, plan, members, streams, X_batch.shape[0])
+            step_loss, step_correct, reg_loss = stack.step(X_batch, y_batch, masks)
+            loss_sum, correct = loss_sum + step_loss, correct + step_correct
+        if run.batch_size is not None:
+            reg_loss = stack.penalties()
+        data_loss = loss_sum / n_samples
+        accuracy = correct / (n_samples * _comparisons_per_sample(stack))
+        probe = stack.finite_probe(data_loss + reg_loss)
+        host = _host_rows(backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
+        validation = _validate(stack, run) if run.batch_size is not None or epoch == run.epochs else None
+        diverged = records.add(epoch, members, host, validation)
+        if diverged:
+            _freeze(plan, members, diverged, snapshot, stack, records, epoch, steps(n_samples, run.batch_size), run)
+            keep = [position for position in range(len(members)) if position not in diverged]
+            members = [members[position] for position in keep]
+            streams = None if streams is None else [streams[position] for position in keep]
+            if not members:
+                break
+            stack.take(keep)
+        snapshot = stack.state()
+        run.progress.epoch(epoch, records.last_losses(members), records.n_diverged)
+    run.progress.close()
+    _write_back(plan, dict(enumerate(members)), stack.state(), records)
+    return records.histories()
+
+
+def _head_targets(stack: GenericStack, y):
+    """Class labels for a softmax head (one-hot rows become labels), else the targets in the model dtype."""
+    xp = stack.xp
+    if stack.program.head == SOFTMAX_CROSSENTROPY:
+        return xp.argmax(y, axis=1) if y.ndim == 2 else y
+    return xp.astype(y, stack.dtype)
+
+
+def _batches(X, y, batch_size):
+    return ((X, y),) if batch_size is None else batches(X, y, batch_size)
+
+
+def _comparisons_per_sample(stack: GenericStack) -> int:
+    return 1 if stack.program.head == SOFTMAX_CROSSENTROPY else stack.program.widths[-1]
+
+
+def _masks(stack: GenericStack, plan: StackPlan, members: list, streams, n_samples: int):
+    """Each dropout's (M, n_samples, width) masks, each model's from its own stream; None without dropout."""
+    if streams is None:
+        return None
+    widths = stack.program.dropout_widths()
+    return [
+        stack.backend.stacked_dropout_masks(
+            streams, (n_samples, width), [plan.programs[m].dropout_keep[index] for m in members], stack.dtype
+        )
+        for index, width in enumerate(widths)
+    ]
+
+
+def _host_rows(backend, values: list) -> list[list[float]]:
+    """The per-model values (each (M,) on the device) as host floats, one row per model: one transfer."""
+    xp = backend.xp
+    wide = backend.wide_float
+    stacked = xp.stack([xp.astype(value, wide) for value in values], axis=1)
+    return backend.to_numpy(stacked).tolist()
+
+
+def _validate(stack: GenericStack, run: _Settings):
+    """Each model's (validation loss, validation accuracy) as host rows, batch by batch as `Model.evaluate`."""
+    if run.validation is None:
+        return None
+    X_val, y_val = run.validation
+    targets = _head_targets(stack, y_val)
+    loss_sum = correct = 0
+    for X_batch, y_batch in _batches(X_val, targets, run.batch_size):
+        outputs = stack.forward(X_batch)[0]
+        losses, hits, _ = stack.head(outputs, y_batch)
+        loss_sum = loss_sum + stack.xp.sum(losses, axis=-1)
+        correct = correct + count_hits(stack.xp, hits)
+    n_samples = X_val.shape[0]
+    return _host_rows(stack.backend, [loss_sum / n_samples, correct / (n_samples * _comparisons_per_sample(stack))])
+
+
+def _check_finite_start(stack: GenericStack, chunk: list[int]) -> None:
+    probe = _host_rows(stack.backend, [stack.finite_probe(stack.penalties() * 0)])
+    for position, (value,) in enumerate(probe):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{OWNER} models[{chunk[position]}] has NaN or infinite parameters before training; reload them with "
+                f"model.load_parameters() or rebuild the model"
+            )
+
+
+class _Records:
+    """Each model's per-epoch host metrics, how it ended, and its History."""
+
+    def __init__(self, n_models: int, validation: bool):
+        self.rows = [[] for _ in range(n_models)]
+        self.validation = validation
+        self.final: list[dict | None] = [None] * n_models
+        self.n_diverged = 0
+
+    def add(self, epoch: int, members: list, host: list, validation) -> list[int]:
+        """Record an epoch; returns the stack positions of the models that are not finite (not recorded)."""
+        diverged = []
+        for position, member in enumerate(members):
+            accuracy, data_loss, reg_loss, lr, probe = host[position]
+            loss = data_loss + reg_loss
+            if not (math.isfinite(probe) and math.isfinite(loss) and math.isfinite(accuracy)):
+                diverged.append(position)
+                continue
+            val = validation[position] if validation is not None else (None, None)
+            self.rows[member].append((epoch, loss, data_loss, reg_loss, accuracy, lr, *val))
+        return diverged
+
+    def last_losses(self, members: list) -> list[float]:
+        return [self.rows[member][-1][1] for member in members if self.rows[member]]
+
+    def epochs_done(self, member: int) -> int:
+        return len(self.rows[member])
+
+    def diverged(self, member: int, epoch: int, step: int) -> DivergenceError:
+        rows = self.rows[member]
+        last = rows[-1][1] if rows else None
+        self.final[member] = {"diverged": True, "epoch": epoch, "step": step, "loss": last}
+        self.n_diverged += 1
+        shown = "none was finite" if last is None else f"{last:.6g}"
+        return DivergenceError(
+            f"training diverged at epoch {epoch}: the loss or a parameter became NaN or infinite (last finite loss: "
+            f"{shown}). The parameters are restored to the last finite epoch; lower the learning rate or add decay",
+            epoch=epoch,
+            step=step,
+            last_finite_loss=last,
+        )
+
+    def finish(self, member: int) -> None:
+        rows = self.rows[member]
+        if not rows:
+            self.final[member] = {}
+            return
+        names = ("loss", "data_loss", "reg_loss", "accuracy", "lr")
+        self.final[member] = dict(zip(names, rows[-1][1:6], strict=True))
+        if self.validation and rows[-1][6] is not None:
+            self.final[member].update(val_loss=rows[-1][6], val_accuracy=rows[-1][7])
+
+    def histories(self) -> list[History]:
+        names = ("loss", "data_loss", "reg_loss", "accuracy", "lr") + (
+            ("val_loss", "val_accuracy") if self.validation else ()
+        )
+        result = []
+        for rows, final in zip(self.rows, self.final, strict=True):
+            columns = {name: [row[index + 1] for row in rows] for index, name in enumerate(names)}
+            result.append(History.from_columns([row[0] for row in rows], columns, final or {}))
+        return result
+
+
+def _freeze(plan, members, diverged, snapshot, stack, records, epoch, n_steps, run) -> None:
+    """Write the diverged models back at their last finite epoch, and say so as `run.action` asks ("raise": every
+    other model is written back as it is, and the error carries every History)."""
+    errors = [(members[position], records.diverged(members[position], epoch, n_steps - 1)) for position in diverged]
+    _write_back(plan, {position: members[position] for position in diverged}, snapshot, records, finished=False)
+    if run.action == "warn":
+        for member, error in errors:
+            warnings.warn(f"{OWNER} models[{member}]: {error}", RuntimeWarning, stacklevel=4)
+    if run.action == "raise":
+        others = {position: member for position, member in enumerate(members) if position not in diverged}
+        _write_back(plan, others, stack.state(), records)
+        member, error = errors[0]
+        raised = DivergenceError(
+            f"{OWNER} models[{member}]: {error}; every model holds its last finite state, and this error's "
+            f".histories hold their Histories",
+            epoch=epoch,
+            step=error.step,
+            last_finite_loss=error.last_finite_loss,
+        )
+        raised.histories = records.histories()
+        raise raised
+
+
+def _write_back(plan: StackPlan, members: dict, state: dict, records: _Records, *, finished: bool = True) -> None:
+    """Give each model `members[position]` its arrays at stack `position` of `state`, its optimizer progress and
+    its epoch count (one host copy of the step counts and learning rates for all of them)."""
+    schedule = _host_rows(plan.backend, [state["iterations"], state["rates"]])
+    for position, member in members.items():
+        model, dense = plan.models[member], plan.plans[member].dense
+        parameters, slots = export(model.xp, state, position, len(dense), plan.program.slots)
+        for layer, (weights, biases) in zip(dense, parameters, strict=True):
+            layer.weights, layer.biases = weights, biases
+        own = model.optimizer.STATE_NAMES
+        kept = {
+            index: {f"{prefix}_{name}": slots[name][index][k] for name in own for k, prefix in enumerate(PARAMETERS)}
+            for index in range(len(dense))
+        }
+        iterations, rate = schedule[position]
+        progress = {"iterations": int(iterations), "current_learning_rate": rate, "slots": kept if own else {}}
+        model.optimizer.load_state_dict(progress, dense, copy=False)
+        model.epochs_trained += records.epochs_done(member)
+        if finished:
+            records.finish(member)

@@ -1,0 +1,140 @@
+"""Where many models become one stack: the checks that they share one architecture, and their step programs.
+
+A stack is the step plan of every model (`plan_step`), one per model: they agree on the structure (layer shapes,
+element-wise ops, head, update rule, dtype) and each keeps its own numbers (L1/L2 strengths, optimizer constants,
+dropout rates, regression precision). Learning rates, decays and step counts come from each model's optimizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from nnx import _checks
+from nnx.backends.step_program import MOMENTUM_SGD, PLAIN_SGD, StepProgram
+from nnx.errors import CallOrderError
+from nnx.training.plan import StepPlan, plan_step, spec_of
+
+OWNER = "nnx.train_many"
+
+
+@dataclass
+class StackPlan:
+    """The step plans of the models of one stack, in order, and their programs (update rules made one)."""
+
+    models: list
+    plans: list[StepPlan]
+    programs: list[StepProgram]
+
+    @property
+    def program(self) -> StepProgram:
+        """The first model's program: the structure every model shares."""
+        return self.programs[0]
+
+    @property
+    def backend(self):
+        return self.models[0].backend
+
+    def part(self, positions) -> StackPlan:
+        """The plan of the models at `positions` (a chunk of the stack, or the models still training)."""
+        return StackPlan(
+            [self.models[i] for i in positions],
+            [self.plans[i] for i in positions],
+            [self.programs[i] for i in positions],
+        )
+
+
+def plan_stack(models) -> StackPlan:
+    """Check `models` (a non-empty list of distinct, finalized Models of one architecture on one backend, whose
+    steps can be planned) and return their stack plan; a TypeError or ValueError naming the first problem."""
+    models = _model_list(models)
+    plans = []
+    for index, model in enumerate(models):
+        plan = plan_step(model)
+        if not plan.planned:
+            raise ValueError(
+                f"{OWNER} cannot stack models[{index}]: {plan.reason}. It stacks networks of Dense, ReLU and Dropout "
+                f"layers with a softmax, sigmoid or linear head and a book optimizer; train this one with "
+                f"model.train()"
+            )
+        plans.append(plan)
+    signatures = [_signature(model, plan) for model, plan in zip(models, plans, strict=True)]
+    for index, signature in enumerate(signatures[1:], start=1):
+        _same_structure(index, signature, signatures[0])
+    return StackPlan(models, plans, _one_update_rule([plan.program for plan in plans]))
+
+
+def _model_list(models) -> list:
+    if not isinstance(models, (list, tuple)):
+        raise TypeError(
+            f"{OWNER} expected a list of finalized nnx.Model objects, got {_checks.describe(models)}; pass e.g. "
+            f"[model_a, model_b]"
+        )
+    if not models:
+        raise ValueError(f"{OWNER} got an empty list of models; pass at least one finalized nnx.Model")
+    for index, model in enumerate(models):
+        if not hasattr(model, "trainable_layers") or not hasattr(model, "_require"):
+            raise TypeError(f"{OWNER} models[{index}] must be an nnx.Model, got {_checks.describe(model)}")
+        try:
+            model._require("loss", "optimizer", "accuracy")
+        except CallOrderError as error:
+            raise CallOrderError(f"{OWNER} models[{index}]: {error}") from None
+        for earlier in range(index):
+            if models[earlier] is model:
+                raise ValueError(
+                    f"{OWNER} got the same model twice (models[{earlier}] and models[{index}]); each would be "
+                    f"trained twice per step. Pass distinct models: copy.deepcopy(model) makes an independent one"
+                )
+    first = models[0].backend
+    for index, model in enumerate(models):
+        if model.backend is not first:
+            raise ValueError(
+                f"{OWNER} stacks models on one backend: models[0] is on {first.name!r} but models[{index}] is on "
+                f"{model.backend.name!r}; move it first with model.to({first.name!r})"
+            )
+    return list(models)
+
+
+def _signature(model, plan: StepPlan) -> list[tuple[str, str]]:
+    """(where, what) for every part of `model` that a stack must share: layer kinds and sizes, dtype, head parts,
+    loss, accuracy and optimizer classes."""
+    parts = [(f"layer {index}", _layer_kind(layer)) for index, layer in enumerate(model.layers)]
+    parts.append(("dtype", plan.program.dtype))
+    parts.append(("loss", type(model.loss).__name__))
+    binary = getattr(model.accuracy, "binary", None)
+    parts.append(("accuracy", type(model.accuracy).__name__ + ("" if binary is None else f"(binary={binary})")))
+    parts.append(("optimizer", type(model.optimizer).__name__))
+    return parts
+
+
+def _layer_kind(layer) -> str:
+    spec = spec_of(layer) or {}
+    if spec.get("op") == "dense":
+        return repr(layer)
+    return type(layer).__name__
+
+
+def _same_structure(index: int, signature: list, first: list) -> None:
+    if len(signature) != len(first):
+        raise ValueError(
+            f"{OWNER} stacks models of one architecture: models[{index}] has {len(signature) - 4} layers but "
+            f"models[0] has {len(first) - 4}; group the models by architecture, or train them one at a time"
+        )
+    for (where, theirs), (_, ours) in zip(signature, first, strict=True):
+        if theirs != ours:
+            raise ValueError(
+                f"{OWNER} stacks models of one architecture: models[{index}] differs from models[0] in its {where} "
+                f"({theirs} against {ours}); group the models by architecture, or train them one at a time"
+            )
+
+
+def _one_update_rule(programs: list[StepProgram]) -> list[StepProgram]:
+    """The programs with one update rule: SGD without momentum runs as momentum SGD with momentum 0 (the same
+    numbers) when other models of the stack have momentum."""
+    rules = {program.update_rule for program in programs}
+    if rules == {PLAIN_SGD, MOMENTUM_SGD}:
+        programs = [
+            dataclasses.replace(program, update_rule=MOMENTUM_SGD) if program.update_rule == PLAIN_SGD else program
+            for program in programs
+        ]
+    return programs

@@ -1,0 +1,304 @@
+"""Where a stack of models trains on any backend: the generic stacked step, written once against `xp`.
+
+Every model's arrays are stacked along a leading axis (weights (M, n_inputs, n_outputs), biases (M, 1, n_outputs),
+activations (M, n_samples, width)), and the backend's generic kernels (the reference every fast path is tested
+against) run each operation once for all M models: `xp.matmul` on 3-D arrays, one strided-batched GEMM on a GPU.
+A compiled stack kernel (`nnx.backends.numba_stack`) runs the same programs and is tested against this.
+"""
+
+from __future__ import annotations
+
+from nnx.backends.step_program import (
+    ADAGRAD,
+    ADAM,
+    MOMENTUM_SGD,
+    RELU,
+    RMSPROP,
+    SIGMOID_BINARY_CROSSENTROPY,
+    SOFTMAX_CROSSENTROPY,
+)
+from nnx.optimizers import PARAMETERS
+from nnx.training.stack import StackPlan
+
+HYPERPARAMETERS = ("momentum", "epsilon", "rho", "beta_1", "beta_2")
+
+
+class Schedule:
+    """Each model's learning rate and step count, on the device: lr / (1 + decay * iterations), as the book's
+    optimizers compute it before every step (in float64 where the backend has it)."""
+
+    def __init__(self, backend, optimizers: list):
+        self.backend, self.xp, wide = backend, backend.xp, backend.wide_float
+        self.base = backend.asarray([o.learning_rate for o in optimizers], dtype=wide)
+        self.decay = backend.asarray([o.decay for o in optimizers], dtype=wide)
+        self.current = backend.asarray([o.current_learning_rate for o in optimizers], dtype=wide)
+        self.iterations = backend.asarray([o.iterations for o in optimizers], dtype=wide)
+        self.decays = any(o.decay for o in optimizers)
+
+    def next_rates(self):
+        """The learning rate of every model for the coming step (its `pre_update_params`)."""
+        if self.decays:
+            xp = self.xp
+            decayed = self.base * (1.0 / (1.0 + self.decay * self.iterations))
+            self.current = xp.where(self.decay != 0, decayed, self.current)
+        return self.current
+
+    def advance(self) -> None:
+        self.iterations = self.iterations + 1
+
+    def take(self, positions) -> None:
+        for name in ("base", "decay", "current", "iterations"):
+            setattr(self, name, _take(self.backend, getattr(self, name), positions))
+
+
+class GenericStack:
+    """The models of a `StackPlan` as stacked arrays, trained one batch at a time by the backend's generic kernels.
+
+    `step` returns each model's (sum of sample losses, correct comparisons, regularization loss) as (M,) device
+    arrays; `take` keeps only some models (the others stop: a diverged model, frozen); `state` and `export` read
+    a model's arrays back.
+    """
+
+    def __init__(self, plan: StackPlan):
+        backend = plan.backend
+        self.backend, self.xp = backend, backend.xp
+        self.ops = backend.reference()
+        self.program = plan.program
+        self.dtype = plan.plans[0].dense[0].weights.dtype
+        self.parameters, self.slots = _stacked_state(self.xp, plan)
+        self.numbers = _per_model_numbers(backend, plan, self.dtype)
+        self.schedule = Schedule(backend, [model.optimizer for model in plan.models])
+
+    @property
+    def arrays(self) -> list:
+        """Every stacked array of the state, parameters first."""
+        return [array for pair in self.parameters for array in pair] + [
+            array for pairs in self.slots.values() for pair in pairs for array in pair
+        ]
+
+    def step(self, X, y, masks):
+        """Train every model on one batch (`masks`: per dropout, (M, n_samples, width) or None)."""
+        xp = self.xp
+        outputs, inputs, stages = self.forward(X, masks)
+        losses, hits, delta = self.head(outputs, y, backward=True)
+        reg_loss = self.penalties()
+        rates = self.schedule.next_rates()
+        self.backward_and_update(delta, inputs, stages, xp.astype(rates, self.dtype))
+        self.schedule.advance()
+        return xp.sum(losses, axis=-1), count_hits(xp, hits), reg_loss
+
+    def forward(self, X, masks=None):
+        """(outputs (M, n, width), each Dense layer's inputs, each stage's element-wise record) of the stack."""
+        ops = self.ops
+        values, saved = _element_wise(ops, self.program.chains[0], X, masks)
+        stages, inputs = [saved], []
+        for (weights, biases), chain in zip(self.parameters, self.program.chains[1:], strict=True):
+            inputs.append(values)
+            values, saved = _element_wise(ops, chain, ops.dense_forward(values, weights, biases), masks)
+            stages.append(saved)
+        return values, inputs, stages
+
+    def head(self, outputs, y, *, backward: bool = False):
+        """Per-sample losses (M, n), the accuracy's comparisons and, if asked, the loss gradient at `outputs`."""
+        ops, xp, program = self.ops, self.xp, self.program
+        epsilon = program.clip_epsilon
+        if program.head == SOFTMAX_CROSSENTROPY:
+            probabilities = ops.softmax(outputs)
+            losses = ops.categorical_crossentropy(probabilities, y, epsilon)
+            hits = xp.argmax(probabilities, axis=-1) == y
+            delta = ops.softmax_crossentropy_backward(probabilities, y) if backward else None
+        elif program.head == SIGMOID_BINARY_CROSSENTROPY:
+            probabilities = ops.sigmoid(outputs)
+            losses = ops.binary_crossentropy(probabilities, y, epsilon)
+            hits = xp.astype(probabilities > 0.5, probabilities.dtype) == y
+            delta = None
+            if backward:
+                gradient = ops.binary_crossentropy_backward(probabilities, y, epsilon)
+                delta = gradient * (1 - probabilities) * probabilities
+        else:
+            losses = ops.squared_error(outputs, y)
+            hits = xp.abs(outputs - y) < self.numbers["precision"]
+            delta = ops.squared_error_backward(outputs, y) if backward else None
+        return losses, hits, delta
+
+    def penalties(self):
+        """Each model's L1/L2 penalty of its current parameters, (M,)."""
+        penalty = self.ops.regularization_penalty
+        total = self.backend.zeros((self.parameters[0][0].shape[0],), self.dtype)
+        for (weights, biases), strengths in zip(self.parameters, self.numbers["penalties"], strict=True):
+            weight_l1, weight_l2, bias_l1, bias_l2 = strengths
+            total = total + penalty(weights, weight_l1, weight_l2) + penalty(biases, bias_l1, bias_l2)
+        return total
+
+    def backward_and_update(self, delta, inputs, stages, rates) -> None:
+        ops, numbers = self.ops, self.numbers
+        learning_rate = self.xp.reshape(rates, (-1, 1, 1))
+        for layer in range(len(self.parameters) - 1, -1, -1):
+            delta = _element_wise_backward(ops, stages[layer + 1], delta)
+            weights, biases = self.parameters[layer]
+            dweights, dbiases, dinputs = ops.dense_backward(inputs[layer], weights, delta)
+            weight_l1, weight_l2, bias_l1, bias_l2 = numbers["gradients"][layer]
+            gradients = (
+                ops.regularization_gradient(dweights, weights, weight_l1, weight_l2),
+                ops.regularization_gradient(dbiases, biases, bias_l1, bias_l2),
+            )
+            for position, gradient in enumerate(gradients):
+                self._update(layer, position, gradient, learning_rate)
+            delta = dinputs
+
+    def _update(self, layer: int, position: int, gradient, learning_rate) -> None:
+        """One optimizer step of parameter `position` (0 weights, 1 biases) of Dense `layer`, for every model."""
+        ops, rule, numbers = self.ops, self.program.update_rule, self.numbers
+        values = self.parameters[layer][position]
+        slot = {name: pairs[layer][position] for name, pairs in self.slots.items()}
+        if rule == MOMENTUM_SGD:
+            values, slot["momentums"] = ops.sgd_update(
+                values, gradient, learning_rate, slot["momentums"], numbers["momentum"]
+            )
+        elif rule == ADAGRAD:
+            values, slot["cache"] = ops.adagrad_update(
+                values, gradient, slot["cache"], learning_rate, numbers["epsilon"]
+            )
+        elif rule == RMSPROP:
+            values, slot["cache"] = ops.rmsprop_update(
+                values, gradient, slot["cache"], learning_rate, numbers["epsilon"], numbers["rho"]
+            )
+        elif rule == ADAM:
+            step = self.xp.reshape(self.xp.astype(self.schedule.iterations + 1, self.dtype), (-1, 1, 1))
+            values, slot["momentums"], slot["cache"] = ops.adam_update(
+                values, gradient, slot["momentums"], slot["cache"], learning_rate, numbers["epsilon"],
+                numbers["beta_1"], numbers["beta_2"], step,
+            )  # fmt: skip
+        else:
+            values = ops.sgd_update(values, gradient, learning_rate)[0]
+        self.parameters[layer][position] = values
+        for name, array in slot.items():
+            self.slots[name][layer][position] = array
+
+    def finite_probe(self, losses):
+        """`losses` (M,) plus each model's sum(p * 0) over its parameters: NaN or inf where a model is not finite."""
+        xp = self.xp
+        probe = losses
+        for weights, biases in self.parameters:
+            probe = probe + xp.sum(weights * 0, axis=(-2, -1)) + xp.sum(biases * 0, axis=(-2, -1))
+        return probe
+
+    def state(self) -> dict:
+        """The current arrays and schedule (the generic step replaces arrays, never writes into them: no copy)."""
+        return {"arrays": self.arrays, "rates": self.schedule.current, "iterations": self.schedule.iterations}
+
+    def take(self, positions) -> None:
+        """Keep only the models at `positions` (in this order)."""
+        backend = self.backend
+        self.parameters = [[_take(backend, array, positions) for array in pair] for pair in self.parameters]
+        self.slots = {
+            name: [[_take(backend, array, positions) for array in pair] for pair in pairs]
+            for name, pairs in self.slots.items()
+        }
+        self.numbers = _taken_numbers(backend, self.numbers, positions)
+        self.schedule.take(positions)
+
+
+def export(xp, state: dict, position: int, n_dense: int, slot_names) -> tuple[list, dict]:
+    """Model `position`'s arrays in `state`: [(weights, biases)] per Dense and {slot: [(weights, biases)]}, as
+    standalone copies."""
+    arrays = [xp.asarray(array[position, ...], copy=True) for array in state["arrays"]]
+    parameters = [tuple(arrays[2 * layer : 2 * layer + 2]) for layer in range(n_dense)]
+    slots, start = {}, 2 * n_dense
+    for name in slot_names:
+        slots[name] = [tuple(arrays[start + 2 * layer : start + 2 * layer + 2]) for layer in range(n_dense)]
+        start += 2 * n_dense
+    return parameters, slots
+
+
+def _stacked_state(xp, plan: StackPlan) -> tuple[list, dict]:
+    """[[weights (M, ...), biases (M, ...)] per Dense] and {slot: the same} from every model (zeros for a slot a
+    model has not made yet)."""
+    dense = [plan.dense for plan in plan.plans]
+    parameters = [
+        [xp.stack([layers[layer].weights for layers in dense]), xp.stack([layers[layer].biases for layers in dense])]
+        for layer in range(len(dense[0]))
+    ]
+    slots = {}
+    for name in plan.program.slots:
+        pairs = []
+        for layer in range(len(dense[0])):
+            pair = []
+            for prefix, attribute in PARAMETERS.items():
+                arrays = [
+                    _slot(xp, model.optimizer, layers[layer], f"{prefix}_{name}", getattr(layers[layer], attribute))
+                    for model, layers in zip(plan.models, dense, strict=True)
+                ]
+                pair.append(xp.stack(arrays))
+            pairs.append(pair)
+        slots[name] = pairs
+    return parameters, slots
+
+
+def _slot(xp, optimizer, layer, key: str, like):
+    """The optimizer's `key` array for `layer`, or zeros shaped like `like` before its first update."""
+    array = optimizer.state.get(layer, {}).get(key)
+    return xp.zeros_like(like) if array is None else array
+
+
+def _per_model_numbers(backend, plan: StackPlan, dtype) -> dict:
+    """Each model's hyperparameters as (M, 1, 1) arrays in the model dtype (per-model L1/L2 strengths as (M,) for
+    the penalties; a strength zero for every model as the number 0, so that it costs nothing)."""
+    programs = plan.programs
+
+    def column(values, shape):
+        values = list(values)
+        if not any(values):
+            return 0.0
+        return backend.xp.reshape(backend.asarray(values, dtype=dtype), shape)
+
+    numbers = {name: column((p.constant(name) for p in programs), (-1, 1, 1)) for name in HYPERPARAMETERS}
+    numbers["precision"] = column((p.precision for p in programs), (-1, 1, 1))
+    numbers["gradients"] = [
+        [column((p.regularization[layer][k] for p in programs), (-1, 1, 1)) for k in range(4)]
+        for layer in range(len(plan.program.dense))
+    ]
+    numbers["penalties"] = [
+        [column((p.regularization[layer][k] for p in programs), (-1,)) for k in range(4)]
+        for layer in range(len(plan.program.dense))
+    ]
+    return numbers
+
+
+def _taken_numbers(backend, numbers, positions):
+    """`numbers` with only the models at `positions`."""
+    if isinstance(numbers, dict):
+        return {name: _taken_numbers(backend, value, positions) for name, value in numbers.items()}
+    if isinstance(numbers, list):
+        return [_taken_numbers(backend, value, positions) for value in numbers]
+    return numbers if isinstance(numbers, float) else _take(backend, numbers, positions)
+
+
+def _take(backend, array, positions):
+    """The rows of `array` at `positions` (a list of ints), along its leading (model) axis."""
+    return backend.xp.take(array, backend.asarray(list(positions), dtype="int64"), axis=0)
+
+
+def count_hits(xp, hits):
+    """Correct comparisons per model, (M,), as float32 sums (as the accuracy adds them up)."""
+    hits = xp.astype(hits, xp.float32)
+    return xp.sum(xp.reshape(hits, (hits.shape[0], -1)), axis=-1)
+
+
+def _element_wise(ops, chain, values, masks):
+    """`values` after a stage's ReLUs and dropouts, and what their backward needs (no masks: dropout is off)."""
+    saved = []
+    for op in chain:
+        if op == RELU:
+            saved.append((op, values))
+            values = ops.relu_forward(values)
+        elif masks is not None:
+            saved.append((op, masks[op]))
+            values = values * masks[op]
+    return values, saved
+
+
+def _element_wise_backward(ops, saved, delta):
+    for op, kept in reversed(saved):
+        delta = ops.relu_backward(delta, kept) if op == RELU else delta * kept
+    return delta
