@@ -248,6 +248,16 @@ class Backend:
         interface); only when `why_no_step_kernel(program)` is None."""
         raise NotImplementedError(self.why_no_step_kernel(program))
 
+    def why_no_stack_kernel(self, program) -> str | None:
+        """Why this backend cannot run a stack of models of `program`'s structure as one compiled call per batch, or
+        None when it can; `nnx.train_many` then runs the generic stacked step."""
+        return f"backend {self.name!r} has no compiled stack kernel"
+
+    def stack_kernel(self, programs):
+        """A kernel that runs `programs` (one per model, one structure) over (M, size) buffers (see
+        `nnx.backends.numba_stack.NumbaStackKernel`); only when `why_no_stack_kernel(programs[0])` is None."""
+        raise NotImplementedError(self.why_no_stack_kernel(programs[0]))
+
     def owns(self, x) -> bool:
         """Whether `x` is an array of this backend, on its device."""
         return isinstance(x, self.array_type)

@@ -22,6 +22,32 @@ TILE = 64  # rows that go through each layer together
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
+# Many models -------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def train_stack(
+    X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants,
+    first, second, segments, regularization, update_rule, hyper, results,
+):  # fmt: skip
+    """One batch for every model of a stack, the models split across the threads: row m of `params`, `first`,
+    `second`, `masks`, `constants`, `regularization` and `hyper` is model m's (as `train_serial` takes them);
+    `results[m]` gets its (sum of sample losses, sum of comparisons, regularization loss)."""
+    for model in prange(params.shape[0]):
+        weights = params[model]
+        gradient = np.zeros(weights.size, dtype=weights.dtype)
+        loss_sum, correct = _rows_into(
+            gradient, 0, X.shape[0], X, labels, targets, masks[model], weights, layers, widths, chain_ops,
+            chain_starts, mask_columns, head, constants[model],
+        )  # fmt: skip
+        reg_loss = _update(
+            weights, gradient, first[model], second[model], segments, regularization[model], update_rule, hyper[model]
+        )
+        results[model, 0] = loss_sum
+        results[model, 1] = correct
+        results[model, 2] = reg_loss
+
+
 # One batch --------------------------------------------------------------------------------------------------------
 
 

@@ -183,6 +183,12 @@ class FastNumpyBackend(NumpyBackend):
     def step_kernel(self, program):
         return _kernels("numba_step").NumbaStepKernel(program)
 
+    def why_no_stack_kernel(self, program) -> str | None:
+        return self.why_no_step_kernel(program)
+
+    def stack_kernel(self, programs):
+        return _kernels("numba_stack").NumbaStackKernel(tuple(programs))
+
 
 @functools.cache
 def _numba_installed() -> bool:

@@ -19,7 +19,7 @@ from nnx.model_data import batches, checked_data, pair, steps
 from nnx.optimizers import PARAMETERS
 from nnx.training.loop import _auto, _only_training, _verbosity
 from nnx.training.stack import OWNER, StackPlan, plan_stack
-from nnx.training.stacked import GenericStack, count_hits, export
+from nnx.training.stacked import GenericStack, count_hits, export, stack_step
 
 DIVERGENCE_ACTIONS = ("stop", "warn", "raise")
 MEMORY_BUDGET = 1 << 30  # bytes a stack may use by default; larger stacks run in chunks, one after another
@@ -65,8 +65,8 @@ def train_many(
     every = _print_every(print_every, epochs)
     budget = MEMORY_BUDGET if memory_budget is None else _checks.positive_int(memory_budget, "memory_budget", OWNER)
     first = plan.models[0]
-    X, y = checked_data(first, X, y, "training")
-    validation = None if validation_data is None else checked_data(first, *pair(validation_data), "validation")
+    X, y = _data(first, X, y, "training")
+    validation = None if validation_data is None else _data(first, *pair(validation_data), "validation")
     seed = _first_seed(seed, plan)
     with contextlib.ExitStack() as locks:
         for model in plan.models:
@@ -92,6 +92,14 @@ class _Settings:
     def __init__(self, epochs, batch_size, validation, action, seed, progress):
         self.epochs, self.batch_size, self.validation = epochs, batch_size, validation
         self.action, self.seed, self.progress = action, seed, progress
+
+
+def _data(model, X, y, what: str) -> tuple:
+    """Checked (inputs, targets) on the models' backend, the inputs in the models' dtype (cast once, as each
+    Dense layer would cast them per batch)."""
+    X, y = checked_data(model, X, y, what)
+    dtype = model.trainable_layers[0].dtype
+    return (X if X.dtype == dtype else model.xp.astype(X, dtype)), y
 
 
 def _print_every(print_every, epochs: int) -> int | None:
@@ -135,8 +143,8 @@ def _bytes_per_model(plan: StackPlan, rows: int) -> int:
 def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> list[History]:
     """Train one stack for every epoch; returns its models' Histories (each model written back as it ends)."""
     backend = plan.backend
-    stack = GenericStack(plan)
-    targets = _head_targets(stack, y)
+    targets = _head_targets(plan, y)
+    stack = stack_step(plan, X, targets)
     members = list(range(len(plan.models)))  # stack positions -> positions in `plan`
     streams = None if run.seed is None else _host.seeded_streams(run.seed + chunk[0], len(members))
     records = _Records(len(members), run.validation is not None)
@@ -155,7 +163,7 @@ def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> lis
         accuracy = correct / (n_samples * _comparisons_per_sample(stack))
         probe = stack.finite_probe(data_loss + reg_loss)
         host = _host_rows(backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
-        validation = _validate(stack, run) if run.batch_size is not None or epoch == run.epochs else None
+        validation = _validate(stack, plan, run) if run.batch_size is not None or epoch == run.epochs else None
         diverged = records.add(epoch, members, host, validation)
         if diverged:
             _freeze(plan, members, diverged, snapshot, stack, records, epoch, steps(n_samples, run.batch_size), run)
@@ -172,12 +180,12 @@ def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> lis
     return records.histories()
 
 
-def _head_targets(stack: GenericStack, y):
+def _head_targets(plan: StackPlan, y):
     """Class labels for a softmax head (one-hot rows become labels), else the targets in the model dtype."""
-    xp = stack.xp
-    if stack.program.head == SOFTMAX_CROSSENTROPY:
+    xp = plan.backend.xp
+    if plan.program.head == SOFTMAX_CROSSENTROPY:
         return xp.argmax(y, axis=1) if y.ndim == 2 else y
-    return xp.astype(y, stack.dtype)
+    return xp.astype(y, plan.plans[0].dense[0].weights.dtype)
 
 
 def _batches(X, y, batch_size):
@@ -209,12 +217,12 @@ def _host_rows(backend, values: list) -> list[list[float]]:
     return backend.to_numpy(stacked).tolist()
 
 
-def _validate(stack: GenericStack, run: _Settings):
+def _validate(stack: GenericStack, plan: StackPlan, run: _Settings):
     """Each model's (validation loss, validation accuracy) as host rows, batch by batch as `Model.evaluate`."""
     if run.validation is None:
         return None
     X_val, y_val = run.validation
-    targets = _head_targets(stack, y_val)
+    targets = _head_targets(plan, y_val)
     loss_sum = correct = 0
     for X_batch, y_batch in _batches(X_val, targets, run.batch_size):
         outputs = stack.forward(X_batch)[0]

@@ -302,3 +302,66 @@ def _element_wise_backward(ops, saved, delta):
     for op, kept in reversed(saved):
         delta = ops.relu_backward(delta, kept) if op == RELU else delta * kept
     return delta
+
+
+class KernelStack(GenericStack):
+    """The stack on the backend's compiled stack kernel: parameters and slots are views of its (M, size) buffers,
+    which one kernel call per batch updates in place for every model. Forward passes (validation), penalties and
+    checks read the same views with the generic kernels; a batch the kernel cannot take runs the generic step."""
+
+    def __init__(self, plan: StackPlan, kernel):
+        super().__init__(plan)
+        self._bind(kernel)
+
+    def _bind(self, kernel) -> None:
+        """Copy the current arrays into `kernel`'s new buffers and make their views the stack's arrays."""
+        self.kernel = kernel
+        views = [kernel.stacked_views(buffer) for buffer in kernel.new_buffers()]
+        for group, view_group in zip([self.parameters, *self.slots.values()], views, strict=True):
+            for pair, view_pair in zip(group, view_group, strict=True):
+                for array, view in zip(pair, view_pair, strict=True):
+                    if array is not view:
+                        kernel.copy_into(view, array)
+        self.parameters = views[0]
+        self.slots = dict(zip(self.slots, views[1:], strict=True))
+
+    def step(self, X, y, masks):
+        targets = self.kernel.batch_targets(X, y)
+        if targets is None:
+            result = super().step(X, y, masks)
+            self._bind(self.kernel)
+            return result
+        rates = self.schedule.next_rates()
+        results = self.kernel.run_stack(X, targets, masks, rates, self.schedule.iterations + 1)
+        self.schedule.advance()
+        xp = self.xp
+        losses, hits, penalties = (results[:, column] for column in range(3))
+        return xp.astype(losses, self.dtype), xp.astype(hits, xp.float32), xp.astype(penalties, self.dtype)
+
+    def state(self) -> dict:
+        """Standalone copies of the buffers' views (the kernel writes into them) and the schedule."""
+        arrays = [self.kernel.standalone(array) for array in self.arrays]
+        return {"arrays": arrays, "rates": self.schedule.current, "iterations": self.schedule.iterations}
+
+    def take(self, positions) -> None:
+        super().take(positions)
+        self._bind(self.kernel.part(positions))
+
+
+def stack_step(plan: StackPlan, X, targets) -> GenericStack:
+    """The compiled stack when the backend has a kernel for the plan and it takes (X, targets), else the generic
+    stacked step."""
+    backend = plan.backend
+    if backend.why_no_stack_kernel(plan.program) is None:
+        kernel = backend.stack_kernel(plan.programs)
+        if kernel.prepare(X, targets):
+            return KernelStack(plan, kernel)
+    return GenericStack(plan)
+
+
+def explain_stack(plan: StackPlan) -> str:
+    """Which stacked step `train_many` runs for the plan's models, and why, in one sentence."""
+    reason = plan.backend.why_no_stack_kernel(plan.program)
+    if reason is None:
+        return f"compiled stack: backend {plan.backend.name!r} runs every model's step in one kernel call per batch"
+    return f"generic stacked step (xp.matmul on stacked arrays, backend {plan.backend.name!r}): {reason}"

@@ -1,0 +1,82 @@
+"""The NumPy backend's compiled step for a stack of models (Numba): the `StepProgram` of every model, run for all of
+them in one call per batch, the models split across the cores (`numba_kernels.train_stack`).
+
+Each model's parameters and optimizer slots are one row of an (M, size) buffer, laid out as the single-model kernel
+lays out its flat buffer; each model has its own hyperparameters, regularization and dropout masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnx.backends._parallel import parallel_call
+from nnx.backends.numba_kernels import train_stack
+from nnx.backends.numba_step import NumbaStepKernel, _fixed_hyperparameters, _tables
+from nnx.backends.step_program import ADAM, SOFTMAX_CROSSENTROPY, StepProgram
+
+
+class NumbaStackKernel(NumbaStepKernel):
+    """Runs the programs of a stack of models (one structure, each model's own numbers) on NumPy arrays: one
+    compiled call per batch for all of them. Data preparation and the buffer layout are the single-model kernel's."""
+
+    def __init__(self, programs: tuple[StepProgram, ...]):
+        super().__init__(programs[0])
+        self.programs = tuple(programs)
+        self.n_models = len(programs)
+        self.hypers = np.stack([_fixed_hyperparameters(program, self.dtype) for program in programs])
+        self.regularizations = np.stack([_tables(program)[2] for program in programs])
+        epsilons = [program.clip_epsilon for program in programs]
+        self.model_constants = np.array(
+            [[0, program.precision, epsilon, 1 - epsilon] for program, epsilon in zip(programs, epsilons, strict=True)]
+        )
+        self.betas = np.array([[program.constant("beta_1"), program.constant("beta_2")] for program in programs])
+        self.results = np.zeros((self.n_models, 3))
+        self.no_masks = np.zeros((self.n_models, 0), dtype=self.dtype)
+
+    def part(self, positions) -> NumbaStackKernel:
+        """The kernel of the models at `positions` (prepared data kept)."""
+        kernel = NumbaStackKernel(tuple(self.programs[position] for position in positions))
+        kernel.X, kernel.y, kernel.prepared = self.X, self.y, self.prepared
+        return kernel
+
+    def new_buffers(self) -> list:
+        """Zeroed (M, size) buffers for the parameters and each optimizer slot, one row per model."""
+        buffers = [np.zeros((self.n_models, self.size), dtype=self.dtype) for _ in range(1 + len(self.program.slots))]
+        empty = np.zeros((self.n_models, 0), dtype=self.dtype)
+        first, second = (*buffers[1:], empty, empty)[:2]
+        self.params = buffers[0]
+        self.rest = (*self.tables, self.model_constants, first, second, self.segments, self.regularizations)
+        self.rest += (self.update_rule, self.hypers, self.results)
+        return buffers
+
+    def stacked_views(self, buffer) -> list[list]:
+        """[[weights (M, n_inputs, n_outputs), biases (M, 1, n_outputs)] per Dense] as views of an (M, size)
+        buffer."""
+        views = []
+        for n_inputs, n_outputs, weights_at, biases_at, transposed in self.layers:
+            weights = buffer[:, weights_at:biases_at]
+            if transposed:
+                weights = weights.reshape(self.n_models, n_outputs, n_inputs).transpose(0, 2, 1)
+            else:
+                weights = weights.reshape(self.n_models, n_inputs, n_outputs)
+            views.append([weights, buffer[:, biases_at : biases_at + n_outputs].reshape(self.n_models, 1, n_outputs)])
+        return views
+
+    def run_stack(self, X_batch, targets, masks, learning_rates, steps):
+        """Train every model on one batch in one compiled call, updating the buffers in place. `masks`: per dropout
+        an (M, n_samples, width) array; `learning_rates` and `steps` (from 1): (M,) arrays.
+
+        Returns an (M, 3) array of each model's (sum of sample losses, sum of comparisons, regularization loss)."""
+        n_models = self.n_models
+        self.model_constants[:, 0] = X_batch.shape[0]
+        hypers = self.hypers  # in the model dtype, as the generic update rounds them
+        hypers[:, 0], hypers[:, 1] = -learning_rates, learning_rates
+        if self.update_rule == ADAM:
+            hypers[:, 10] = 1 - self.betas[:, 0] ** steps
+            hypers[:, 11] = 1 - self.betas[:, 1] ** steps
+        mask = np.concatenate([m.reshape(n_models, -1) for m in masks], axis=1) if masks else self.no_masks
+        if self.head == SOFTMAX_CROSSENTROPY:
+            parallel_call(train_stack, X_batch, targets, self.no_targets, mask, self.params, *self.rest)
+        else:
+            parallel_call(train_stack, X_batch, self.no_labels, targets, mask, self.params, *self.rest)
+        return self.results
