@@ -37,6 +37,10 @@ def test_readme_example_runs(index, capsys, tmp_path, monkeypatch):
     elif index == 1:
         assert "validation, acc: " in out
         assert set(namespace["metrics"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    elif "nnx.train_many(" in BLOCKS[index]:
+        histories = namespace["histories"]
+        assert len(histories) == 6 and all(len(history.epoch) == 11 for history in histories)
+        assert "stack 1/1 (6 models) epoch 11/11 - best loss: " in out
     elif "model.summary()" in BLOCKS[index]:
         assert "Total parameters: " in out and "Trained: " in out
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from nnx.backends.numba_columns import columns_into
 from nnx.backends.step_program import (
     ADAGRAD,
     MOMENTUM_SGD,
@@ -36,9 +37,9 @@ def train_stack(
     for model in prange(params.shape[0]):
         weights = params[model]
         gradient = np.zeros(weights.size, dtype=weights.dtype)
-        loss_sum, correct = _rows_into(
-            gradient, 0, X.shape[0], X, labels, targets, masks[model], weights, layers, widths, chain_ops,
-            chain_starts, mask_columns, head, constants[model],
+        loss_sum, correct = columns_into(
+            gradient, X, labels, targets, masks[model], weights, layers, widths, chain_ops, chain_starts,
+            mask_columns, head, constants[model],
         )  # fmt: skip
         reg_loss = _update(
             weights, gradient, first[model], second[model], segments, regularization[model], update_rule, hyper[model]

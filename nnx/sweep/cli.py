@@ -21,6 +21,7 @@ examples:
   nnx sweep --lr 0.01:1.0 --decay 0,1e-3 --random 20 --csv sweep.csv --plot curves.png
   nnx sweep --factory my_models:build --param units=32,64 --lr 0.01,0.05 --epochs 300 --batch-size 128
   nnx sweep --lr 0.5,1.0 --dask tcp://scheduler:8786
+  nnx sweep --lr 0.5,0.85,1.0 --decay 0,1e-3 --epochs 501 --batched
 
 A factory is build(**params) -> (model, X, y) or (model, X, y, validation_data), model a finalized nnx.Model;
 each trial seeds NumPy (--seed), calls it with the trial's values and trains with model.train(X, y, epochs=...).
@@ -92,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--dask-timeout", type=float, default=10.0, metavar="S", help="seconds to reach it")
     how.add_argument("--csv", metavar="FILE", help="write every trial's row as it finishes (default: no file)")
     how.add_argument("--plot", metavar="PNG", help="save every trial's loss curve in one figure")
+    how.add_argument(
+        "--batched",
+        action="store_true",
+        help="train the trials of one architecture as one stack with nnx.train_many (a worker trains a stack); a "
+        "trial's seconds = its stack's wall time / its number of trials. Losses match the unbatched run's within "
+        "TOLERANCE_HELP",
+    )
     how.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     return parser
 
@@ -142,6 +150,7 @@ def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
         "dask_timeout": args.dask_timeout,
         "csv": args.csv,
         "progress": False if args.no_progress else None,
+        "batched": args.batched,
     }
 
 

@@ -1,5 +1,5 @@
 """Where the trials run: this process, fresh local processes ("spawn") or a Dask cluster; each gives the records
-back as the trials finish."""
+back as the trials finish (with `batched`, as each task, a list of trials trained as stacks, finishes)."""
 
 from __future__ import annotations
 
@@ -11,30 +11,45 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from nnx import _checks
+from nnx.sweep.batched import run_stack, stack_tasks
 from nnx.sweep.space import OWNER
 from nnx.sweep.trials import Trial, _record, run_trial
 
 DASK_HINT = 'pip install "nnx-nnfs[distributed]"'
 
 
-def _results(trials: list[Trial], workers: int | None, client) -> Iterator[dict]:
-    """The trials' records, as they finish."""
+def _results(trials: list[Trial], workers: int | None, client, batched: bool = False) -> Iterator[dict]:
+    """The trials' records, as they finish: each trial a task, or with `batched` each stack of trials a task."""
+    if not batched:
+        yield from _run(run_trial, trials, workers, client)
+        return
+    tasks = stack_tasks(trials, workers if client is None else _dask_threads(client))
+    finished = _run(run_stack, tasks, workers, client)
+    try:
+        for records in finished:
+            yield from records
+    finally:
+        finished.close()
+
+
+def _run(function, tasks: list, workers: int | None, client) -> Iterator:
+    """`function(task)` for every task, as the tasks finish."""
     if client is not None:
-        yield from _on_dask(trials, client)
+        yield from _on_dask(function, tasks, client)
     elif workers == 1:
-        for trial in trials:
-            yield run_trial(trial)
+        for task in tasks:
+            yield function(task)
     else:
-        yield from _in_processes(trials, workers)
+        yield from _in_processes(function, tasks, min(workers, len(tasks)))
 
 
-def _in_processes(trials: list[Trial], workers: int) -> Iterator[dict]:
+def _in_processes(function, tasks: list, workers: int) -> Iterator:
     """Fresh ("spawn") processes: nothing inherited but the environment, which a normal run has too."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
     futures = {}
     try:
-        futures = {pool.submit(run_trial, trial): trial for trial in trials}
+        futures = {pool.submit(function, task): task for task in tasks}
         for future in as_completed(futures):
             yield _outcome(future, futures[future])
     finally:
@@ -57,12 +72,12 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _on_dask(trials: list[Trial], client) -> Iterator[dict]:
+def _on_dask(function, tasks: list, client) -> Iterator:
     from distributed import as_completed as dask_completed
 
     futures = {}
     try:
-        futures = {client.submit(run_trial, trial, pure=False): trial for trial in trials}
+        futures = {client.submit(function, task, pure=False): task for task in tasks}
         for future in dask_completed(futures, loop=client.loop):
             yield _outcome(future, futures[future])
     finally:
@@ -71,8 +86,14 @@ def _on_dask(trials: list[Trial], client) -> Iterator[dict]:
             client.cancel(pending)
 
 
-def _outcome(future, trial: Trial) -> dict:
-    """The trial's record, or a failed one when the worker itself broke (killed, out of memory, ...)."""
+def _dask_threads(client) -> int:
+    """How many tasks the cluster runs at once: its worker threads."""
+    return max(1, sum(client.nthreads().values()))
+
+
+def _outcome(future, task):
+    """The task's result; when the worker itself broke (killed, out of memory, ...), the failed record of the trial,
+    or of every trial of a batched task (a list)."""
     try:
         return future.result()
     except BrokenProcessPool as error:
@@ -80,9 +101,15 @@ def _outcome(future, trial: Trial) -> dict:
             f"a worker process died ({error}): killed, out of memory, or a script started the sweep outside "
             f"`if __name__ == '__main__':` (workers start with 'spawn', which imports the main module)"
         )
-        return _record(trial, {"epoch": [], "loss": [], "accuracy": []}, None, error=broken)
+        return _failed(task, broken)
     except Exception as error:
-        return _record(trial, {"epoch": [], "loss": [], "accuracy": []}, None, error=error)
+        return _failed(task, error)
+
+
+def _failed(task, error: Exception):
+    if isinstance(task, list):
+        return [_failed(trial, error) for trial in task]
+    return _record(task, {"epoch": [], "loss": [], "accuracy": []}, None, error=error)
 
 
 def _connect(dask, timeout: float):

@@ -32,6 +32,7 @@ def run(
     dask_timeout: float = 10.0,
     csv=None,
     progress: bool | None = None,
+    batched: bool = False,
 ) -> SweepResult:
     """Train one model per combination of `space`'s hyperparameters and return the trials (`SweepResult`).
 
@@ -58,6 +59,19 @@ def run(
     go on. `csv`: a file that gets each trial's row as soon as it finishes, rewritten ranked at the end. Ctrl-C
     cancels the pending trials and raises `SweepInterrupted`, whose `result` holds the finished ones.
     `progress`: a tqdm bar over the trials on stderr (default: when stderr is a terminal).
+
+    `batched=True` trains the trials of one architecture together as one stack with `nnx.train_many` (a compiled
+    kernel over the models on CPU): a task, run by one worker process or Dask task, is a list of trials. Spiral
+    trials stack when only lr, decay and momentum differ; each model is built and seeded as its unbatched trial
+    (the same initial weights and data) and its records have the same epochs (the book's, from 0), columns and
+    table. The numbers are not bit for bit those of the book loop: float32 sums run in another order and the
+    training drifts; TOLERANCE_TEXT A diverged model is frozen and its trial fails with "DivergenceError:
+    training diverged at epoch E" (E: the first epoch that is not finite, the book's numbering), its history kept
+    up to there. A factory's models are known only once built: its trials are dealt into one task per worker
+    (consecutive in trial order; `workers=1`: one task) and stack when their models share an architecture (layers,
+    dtype, loss, optimizer and accuracy classes, backend) and equal training and validation data; a model that
+    cannot be stacked trains alone as without `batched` (dropout masks then differ from an unbatched run). A
+    batched trial's `seconds` is its stack's wall time, building included, divided by the stack's number of trials.
     """
     trials = _plan(
         space,
@@ -72,6 +86,7 @@ def run(
     )
     if progress is not None:
         _checks.boolean(progress, "progress", OWNER)  # before the CSV file is opened
+    batched = _checks.boolean(batched, "batched", OWNER)
     if csv is not None:
         csv = output_path(csv, f"{OWNER} csv")
     workers = _workers(workers, dask, len(trials), factory)
@@ -87,7 +102,7 @@ def run(
     log = None
     try:
         log = _CsvLog(csv, result.columns()) if csv is not None else None
-        return _collect(result, _results(trials, workers, client), log, progress)
+        return _collect(result, _results(trials, workers, client, batched), log, progress)
     finally:
         if log is not None:
             log.close(result)

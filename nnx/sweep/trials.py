@@ -19,8 +19,9 @@ from nnx.sweep.space import OWNER
 FACTORY_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 # nnx draws weights and data from NumPy's global RNG: two trials in threads of one process would interleave their
-# draws, so a process (a Dask worker may run several threads) trains one trial at a time.
-_TRIAL_LOCK = threading.Lock()
+# draws, so a process (a Dask worker may run several threads) trains one trial (or one stack) at a time. Reentrant:
+# a stack that cannot train together runs its trials with `run_trial` while it holds the lock.
+_TRIAL_LOCK = threading.RLock()
 
 
 @dataclass
@@ -78,14 +79,18 @@ def _train_factory(trial: Trial, curves: dict) -> tuple[float, float | None]:
     curves["accuracy"] = history.history.get("accuracy", [])
     final = history.final
     if final.get("diverged"):
-        last = final.get("loss")
-        raise DivergenceError(
-            f"training diverged at epoch {final.get('epoch')}: the loss or a parameter is NaN or infinite "
-            f"(last finite loss: {'none' if last is None else f'{last:.6g}'}). Lower the learning rate or add decay",
-            epoch=final.get("epoch"),
-            last_finite_loss=last,
-        )
+        raise divergence_error(final.get("epoch"), final.get("loss"))
     return final["loss"], final.get("accuracy")
+
+
+def divergence_error(epoch, last) -> DivergenceError:
+    """The failure of a trial whose training diverged at `epoch`, after `last` (the last finite loss, or None)."""
+    return DivergenceError(
+        f"training diverged at epoch {epoch}: the loss or a parameter is NaN or infinite "
+        f"(last finite loss: {'none' if last is None else f'{last:.6g}'}). Lower the learning rate or add decay",
+        epoch=epoch,
+        last_finite_loss=last,
+    )
 
 
 def _unpack(built, factory) -> tuple:
