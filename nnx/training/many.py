@@ -68,6 +68,7 @@ def train_many(
     X, y = _data(first, X, y, "training")
     validation = None if validation_data is None else _data(first, *pair(validation_data), "validation")
     seed = _first_seed(seed, plan)
+    _check_finite_start(plan)
     with contextlib.ExitStack() as locks:
         for model in plan.models:
             locks.enter_context(_only_training(model))
@@ -148,7 +149,6 @@ def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> lis
     members = list(range(len(plan.models)))  # stack positions -> positions in `plan`
     streams = None if run.seed is None else _host.seeded_streams(run.seed + chunk[0], len(members))
     records = _Records(len(members), run.validation is not None)
-    _check_finite_start(stack, chunk)
     snapshot = stack.state()
     n_samples = X.shape[0]
     for epoch in range(1, run.epochs + 1):
@@ -233,12 +233,17 @@ def _validate(stack: GenericStack, plan: StackPlan, run: _Settings):
     return _host_rows(stack.backend, [loss_sum / n_samples, correct / (n_samples * _comparisons_per_sample(stack))])
 
 
-def _check_finite_start(stack: GenericStack, chunk: list[int]) -> None:
-    probe = _host_rows(stack.backend, [stack.finite_probe(stack.penalties() * 0)])
-    for position, (value,) in enumerate(probe):
+def _check_finite_start(plan: StackPlan) -> None:
+    """A ValueError naming the first model whose parameters are not finite (one host copy for all of them)."""
+    xp = plan.backend.xp
+    probes = [
+        sum(xp.sum(array * 0) for layer in model.trainable_layers for array in (layer.weights, layer.biases))
+        for model in plan.models
+    ]
+    for index, (value,) in enumerate(_host_rows(plan.backend, [xp.stack(probes)])):
         if not math.isfinite(value):
             raise ValueError(
-                f"{OWNER} models[{chunk[position]}] has NaN or infinite parameters before training; reload them with "
+                f"{OWNER} models[{index}] has NaN or infinite parameters before training; reload them with "
                 f"model.load_parameters() or rebuild the model"
             )
 
