@@ -33,10 +33,11 @@ def _results(trials: list[Trial], workers: int | None, client, batched: bool = F
 
 
 def _run(function, tasks: list, workers: int | None, client) -> Iterator:
-    """`function(task)` for every task, as the tasks finish."""
+    """`function(task)` for every task, as the tasks finish; in this process when one worker (or one task) is
+    all there is to use."""
     if client is not None:
         yield from _on_dask(function, tasks, client)
-    elif workers == 1:
+    elif min(workers, len(tasks)) == 1:
         for task in tasks:
             yield function(task)
     else:

@@ -282,12 +282,12 @@ def _progress_callbacks(verbose: int | None, print_every: int | None) -> list:
     return [LogLines(print_every or 1)]
 
 
-def _verbosity(verbose) -> int | None:
+def _verbosity(verbose, owner: str = "Model.train") -> int | None:
     if verbose is None or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose in VERBOSITY):
         return verbose
     hint = "; use 1 for True and 0 for False" if isinstance(verbose, bool) else ""
     raise ValueError(
-        f"Model.train verbose must be None (the book's lines), 0 (silent), 1 (progress bar) or 2 (a line every "
+        f"{owner} verbose must be None (the book's lines), 0 (silent), 1 (progress bar) or 2 (a line every "
         f"print_every epochs), got {verbose!r}{hint}"
     )
 
@@ -297,14 +297,14 @@ def _book(verbose: int | None, print_every: int | None) -> bool:
     return verbose is None and bool(print_every)
 
 
-def _auto(print_every) -> bool:
+def _auto(print_every, owner: str = "Model.train") -> bool:
     """Whether `print_every` is "auto"; any other string is a TypeError naming the choices."""
     if not isinstance(print_every, str):
         return False
     if print_every == "auto":
         return True
     raise TypeError(
-        f'Model.train print_every must be a positive integer, "auto" or None, got {print_every!r}; pass e.g. '
+        f'{owner} print_every must be a positive integer, "auto" or None, got {print_every!r}; pass e.g. '
         f"print_every=100"
     )
 

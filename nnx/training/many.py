@@ -61,12 +61,16 @@ def train_many(
     epochs = _checks.positive_int(epochs, "epochs", OWNER)
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", OWNER)
     action = _checks.choice(on_divergence, "on_divergence", OWNER, DIVERGENCE_ACTIONS)
-    verbose = _verbosity(verbose)
+    verbose = _verbosity(verbose, OWNER)
     every = _print_every(print_every, epochs)
     budget = MEMORY_BUDGET if memory_budget is None else _checks.positive_int(memory_budget, "memory_budget", OWNER)
     first = plan.models[0]
     X, y = _data(first, X, y, "training")
-    validation = None if validation_data is None else _data(first, *pair(validation_data), "validation")
+    validation = (
+        None
+        if validation_data is None
+        else _data(first, *pair(validation_data, f"{OWNER} validation_data"), "validation")
+    )
     seed = _first_seed(seed, plan)
     _check_finite_start(plan)
     with contextlib.ExitStack() as locks:
@@ -81,9 +85,10 @@ def train_many(
             len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
         )
         histories: list = []
-        for number, chunk in enumerate(chunks, start=1):
-            run.progress.start(number, len(chunks), len(chunk), epochs)
-            histories += _train_stack(plan.part(chunk), chunk, X, y, run)
+        with first.backend.quiet_float_errors():  # a diverging model is frozen and reported, not warned about
+            for number, chunk in enumerate(chunks, start=1):
+                run.progress.start(number, len(chunks), len(chunk), epochs)
+                histories += _train_stack(plan.part(chunk), chunk, X, y, run)
     return histories
 
 
@@ -104,7 +109,7 @@ def _data(model, X, y, what: str) -> tuple:
 
 
 def _print_every(print_every, epochs: int) -> int | None:
-    if _auto(print_every):
+    if _auto(print_every, OWNER):
         return lines_every(epochs)
     if print_every is None or print_every == 0:
         return None
@@ -171,6 +176,7 @@ def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> lis
             members = [members[position] for position in keep]
             streams = None if streams is None else [streams[position] for position in keep]
             if not members:
+                run.progress.epoch(epoch, [], records.n_diverged)
                 break
             stack.take(keep)
         snapshot = stack.state()
@@ -236,11 +242,13 @@ def _validate(stack: GenericStack, plan: StackPlan, run: _Settings):
 def _check_finite_start(plan: StackPlan) -> None:
     """A ValueError naming the first model whose parameters are not finite (one host copy for all of them)."""
     xp = plan.backend.xp
-    probes = [
-        sum(xp.sum(array * 0) for layer in model.trainable_layers for array in (layer.weights, layer.biases))
-        for model in plan.models
-    ]
-    for index, (value,) in enumerate(_host_rows(plan.backend, [xp.stack(probes)])):
+    with plan.backend.quiet_float_errors():
+        probes = [
+            sum(xp.sum(array * 0) for layer in model.trainable_layers for array in (layer.weights, layer.biases))
+            for model in plan.models
+        ]
+        host = _host_rows(plan.backend, [xp.stack(probes)])
+    for index, (value,) in enumerate(host):
         if not math.isfinite(value):
             raise ValueError(
                 f"{OWNER} models[{index}] has NaN or infinite parameters before training; reload them with "
@@ -349,7 +357,7 @@ def _write_back(plan: StackPlan, members: dict, state: dict, records: _Records, 
             for index in range(len(dense))
         }
         iterations, rate = schedule[position]
-        progress = {"iterations": int(iterations), "current_learning_rate": rate, "slots": kept if own else {}}
+        progress = {"iterations": int(iterations), "current_learning_rate": rate, "slots": kept}
         model.optimizer.load_state_dict(progress, dense, copy=False)
         model.epochs_trained += records.epochs_done(member)
         if finished:
