@@ -61,16 +61,17 @@ def run(
     `progress`: a tqdm bar over the trials on stderr (default: when stderr is a terminal).
 
     `batched=True` trains the trials of one architecture together as one stack with `nnx.train_many` (a compiled
-    kernel over the models on CPU): a task, run by one worker process or Dask task, is a list of trials. Spiral
-    trials stack when only lr, decay and momentum differ; each model is built and seeded as its unbatched trial
-    (the same data and initial weights) and its records have the same epochs (the book's, from 0), columns and
-    table. A diverged model is frozen and its trial fails with "DivergenceError: training diverged at epoch E"
-    (E: its first epoch that is not finite), its history kept up to there. A factory's models are known only once
-    built: its trials are dealt into one task per worker (consecutive in trial order; `workers=1`: one task) and
-    stack when their models share an architecture (layers, dtype, loss, optimizer and accuracy classes, backend)
-    and equal training and validation data; the others train alone as without `batched`. Stacked models draw
-    their dropout masks from their own streams, seeded from `seed`, not the masks of an unbatched run. A batched
-    trial's `seconds` is its stack's wall time, building included, divided by the stack's number of trials.
+    kernel over the models on CPU): a task, run by one worker process (this one when there is one task) or Dask
+    task, is a list of trials. Spiral trials stack when only lr, decay and momentum differ; each model is built and
+    seeded as its unbatched trial (the same data and initial weights) and its records have the same epochs (the
+    book's, from 0), columns and table. A diverged model is frozen and its trial fails with "DivergenceError:
+    training diverged at epoch E" (E: its first epoch that is not finite), its history kept up to there. A factory's
+    models are known only once built: its trials are dealt into one task per worker (consecutive in trial order;
+    `workers=1`: one task) and stack when their models share an architecture (layers, dtype, loss, optimizer and
+    accuracy classes, backend) and equal training and validation data; the others train alone as without `batched`.
+    Stacked models draw their dropout masks from their own streams, seeded from `seed`, not the masks of an
+    unbatched run. A batched trial's `seconds` is its stack's wall time, building included, divided by the stack's
+    number of trials.
 
     Batched numbers equal the unbatched ones up to rounding (float32 sums in another order) that training then
     amplifies; the ranking is the same while the losses are further apart than that. Measured, relative
