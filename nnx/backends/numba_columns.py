@@ -82,23 +82,32 @@ def _weight_at(layer, i, j):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _dense_forward(inputs, params, layer, outputs):
-    """outputs = weights^T inputs + biases for (width, rows) blocks."""
+    """outputs = weights^T inputs + biases for (width, rows) blocks, four inputs per pass over an output row."""
     n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
     for j in range(n_outputs):
         out = outputs[j]
         bias = params[biases_at + j]
         for row in range(out.size):
             out[row] = bias
-        for i in range(n_inputs):
-            weight = params[_weight_at(layer, i, j)]
-            source = inputs[i]
+        i = 0
+        while i + 4 <= n_inputs:
+            w0, w1 = params[_weight_at(layer, i, j)], params[_weight_at(layer, i + 1, j)]
+            w2, w3 = params[_weight_at(layer, i + 2, j)], params[_weight_at(layer, i + 3, j)]
+            s0, s1, s2, s3 = inputs[i], inputs[i + 1], inputs[i + 2], inputs[i + 3]
+            for row in range(out.size):
+                out[row] += w0 * s0[row] + w1 * s1[row] + w2 * s2[row] + w3 * s3[row]
+            i += 4
+        while i < n_inputs:
+            weight, source = params[_weight_at(layer, i, j)], inputs[i]
             for row in range(out.size):
                 out[row] += weight * source[row]
+            i += 1
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs):
-    """Add the weight and bias gradients of a tile; set dinputs (before the element-wise gradients)."""
+    """Add the weight and bias gradients of a tile; set dinputs (before the element-wise gradients). Outputs go
+    four, two or one at a time, so that each input row is read once per group."""
     n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
     count = inputs.shape[1]
     kind = inputs.dtype.type
@@ -114,19 +123,67 @@ def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinput
         if with_dinputs:
             for row in range(count):
                 target[row] = 0
-        for j in range(n_outputs):
-            at = _weight_at(layer, i, j)
-            weight = params[at]
-            d = delta[j]
-            total = kind(0)
-            if with_dinputs:
-                for row in range(count):
-                    total += source[row] * d[row]
-                    target[row] += weight * d[row]
-            else:
-                for row in range(count):
-                    total += source[row] * d[row]
-            gradient[at] += total
+        j = 0
+        while j < n_outputs:
+            group = 4 if j + 4 <= n_outputs else 2 if j + 2 <= n_outputs else 1
+            _backward_group(source, target, delta, params, gradient, layer, i, j, group, with_dinputs)
+            j += group
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _backward_group(source, target, delta, params, gradient, layer, i, j, group, with_dinputs):
+    """Weight gradients of input i for outputs j .. j + group - 1 (group 4, 2 or 1), and their share of dinputs."""
+    kind = source.dtype.type
+    count = source.size
+    t0, t1, t2, t3 = kind(0), kind(0), kind(0), kind(0)
+    if group == 4:
+        d0, d1, d2, d3 = delta[j], delta[j + 1], delta[j + 2], delta[j + 3]
+        w0, w1 = params[_weight_at(layer, i, j)], params[_weight_at(layer, i, j + 1)]
+        w2, w3 = params[_weight_at(layer, i, j + 2)], params[_weight_at(layer, i, j + 3)]
+        if with_dinputs:
+            for row in range(count):
+                value = source[row]
+                t0 += value * d0[row]
+                t1 += value * d1[row]
+                t2 += value * d2[row]
+                t3 += value * d3[row]
+                target[row] += w0 * d0[row] + w1 * d1[row] + w2 * d2[row] + w3 * d3[row]
+        else:
+            for row in range(count):
+                value = source[row]
+                t0 += value * d0[row]
+                t1 += value * d1[row]
+                t2 += value * d2[row]
+                t3 += value * d3[row]
+        gradient[_weight_at(layer, i, j + 2)] += t2
+        gradient[_weight_at(layer, i, j + 3)] += t3
+    elif group == 2:
+        d0, d1 = delta[j], delta[j + 1]
+        w0, w1 = params[_weight_at(layer, i, j)], params[_weight_at(layer, i, j + 1)]
+        if with_dinputs:
+            for row in range(count):
+                value = source[row]
+                t0 += value * d0[row]
+                t1 += value * d1[row]
+                target[row] += w0 * d0[row] + w1 * d1[row]
+        else:
+            for row in range(count):
+                value = source[row]
+                t0 += value * d0[row]
+                t1 += value * d1[row]
+    else:
+        d0 = delta[j]
+        w0 = params[_weight_at(layer, i, j)]
+        if with_dinputs:
+            for row in range(count):
+                t0 += source[row] * d0[row]
+                target[row] += w0 * d0[row]
+        else:
+            for row in range(count):
+                t0 += source[row] * d0[row]
+    gradient[_weight_at(layer, i, j)] += t0
+    if group > 1:
+        gradient[_weight_at(layer, i, j + 1)] += t1
 
 
 @njit(cache=True, fastmath=FASTMATH)
