@@ -11,7 +11,7 @@ from numba import njit
 from nnx.backends.step_program import RELU, SIGMOID_BINARY_CROSSENTROPY, SOFTMAX_CROSSENTROPY
 
 TILE_ELEMENTS = 1 << 15  # rows per tile: this many values of the widest stage, at most MAX_TILE rows
-MAX_TILE = 512
+MAX_TILE = 128
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # keeps NaN and inf: the divergence checks must see them
 
 
@@ -20,7 +20,10 @@ def columns_into(
     gradient, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants
 ):  # fmt: skip
     """Forward, loss and backward of every row of `X`, adding the gradients into `gradient` (laid out as `params`);
-    returns (sum of the rows' losses, sum of their comparisons)."""
+    returns (sum of the rows' losses, sum of their comparisons).
+
+    Each feature row of a stage gets its element-wise ops (ReLU, dropout) as soon as it is computed, and each row of
+    input gradients its element-wise gradients, while the row is still in cache."""
     n_layers = layers.shape[0]
     n_rows = X.shape[0]
     tile = max(1, min(n_rows, MAX_TILE, TILE_ELEMENTS // widths.max()))
@@ -39,35 +42,48 @@ def columns_into(
         for stage in range(n_layers + 1):
             width = widths[stage]
             here = values[stage_at[stage] : stage_at[stage] + width * count].reshape((width, count))
+            slopes = derivatives[stage_at[stage] : stage_at[stage] + width * count].reshape((width, count))
+            ops = chain_ops[chain_starts[stage] : chain_starts[stage + 1]]
             if stage == 0:
                 for i in range(width):
-                    for row in range(count):
-                        here[i, row] = X[first + row, i]
+                    row = here[i]
+                    for index in range(count):
+                        row[index] = X[first + index, i]
+                    _row_ops(row, slopes[i], ops, masks, mask_columns, n_rows, first, i, width)
             else:
                 n_inputs = widths[stage - 1]
                 inputs = values[stage_at[stage - 1] : stage_at[stage - 1] + n_inputs * count]
-                _dense_forward(inputs.reshape((n_inputs, count)), params, layers[stage - 1], here)
-            ops = chain_ops[chain_starts[stage] : chain_starts[stage + 1]]
-            stage_derivatives = derivatives[stage_at[stage] : stage_at[stage] + width * count].reshape((width, count))
-            _element_wise(here, stage_derivatives, ops, masks, mask_columns, n_rows, first)
+                layer = layers[stage - 1]
+                _dense_forward(
+                    inputs.reshape((n_inputs, count)),
+                    params,
+                    layer,
+                    here,
+                    slopes,
+                    ops,
+                    masks,
+                    mask_columns,
+                    n_rows,
+                    first,
+                )
         width = widths[n_layers]
         outputs = values[stage_at[n_layers] : stage_at[n_layers] + width * count].reshape((width, count))
-        out_delta = delta[: width * count].reshape((width, count))
-        loss, hits = _head(head, outputs, labels, targets, first, constants, out_delta, scratch)
+        out_delta = delta[: width * count]
+        loss, hits = _head(head, outputs, labels, targets, first, constants, out_delta.reshape((width, count)), scratch)
         loss_sum += loss
         correct += hits
+        if chain_starts[n_layers + 1] > chain_starts[n_layers]:
+            slopes = derivatives[stage_at[n_layers] : stage_at[n_layers] + width * count]
+            for index in range(out_delta.size):
+                out_delta[index] *= slopes[index]
         for layer in range(n_layers - 1, -1, -1):
             n_inputs, n_outputs = widths[layer], widths[layer + 1]
-            out_delta = delta[: n_outputs * count]
-            if chain_starts[layer + 2] > chain_starts[layer + 1]:
-                stage_derivatives = derivatives[stage_at[layer + 1] : stage_at[layer + 1] + n_outputs * count]
-                for index in range(out_delta.size):
-                    out_delta[index] *= stage_derivatives[index]
+            out_delta = delta[: n_outputs * count].reshape((n_outputs, count))
             inputs = values[stage_at[layer] : stage_at[layer] + n_inputs * count].reshape((n_inputs, count))
             dinputs = previous[: n_inputs * count].reshape((n_inputs, count))
-            _dense_backward(
-                inputs, out_delta.reshape((n_outputs, count)), params, gradient, layers[layer], dinputs, layer > 0
-            )
+            slopes = derivatives[stage_at[layer] : stage_at[layer] + n_inputs * count].reshape((n_inputs, count))
+            with_slopes = chain_starts[layer + 1] > chain_starts[layer]
+            _dense_backward(inputs, out_delta, params, gradient, layers[layer], dinputs, layer > 0, slopes, with_slopes)
             delta, previous = previous, delta
     return loss_sum, correct
 
@@ -81,33 +97,62 @@ def _weight_at(layer, i, j):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _dense_forward(inputs, params, layer, outputs):
-    """outputs = weights^T inputs + biases for (width, rows) blocks, four inputs per pass over an output row."""
+def _dense_forward(inputs, params, layer, outputs, slopes, ops, masks, mask_columns, n_rows, first):
+    """outputs = weights^T inputs + biases for (width, rows) blocks, four inputs per pass over an output row; each
+    output row then gets the stage's element-wise ops."""
     n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
     for j in range(n_outputs):
         out = outputs[j]
         bias = params[biases_at + j]
-        for row in range(out.size):
-            out[row] = bias
         i = 0
-        while i + 4 <= n_inputs:
-            w0, w1 = params[_weight_at(layer, i, j)], params[_weight_at(layer, i + 1, j)]
-            w2, w3 = params[_weight_at(layer, i + 2, j)], params[_weight_at(layer, i + 3, j)]
-            s0, s1, s2, s3 = inputs[i], inputs[i + 1], inputs[i + 2], inputs[i + 3]
+        while i < n_inputs:
+            group = 4 if i + 4 <= n_inputs else 2 if i + 2 <= n_inputs else 1
+            _forward_group(inputs, params, layer, out, bias, i, j, group)
+            i += group
+        _row_ops(out, slopes[j], ops, masks, mask_columns, n_rows, first, j, n_outputs)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _forward_group(inputs, params, layer, out, bias, i, j, group):
+    """out += the products of inputs i .. i + group - 1 with their weights to output j (the first group starts from
+    the bias)."""
+    start = i == 0
+    w0 = params[_weight_at(layer, i, j)]
+    s0 = inputs[i]
+    if group == 4:
+        w1, w2, w3 = (
+            params[_weight_at(layer, i + 1, j)],
+            params[_weight_at(layer, i + 2, j)],
+            params[_weight_at(layer, i + 3, j)],
+        )
+        s1, s2, s3 = inputs[i + 1], inputs[i + 2], inputs[i + 3]
+        if start:
+            for row in range(out.size):
+                out[row] = bias + (w0 * s0[row] + w1 * s1[row] + w2 * s2[row] + w3 * s3[row])
+        else:
             for row in range(out.size):
                 out[row] += w0 * s0[row] + w1 * s1[row] + w2 * s2[row] + w3 * s3[row]
-            i += 4
-        while i < n_inputs:
-            weight, source = params[_weight_at(layer, i, j)], inputs[i]
+    elif group == 2:
+        w1, s1 = params[_weight_at(layer, i + 1, j)], inputs[i + 1]
+        if start:
             for row in range(out.size):
-                out[row] += weight * source[row]
-            i += 1
+                out[row] = bias + (w0 * s0[row] + w1 * s1[row])
+        else:
+            for row in range(out.size):
+                out[row] += w0 * s0[row] + w1 * s1[row]
+    elif start:
+        for row in range(out.size):
+            out[row] = bias + w0 * s0[row]
+    else:
+        for row in range(out.size):
+            out[row] += w0 * s0[row]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs):
-    """Add the weight and bias gradients of a tile; set dinputs (before the element-wise gradients). Outputs go
-    four, two or one at a time, so that each input row is read once per group."""
+def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs, slopes, with_slopes):
+    """Add the weight and bias gradients of a tile; set dinputs, times the element-wise gradients of the inputs'
+    stage (`slopes`) when it has ops. Outputs go four, three, two or one at a time, so that each input row is read
+    once per group."""
     n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
     count = inputs.shape[1]
     kind = inputs.dtype.type
@@ -118,100 +163,90 @@ def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinput
             total += source[row]
         gradient[biases_at + j] += total
     for i in range(n_inputs):
-        source = inputs[i]
         target = dinputs[i]
-        if with_dinputs:
-            for row in range(count):
-                target[row] = 0
         j = 0
         while j < n_outputs:
-            group = 4 if j + 4 <= n_outputs else 2 if j + 2 <= n_outputs else 1
-            _backward_group(source, target, delta, params, gradient, layer, i, j, group, with_dinputs)
+            group = min(4, n_outputs - j)
+            _backward_group(inputs[i], target, delta, params, gradient, layer, i, j, group, with_dinputs)
             j += group
+        if with_dinputs and with_slopes:
+            slope = slopes[i]
+            for row in range(count):
+                target[row] *= slope[row]
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _backward_group(source, target, delta, params, gradient, layer, i, j, group, with_dinputs):
-    """Weight gradients of input i for outputs j .. j + group - 1 (group 4, 2 or 1), and their share of dinputs."""
+    """Weight gradients of input i for outputs j .. j + group - 1, and their share of dinputs (the first group sets
+    the row)."""
     kind = source.dtype.type
-    count = source.size
+    start = j == 0
     t0, t1, t2, t3 = kind(0), kind(0), kind(0), kind(0)
-    if group == 4:
-        d0, d1, d2, d3 = delta[j], delta[j + 1], delta[j + 2], delta[j + 3]
-        w0, w1 = params[_weight_at(layer, i, j)], params[_weight_at(layer, i, j + 1)]
-        w2, w3 = params[_weight_at(layer, i, j + 2)], params[_weight_at(layer, i, j + 3)]
-        if with_dinputs:
-            for row in range(count):
-                value = source[row]
-                t0 += value * d0[row]
-                t1 += value * d1[row]
-                t2 += value * d2[row]
-                t3 += value * d3[row]
-                target[row] += w0 * d0[row] + w1 * d1[row] + w2 * d2[row] + w3 * d3[row]
-        else:
-            for row in range(count):
-                value = source[row]
-                t0 += value * d0[row]
-                t1 += value * d1[row]
-                t2 += value * d2[row]
-                t3 += value * d3[row]
-        gradient[_weight_at(layer, i, j + 2)] += t2
-        gradient[_weight_at(layer, i, j + 3)] += t3
-    elif group == 2:
-        d0, d1 = delta[j], delta[j + 1]
-        w0, w1 = params[_weight_at(layer, i, j)], params[_weight_at(layer, i, j + 1)]
-        if with_dinputs:
-            for row in range(count):
-                value = source[row]
-                t0 += value * d0[row]
-                t1 += value * d1[row]
-                target[row] += w0 * d0[row] + w1 * d1[row]
-        else:
-            for row in range(count):
-                value = source[row]
-                t0 += value * d0[row]
-                t1 += value * d1[row]
+    zero = delta[j]  # stands in for the rows a smaller group does not have; its weight is 0
+    d0 = delta[j]
+    d1 = delta[j + 1] if group > 1 else zero
+    d2 = delta[j + 2] if group > 2 else zero
+    d3 = delta[j + 3] if group > 3 else zero
+    w0 = params[_weight_at(layer, i, j)]
+    w1 = params[_weight_at(layer, i, j + 1)] if group > 1 else kind(0)
+    w2 = params[_weight_at(layer, i, j + 2)] if group > 2 else kind(0)
+    w3 = params[_weight_at(layer, i, j + 3)] if group > 3 else kind(0)
+    count = source.size
+    if with_dinputs and start:
+        for row in range(count):
+            value = source[row]
+            t0 += value * d0[row]
+            t1 += value * d1[row]
+            t2 += value * d2[row]
+            t3 += value * d3[row]
+            target[row] = w0 * d0[row] + w1 * d1[row] + w2 * d2[row] + w3 * d3[row]
+    elif with_dinputs:
+        for row in range(count):
+            value = source[row]
+            t0 += value * d0[row]
+            t1 += value * d1[row]
+            t2 += value * d2[row]
+            t3 += value * d3[row]
+            target[row] += w0 * d0[row] + w1 * d1[row] + w2 * d2[row] + w3 * d3[row]
     else:
-        d0 = delta[j]
-        w0 = params[_weight_at(layer, i, j)]
-        if with_dinputs:
-            for row in range(count):
-                t0 += source[row] * d0[row]
-                target[row] += w0 * d0[row]
-        else:
-            for row in range(count):
-                t0 += source[row] * d0[row]
+        for row in range(count):
+            value = source[row]
+            t0 += value * d0[row]
+            t1 += value * d1[row]
+            t2 += value * d2[row]
+            t3 += value * d3[row]
     gradient[_weight_at(layer, i, j)] += t0
     if group > 1:
         gradient[_weight_at(layer, i, j + 1)] += t1
+    if group > 2:
+        gradient[_weight_at(layer, i, j + 2)] += t2
+    if group > 3:
+        gradient[_weight_at(layer, i, j + 3)] += t3
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _element_wise(values, derivatives, ops, masks, mask_columns, n_rows, first):
-    """ReLUs and dropout masks in order, in place on a (width, rows) block; `derivatives` gets the product of their
-    local gradients (left as it is without ops). Masks are laid out (n_rows, width) per dropout."""
-    width, count = values.shape
+def _row_ops(values, slopes, ops, masks, mask_columns, n_rows, first, feature, width):
+    """ReLUs and dropout masks in order, in place on feature `feature`'s row of a tile; `slopes` gets the product of
+    their local gradients (left as it is without ops). Masks are laid out (n_rows, width) per dropout."""
     zero, one = values.dtype.type(0), values.dtype.type(1)
-    flat, gradients = values.reshape(values.size), derivatives.reshape(derivatives.size)
     for position in range(ops.size):
         op = ops[position]
         if op == RELU and position == 0:
-            for index in range(flat.size):
-                value = flat[index]
-                gradients[index] = one if value > zero else zero
-                flat[index] = zero if value <= zero else value
+            for row in range(values.size):
+                value = values[row]
+                slopes[row] = one if value > zero else zero
+                values[row] = zero if value <= zero else value
         elif op == RELU:
-            for index in range(flat.size):
-                value = flat[index]
-                gradients[index] = gradients[index] if value > zero else zero
-                flat[index] = zero if value <= zero else value
+            for row in range(values.size):
+                value = values[row]
+                slopes[row] = slopes[row] if value > zero else zero
+                values[row] = zero if value <= zero else value
         else:
-            mask_at = n_rows * mask_columns[op] + first * width
-            for i in range(width):
-                for row in range(count):
-                    scale = masks[mask_at + row * width + i]
-                    values[i, row] *= scale
-                    derivatives[i, row] = scale if position == 0 else derivatives[i, row] * scale
+            mask_at = n_rows * mask_columns[op] + first * width + feature
+            for row in range(values.size):
+                scale = masks[mask_at + row * width]
+                values[row] *= scale
+                slopes[row] = scale if position == 0 else slopes[row] * scale
 
 
 @njit(cache=True, fastmath=FASTMATH)

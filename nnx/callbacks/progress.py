@@ -181,15 +181,16 @@ class StackProgress:
             self.bar = _new_bar(self.file, total=epochs, unit="epoch", desc=self.label, leave=True)
             self._shown = 0.0
 
-    def epoch(self, epoch: int, losses: list[float], diverged: int) -> None:
-        """An epoch ended with the models' host `losses` (those still training) and `diverged` frozen models."""
+    def epoch(self, epoch: int, losses, diverged: int) -> None:
+        """An epoch ended; `losses()` gives the host losses of the models still training (called only when they
+        are shown) and `diverged` counts the frozen models."""
         if self.mode == "bar":
             if time.monotonic() - self._shown >= self.interval or epoch == self.epochs:
                 self._shown = time.monotonic()
-                self.bar.set_postfix_str(stack_metrics(losses, diverged, ", "), refresh=False)
+                self.bar.set_postfix_str(stack_metrics(losses(), diverged, ", "), refresh=False)
             self.bar.update(1)
         elif self.mode == "lines" and (epoch % self.every == 0 or epoch == self.epochs):
-            line = f"{self.label} epoch {epoch}/{self.epochs} - {stack_metrics(losses, diverged)}"
+            line = f"{self.label} epoch {epoch}/{self.epochs} - {stack_metrics(losses(), diverged)}"
             print(line, file=self.file or sys.stdout, flush=True)
 
     def close(self) -> None:

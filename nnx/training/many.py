@@ -176,13 +176,13 @@ def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> lis
             members = [members[position] for position in keep]
             streams = None if streams is None else [streams[position] for position in keep]
             if not members:
-                run.progress.epoch(epoch, [], records.n_diverged)
+                run.progress.epoch(epoch, records.losses, records.n_diverged)
                 break
             stack.take(keep)
         snapshot = stack.state()
-        run.progress.epoch(epoch, records.last_losses(members), records.n_diverged)
+        run.progress.epoch(epoch, records.losses, records.n_diverged)
     run.progress.close()
-    _write_back(plan, dict(enumerate(members)), stack.state(), records)
+    _write_back(plan, dict(enumerate(members)), stack.state(), epoch)
     return records.histories()
 
 
@@ -257,36 +257,39 @@ def _check_finite_start(plan: StackPlan) -> None:
 
 
 class _Records:
-    """Each model's per-epoch host metrics, how it ended, and its History."""
+    """Every epoch's host metrics of a stack, kept as they came (one block per epoch: no work per model while it
+    trains), how each model ended, and the Histories built from them at the end."""
 
     def __init__(self, n_models: int, validation: bool):
-        self.rows = [[] for _ in range(n_models)]
+        self.blocks: list[tuple] = []  # (epoch, members, host rows, validation rows or None, diverged positions)
         self.validation = validation
         self.final: list[dict | None] = [None] * n_models
         self.n_diverged = 0
 
     def add(self, epoch: int, members: list, host: list, validation) -> list[int]:
-        """Record an epoch; returns the stack positions of the models that are not finite (not recorded)."""
+        """Record an epoch; returns the stack positions of the models that are not finite (not recorded). The probe
+        (loss plus every parameter times 0) is checked once for all models, then per model only when it fails."""
         diverged = []
-        for position, member in enumerate(members):
-            accuracy, data_loss, reg_loss, lr, probe = host[position]
-            loss = data_loss + reg_loss
-            if not (math.isfinite(probe) and math.isfinite(loss) and math.isfinite(accuracy)):
-                diverged.append(position)
-                continue
-            val = validation[position] if validation is not None else (None, None)
-            self.rows[member].append((epoch, loss, data_loss, reg_loss, accuracy, lr, *val))
+        if not math.isfinite(sum(row[4] for row in host)):
+            diverged = [position for position, row in enumerate(host) if not math.isfinite(row[4])]
+        self.blocks.append((epoch, members, host, validation, frozenset(diverged)))
         return diverged
 
-    def last_losses(self, members: list) -> list[float]:
-        return [self.rows[member][-1][1] for member in members if self.rows[member]]
+    def losses(self) -> list[float]:
+        """The last epoch's losses of the models recorded in it."""
+        _, _, host, _, diverged = self.blocks[-1]
+        return [row[1] + row[2] for position, row in enumerate(host) if position not in diverged]
 
-    def epochs_done(self, member: int) -> int:
-        return len(self.rows[member])
+    def last_loss(self, member: int) -> float | None:
+        """The loss of `member`'s last recorded epoch (before the current one), or None."""
+        if len(self.blocks) < 2:
+            return None
+        _, members, host, _, _ = self.blocks[-2]
+        row = host[members.index(member)]
+        return row[1] + row[2]
 
     def diverged(self, member: int, epoch: int, step: int) -> DivergenceError:
-        rows = self.rows[member]
-        last = rows[-1][1] if rows else None
+        last = self.last_loss(member)
         self.final[member] = {"diverged": True, "epoch": epoch, "step": step, "loss": last}
         self.n_diverged += 1
         shown = "none was finite" if last is None else f"{last:.6g}"
@@ -298,38 +301,57 @@ class _Records:
             last_finite_loss=last,
         )
 
-    def finish(self, member: int) -> None:
-        rows = self.rows[member]
-        if not rows:
-            self.final[member] = {}
-            return
-        names = ("loss", "data_loss", "reg_loss", "accuracy", "lr")
-        self.final[member] = dict(zip(names, rows[-1][1:6], strict=True))
-        if self.validation and rows[-1][6] is not None:
-            self.final[member].update(val_loss=rows[-1][6], val_accuracy=rows[-1][7])
-
     def histories(self) -> list[History]:
-        names = ("loss", "data_loss", "reg_loss", "accuracy", "lr") + (
-            ("val_loss", "val_accuracy") if self.validation else ()
+        """One History per model: its epochs' columns and its final metrics (the last epoch's, unless it diverged)."""
+        rows: list[list] = [[] for _ in self.final]
+        validations: list[dict] = [{} for _ in self.final]
+        for epoch, members, host, validation, diverged in self.blocks:
+            for position, member in enumerate(members):
+                if position not in diverged:
+                    rows[member].append(host[position])
+                    if validation is not None:
+                        validations[member][epoch] = validation[position]
+        return [self._history(rows[member], validations[member], final) for member, final in enumerate(self.final)]
+
+    def _history(self, rows: list, validation: dict, final: dict | None) -> History:
+        epochs = list(range(1, len(rows) + 1))  # a model is recorded every epoch until it stops
+        accuracy, data_loss, reg_loss, lr, _ = (
+            (list(column) for column in zip(*rows, strict=True)) if rows else ([],) * 5
         )
-        result = []
-        for rows, final in zip(self.rows, self.final, strict=True):
-            columns = {name: [row[index + 1] for row in rows] for index, name in enumerate(names)}
-            result.append(History.from_columns([row[0] for row in rows], columns, final or {}))
-        return result
+        columns = {
+            "loss": [data + reg for data, reg in zip(data_loss, reg_loss, strict=True)],
+            "data_loss": data_loss,
+            "reg_loss": reg_loss,
+            "accuracy": accuracy,
+            "lr": lr,
+        }
+        if self.validation:
+            columns["val_loss"] = [validation[epoch][0] if epoch in validation else None for epoch in epochs]
+            columns["val_accuracy"] = [validation[epoch][1] if epoch in validation else None for epoch in epochs]
+        return History.from_columns(epochs, columns, _final(columns) if final is None else final)
+
+
+def _final(columns: dict) -> dict:
+    """The final metrics of a model that finished: its last epoch's (validation only where measured)."""
+    if not columns["loss"]:
+        return {}
+    final = {name: columns[name][-1] for name in ("loss", "data_loss", "reg_loss", "accuracy", "lr")}
+    if columns.get("val_loss", [None])[-1] is not None:
+        final.update(val_loss=columns["val_loss"][-1], val_accuracy=columns["val_accuracy"][-1])
+    return final
 
 
 def _freeze(plan, members, diverged, snapshot, stack, records, epoch, n_steps, run) -> None:
     """Write the diverged models back at their last finite epoch, and say so as `run.action` asks ("raise": every
     other model is written back as it is, and the error carries every History)."""
     errors = [(members[position], records.diverged(members[position], epoch, n_steps - 1)) for position in diverged]
-    _write_back(plan, {position: members[position] for position in diverged}, snapshot, records, finished=False)
+    _write_back(plan, {position: members[position] for position in diverged}, snapshot, epoch - 1)
     if run.action == "warn":
         for member, error in errors:
             warnings.warn(f"{OWNER} models[{member}]: {error}", RuntimeWarning, stacklevel=4)
     if run.action == "raise":
         others = {position: member for position, member in enumerate(members) if position not in diverged}
-        _write_back(plan, others, stack.state(), records)
+        _write_back(plan, others, stack.state(), epoch)
         member, error = errors[0]
         raised = DivergenceError(
             f"{OWNER} models[{member}]: {error}; every model holds its last finite state, and this error's "
@@ -342,9 +364,9 @@ def _freeze(plan, members, diverged, snapshot, stack, records, epoch, n_steps, r
         raise raised
 
 
-def _write_back(plan: StackPlan, members: dict, state: dict, records: _Records, *, finished: bool = True) -> None:
+def _write_back(plan: StackPlan, members: dict, state: dict, epochs_done: int) -> None:
     """Give each model `members[position]` its arrays at stack `position` of `state`, its optimizer progress and
-    its epoch count (one host copy of the step counts and learning rates for all of them)."""
+    `epochs_done` more epochs trained (one host copy of the step counts and learning rates for all of them)."""
     schedule = _host_rows(plan.backend, [state["iterations"], state["rates"]])
     for position, member in members.items():
         model, dense = plan.models[member], plan.plans[member].dense
@@ -359,6 +381,4 @@ def _write_back(plan: StackPlan, members: dict, state: dict, records: _Records, 
         iterations, rate = schedule[position]
         progress = {"iterations": int(iterations), "current_learning_rate": rate, "slots": kept}
         model.optimizer.load_state_dict(progress, dense, copy=False)
-        model.epochs_trained += records.epochs_done(member)
-        if finished:
-            records.finish(member)
+        model.epochs_trained += epochs_done

@@ -202,7 +202,11 @@ class GenericStack:
 def export(xp, state: dict, position: int, n_dense: int, slot_names) -> tuple[list, dict]:
     """Model `position`'s arrays in `state`: [(weights, biases)] per Dense and {slot: [(weights, biases)]}, as
     standalone copies."""
-    arrays = [xp.asarray(array[position, ...], copy=True) for array in state["arrays"]]
+    copy = state.get("copy") or (lambda array: xp.asarray(array, copy=True))
+    arrays = state.get("arrays") or [
+        array for buffer in state["buffers"] for pair in state["views"](buffer) for array in pair
+    ]
+    arrays = [copy(array[position, ...]) for array in arrays]
     parameters = [tuple(arrays[2 * layer : 2 * layer + 2]) for layer in range(n_dense)]
     slots, start = {}, 2 * n_dense
     for name in slot_names:
@@ -316,7 +320,8 @@ class KernelStack(GenericStack):
     def _bind(self, kernel) -> None:
         """Copy the current arrays into `kernel`'s new buffers and make their views the stack's arrays."""
         self.kernel = kernel
-        views = [kernel.stacked_views(buffer) for buffer in kernel.new_buffers()]
+        self.buffers = kernel.new_buffers()
+        views = [kernel.stacked_views(buffer) for buffer in self.buffers]
         for group, view_group in zip([self.parameters, *self.slots.values()], views, strict=True):
             for pair, view_pair in zip(group, view_group, strict=True):
                 for array, view in zip(pair, view_pair, strict=True):
@@ -338,10 +343,20 @@ class KernelStack(GenericStack):
         losses, hits, penalties = (results[:, column] for column in range(3))
         return xp.astype(losses, self.dtype), xp.astype(hits, xp.float32), xp.astype(penalties, self.dtype)
 
+    def finite_probe(self, losses):
+        """`losses` plus each model's sum(p * 0) over its row of the parameter buffer."""
+        return losses + self.xp.sum(self.buffers[0] * 0, axis=1)
+
     def state(self) -> dict:
-        """Standalone copies of the buffers' views (the kernel writes into them) and the schedule."""
-        arrays = [self.kernel.standalone(array) for array in self.arrays]
-        return {"arrays": arrays, "rates": self.schedule.current, "iterations": self.schedule.iterations}
+        """Copies of the buffers (the kernel writes into the buffers themselves), how to view them as the stacked
+        arrays, and the schedule."""
+        return {
+            "buffers": [buffer.copy() for buffer in self.buffers],
+            "views": self.kernel.stacked_views,
+            "rates": self.schedule.current,
+            "iterations": self.schedule.iterations,
+            "copy": self.kernel.standalone,
+        }
 
     def take(self, positions) -> None:
         super().take(positions)
