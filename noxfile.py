@@ -96,13 +96,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Per-epoch timings: nnx, plain NumPy and PyTorch side by side (benchmarks/bench.py)."""
+    """Per-epoch timings: nnx, plain NumPy and PyTorch side by side (benchmarks/bench.py; posargs go to it), then
+    many models trained as one stack with `nnx.train_many` (benchmarks/train_many.py)."""
     session.install("-e", ".[fast]", "threadpoolctl", "pyinstrument")
     try:
         session.install("torch")
     except nox.command.CommandFailed:
         session.log("PyTorch did not install: benchmarking without it")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+    session.run("python", "benchmarks/train_many.py")
 
 
 @nox.session(python="3.12")

@@ -139,21 +139,24 @@ def compile_setting(backend, enabled: bool):
         backend.compile = saved
 
 
+def spiral_model(hidden: int, optimizer) -> nnx.Model:
+    """The chapter-10 network Dense(2, hidden)-ReLU-Dense(hidden, 3)-softmax as a finalized Model with `optimizer`,
+    on the current backend."""
+    model = nnx.Model()
+    model.add(nnx.Dense(INPUTS, hidden))
+    model.add(nnx.ReLU())
+    model.add(nnx.Dense(hidden, CLASSES))
+    model.add(nnx.Softmax())
+    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=optimizer, accuracy=nnx.metrics.Categorical())
+    model.finalize()
+    return model
+
+
 def model_train(label: str, backend, X_host, y_host, hidden: int, optimizer: str, compiled: bool) -> Candidate:
     """`Model.train` on the same network; `compiled=False` turns the backend's compiled step off."""
     X, y = backend.asarray(X_host, dtype="float32"), backend.asarray(y_host)
     with nnx.backends.use(backend):
-        model = nnx.Model()
-        model.add(nnx.Dense(INPUTS, hidden))
-        model.add(nnx.ReLU())
-        model.add(nnx.Dense(hidden, CLASSES))
-        model.add(nnx.Softmax())
-        model.set(
-            loss=nnx.CategoricalCrossentropy(),
-            optimizer=nnx_optimizer(optimizer, backend),
-            accuracy=nnx.metrics.Categorical(),
-        )
-        model.finalize()
+        model = spiral_model(hidden, nnx_optimizer(optimizer, backend))
 
     def run(epochs: int) -> None:
         with compile_setting(backend, compiled):
@@ -746,13 +749,14 @@ def candidate_record(candidate: Candidate) -> dict:
     }
 
 
-def write_results(result: dict, out: Path) -> Path:
+def write_results(result: dict, out: Path, name: str = "bench") -> Path:
+    """Write `result` as JSON to out/<name>-<time>.json and out/<name>-latest.json; returns the first."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = out / f"bench-{stamp}.json"
+    path = out / f"{name}-{stamp}.json"
     text = json.dumps(result, indent=2, default=str)
     path.write_text(text)
-    (out / "bench-latest.json").write_text(text)
+    (out / f"{name}-latest.json").write_text(text)
     return path
 
 
