@@ -11,7 +11,7 @@ from numba import njit
 from nnx.backends.step_program import RELU, SIGMOID_BINARY_CROSSENTROPY, SOFTMAX_CROSSENTROPY
 
 TILE_ELEMENTS = 1 << 15  # rows per tile: this many values of the widest stage, at most MAX_TILE rows
-MAX_TILE = 128
+MAX_TILE = 256
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # keeps NaN and inf: the divergence checks must see them
 
 
@@ -34,7 +34,7 @@ def columns_into(
     derivatives = np.empty(stage_at[-1], dtype=X.dtype)  # the gradients of those element-wise ops
     delta = np.empty(widths.max() * tile, dtype=X.dtype)
     previous = np.empty(widths.max() * tile, dtype=X.dtype)
-    scratch = np.empty((2, tile), dtype=X.dtype)
+    scratch = np.empty((3, tile), dtype=X.dtype)
     loss_sum = 0.0
     correct = 0.0
     for first in range(0, n_rows, tile):
@@ -46,10 +46,9 @@ def columns_into(
             ops = chain_ops[chain_starts[stage] : chain_starts[stage + 1]]
             if stage == 0:
                 for i in range(width):
-                    row = here[i]
                     for index in range(count):
-                        row[index] = X[first + index, i]
-                    _row_ops(row, slopes[i], ops, masks, mask_columns, n_rows, first, i, width)
+                        here[i, index] = X[first + index, i]
+                    _row_ops(here, slopes, i, ops, masks, mask_columns, n_rows, first)
             else:
                 n_inputs = widths[stage - 1]
                 inputs = values[stage_at[stage - 1] : stage_at[stage - 1] + n_inputs * count]
@@ -99,154 +98,134 @@ def _weight_at(layer, i, j):
 @njit(cache=True, fastmath=FASTMATH)
 def _dense_forward(inputs, params, layer, outputs, slopes, ops, masks, mask_columns, n_rows, first):
     """outputs = weights^T inputs + biases for (width, rows) blocks, four inputs per pass over an output row; each
-    output row then gets the stage's element-wise ops."""
+    output row then gets the stage's element-wise ops. Rows are indexed in place (no views: no reference counting
+    in the loops)."""
     n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
     for j in range(n_outputs):
-        out = outputs[j]
         bias = params[biases_at + j]
         i = 0
         while i < n_inputs:
-            group = 4 if i + 4 <= n_inputs else 2 if i + 2 <= n_inputs else 1
-            _forward_group(inputs, params, layer, out, bias, i, j, group)
+            group = min(4, n_inputs - i)
+            _forward_group(inputs, params, layer, outputs, bias, i, j, group)
             i += group
-        _row_ops(out, slopes[j], ops, masks, mask_columns, n_rows, first, j, n_outputs)
+        _row_ops(outputs, slopes, j, ops, masks, mask_columns, n_rows, first)
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _forward_group(inputs, params, layer, out, bias, i, j, group):
-    """out += the products of inputs i .. i + group - 1 with their weights to output j (the first group starts from
-    the bias)."""
-    start = i == 0
+def _forward_group(inputs, params, layer, outputs, bias, i, j, group):
+    """Row j of `outputs` += the products of input rows i .. i + group - 1 with their weights (the first group
+    starts from the bias); a smaller group repeats row i with weight 0."""
+    kind = outputs.dtype.type
+    start = bias if i == 0 else kind(0)
+    i1, i2, i3 = (i + 1 if group > 1 else i), (i + 2 if group > 2 else i), (i + 3 if group > 3 else i)
     w0 = params[_weight_at(layer, i, j)]
-    s0 = inputs[i]
-    if group == 4:
-        w1, w2, w3 = (
-            params[_weight_at(layer, i + 1, j)],
-            params[_weight_at(layer, i + 2, j)],
-            params[_weight_at(layer, i + 3, j)],
-        )
-        s1, s2, s3 = inputs[i + 1], inputs[i + 2], inputs[i + 3]
-        if start:
-            for row in range(out.size):
-                out[row] = bias + (w0 * s0[row] + w1 * s1[row] + w2 * s2[row] + w3 * s3[row])
-        else:
-            for row in range(out.size):
-                out[row] += w0 * s0[row] + w1 * s1[row] + w2 * s2[row] + w3 * s3[row]
-    elif group == 2:
-        w1, s1 = params[_weight_at(layer, i + 1, j)], inputs[i + 1]
-        if start:
-            for row in range(out.size):
-                out[row] = bias + (w0 * s0[row] + w1 * s1[row])
-        else:
-            for row in range(out.size):
-                out[row] += w0 * s0[row] + w1 * s1[row]
-    elif start:
-        for row in range(out.size):
-            out[row] = bias + w0 * s0[row]
+    w1 = params[_weight_at(layer, i1, j)] if group > 1 else kind(0)
+    w2 = params[_weight_at(layer, i2, j)] if group > 2 else kind(0)
+    w3 = params[_weight_at(layer, i3, j)] if group > 3 else kind(0)
+    if i == 0:
+        for row in range(outputs.shape[1]):
+            outputs[j, row] = start + (
+                w0 * inputs[i, row] + w1 * inputs[i1, row] + w2 * inputs[i2, row] + w3 * inputs[i3, row]
+            )
     else:
-        for row in range(out.size):
-            out[row] += w0 * s0[row]
+        for row in range(outputs.shape[1]):
+            outputs[j, row] += w0 * inputs[i, row] + w1 * inputs[i1, row] + w2 * inputs[i2, row] + w3 * inputs[i3, row]
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs, slopes, with_slopes):
     """Add the weight and bias gradients of a tile; set dinputs, times the element-wise gradients of the inputs'
-    stage (`slopes`) when it has ops. Outputs go four, three, two or one at a time, so that each input row is read
-    once per group."""
+    stage (`slopes`) when it has ops. Outputs go four at a time, so that each input row is read once per group."""
     n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
     count = inputs.shape[1]
     kind = inputs.dtype.type
     for j in range(n_outputs):
         total = kind(0)
-        source = delta[j]
         for row in range(count):
-            total += source[row]
+            total += delta[j, row]
         gradient[biases_at + j] += total
     for i in range(n_inputs):
-        target = dinputs[i]
         j = 0
         while j < n_outputs:
             group = min(4, n_outputs - j)
-            _backward_group(inputs[i], target, delta, params, gradient, layer, i, j, group, with_dinputs)
+            _backward_group(inputs, dinputs, delta, params, gradient, layer, i, j, group, with_dinputs)
             j += group
         if with_dinputs and with_slopes:
-            slope = slopes[i]
             for row in range(count):
-                target[row] *= slope[row]
+                dinputs[i, row] *= slopes[i, row]
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _backward_group(source, target, delta, params, gradient, layer, i, j, group, with_dinputs):
-    """Weight gradients of input i for outputs j .. j + group - 1, and their share of dinputs (the first group sets
-    the row)."""
-    kind = source.dtype.type
-    start = j == 0
-    t0, t1, t2, t3 = kind(0), kind(0), kind(0), kind(0)
-    zero = delta[j]  # stands in for the rows a smaller group does not have; its weight is 0
-    d0 = delta[j]
-    d1 = delta[j + 1] if group > 1 else zero
-    d2 = delta[j + 2] if group > 2 else zero
-    d3 = delta[j + 3] if group > 3 else zero
+def _backward_group(inputs, dinputs, delta, params, gradient, layer, i, j, group, with_dinputs):
+    """Weight gradients of input i for outputs j .. j + group - 1, and their share of row i of dinputs (the first
+    group sets it); a smaller group repeats output j with weight 0."""
+    kind = inputs.dtype.type
+    j1, j2, j3 = (j + 1 if group > 1 else j), (j + 2 if group > 2 else j), (j + 3 if group > 3 else j)
     w0 = params[_weight_at(layer, i, j)]
-    w1 = params[_weight_at(layer, i, j + 1)] if group > 1 else kind(0)
-    w2 = params[_weight_at(layer, i, j + 2)] if group > 2 else kind(0)
-    w3 = params[_weight_at(layer, i, j + 3)] if group > 3 else kind(0)
-    count = source.size
-    if with_dinputs and start:
+    w1 = params[_weight_at(layer, i, j1)] if group > 1 else kind(0)
+    w2 = params[_weight_at(layer, i, j2)] if group > 2 else kind(0)
+    w3 = params[_weight_at(layer, i, j3)] if group > 3 else kind(0)
+    t0, t1, t2, t3 = kind(0), kind(0), kind(0), kind(0)
+    count = inputs.shape[1]
+    if with_dinputs and j == 0:
         for row in range(count):
-            value = source[row]
-            t0 += value * d0[row]
-            t1 += value * d1[row]
-            t2 += value * d2[row]
-            t3 += value * d3[row]
-            target[row] = w0 * d0[row] + w1 * d1[row] + w2 * d2[row] + w3 * d3[row]
+            value = inputs[i, row]
+            d0, d1, d2, d3 = delta[j, row], delta[j1, row], delta[j2, row], delta[j3, row]
+            t0 += value * d0
+            t1 += value * d1
+            t2 += value * d2
+            t3 += value * d3
+            dinputs[i, row] = w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
     elif with_dinputs:
         for row in range(count):
-            value = source[row]
-            t0 += value * d0[row]
-            t1 += value * d1[row]
-            t2 += value * d2[row]
-            t3 += value * d3[row]
-            target[row] += w0 * d0[row] + w1 * d1[row] + w2 * d2[row] + w3 * d3[row]
+            value = inputs[i, row]
+            d0, d1, d2, d3 = delta[j, row], delta[j1, row], delta[j2, row], delta[j3, row]
+            t0 += value * d0
+            t1 += value * d1
+            t2 += value * d2
+            t3 += value * d3
+            dinputs[i, row] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
     else:
         for row in range(count):
-            value = source[row]
-            t0 += value * d0[row]
-            t1 += value * d1[row]
-            t2 += value * d2[row]
-            t3 += value * d3[row]
+            value = inputs[i, row]
+            t0 += value * delta[j, row]
+            t1 += value * delta[j1, row]
+            t2 += value * delta[j2, row]
+            t3 += value * delta[j3, row]
     gradient[_weight_at(layer, i, j)] += t0
     if group > 1:
-        gradient[_weight_at(layer, i, j + 1)] += t1
+        gradient[_weight_at(layer, i, j1)] += t1
     if group > 2:
-        gradient[_weight_at(layer, i, j + 2)] += t2
+        gradient[_weight_at(layer, i, j2)] += t2
     if group > 3:
-        gradient[_weight_at(layer, i, j + 3)] += t3
+        gradient[_weight_at(layer, i, j3)] += t3
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _row_ops(values, slopes, ops, masks, mask_columns, n_rows, first, feature, width):
-    """ReLUs and dropout masks in order, in place on feature `feature`'s row of a tile; `slopes` gets the product of
-    their local gradients (left as it is without ops). Masks are laid out (n_rows, width) per dropout."""
+def _row_ops(values, slopes, feature, ops, masks, mask_columns, n_rows, first):
+    """ReLUs and dropout masks in order, in place on row `feature` of a (width, rows) block; the same row of
+    `slopes` gets the product of their local gradients (left as it is without ops). Masks are laid out
+    (n_rows, width) per dropout."""
     zero, one = values.dtype.type(0), values.dtype.type(1)
+    width, count = values.shape
     for position in range(ops.size):
         op = ops[position]
         if op == RELU and position == 0:
-            for row in range(values.size):
-                value = values[row]
-                slopes[row] = one if value > zero else zero
-                values[row] = zero if value <= zero else value
+            for row in range(count):
+                value = values[feature, row]
+                slopes[feature, row] = one if value > zero else zero
+                values[feature, row] = zero if value <= zero else value
         elif op == RELU:
-            for row in range(values.size):
-                value = values[row]
-                slopes[row] = slopes[row] if value > zero else zero
-                values[row] = zero if value <= zero else value
+            for row in range(count):
+                value = values[feature, row]
+                slopes[feature, row] = slopes[feature, row] if value > zero else zero
+                values[feature, row] = zero if value <= zero else value
         else:
             mask_at = n_rows * mask_columns[op] + first * width + feature
-            for row in range(values.size):
+            for row in range(count):
                 scale = masks[mask_at + row * width]
-                values[row] *= scale
-                slopes[row] = scale if position == 0 else slopes[row] * scale
+                values[feature, row] *= scale
+                slopes[feature, row] = scale if position == 0 else slopes[feature, row] * scale
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -281,11 +260,16 @@ def _softmax_cross_entropy(outputs, labels, first, constants, delta, scratch):
     for j in range(1, width):
         for row in range(count):
             largest[row] = max(largest[row], outputs[j, row])
+    bits = scratch[2, :count]
     for j in range(width):
         for row in range(count):
-            value = np.exp(outputs[j, row] - largest[row])
-            delta[j, row] = value
-            total[row] += value
+            delta[j, row] = outputs[j, row] - largest[row]
+        if outputs.itemsize == 4:
+            _exp32(delta, j, bits)
+        else:
+            _exp64(delta, j, bits)
+        for row in range(count):
+            total[row] += delta[j, row]
     for j in range(width):
         for row in range(count):
             delta[j, row] = delta[j, row] / total[row]
@@ -304,6 +288,59 @@ def _softmax_cross_entropy(outputs, labels, first, constants, delta, scratch):
         for row in range(count):
             delta[j, row] = delta[j, row] / n_samples
     return loss_sum, correct
+
+
+# exp(x) for x <= 0, vectorized: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor polynomial (degree 7 for
+# float32, 13 for float64: below half an ulp), 2^n built in the exponent bits. Below the smallest normal it gives
+# that (about 1e-38 or 1e-308) instead of a subnormal or 0: nothing a probability can tell apart. NaN stays NaN.
+LOG2E, LN2_HIGH, LN2_LOW = 1.4426950408889634, 0.693145751953125, 1.4286068203094173e-06
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _exp32(block, feature, scratch):
+    """Row `feature` of `block` = its exp, in place, for float32 values <= 0; `scratch`: float32, one per row."""
+    kind = block.dtype.type
+    magic, low = kind(12582912.0), kind(-87.0)  # 1.5 * 2**23: an integer added to it lands in the low bits
+    for row in range(scratch.size):
+        x = block[feature, row]
+        x = low if x < low else x
+        n = np.floor(x * kind(LOG2E) + kind(0.5))
+        r = (x - n * kind(LN2_HIGH)) - n * kind(LN2_LOW)
+        p = kind(1 / 5040) * r + kind(1 / 720)
+        p = p * r + kind(1 / 120)
+        p = p * r + kind(1 / 24)
+        p = p * r + kind(1 / 6)
+        p = p * r + kind(0.5)
+        p = p * r + kind(1)
+        block[feature, row] = p * r + kind(1)
+        scratch[row] = n + magic  # exact: n is an integer, now in the low bits
+    bits = scratch.view(np.int32)
+    for row in range(scratch.size):
+        bits[row] = (bits[row] + (127 - 4194304)) << 23
+    for row in range(scratch.size):
+        block[feature, row] *= scratch[row]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _exp64(block, feature, scratch):
+    """Row `feature` of `block` = its exp, in place, for float64 values <= 0; `scratch`: float64, one per row."""
+    kind = block.dtype.type
+    magic, low = kind(6755399441055744.0), kind(-708.0)  # 1.5 * 2**52
+    for row in range(scratch.size):
+        x = block[feature, row]
+        x = low if x < low else x
+        n = np.floor(x * kind(LOG2E) + kind(0.5))
+        r = (x - n * kind(LN2_HIGH)) - n * kind(LN2_LOW)
+        p = kind(1 / 6227020800) * r + kind(1 / 479001600)
+        for factorial in (39916800.0, 3628800.0, 362880.0, 40320.0, 5040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0):
+            p = p * r + kind(1 / factorial)
+        block[feature, row] = p * r + kind(1)
+        scratch[row] = n + magic  # exact: n is an integer, now in the low bits
+    bits = scratch.view(np.int64)
+    for row in range(scratch.size):
+        bits[row] = (bits[row] + (1023 - 2251799813685248)) << 52
+    for row in range(scratch.size):
+        block[feature, row] *= scratch[row]
 
 
 @njit(cache=True, fastmath=FASTMATH)
