@@ -32,6 +32,12 @@ def host_array(x):
     return np.asarray(x, order="C")
 
 
+def same_values(a, b) -> bool:
+    """Whether two host arrays (anything NumPy reads) hold the same numbers, shape and dtype."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b))
+
+
 def quiet_float_errors():
     """A context in which NumPy does not warn about overflow or NaN: nnx's divergence checks report those."""
     return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")

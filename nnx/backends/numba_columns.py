@@ -5,6 +5,8 @@ long and contiguous, whatever the layer widths. `numba_kernels.train_stack` runs
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -260,14 +262,14 @@ def _softmax_cross_entropy(outputs, labels, first, constants, delta, scratch):
     for j in range(1, width):
         for row in range(count):
             largest[row] = max(largest[row], outputs[j, row])
-    bits = scratch[2, :count]
+    floats = scratch[2, :count]
     for j in range(width):
         for row in range(count):
             delta[j, row] = outputs[j, row] - largest[row]
         if outputs.itemsize == 4:
-            _exp32(delta, j, bits)
+            _exp_row(delta, j, floats, floats.view(np.int32), EXP_FLOAT32)
         else:
-            _exp64(delta, j, bits)
+            _exp_row(delta, j, floats, floats.view(np.int64), EXP_FLOAT64)
         for row in range(count):
             total[row] += delta[j, row]
     for j in range(width):
@@ -290,55 +292,37 @@ def _softmax_cross_entropy(outputs, labels, first, constants, delta, scratch):
     return loss_sum, correct
 
 
-# exp(x) for x <= 0, vectorized: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor polynomial (degree 7 for
-# float32, 13 for float64: below half an ulp), 2^n built in the exponent bits. Below the smallest normal it gives
+# exp(x) for x <= 0, vectorized: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor polynomial of degree 13
+# (below half an ulp of float64), 2^n built in the exponent bits. Below the smallest normal it gives
 # that (about 1e-38 or 1e-308) instead of a subnormal or 0: nothing a probability can tell apart. NaN stays NaN.
 LOG2E, LN2_HIGH, LN2_LOW = 1.4426950408889634, 0.693145751953125, 1.4286068203094173e-06
 
 
+# (magic: 1.5 * 2^mantissa bits, an integer added to it lands in its low bits; lowest argument; what turns those
+# bits into the exponent bits of 2^n; mantissa bits)
+EXP_FLOAT32 = (12582912.0, -87.0, 127 - (1 << 22), 23)
+EXP_FLOAT64 = (6755399441055744.0, -708.0, 1023 - (1 << 51), 52)
+RECIPROCAL_FACTORIALS = tuple(1 / math.factorial(n) for n in range(13, 1, -1))  # 1/13! .. 1/2!
+
+
 @njit(cache=True, fastmath=FASTMATH)
-def _exp32(block, feature, scratch):
-    """Row `feature` of `block` = its exp, in place, for float32 values <= 0; `scratch`: float32, one per row."""
+def _exp_row(block, feature, scratch, bits, constants):
+    """Row `feature` of `block` = its exp, in place, for values <= 0; `scratch` (the block's dtype, one per row) and
+    `bits` (the same memory as integers of its width) hold 2^n; `constants`: EXP_FLOAT32 or EXP_FLOAT64."""
     kind = block.dtype.type
-    magic, low = kind(12582912.0), kind(-87.0)  # 1.5 * 2**23: an integer added to it lands in the low bits
+    magic, low, bias, mantissa = kind(constants[0]), kind(constants[1]), constants[2], constants[3]
     for row in range(scratch.size):
         x = block[feature, row]
         x = low if x < low else x
         n = np.floor(x * kind(LOG2E) + kind(0.5))
         r = (x - n * kind(LN2_HIGH)) - n * kind(LN2_LOW)
-        p = kind(1 / 5040) * r + kind(1 / 720)
-        p = p * r + kind(1 / 120)
-        p = p * r + kind(1 / 24)
-        p = p * r + kind(1 / 6)
-        p = p * r + kind(0.5)
-        p = p * r + kind(1)
-        block[feature, row] = p * r + kind(1)
+        p = kind(0)
+        for factor in RECIPROCAL_FACTORIALS:
+            p = p * r + kind(factor)
+        block[feature, row] = (p * r + kind(1)) * r + kind(1)
         scratch[row] = n + magic  # exact: n is an integer, now in the low bits
-    bits = scratch.view(np.int32)
     for row in range(scratch.size):
-        bits[row] = (bits[row] + (127 - 4194304)) << 23
-    for row in range(scratch.size):
-        block[feature, row] *= scratch[row]
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _exp64(block, feature, scratch):
-    """Row `feature` of `block` = its exp, in place, for float64 values <= 0; `scratch`: float64, one per row."""
-    kind = block.dtype.type
-    magic, low = kind(6755399441055744.0), kind(-708.0)  # 1.5 * 2**52
-    for row in range(scratch.size):
-        x = block[feature, row]
-        x = low if x < low else x
-        n = np.floor(x * kind(LOG2E) + kind(0.5))
-        r = (x - n * kind(LN2_HIGH)) - n * kind(LN2_LOW)
-        p = kind(1 / 6227020800) * r + kind(1 / 479001600)
-        for factorial in (39916800.0, 3628800.0, 362880.0, 40320.0, 5040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0):
-            p = p * r + kind(1 / factorial)
-        block[feature, row] = p * r + kind(1)
-        scratch[row] = n + magic  # exact: n is an integer, now in the low bits
-    bits = scratch.view(np.int64)
-    for row in range(scratch.size):
-        bits[row] = (bits[row] + (1023 - 2251799813685248)) << 52
+        bits[row] = (bits[row] + bias) << mantissa
     for row in range(scratch.size):
         block[feature, row] *= scratch[row]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from nnx.backends.numba_columns import columns_into
+from nnx.backends.numba_columns import _clip, columns_into
 from nnx.backends.step_program import (
     ADAGRAD,
     MOMENTUM_SGD,
@@ -280,14 +280,6 @@ def _head(head, outputs, labels, targets, first, constants, delta):
     if head == SIGMOID_BINARY_CROSSENTROPY:
         return _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta)
     return _linear_squared_error(outputs, targets, first, constants, delta)
-
-
-@njit(cache=True, inline="always")
-def _clip(value, low, high):
-    """`value` clipped to [low, high]; NaN stays NaN, as with NumPy's clip."""
-    if value < low:
-        return low
-    return high if value > high else value
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
