@@ -85,10 +85,13 @@ def train_many(
             len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
         )
         histories: list = []
-        with first.backend.quiet_float_errors():  # a diverging model is frozen and reported, not warned about
-            for number, chunk in enumerate(chunks, start=1):
-                run.progress.start(number, len(chunks), len(chunk), epochs)
-                histories += _train_stack(plan.part(chunk), chunk, X, y, run)
+        try:
+            with first.backend.quiet_float_errors():  # a diverging model is frozen and reported, not warned about
+                for number, chunk in enumerate(chunks, start=1):
+                    run.progress.start(number, len(chunks), len(chunk), epochs)
+                    histories += _train_stack(plan.part(chunk), chunk, X, y, run)
+        finally:
+            run.progress.close()  # also when a DivergenceError ("raise") or Ctrl-C ends the run
     return histories
 
 
@@ -147,7 +150,8 @@ def _bytes_per_model(plan: StackPlan, rows: int) -> int:
 
 
 def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> list[History]:
-    """Train one stack for every epoch; returns its models' Histories (each model written back as it ends)."""
+    """Train one stack for every epoch; returns its models' Histories (each model is written back as it stops:
+    a diverged one at its last finite epoch, the others at the end)."""
     backend = plan.backend
     targets = _head_targets(plan, y)
     stack = stack_step(plan, X, targets)
