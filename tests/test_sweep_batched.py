@@ -47,11 +47,19 @@ def assert_close(batched_result: sweep.SweepResult, serial: sweep.SweepResult, t
         )
         assert ours["history"]["epoch"] == theirs["history"]["epoch"]
         assert ours["best_epoch"] == theirs["best_epoch"]
-        assert ours["loss"] == pytest.approx(theirs["loss"], rel=tolerance)
-        assert ours["best_loss"] == pytest.approx(theirs["best_loss"], rel=tolerance)
+        for name in ("loss", "best_loss"):
+            assert_same_or_close(ours[name], theirs[name], rel=tolerance)
         assert ours["history"]["loss"] == pytest.approx(theirs["history"]["loss"], rel=tolerance)
-        assert ours["accuracy"] == pytest.approx(theirs["accuracy"], abs=0.01)  # a sample or two may flip
+        assert_same_or_close(ours["accuracy"], theirs["accuracy"], abs=0.01)  # a sample or two may flip
         assert ours["seconds"] > 0
+
+
+def assert_same_or_close(ours, theirs, **tolerance) -> None:
+    """None (a failed trial's metric) on both sides, or numbers within `tolerance`."""
+    if theirs is None:
+        assert ours is None
+    else:
+        assert ours == pytest.approx(theirs, **tolerance)
 
 
 class Spy:
