@@ -169,7 +169,8 @@ def _backward_group(inputs, dinputs, delta, params, gradient, layer, i, j, group
     w3 = params[_weight_at(layer, i, j3)] if group > 3 else kind(0)
     t0, t1, t2, t3 = kind(0), kind(0), kind(0), kind(0)
     count = inputs.shape[1]
-    if with_dinputs and j == 0:
+    if with_dinputs:
+        first_group = j == 0  # the row's earlier contents are not read (a select, not a product: no NaN from them)
         for row in range(count):
             value = inputs[i, row]
             d0, d1, d2, d3 = delta[j, row], delta[j1, row], delta[j2, row], delta[j3, row]
@@ -177,16 +178,8 @@ def _backward_group(inputs, dinputs, delta, params, gradient, layer, i, j, group
             t1 += value * d1
             t2 += value * d2
             t3 += value * d3
-            dinputs[i, row] = w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
-    elif with_dinputs:
-        for row in range(count):
-            value = inputs[i, row]
-            d0, d1, d2, d3 = delta[j, row], delta[j1, row], delta[j2, row], delta[j3, row]
-            t0 += value * d0
-            t1 += value * d1
-            t2 += value * d2
-            t3 += value * d3
-            dinputs[i, row] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
+            earlier = kind(0) if first_group else dinputs[i, row]
+            dinputs[i, row] = earlier + (w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3)
     else:
         for row in range(count):
             value = inputs[i, row]
