@@ -1,21 +1,27 @@
-"""Tests, lint and benchmarks. ``nox`` runs the quick check (one Python over every backend, the compiled step, lint);
-``nox -s tests`` the full matrix, Python 3.10-3.13 x backend; ``nox -s interop`` JAX and PyTorch."""
+"""Tests, lint, docs and benchmarks. ``nox`` runs the quick check on the Python that runs nox (every backend with the
+compiled step, then lint and the type check); ``nox -s tests`` the full matrix, Python 3.10-3.13 x backend;
+``nox -s interop`` JAX and PyTorch; ``nox -s docs`` builds the documentation site."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+import sys
 
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+SUPPORTED = ((3, 10), (3, 13))  # the oldest and newest Python nnx supports
 FULL_LENGTH_PYTHON = "3.12"  # the 10 001-epoch acceptance runs test numerics, not Python: run them once
 BACKENDS = ["numpy", "array_api_strict", "cupy"]
 PYTEST_NO_TESTS_COLLECTED = 5
 PARALLEL = ["-n", "auto"]  # pytest-xdist: one worker per core
+LINT_TOOLS = ["ruff==0.17.6", "mypy==2.4.1"]
 
-nox.options.sessions = [f"check-{FULL_LENGTH_PYTHON}", "fast", "lint"]
+nox.options.sessions = ["quick"]
+nox.options.error_on_missing_interpreters = True  # a Python that is not there fails the run: never a silent skip
+nox.options.download_python = "never"
 BACKEND_TESTS_ONLY = {"NNX_TEST_BACKEND_TESTS_ONLY": "1"}  # tests that concern other backends run in the numpy cell
 
 
@@ -47,10 +53,34 @@ def run_pytest(session: nox.Session, backends: str, *selection: str, env: dict |
     )
 
 
+def require_supported_python(session: nox.Session) -> None:
+    """Stop with what to install when the Python running nox is not one nnx supports."""
+    running = sys.version_info[:2]
+    if not SUPPORTED[0] <= running <= SUPPORTED[1]:
+        oldest, newest = (".".join(map(str, version)) for version in SUPPORTED)
+        session.error(
+            f"nnx needs Python {oldest}-{newest}, but nox runs on Python {running[0]}.{running[1]}. Install one of "
+            f"Python {', '.join(PYTHONS)} and run the command with it, e.g. `python3.12 -m pip install nox && "
+            "python3.12 -m nox`."
+        )
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The quick check, on the Python that runs nox: the suite over every backend (CuPy where there is a GPU) with
+    the `fast` extra, so `Model.train` on NumPy takes the compiled step, without the full-length acceptance runs;
+    then ruff and mypy. This is what the README's `python -m nox` runs."""
+    require_supported_python(session)
+    session.install("-e", f".[test,fast{cuda_extra() or ''}]", *LINT_TOOLS)
+    run_pytest(session, ",".join(BACKENDS), "-m", "not slow")
+    run_lint(session)
+
+
 @nox.session(python=PYTHONS)
 def check(session: nox.Session) -> None:
     """The suite on one Python over every backend (CuPy where there is a GPU) in one run, without the full-length
-    acceptance runs (`-- -m slow` runs only those). `nox` runs check-3.12; CI every Python."""
+    acceptance runs (`-- -m slow` runs only those), on the generic step (no `fast` extra). CI runs it on every
+    Python."""
     session.install("-e", f".[test{cuda_extra() or ''}]")
     run_pytest(session, ",".join(BACKENDS), "-m", "not slow")
 
@@ -71,14 +101,6 @@ def tests(session: nox.Session, backend: str) -> None:
 
 
 @nox.session(python=FULL_LENGTH_PYTHON)
-def fast(session: nox.Session) -> None:
-    """The suite with the `fast` extra (Numba): Model.train on NumPy runs its compiled step, tested against the
-    generic one. The full-length runs stay on the generic step, where the book's numbers are pinned."""
-    session.install("-e", ".[test,fast]")
-    run_pytest(session, "numpy", "-m", "not slow")
-
-
-@nox.session(python=FULL_LENGTH_PYTHON)
 def interop(session: nox.Session) -> None:
     """The backend tests (and those naming jax or torch) on other Array API libraries: JAX (CPU) always, PyTorch
     where it is installed (not here: a PyPI torch is a multi-GB CUDA build), skipping with the reason otherwise."""
@@ -86,12 +108,30 @@ def interop(session: nox.Session) -> None:
     run_pytest(session, "jax,torch", "-m", "not slow", env=BACKEND_TESTS_ONLY)
 
 
-@nox.session(python="3.12")
-def lint(session: nox.Session) -> None:
-    """ruff: lint rules and formatting."""
-    session.install("ruff==0.17.6")
+def run_lint(session: nox.Session) -> None:
+    """ruff (lint rules and formatting) and mypy (the types of nnx/, settings in pyproject.toml)."""
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(python="3.12")
+def lint(session: nox.Session) -> None:
+    """ruff and mypy alone."""
+    session.install("-e", ".", *LINT_TOOLS)
+    run_lint(session)
+
+
+@nox.session(python="3.12")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ with --strict: a broken link, a missing reference or a code block
+    that fails stops the build. Every code block runs (markdown-exec), and so does the chapter-10 notebook.
+    `nox -s docs -- serve` serves it at http://127.0.0.1:8000 instead."""
+    session.install("-e", ".[docs]")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session(python="3.11")
