@@ -41,10 +41,12 @@ OPTIMIZERS = {
 TORCH_ADAM = {"lr": 0.02, "eps": 1e-7}
 ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-7
 MIN_REPEAT_S = 0.05  # a repeat runs enough epochs to last this long
+CALIBRATION_ROUNDS = 5  # at most this many calls to find the epochs per repeat
 REPEAT_BUDGET_S = 2.5  # repeats per candidate: as many as fit (at most --repeats, at least 3)
 HEAVY_EPOCH_S = 1.0  # from here on the first call is the warm-up and the last repeat is also the memory epoch
 MIB = 1024 * 1024
 RESULTS = Path(__file__).resolve().parent / "results"
+REPOSITORY = RESULTS.parent.parent
 
 
 @dataclass
@@ -412,8 +414,13 @@ def prepare(candidate: Candidate, torch, max_repeats: int) -> None:
     and the memory of one epoch (for heavy candidates, the last timed repeat's epoch instead)."""
     candidate.first_call_s = epoch_s = seconds_per_epoch(candidate, 1)
     if candidate.compiles or epoch_s < HEAVY_EPOCH_S:
-        for _ in range(2):  # the first call may compile, and a call's fixed cost weighs on one epoch: measure again
-            epoch_s = seconds_per_epoch(candidate, math.ceil(MIN_REPEAT_S / epoch_s))
+        # The first call may compile, and a call's fixed cost weighs on one epoch: measure again (twice at least)
+        # until the epochs per repeat settle, or one slow call after the compile leaves too few of them.
+        for round_ in range(CALIBRATION_ROUNDS):
+            epochs = math.ceil(MIN_REPEAT_S / epoch_s)
+            epoch_s = seconds_per_epoch(candidate, epochs)
+            if round_ >= 1 and math.ceil(MIN_REPEAT_S / epoch_s) <= 2 * epochs:
+                break
     candidate.epochs_per_repeat = math.ceil(MIN_REPEAT_S / epoch_s)
     repeat_s = candidate.epochs_per_repeat * epoch_s
     candidate.repeats = max(min(max_repeats, 3), min(max_repeats, int(REPEAT_BUDGET_S / repeat_s)))
@@ -565,9 +572,23 @@ def load_average() -> list[float] | None:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment(torch, backends: list) -> dict:
     return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": {
+            "cpu": cpu_model(),
             "platform": platform.platform(),
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
@@ -575,6 +596,7 @@ def environment(torch, backends: list) -> dict:
             "python": sys.version,
         },
         "versions": {
+            "python": platform.python_version(),
             "nnx": nnx.__version__,
             "numpy": np.__version__,
             "torch": torch.__version__ if torch is not None else None,
@@ -749,12 +771,27 @@ def candidate_record(candidate: Candidate) -> dict:
     }
 
 
+def portable(value):
+    """`value` with this machine's paths left out, so that the JSON can be shared: paths inside the repository
+    relative to it, other absolute paths (the libraries' files that threadpoolctl names) as their file names."""
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(item) for item in value]
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str) and os.path.isabs(value) and os.sep in value:
+        path = Path(value)
+        return str(path.relative_to(REPOSITORY)) if path.is_relative_to(REPOSITORY) else path.name
+    return value
+
+
 def write_results(result: dict, out: Path, name: str = "bench") -> Path:
     """Write `result` as JSON to out/<name>-<time>.json and out/<name>-latest.json; returns the first."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = out / f"{name}-{stamp}.json"
-    text = json.dumps(result, indent=2, default=str)
+    text = json.dumps(portable(result), indent=2, default=str)
     path.write_text(text)
     (out / f"{name}-latest.json").write_text(text)
     return path

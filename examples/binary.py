@@ -5,22 +5,26 @@ python examples/binary.py --backend array_api_strict
 
 from __future__ import annotations
 
-from _common import load_backend, parse, parser, run, training_options
+from _common import parser, positive, run
 
 import nnx
 from nnx.datasets import spiral_data
 
 
 def main(argv=None) -> None:
-    options = parser(__doc__.splitlines()[0])
-    training_options(options, epochs=10001, lr=0.001, decay=5e-7, every=100)
-    args = parse(options, argv, "epochs", "every")
-    backend = load_backend(args.backend)
+    options = parser(__doc__)
+    options.add_argument("--epochs", type=positive, default=10001, help="default: %(default)s")
+    options.add_argument("--every", type=positive, default=100, help="print every N epochs (default: %(default)s)")
+    options.add_argument("--lr", type=float, default=0.001, help="Adam's learning rate (default: %(default)s)")
+    options.add_argument("--decay", type=float, default=5e-7, help="learning-rate decay (default: %(default)s)")
+    args = options.parse_args(argv)
+    backend = nnx.backends.get(args.backend)
+    print(f"nnx: backend {backend.name} on {backend.device}")
 
-    nnx.seed(args.seed)
+    nnx.seed(0)
     X, y = spiral_data(samples=100, classes=2)
     X_test, y_test = spiral_data(samples=100, classes=2)
-    y, y_test = y.reshape(-1, 1), y_test.reshape(-1, 1)
+    y, y_test = y.reshape(-1, 1), y_test.reshape(-1, 1)  # one output per sample: the probability of class 1
     with nnx.backends.use(backend):
         model = nnx.Model()
         model.add(nnx.Dense(2, 64, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4))

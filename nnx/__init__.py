@@ -1,6 +1,13 @@
-"""nnx: the network of *Neural Networks from Scratch* on any array backend (NumPy, CuPy, Array API)."""
+"""nnx: the network of *Neural Networks from Scratch* on any array backend (NumPy, CuPy, Array API).
+
+The book's classes are here under short names (`nnx.Dense`, `nnx.ReLU`, `nnx.Model`, ...); `nnx.nnfs` has them
+under the book's own names (`Layer_Dense`, ...). `nnx.plot`, `nnx.recipes` and `nnx.sweep` load on first use.
+"""
+
+from __future__ import annotations
 
 from importlib import import_module
+from types import ModuleType
 
 from nnx import backends, callbacks, datasets, metrics, training
 from nnx._component import Component
@@ -26,7 +33,7 @@ from nnx.training import train_many
 LAZY_MODULES = ("plot", "recipes", "sweep")  # imported on first use: matplotlib and Dask stay unloaded until then
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> ModuleType:
     if name in LAZY_MODULES:
         return import_module(f"nnx.{name}")
     raise AttributeError(f"module 'nnx' has no attribute {name!r}")

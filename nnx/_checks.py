@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 import weakref
+from types import FrameType
 
 from nnx.backends._base import _describe
 
@@ -154,15 +155,19 @@ def already_checked(x, key) -> bool:
 def remember(x, key) -> None:
     """Record that `x` passed the value check `key`; forgotten when `x` is freed."""
     entry = (id(x), key)
+
+    def forget(_ref: object) -> None:
+        _seen.pop(entry, None)
+
     with contextlib.suppress(TypeError):  # an array type without weak references is simply checked again
-        _seen[entry] = weakref.ref(x, lambda _ref, entry=entry: _seen.pop(entry, None))
+        _seen[entry] = weakref.ref(x, forget)
 
 
 def shape_of(x) -> tuple:
     return tuple(x.shape)
 
 
-def batch(x, owner: str, *, what: str = "inputs", features: int | None = None) -> None:
+def batch(x, owner: object, *, what: str = "inputs", features: int | None = None) -> None:
     """A non-empty 2-d batch of real numbers with `features` columns (structure only: no device sync)."""
     ndim = len(x.shape)
     if ndim != 2:
@@ -214,7 +219,7 @@ def _isdtype(xp, dtype, kind) -> bool:
 REAL = ("real floating", "signed integer", "unsigned integer")
 
 
-def real_dtype(xp, x, owner: str, what: str = "inputs") -> None:
+def real_dtype(xp, x, owner: object, what: str = "inputs") -> None:
     """A TypeError unless `x` holds real numbers (floats or integers; not bool, complex or objects)."""
     if not is_kind(xp, x.dtype, REAL):
         raise TypeError(
@@ -222,7 +227,7 @@ def real_dtype(xp, x, owner: str, what: str = "inputs") -> None:
         )
 
 
-def finite(backend, x, owner: str, what: str = "inputs") -> None:
+def finite(backend, x, owner: object, what: str = "inputs") -> None:
     """A ValueError if `x` holds NaN or infinity: one reduction and one host copy, once per array object."""
     if already_checked(x, "finite"):
         return
@@ -279,7 +284,7 @@ def produced(x):
     return x
 
 
-def same_samples(n_expected: int, y, owner: str, what: str = "targets") -> None:
+def same_samples(n_expected: int, y, owner: object, what: str = "targets") -> None:
     if len(y.shape) == 0 or y.shape[0] != n_expected:
         raise ValueError(
             f"{_name(owner)} expected {what} for {n_expected} samples, got shape {shape_of(y)}; "
@@ -290,7 +295,7 @@ def same_samples(n_expected: int, y, owner: str, what: str = "targets") -> None:
 # Targets ------------------------------------------------------------------------------------------------------------
 
 
-def class_targets(backend, y, n_classes: int, owner: str):
+def class_targets(backend, y, n_classes: int, owner: object):
     """Integer labels (n,) or one-hot rows (n, n_classes), checked once per object; returns them unchanged.
 
     Labels must be integers in [0, n_classes) (integer-valued floats are accepted); one-hot rows hold 0/1 with
@@ -331,7 +336,7 @@ def _label_summary(backend, y, n_classes: int):
     return xp.stack([non_integer, xp.min(finite_values), xp.max(finite_values)])
 
 
-def _raise_for_labels(summary, n_classes: int, owner: str, *, one_hot: bool) -> None:
+def _raise_for_labels(summary, n_classes: int, owner: object, *, one_hot: bool) -> None:
     bad, low, high = (float(v) for v in summary)
     if one_hot and bad:
         raise ValueError(
@@ -354,7 +359,7 @@ def _raise_for_labels(summary, n_classes: int, owner: str, *, one_hot: bool) -> 
         )
 
 
-def value_targets(xp, y, n_samples: int, n_outputs: int, owner: str):
+def value_targets(xp, y, n_samples: int, n_outputs: int, owner: object):
     """Regression or binary targets shaped like the outputs; (n,) is reshaped once for a single output."""
     shape = shape_of(y)
     if shape == (n_samples, n_outputs):
@@ -367,7 +372,7 @@ def value_targets(xp, y, n_samples: int, n_outputs: int, owner: str):
     )
 
 
-def _name(owner) -> str:
+def _name(owner: object) -> str:
     """How a message names its component: a string as is, a component by its label (built only on error)."""
     return owner if isinstance(owner, str) else getattr(owner, "label", repr(owner))
 
@@ -375,7 +380,8 @@ def _name(owner) -> str:
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """Warn, pointing at the user's line: the first caller outside the nnx package."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 2
+    frame: FrameType | None = sys._getframe(1)
+    level = 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

@@ -4,72 +4,132 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import types
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import safetensors.numpy
 
 from nnx import _checks, backends
-from nnx.backends import _host
+from nnx.backends import Backend, _host
 from nnx.errors import CallOrderError
 
-_classes: dict[str, type] = {}
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+Array: TypeAlias = Any  # an array of a component's backend: a NumPy or CuPy ndarray, a torch tensor, ...
+BackendSpec: TypeAlias = str | types.ModuleType | Backend | None  # what `xp=` accepts: see `nnx.backends.get`
+FilePath: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]  # a file to read or write; `~` is expanded
+
+_classes: dict[str, type[Component]] = {}
 
 
-def component_class(name: str) -> type | None:
+def component_class(name: str) -> type[Component] | None:
     """The Component subclass saved under `name` (see `Component.kind`), or None: files never name code to run."""
     return _classes.get(name)
 
 
 class Component:
-    """Resolves `xp` (a module, a backend name, a Backend, or None for the current one) at construction.
+    """The base of every layer, activation, loss, optimizer and accuracy: one backend, resolved at construction.
 
-    `ARRAYS` names the attributes that hold state worth keeping (parameters); `to()` carries them across.
+    Subclass it to write your own layer (with `forward` and `backward`): compute with `self.xp`, the array namespace
+    of its backend, and it runs on every backend. `ARRAYS` names the attributes that hold state worth keeping
+    (parameters): `to()` moves them, and files and copies store them. `CONFIG` names the constructor arguments
+    that `get_config()` returns, so that a saved file can rebuild the component.
+
+    Args:
+        xp: The backend to compute on: a backend name ('numpy', 'cupy', 'torch', ...), an array module, an
+            `nnx.backends.Backend`, or None for the current one (`nnx.backends.current()`).
+
+    Attributes:
+        backend: The `nnx.backends.Backend` this component computes on.
+        xp: The array namespace of that backend.
     """
 
     ARRAYS: tuple[str, ...] = ()
     CONFIG: tuple[str, ...] = ()
     position: int | None = None
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _classes[cls.kind()] = cls
 
     @classmethod
     def kind(cls) -> str:
-        """The name a saved file uses for this class: the bare name for nnx's own, module.name for others."""
+        """The name a saved file records for this class.
+
+        Returns:
+            The bare class name for nnx's own classes ('Dense'), `module.QualName` for any other.
+        """
         return cls.__name__ if cls.__module__.startswith("nnx.") else f"{cls.__module__}.{cls.__qualname__}"
 
-    def __init__(self, xp=None):
-        self.backend = backends.get(xp)
-        self.xp = self.backend.xp
+    def __init__(self, xp: BackendSpec = None) -> None:
+        self.backend: Backend = backends.get(xp)
+        self.xp: Any = self.backend.xp
 
-    def kernel_spec(self) -> dict | None:
-        """What a compiled training step needs to know about this component (plain numbers and names), or None
-        when no kernel computes it: `Model.train` then runs the generic step. Only the class that defines it is
-        trusted, so a subclass inherits none (it may compute something else): define it again to opt in."""
+    def kernel_spec(self) -> dict[str, Any] | None:
+        """What a compiled training step needs to know about this component.
+
+        Only the class that defines it is trusted, so a subclass inherits none (it may compute something else):
+        define it again to opt in.
+
+        Returns:
+            Plain numbers and names (e.g. ``{"op": "relu"}``), or None when no kernel computes this component:
+            `Model.train` then runs the generic, layer-by-layer step.
+        """
         return None
 
-    def get_config(self) -> dict:
-        """The constructor arguments that rebuild this component (JSON-friendly; no arrays, no backend)."""
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this component.
+
+        Returns:
+            {name: value} for each name in `CONFIG`: JSON-friendly, with no arrays and no backend.
+        """
         return {name: getattr(self, name) for name in self.CONFIG}
 
     @classmethod
-    def config_shapes(cls, config: dict) -> dict | None:
-        """The shapes of the arrays that `from_config(config)` would allocate, by name, or None when it cannot say:
-        a file's record is checked against its tensors with them before anything is allocated."""
+    def config_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[Any, ...]] | None:
+        """The shapes of the arrays that `from_config(config)` would allocate.
+
+        Loading checks a file's record against its tensors with them, before anything is allocated.
+
+        Args:
+            config: A dictionary as `get_config()` returns it.
+
+        Returns:
+            {array name: shape}, or None when the class cannot say (the default).
+        """
         return None
 
     @classmethod
-    def from_config(cls, config: dict, xp=None):
-        """A new component built from `get_config()`'s dictionary, on backend `xp`."""
+    def from_config(cls, config: dict[str, Any], xp: BackendSpec = None) -> Self:
+        """Build a new component from `get_config()`'s dictionary.
+
+        Args:
+            config: The constructor arguments, as `get_config()` returns them.
+            xp: The backend of the new component (see the class's `xp`); None is the current one.
+
+        Returns:
+            The new component, with freshly initialised arrays.
+        """
         return cls(**config, xp=xp)
 
     @property
     def label(self) -> str:
-        """How errors name this component: its repr, and its place in a model once it has one."""
+        """How error messages name this component: its repr, and its place in a model once it has one."""
         return repr(self) if self.position is None else f"{self!r} at layer {self.position}"
 
-    def to(self, spec):
-        """Move this component's state to another backend (through the host) and compute there from now on."""
+    def to(self, spec: BackendSpec) -> Self:
+        """Move this component's state (its `ARRAYS`) to another backend, through the host, and compute there.
+
+        Each array keeps its dtype: a backend without that dtype says so rather than rounding.
+
+        Args:
+            spec: The target backend, as the class's `xp` accepts it.
+
+        Returns:
+            This component, moved.
+        """
         target = backends.get(spec)
         for name in self.ARRAYS:
             value = getattr(self, name, None)
@@ -78,11 +138,11 @@ class Component:
         self.backend, self.xp = target, target.xp
         return self
 
-    def _accept(self, x, what: str = "inputs"):
+    def _accept(self, x: Array, what: str = "inputs") -> Array:
         """`x` itself if it lives on this component's backend, else a TypeError that says how to move it."""
         return x if self.backend.owns(x) else self.backend.check(x, f"{self.label} {what}")
 
-    def _accept_batch(self, x, what: str = "inputs", features: int | None = None, dtype=None):
+    def _accept_batch(self, x: Array, what: str = "inputs", features: int | None = None, dtype: Any = None) -> Array:
         """`x` as a float batch: a non-empty 2-d array of real numbers on this backend, cast to `dtype` (integers
         to the default float) before its values are checked (once per array)."""
         self._accept(x, what)
@@ -92,7 +152,7 @@ class Component:
             dtype = self.backend.default_float
         return _checks.as_finite(self.backend, x, dtype, self, what)
 
-    def _require_forward(self, dvalues, attribute: str = "output") -> None:
+    def _require_forward(self, dvalues: Array, attribute: str = "output") -> None:
         """A CallOrderError unless `forward` ran, and a ValueError unless `dvalues` is shaped like its output."""
         output = getattr(self, attribute, None)
         if output is None:
@@ -107,17 +167,24 @@ class Component:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    def saved_config(self) -> dict:
-        """`get_config()` as it is saved: a dtype written as its canonical name ('float32') whatever the backend
-        calls it."""
+    def saved_config(self) -> dict[str, Any]:
+        """`get_config()` as a file records it.
+
+        Returns:
+            The config, with a dtype written as its canonical name ('float32') whatever the backend calls it.
+        """
         config = self.get_config()
-        if "dtype" in config and getattr(self, "dtype", None) is not None:
-            config["dtype"] = _host.dtype_name(self.dtype)
+        dtype = getattr(self, "dtype", None)
+        if "dtype" in config and dtype is not None:
+            config["dtype"] = _host.dtype_name(dtype)
         return config
 
-    def host_arrays(self) -> dict:
-        """Host copies of the arrays this component keeps (its `ARRAYS` that hold an array, NumPy scalars included),
-        as files and copies store them."""
+    def host_arrays(self) -> dict[str, Any]:
+        """Host copies of the arrays this component keeps, as files and copies store them.
+
+        Returns:
+            {name: NumPy array} for each of its `ARRAYS` that holds an array (NumPy scalars included).
+        """
         arrays = {}
         for name in self.ARRAYS:
             value = getattr(self, name, None)
@@ -125,7 +192,7 @@ class Component:
                 arrays[name] = self.backend.to_numpy(value)
         return arrays
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         """`pickle` and `copy.deepcopy` go through what a file holds: the kind, the config as JSON and the arrays
         as safetensors bytes, rebuilt on the same backend; never a pickled module or class."""
         arrays = safetensors.numpy.save(self.host_arrays())
@@ -150,36 +217,57 @@ def rebuilt(kind: str, config: str, backend: str, arrays: bytes) -> Component:
 
 
 class RunningMean(Component):
-    """A component that averages per-sample values over all the batches of a pass (an epoch), on the device."""
+    """A component that averages per-sample values over all the batches of a pass (an epoch), on the device.
 
-    def __init__(self, *, xp=None):
+    The base of `nnx.losses.Loss` and `nnx.metrics.Accuracy`: their `calculate` adds each batch to the sums,
+    `new_pass()` starts again.
+
+    Args:
+        xp: The backend to compute on: a backend name, an array module, an `nnx.backends.Backend`, or None for
+            the current one.
+    """
+
+    def __init__(self, *, xp: BackendSpec = None) -> None:
         super().__init__(xp)
         self.new_pass()
 
     def new_pass(self) -> None:
-        """Reset the running sums at the start of an epoch."""
-        self.accumulated_sum = 0
+        """Reset the running sums, at the start of an epoch (the book's `new_pass`)."""
+        self.accumulated_sum: Any = 0
         self.accumulated_count = 0
 
-    def _accumulate(self, values) -> None:
+    def _accumulate(self, values: Array) -> None:
         self.add_to_pass(self.xp.sum(values), math.prod(values.shape))
 
-    def add_to_pass(self, total, count: int) -> None:
-        """Add a batch's precomputed sum of `count` per-sample values (a compiled step's) to the epoch's sums."""
+    def add_to_pass(self, total: Array, count: int) -> None:
+        """Add a batch's precomputed sum to the epoch's sums (what a compiled training step does).
+
+        Args:
+            total: The sum of the batch's per-sample values: a 0-d array on this backend, or a number.
+            count: How many values `total` adds up.
+        """
         self.accumulated_sum = self.accumulated_sum + total
         self.accumulated_count += count
 
-    def _accumulated_mean(self):
+    def _accumulated_mean(self) -> Array:
         if self.accumulated_count == 0:
             raise RuntimeError(f"{self!r} has no batches to average: call calculate() after new_pass()")
         return self.accumulated_sum / self.accumulated_count
 
-    def to(self, spec):
+    def to(self, spec: BackendSpec) -> Self:
+        """Move to another backend, starting a new pass (the running sums are dropped).
+
+        Args:
+            spec: The target backend: a backend name, an array module, an `nnx.backends.Backend`, or None.
+
+        Returns:
+            This component, moved.
+        """
         self.new_pass()
         return super().to(spec)
 
 
-def _moved(source, target, value):
+def _moved(source: Backend, target: Backend, value: Array) -> Array:
     """`value` copied from backend `source` to `target` through the host, in its own dtype (a backend without that
     dtype says so rather than rounding float64 to float32)."""
     host = source.to_numpy(value)

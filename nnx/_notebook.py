@@ -30,7 +30,7 @@ class LineInPlace:
 
     encoding = "utf-8"
 
-    def __init__(self):
+    def __init__(self) -> None:
         from IPython.display import display
 
         self.text = ""

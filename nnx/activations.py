@@ -1,87 +1,224 @@
-"""Activation functions: ReLU, Softmax, Sigmoid and Linear, each with its exact backward pass."""
+"""Activation functions: ReLU, Softmax, Sigmoid and Linear, each with its exact backward pass.
+
+Each takes a batch shaped (samples, features) and keeps the book's attributes: `inputs` and `output` after
+`forward`, `dinputs` after `backward`. `predictions(outputs)` turns the last layer's outputs into what an
+accuracy compares with the targets.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from nnx import _checks
-from nnx._component import Component
+from nnx._component import Array, Component
+
+__all__ = ["Linear", "ReLU", "Sigmoid", "Softmax"]
 
 
 class ReLU(Component):
-    """max(0, x), element-wise; its gradient is zero where the input was <= 0."""
+    """The rectified linear unit, max(0, x), element-wise (the book's `Activation_ReLU`).
 
-    def kernel_spec(self) -> dict:
+    Its gradient is zero where the input was <= 0.
+
+    Args:
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+    """
+
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs: this activation's name.
+
+        Returns:
+            ``{"op": "relu"}``.
+        """
         return {"op": "relu"}
 
-    def forward(self, inputs, training: bool = False) -> None:
+    def forward(self, inputs: Array, training: bool = False) -> None:
+        """Set `output` to max(0, inputs).
+
+        Args:
+            inputs: A batch shaped (samples, features) on this backend; integers are cast to float32.
+            training: Whether this is a training pass (unused: ReLU behaves the same either way).
+        """
         inputs = self._accept_batch(inputs)
         self.inputs = inputs
         self.output = _checks.produced(self.backend.relu_forward(inputs))
 
-    def backward(self, dvalues) -> None:
-        """Pass the gradient where the input was positive."""
+    def backward(self, dvalues: Array) -> None:
+        """Set `dinputs`: the gradient passed through where the input was positive, zero elsewhere.
+
+        Args:
+            dvalues: The gradient of the loss with respect to `output`, shaped like it.
+
+        Raises:
+            CallOrderError: if `forward` has not run.
+        """
         self._require_forward(dvalues)
         self.dinputs = self.backend.relu_backward(dvalues, self.inputs)
 
-    def predictions(self, outputs):
+    def predictions(self, outputs: Array) -> Array:
+        """The outputs themselves (a ReLU is rarely the last layer).
+
+        Args:
+            outputs: This activation's output.
+
+        Returns:
+            `outputs`, unchanged.
+        """
         return outputs
 
 
 class Softmax(Component):
-    """Row-wise softmax, computed stably by subtracting each row's maximum first."""
+    """Row-wise softmax: each row of outputs becomes probabilities that sum to 1 (the book's `Activation_Softmax`).
 
-    def kernel_spec(self) -> dict:
+    Computed stably by subtracting each row's maximum first.
+
+    Args:
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+    """
+
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs: this activation's name.
+
+        Returns:
+            ``{"op": "softmax"}``.
+        """
         return {"op": "softmax"}
 
-    def forward(self, inputs, training: bool = False) -> None:
+    def forward(self, inputs: Array, training: bool = False) -> None:
+        """Set `output` to exp(inputs) / sum(exp(inputs)) along each row.
+
+        Args:
+            inputs: A batch shaped (samples, classes) on this backend; integers are cast to float32.
+            training: Whether this is a training pass (unused: softmax behaves the same either way).
+        """
         inputs = self._accept_batch(inputs)
         self.inputs = inputs
         with self.backend.quiet_float_errors():  # extreme logits round to 0 or 1, which is right
             self.output = _checks.produced(self.backend.softmax(inputs))
 
-    def backward(self, dvalues) -> None:
-        """The exact Jacobian-vector product, all rows at once: s * (d - sum(d * s))."""
+    def backward(self, dvalues: Array) -> None:
+        """Set `dinputs`: the exact Jacobian-vector product, all rows at once: s * (d - sum(d * s)).
+
+        Args:
+            dvalues: The gradient of the loss with respect to `output`, shaped like it.
+
+        Raises:
+            CallOrderError: if `forward` has not run.
+        """
         self._require_forward(dvalues)
         s = self.output
         self.dinputs = s * (dvalues - self.xp.sum(dvalues * s, axis=1, keepdims=True))
 
-    def predictions(self, outputs):
+    def predictions(self, outputs: Array) -> Array:
+        """The predicted class of each row.
+
+        Args:
+            outputs: Probabilities shaped (samples, classes).
+
+        Returns:
+            The index of each row's largest probability, shaped (samples,).
+        """
         return self.xp.argmax(outputs, axis=1)
 
 
 class Sigmoid(Component):
-    """1 / (1 + exp(-x)), element-wise: independent probabilities for binary outputs."""
+    """The logistic function 1 / (1 + exp(-x)), element-wise (the book's `Activation_Sigmoid`).
 
-    def kernel_spec(self) -> dict:
+    Each output is an independent probability: the last layer of a binary classifier (with `BinaryCrossentropy`).
+
+    Args:
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+    """
+
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs: this activation's name.
+
+        Returns:
+            ``{"op": "sigmoid"}``.
+        """
         return {"op": "sigmoid"}
 
-    def forward(self, inputs, training: bool = False) -> None:
+    def forward(self, inputs: Array, training: bool = False) -> None:
+        """Set `output` to 1 / (1 + exp(-inputs)).
+
+        Args:
+            inputs: A batch shaped (samples, features) on this backend; integers are cast to float32.
+            training: Whether this is a training pass (unused: sigmoid behaves the same either way).
+        """
         inputs = self._accept_batch(inputs)
         self.inputs = inputs
         with self.backend.quiet_float_errors():  # exp overflows for very negative inputs: the result is 0, right
             self.output = _checks.produced(self.backend.sigmoid(inputs))
 
-    def backward(self, dvalues) -> None:
+    def backward(self, dvalues: Array) -> None:
+        """Set `dinputs` to dvalues * (1 - output) * output.
+
+        Args:
+            dvalues: The gradient of the loss with respect to `output`, shaped like it.
+
+        Raises:
+            CallOrderError: if `forward` has not run.
+        """
         self._require_forward(dvalues)
         self.dinputs = dvalues * (1 - self.output) * self.output
 
-    def predictions(self, outputs):
+    def predictions(self, outputs: Array) -> Array:
+        """0/1 predictions: 1 where the probability is above 0.5.
+
+        Args:
+            outputs: Probabilities shaped (samples, outputs).
+
+        Returns:
+            Integer 0s and 1s shaped like `outputs`.
+        """
         return self.xp.astype(outputs > 0.5, self.backend.int_dtype)
 
 
 class Linear(Component):
-    """The identity, for regression outputs."""
+    """The identity, y = x: the last layer of a regression model (the book's `Activation_Linear`).
 
-    def kernel_spec(self) -> dict:
+    Args:
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+    """
+
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs: this activation's name.
+
+        Returns:
+            ``{"op": "linear"}``.
+        """
         return {"op": "linear"}
 
-    def forward(self, inputs, training: bool = False) -> None:
+    def forward(self, inputs: Array, training: bool = False) -> None:
+        """Set `output` to `inputs`.
+
+        Args:
+            inputs: A batch shaped (samples, outputs) on this backend; integers are cast to float32.
+            training: Whether this is a training pass (unused).
+        """
         inputs = self._accept_batch(inputs)
         self.inputs = inputs
         self.output = _checks.produced(inputs)
 
-    def backward(self, dvalues) -> None:
+    def backward(self, dvalues: Array) -> None:
+        """Set `dinputs` to `dvalues`: the identity's gradient is 1.
+
+        Args:
+            dvalues: The gradient of the loss with respect to `output`, shaped like it.
+
+        Raises:
+            CallOrderError: if `forward` has not run.
+        """
         self._require_forward(dvalues)
         self.dinputs = dvalues
 
-    def predictions(self, outputs):
+    def predictions(self, outputs: Array) -> Array:
+        """The outputs themselves: a regression predicts the values.
+
+        Args:
+            outputs: This activation's output.
+
+        Returns:
+            `outputs`, unchanged.
+        """
         return outputs

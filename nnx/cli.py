@@ -6,11 +6,13 @@ import argparse
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from nnx import backends
-from nnx import sweep as sweep_module
 from nnx._version import __version__
+from nnx.backends._active import chosen_by_use
+from nnx.sweep.cli import main as sweep_main
 
 LIBRARIES = (
     ("NumPy", "numpy"),
@@ -27,7 +29,7 @@ LIBRARIES = (
 )
 
 
-def installed_version(distributions) -> str | None:
+def installed_version(distributions: str | Sequence[str]) -> str | None:
     """The installed version of the first of `distributions` found, without importing it."""
     for name in (distributions,) if isinstance(distributions, str) else distributions:
         try:
@@ -39,7 +41,7 @@ def installed_version(distributions) -> str | None:
 
 def active_backend_source() -> str:
     """Where the current backend was chosen: `nnx.backends.use()`, $NNX_BACKEND, or the default."""
-    if backends.chosen_by_use():
+    if chosen_by_use():
         return "nnx.backends.use()"
     if os.environ.get(backends.ENV_VAR):
         return f"{backends.ENV_VAR}={os.environ[backends.ENV_VAR]}"
@@ -85,21 +87,22 @@ def _active_line() -> str:
     return f"{backend.name} on {backend.device} (chosen by {source})"
 
 
-def info(argv=None) -> int:
+def info(argv: Sequence[str] | None = None) -> int:
+    """``nnx info``: print the report of `info_lines`; returns the exit status."""
     argparse.ArgumentParser(prog="nnx info", description="Print versions, backends and devices.").parse_args(argv)
     print("\n".join(info_lines()))
     return 0
 
 
-def sweep(argv=None) -> int:
-
-    return sweep_module.main(argv)
+def sweep(argv: Sequence[str] | None = None) -> int:
+    """``nnx sweep [options]``: see `nnx.sweep.cli.main`; returns the exit status."""
+    return sweep_main(argv)
 
 
 COMMANDS = {"info": info, "sweep": sweep}
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nnx <command> [options]``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):

@@ -9,14 +9,17 @@ from __future__ import annotations
 import gzip
 import numbers
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from nnfs import datasets as nnfs_datasets
 
 from nnx import _checks
+from nnx._component import FilePath
 from nnx._paths import input_path
-from nnx.backends import checked_seed
+from nnx.backends._host import checked_seed
 
 __all__ = ["fashion_mnist", "read_idx", "sine_data", "spiral_data", "vertical_data"]
 
@@ -24,34 +27,81 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IDX_NAMES = ", ".join(f"{name}.gz" for pair in IDX_FILES.values() for name in pair)
 
 
-def spiral_data(samples, classes):
-    """The book's spiral: `classes` arms of `samples` points each, drawn with NumPy's global RNG (nnfs's own)."""
+def spiral_data(samples: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The book's spiral data: `classes` interleaved arms of `samples` points each (from the nnfs package).
+
+    The points are drawn with NumPy's global RNG, as nnfs draws them: seed it first with `nnx.seed`.
+
+    Args:
+        samples: The number of points per class, >= 1.
+        classes: The number of classes (arms), >= 1.
+
+    Returns:
+        (X, y): X, float64 points shaped (samples * classes, 2); y, uint8 labels shaped (samples * classes,).
+    """
     samples = _checks.positive_int(samples, "samples", "spiral_data")
     return nnfs_datasets.spiral_data(samples, _checks.positive_int(classes, "classes", "spiral_data"))
 
 
-def vertical_data(samples, classes):
-    """The book's vertical data: `classes` clusters of `samples` points each, drawn with NumPy's global RNG."""
+def vertical_data(samples: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The book's vertical data: `classes` clusters of `samples` points each (from the nnfs package).
+
+    The points are drawn with NumPy's global RNG: seed it first with `nnx.seed`.
+
+    Args:
+        samples: The number of points per class, >= 1.
+        classes: The number of classes (clusters), >= 1.
+
+    Returns:
+        (X, y): X, float64 points shaped (samples * classes, 2); y, uint8 labels shaped (samples * classes,).
+    """
     samples = _checks.positive_int(samples, "samples", "vertical_data")
     return nnfs_datasets.vertical_data(samples, _checks.positive_int(classes, "classes", "vertical_data"))
 
 
-def sine_data(samples=1000):
-    """The book's sine data: `samples` points of sin(2 pi x) on [0, 1), as two (samples, 1) columns."""
+def sine_data(samples: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """The book's sine data: `samples` points of sin(2 pi x) for x evenly spaced on [0, 1), for regression.
+
+    Args:
+        samples: The number of points, >= 1: 1000, as in the book.
+
+    Returns:
+        (X, y): two float64 columns shaped (samples, 1), x and sin(2 pi x).
+    """
     return nnfs_datasets.sine_data(_checks.positive_int(samples, "samples", "sine_data"))
 
 
-def fashion_mnist(path, *, shuffle: bool = True, scale: bool = True, flatten: bool = True, rng=None):
-    """(X, y, X_test, y_test) from a local Fashion-MNIST copy at `path`, prepared as in the book.
+def fashion_mnist(
+    path: FilePath,
+    *,
+    shuffle: bool = True,
+    scale: bool = True,
+    flatten: bool = True,
+    rng: np.random.Generator | np.random.RandomState | int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A local copy of Fashion-MNIST, prepared as in the book (chapter 19). Nothing is downloaded.
 
-    `path` holds either the book's ``train/<label>/*.png`` and ``test/<label>/*.png`` folders, or the four
-    IDX files (``train-images-idx3-ubyte.gz``, ...). The training set is shuffled with NumPy's global RNG
-    (or `rng`: a numpy Generator or RandomState, or an int seed for a new Generator), images are flattened to rows
-    and scaled from [0, 255] to [-1, 1] (float32).
+    Args:
+        path: The folder that holds either the book's ``train/<label>/*.png`` and ``test/<label>/*.png``
+            folders (reading them needs Pillow), or the four IDX files (``train-images-idx3-ubyte.gz``, ...,
+            gzipped or not).
+        shuffle: Whether to shuffle the training set (True, the default).
+        scale: Whether to scale the pixels from [0, 255] to [-1, 1] as float32 (True, the default); False keeps
+            uint8.
+        flatten: Whether to flatten each 28x28 image into a row of 784 (True, the default).
+        rng: What shuffles: None for NumPy's global RNG (the book's; seed it with `nnx.seed`), a
+            `numpy.random.Generator` or `RandomState`, or an int seed for a new Generator.
+
+    Returns:
+        (X, y, X_test, y_test): the images, shaped (60000, 784) when flattened, and their integer labels 0-9.
+
+    Raises:
+        FileNotFoundError: if the folder holds neither layout.
+        ValueError: if a file is corrupted or the images differ in size.
     """
     root = input_path(path, "fashion_mnist")
     shuffle, scale, flatten = (
@@ -75,7 +125,7 @@ def fashion_mnist(path, *, shuffle: bool = True, scale: bool = True, flatten: bo
     return _prepare(X, scale, flatten), y, _prepare(X_test, scale, flatten), y_test
 
 
-def _shuffler(rng):
+def _shuffler(rng: Any) -> Callable[[np.ndarray], None]:
     """The shuffle function `rng` stands for: NumPy's global one (the book's) for None, a new Generator's for a seed."""
     if rng is None:
         return np.random.shuffle
@@ -111,7 +161,8 @@ def _read_png_split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name))
     if not labels or not all(p.name.isdigit() for p in labels):
         raise ValueError(f"fashion_mnist: {str(folder)!r} must hold one folder per class; name them 0, 1, 2, ...")
-    images, targets = [], []
+    images: list[np.ndarray] = []
+    targets: list[int] = []
     for label in labels:
         for file in sorted(label.glob("*.png")):
             with Image.open(file) as image:
@@ -152,8 +203,19 @@ def _read_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def read_idx(path) -> np.ndarray:
-    """One IDX file (gzipped or not) as a NumPy array of its declared type and shape."""
+def read_idx(path: FilePath) -> np.ndarray:
+    """Read one IDX file, the format of the original MNIST and Fashion-MNIST files.
+
+    Args:
+        path: The file; gzipped if its name ends in .gz.
+
+    Returns:
+        A NumPy array of the type and shape its header declares, in native byte order.
+
+    Raises:
+        FileNotFoundError: if there is no such file.
+        ValueError: if it is not an IDX file, or is truncated, padded or a broken gzip.
+    """
     path = input_path(path, "read_idx")
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:

@@ -1,17 +1,49 @@
-"""Trainable and structural layers: Dense (with the book's L1/L2 regularization), Dropout and Input."""
+"""Trainable and structural layers: Dense (with the book's L1/L2 regularization), Dropout and Input.
+
+A layer takes a batch shaped (samples, features) and keeps the book's attributes: `inputs` and `output` after
+`forward`, `dinputs` (and a Dense layer's `dweights` and `dbiases`) after `backward`.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
 from nnx import _checks
-from nnx._component import Component
+from nnx._component import Array, BackendSpec, Component
 from nnx.backends._host import dtype_name
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["Dense", "Dropout", "Input"]
 
 
 class Dense(Component):
-    """A fully connected layer, ``output = inputs @ weights + biases``, initialised as in the book.
+    """A fully connected layer, ``output = inputs @ weights + biases``, initialised as in the book (`Layer_Dense`).
 
     Weights are `weight_scale` * standard normal numbers drawn on the host with NumPy (its global RNG, or
-    `rng`), so every backend starts from the same numbers; biases start at zero.
+    `rng`), so every backend starts from the same numbers; biases start at zero. The regularization strengths
+    add the book's L1 (sum of absolute values) and L2 (sum of squares) penalties to the loss and their
+    gradients to `dweights` and `dbiases`.
+
+    Args:
+        n_inputs: The number of input features (the previous layer's neurons).
+        n_neurons: The number of neurons, i.e. of outputs.
+        weight_regularizer_l1: The L1 penalty strength on the weights; 0 (the default) adds none.
+        weight_regularizer_l2: The L2 penalty strength on the weights; 0 adds none.
+        bias_regularizer_l1: The L1 penalty strength on the biases; 0 adds none.
+        bias_regularizer_l2: The L2 penalty strength on the biases; 0 adds none.
+        weight_scale: The standard deviation of the initial weights: 0.01, as in the book.
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+        dtype: The float dtype of the parameters: 'float32' (None, the default) or 'float64', as a name or dtype.
+        rng: A `numpy.random.Generator` to draw the initial weights from; None uses NumPy's global RNG (seed it
+            with `nnx.seed`).
+
+    Attributes:
+        weights: The weights, shaped (n_inputs, n_neurons), on the layer's backend.
+        biases: The biases, shaped (1, n_neurons).
     """
 
     ARRAYS = ("weights", "biases")
@@ -24,6 +56,11 @@ class Dense(Component):
         "bias_regularizer_l2",
         "weight_scale",
     )
+    weight_regularizer_l1: float
+    weight_regularizer_l2: float
+    bias_regularizer_l1: float
+    bias_regularizer_l2: float
+    weight_scale: float
 
     def __init__(
         self,
@@ -35,10 +72,10 @@ class Dense(Component):
         bias_regularizer_l2: float = 0.0,
         *,
         weight_scale: float = 0.01,
-        xp=None,
-        dtype=None,
-        rng=None,
-    ):
+        xp: BackendSpec = None,
+        dtype: Any = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         super().__init__(xp)
         self.n_inputs = _checks.positive_int(n_inputs, "n_inputs", "Dense")
         self.n_neurons = _checks.positive_int(n_neurons, "n_neurons", "Dense")
@@ -55,14 +92,32 @@ class Dense(Component):
         self.biases = self.backend.zeros((1, self.n_neurons), self.dtype)
         self.inputs = self.output = self.dweights = self.dbiases = None
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer.
+
+        Returns:
+            {name: value} for the sizes, regularization strengths, weight scale and dtype name.
+        """
         return {**super().get_config(), "dtype": dtype_name(self.dtype)}
 
     @classmethod
-    def config_shapes(cls, config: dict) -> dict:
+    def config_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+        """The shapes of the parameters that `from_config(config)` allocates.
+
+        Args:
+            config: A dictionary as `get_config()` returns it.
+
+        Returns:
+            ``{"weights": (n_inputs, n_neurons), "biases": (1, n_neurons)}``.
+        """
         return {"weights": (config.get("n_inputs"), config.get("n_neurons")), "biases": (1, config.get("n_neurons"))}
 
-    def kernel_spec(self) -> dict:
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs to know about this layer.
+
+        Returns:
+            Its op ('dense'), shape, dtype name and the four regularization strengths.
+        """
         regularization = (
             self.weight_regularizer_l1,
             self.weight_regularizer_l2,
@@ -75,41 +130,87 @@ class Dense(Component):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.n_inputs} -> {self.n_neurons})"
 
-    def to(self, spec):
+    def to(self, spec: BackendSpec) -> Self:
+        """Move the weights and biases to another backend (through the host), keeping their dtype.
+
+        Args:
+            spec: The target backend: a name, an array module, a Backend, or None for the current one.
+
+        Returns:
+            This layer, moved.
+        """
         super().to(spec)
         self.dtype = self.weights.dtype
         return self
 
-    def forward(self, inputs, training: bool = False) -> None:
-        """Set `output` for a (n_samples, n_inputs) batch; inputs of another float dtype are cast once."""
+    def forward(self, inputs: Array, training: bool = False) -> None:
+        """Set `output` to inputs @ weights + biases.
+
+        Args:
+            inputs: A batch shaped (samples, n_inputs) on this backend; inputs of another dtype are cast once to
+                the layer's.
+            training: Whether this is a training pass (unused: a Dense layer behaves the same either way).
+
+        Raises:
+            ValueError: if `inputs` is not 2-d, is empty, has not `n_inputs` columns or holds NaN or infinity.
+        """
         inputs = self._accept_batch(inputs, features=self.n_inputs, dtype=self.dtype)
         self.inputs = inputs
         self.output = _checks.produced(self.backend.dense_forward(inputs, self.weights, self.biases))
 
-    def backward(self, dvalues) -> None:
-        """Set `dweights`, `dbiases` (regularization terms included) and `dinputs` from the output gradient."""
+    def backward(self, dvalues: Array) -> None:
+        """Set `dweights`, `dbiases` (regularization gradients included) and `dinputs`.
+
+        Args:
+            dvalues: The gradient of the loss with respect to `output`, shaped (samples, n_neurons).
+
+        Raises:
+            CallOrderError: if `forward` has not run.
+        """
         self._require_forward(dvalues)
         dweights, dbiases, self.dinputs = self.backend.dense_backward(self.inputs, self.weights, dvalues)
         self.dweights = self._regularized(dweights, self.weights, "weight")
         self.dbiases = self._regularized(dbiases, self.biases, "bias")
 
-    def _regularized(self, gradient, values, kind: str):
+    def _regularized(self, gradient: Array, values: Array, kind: str) -> Array:
         l1 = getattr(self, f"{kind}_regularizer_l1")
         l2 = getattr(self, f"{kind}_regularizer_l2")
         return self.backend.regularization_gradient(gradient, values, l1, l2)
 
-    def get_parameters(self):
-        """Copies of (weights, biases) on this layer's backend: later training never changes them."""
+    def get_parameters(self) -> tuple[Array, Array]:
+        """Copies of this layer's parameters (the book's `get_parameters`).
+
+        Returns:
+            (weights, biases) on this layer's backend: later training never changes them.
+        """
         return _copy(self.xp, self.weights), _copy(self.xp, self.biases)
 
-    def set_parameters(self, weights, biases) -> None:
-        """Replace weights and biases with copies of same-shaped, finite arrays on this layer's backend."""
+    def set_parameters(self, weights: Array, biases: Array) -> None:
+        """Replace the weights and biases with copies of the given arrays, in this layer's dtype.
+
+        Args:
+            weights: An array shaped (n_inputs, n_neurons) on this layer's backend.
+            biases: An array shaped (1, n_neurons) on this layer's backend.
+
+        Raises:
+            TypeError: if an array is on another backend or does not hold real numbers.
+            ValueError: if a shape differs or an array holds NaN or infinity.
+        """
         self.check_parameters(weights, biases)
         self.weights = self.xp.astype(weights, self.dtype, copy=True)
         self.biases = self.xp.astype(biases, self.dtype, copy=True)
 
-    def check_parameters(self, weights, biases) -> None:
-        """A TypeError/ValueError unless both are finite real arrays of this layer's shapes on its backend."""
+    def check_parameters(self, weights: Array, biases: Array) -> None:
+        """Check parameters for `set_parameters` without changing anything.
+
+        Args:
+            weights: An array that should be shaped (n_inputs, n_neurons) on this layer's backend.
+            biases: An array that should be shaped (1, n_neurons) on this layer's backend.
+
+        Raises:
+            TypeError: if an array is on another backend or does not hold real numbers.
+            ValueError: if a shape differs or an array holds NaN or infinity.
+        """
         for name, new, old in (("weights", weights, self.weights), ("biases", biases, self.biases)):
             self._accept(new, name)
             if tuple(new.shape) != tuple(old.shape):
@@ -122,27 +223,48 @@ class Dense(Component):
 
 
 class Dropout(Component):
-    """Inverted dropout: in training, zero each input with probability `rate` and scale the rest by 1/(1-rate).
+    """Inverted dropout (the book's `Layer_Dropout`): in training, zero each input with probability `rate` and
+    scale the rest by 1 / (1 - rate), so nothing changes at inference.
 
-    The mask comes from the backend's RNG (NumPy's global RNG on the host backends; seed it with nnx.seed).
+    The mask comes from the backend's RNG (NumPy's global RNG on the host backends; seed it with `nnx.seed`).
+
+    Args:
+        rate: The fraction of inputs to drop, in [0, 1), e.g. 0.1. (The attribute `rate` holds the fraction
+            kept, 1 - rate, as in the book.)
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
     """
 
-    def __init__(self, rate: float, *, xp=None):
+    def __init__(self, rate: float, *, xp: BackendSpec = None) -> None:
         super().__init__(xp)
         self.rate = 1 - _checks.fraction(rate, "rate (the fraction of inputs to drop)", "Dropout")
         self.output = self.binary_mask = None
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
+        """The constructor argument that rebuilds this layer.
+
+        Returns:
+            ``{"rate": the fraction dropped}``.
+        """
         return {"rate": 1 - self.rate}
 
-    def kernel_spec(self) -> dict:
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs to know about this layer.
+
+        Returns:
+            Its op ('dropout') and the fraction of inputs kept.
+        """
         return {"op": "dropout", "keep": self.rate}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({1 - self.rate:g})"
 
-    def forward(self, inputs, training: bool = True) -> None:
-        """Set `output`: masked and rescaled when `training`, the inputs unchanged otherwise."""
+    def forward(self, inputs: Array, training: bool = True) -> None:
+        """Set `output`: the inputs masked and rescaled when `training`, unchanged otherwise.
+
+        Args:
+            inputs: A batch shaped (samples, features) on this backend.
+            training: Whether to drop inputs (True, the default); `Model` passes False to evaluate and predict.
+        """
         inputs = self._accept_batch(inputs)
         self.inputs = inputs
         if not training:
@@ -152,18 +274,31 @@ class Dropout(Component):
         self.binary_mask = self.backend.dropout_mask(tuple(inputs.shape), self.rate, inputs.dtype)
         self.output = _checks.produced(inputs * self.binary_mask)
 
-    def backward(self, dvalues) -> None:
-        """Set `dinputs`: the gradient through the same mask (or unchanged after an inference pass)."""
+    def backward(self, dvalues: Array) -> None:
+        """Set `dinputs`: the gradient through the same mask (or unchanged after an inference pass).
+
+        Args:
+            dvalues: The gradient of the loss with respect to `output`, shaped like it.
+
+        Raises:
+            CallOrderError: if `forward` has not run.
+        """
         self._require_forward(dvalues, "output" if self.binary_mask is None else "binary_mask")
         self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
 
 
 class Input:
-    """The model's first, parameter-free layer: its output is the batch it is given."""
+    """The model's first, parameter-free layer (the book's `Layer_Input`): its output is the batch it is given."""
 
-    def forward(self, inputs, training: bool = False) -> None:
+    def forward(self, inputs: Array, training: bool = False) -> None:
+        """Set `output` to `inputs`.
+
+        Args:
+            inputs: A batch of inputs.
+            training: Whether this is a training pass (unused).
+        """
         self.output = inputs
 
 
-def _copy(xp, array):
+def _copy(xp: Any, array: Array) -> Array:
     return xp.asarray(array, copy=True)

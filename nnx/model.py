@@ -1,106 +1,116 @@
 """The book's Model: add layers, set loss/optimizer/accuracy, finalize, then train, evaluate, predict and save.
 
-Building, the forward and backward passes, evaluation, prediction, parameters and devices live here; training is
-`nnx.training` (the loop, its callbacks and the step plan), data checks are `nnx.model_data`, files are `nnx.io`.
+Training is `nnx.training`, checks `nnx.model_checks`, data and evaluation `nnx.model_data`, files `nnx.io`.
 """
 
 from __future__ import annotations
 
-import weakref
+from typing import IO, Any, cast
 
-from nnx import _checks, backends, io, model_checks, model_summary, training
-from nnx._component import Component
-from nnx.activations import Softmax
-from nnx.callbacks import host_float
-from nnx.errors import CallOrderError
+from nnx import backends, io, model_checks, model_data, model_summary
+from nnx._component import Array, BackendSpec, Component, FilePath
+from nnx.io.mapping import model_bytes, model_from_bytes
 from nnx.layers import Input
-from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
-from nnx.model_data import batches, checked_data, checked_inputs, checked_parameters, slices
-
-CHECK_EVERY = training.CHECK_EVERY
+from nnx.losses import Loss, SoftmaxCategoricalCrossentropy
+from nnx.metrics import Accuracy
+from nnx.optimizers import Optimizer
+from nnx.training import loop
+from nnx.training.loop import CHECK_EVERY as CHECK_EVERY  # what benchmarks/divergence_check.py reads
 
 
 class Model(Component):
-    """A sequential network trained the book's way (chapters 18-22), on one backend."""
+    """A sequential network trained the book's way (chapters 18-22), on one backend (the book's `Model`).
 
-    def __init__(self, *, xp=None):
+    Args:
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+
+    Attributes:
+        layers: The layers and activations, in the order they were added.
+        loss: The loss given to `set`, or None.
+        optimizer: The optimizer given to `set`, or None.
+        accuracy: The accuracy given to `set`, or None.
+        trainable_layers: The layers with parameters, once finalized.
+        epochs_trained: How many epochs `train` has run, over every call (and in the saved file).
+    """
+
+    input_layer: Input  # set by finalize, with output_layer_activation (the last layer)
+    output_layer_activation: Any
+
+    def __init__(self, *, xp: BackendSpec = None) -> None:
         super().__init__(xp)
-        self.layers = []
-        self.loss = self.optimizer = self.accuracy = None
-        self.softmax_classifier_output = None
-        self.trainable_layers = []
+        self.layers: list[Any] = []
+        self.loss: Loss | None = None
+        self.optimizer: Optimizer | None = None
+        self.accuracy: Accuracy | None = None
+        self.softmax_classifier_output: SoftmaxCategoricalCrossentropy | None = None
+        self.trainable_layers: list[Any] = []
         self.finalized = False
         self.epochs_trained = 0
 
     def __repr__(self) -> str:
         return f"Model({', '.join(repr(layer) for layer in self.layers)})"
 
-    def _repr_html_(self) -> str:
-        """The summary as a table, shown when a model is the value of a notebook cell."""
-        return model_summary.html_table(self)
+    _repr_html_ = model_summary.html_table  # the summary as a table, when a model is a notebook cell's value
 
-    def summary(self, *, file=None) -> None:
-        """Print each layer with its output shape and parameter count, the totals, the backend, device and dtype,
-        the loss, the optimizer (with its current learning rate), the accuracy, and the epochs and steps trained."""
+    def summary(self, *, file: IO[str] | None = None) -> None:
+        """Print the layers with their output shapes and parameter counts, the backend, the parts and the training.
+
+        Args:
+            file: An open text stream to print to; None (the default) is standard output.
+        """
         model_summary.show(self, file)
 
-    def __reduce__(self):
-        """`pickle` and `copy.deepcopy` go through the file format (arrays plus a JSON record, `nnx.io.model_bytes`):
-        the copy has the same layers, parameters, loss, optimizer with its state, and accuracy, on the same backend.
-        Unpickle only data you trust, as always with pickle; files written by `save` are safetensors."""
-        return (io.model_from_bytes, (io.model_bytes(self), self.backend.name))
+    def __reduce__(self) -> tuple[Any, ...]:
+        """`pickle` and `copy.deepcopy` go through the file format (`nnx.io.model_bytes`): a complete copy."""
+        return (model_from_bytes, (model_bytes(self), self.backend.name))
 
-    def add(self, layer) -> None:
-        """Append a layer or activation (anything with `forward` and `backward`)."""
+    def add(self, layer: Any) -> None:
+        """Append a layer or an activation.
+
+        Args:
+            layer: An instance with `forward` and `backward` (Dense, Dropout, ReLU, Softmax, your own Component).
+        """
         model_checks.layer(layer, not_layers=(Model,))
         if isinstance(layer, Component):
             layer.position = len(self.layers)
         self.layers.append(layer)
         self.finalized = False
 
-    def set(self, *, loss=None, optimizer=None, accuracy=None) -> None:
-        """Choose the loss, the optimizer and the accuracy measure (any may be set later again)."""
-        chosen = model_checks.chosen_parts(self, loss=loss, optimizer=optimizer, accuracy=accuracy)
-        for name, value in chosen.items():
-            value._owner = weakref.ref(self)
-            setattr(self, name, value)
+    def set(
+        self, *, loss: Loss | None = None, optimizer: Optimizer | None = None, accuracy: Accuracy | None = None
+    ) -> None:
+        """Choose the loss, the optimizer and the accuracy measure; any may be set again later (then `finalize`).
+
+        Args:
+            loss: A loss, e.g. `CategoricalCrossentropy()`; None keeps the current one.
+            optimizer: An optimizer, e.g. `Adam()`; None keeps the current one.
+            accuracy: An accuracy, e.g. `metrics.Categorical()`; None keeps the current one.
+        """
+        model_checks.set_parts(self, loss=loss, optimizer=optimizer, accuracy=accuracy)
         self.finalized = False
 
     def finalize(self) -> None:
-        """Check the network, remember its trainable layers, and pick the fast softmax + cross-entropy path."""
-        if not self.layers:
-            raise ValueError("the model has no layers: add some with model.add() before finalize()")
-        model_checks.same_backend(self, self._components())
-        model_checks.chained_shapes(self.layers)
-        last = model_checks.output_activation(self.layers)
-        self.input_layer = Input()
-        self.trainable_layers = [layer for layer in self.layers if hasattr(layer, "weights")]
-        self.output_layer_activation = last
-        if self.loss is not None:
-            self.loss.remember_trainable_layers(self.trainable_layers)
-        if self.optimizer is not None:
-            self.optimizer.remember_layers(self.trainable_layers)
-        fused = isinstance(last, Softmax) and isinstance(self.loss, CategoricalCrossentropy)
-        self.softmax_classifier_output = SoftmaxCategoricalCrossentropy(xp=self.backend) if fused else None
-        self.finalized = True
+        """Check the network, remember its trainable layers, and pick the fast softmax + cross-entropy path.
 
-    def _components(self):
-        extras = (self.loss, self.optimizer, self.accuracy, self.softmax_classifier_output)
-        return [*self.layers, *(c for c in extras if c is not None)]
+        Raises:
+            ValueError: if there are no layers or two Dense layers do not chain.
+            TypeError: if the last layer has no `predictions` or a part is on another backend.
+        """
+        model_checks.finalize(self)
 
     def _require(self, *names: str) -> None:
-        if not self.finalized:
-            raise CallOrderError("the model is not finalized: call model.finalize() after add() and set()")
-        missing = [name for name in names if getattr(self, name) is None]
-        if missing:
-            raise CallOrderError(
-                f"the model has no {' or '.join(missing)}: give it with model.set({missing[0]}=...) and finalize()"
-            )
+        model_checks.require(self, *names)
 
-    # Passes ------------------------------------------------------------------------------------------------------
+    def forward(self, X: Array, training: bool) -> Array:
+        """Run a batch through every layer.
 
-    def forward(self, X, training: bool):
-        """Run `X` through every layer (dropout only when `training`); returns the last layer's output."""
+        Args:
+            X: The inputs, shaped (samples, features), on the model's backend.
+            training: Whether this is a training pass (dropout drops only then).
+
+        Returns:
+            The last layer's output.
+        """
         self.input_layer.forward(X, training)
         output = X
         for layer in self.layers:
@@ -108,100 +118,133 @@ class Model(Component):
             output = layer.output
         return output
 
-    def backward(self, output, y) -> None:
-        """Backpropagate the loss of `output` against `y` through every layer."""
+    def backward(self, output: Array, y: Array) -> None:
+        """Backpropagate the loss of `output` against `y` through every layer, setting their gradients.
+
+        Args:
+            output: What `forward` returned for the batch.
+            y: The batch's targets.
+        """
         if self.softmax_classifier_output is not None:
             self.softmax_classifier_output.backward(output, y)
             self.layers[-1].dinputs = self.softmax_classifier_output.dinputs
         else:
-            self.loss.backward(output, y)
-            self.layers[-1].backward(self.loss.dinputs)
+            loss = cast(Loss, self.loss)  # set by `set` (the training loop checks it first)
+            loss.backward(output, y)
+            self.layers[-1].backward(loss.dinputs)
         dvalues = self.layers[-1].dinputs
         for layer in reversed(self.layers[:-1]):
             layer.backward(dvalues)
             dvalues = layer.dinputs
 
-    # Training, evaluation, prediction ------------------------------------------------------------------------------
-
-    train = training.train  # Model.train(X, y, *, epochs=1, ...): the loop lives in nnx.training
+    train = loop.train  # Model.train(X, y, *, epochs=1, ...): the loop lives in nnx.training
 
     def explain_step(self) -> str:
-        """Which training step `train` runs on this model (one compiled kernel call per batch, or the generic
-        layer-by-layer step) and why, e.g. which layer has no kernel."""
+        """Say which training step `train` runs on this model, and why.
+
+        Returns:
+            One sentence: a compiled kernel call per batch, or the generic step and why (a layer has no kernel).
+        """
         self._require("loss", "optimizer", "accuracy")
-        return training.explain_step(self)
+        return loop.explain_step(self)
 
-    def evaluate(self, X_val, y_val, *, batch_size: int | None = None, verbose: bool = True) -> tuple[float, float]:
-        """Loss and accuracy on (X_val, y_val) without dropout; prints the book's validation line if `verbose`."""
+    def evaluate(
+        self, X_val: Any, y_val: Any, *, batch_size: int | None = None, verbose: bool = True
+    ) -> tuple[float, float]:
+        """Measure the loss and the accuracy on validation data, without dropout (the book's chapter 19).
+
+        Args:
+            X_val: The inputs, shaped (samples, features): an array on the model's backend, or host data.
+            y_val: Their targets.
+            batch_size: How many samples to pass at once; None (the default) passes them all.
+            verbose: Whether to print the book's line ``validation, acc: ..., loss: ...`` (True, the default).
+
+        Returns:
+            (loss, accuracy) as Python floats.
+        """
         self._require("loss", "accuracy")
-        batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.evaluate")
-        verbose = _checks.boolean(verbose, "verbose", "Model.evaluate")
-        X_val, y_val = checked_data(self, X_val, y_val, "evaluation")
-        with self.backend.quiet_float_errors():
-            self.accuracy.init(y_val)
-        self.loss.new_pass()
-        self.accuracy.new_pass()
-        with _checks.trusted(), self.backend.quiet_float_errors():
-            for X_batch, y_batch in batches(X_val, y_val, batch_size):
-                output = self.forward(X_batch, training=False)
-                self.loss.calculate(output, y_batch)
-                self.accuracy.calculate(self.output_layer_activation.predictions(output), y_batch)
-        loss = host_float(self.backend, self.loss.calculate_accumulated())
-        accuracy = host_float(self.backend, self.accuracy.calculate_accumulated())
-        if verbose:
-            print(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
-        return loss, accuracy
+        return model_data.evaluated(self, X_val, y_val, batch_size=batch_size, verbose=verbose)
 
-    def predict(self, X, *, batch_size: int | None = None):
-        """The last layer's outputs for `X`, as one array on the model's backend."""
+    def predict(self, X: Any, *, batch_size: int | None = None) -> Array:
+        """The model's outputs for some inputs, without dropout.
+
+        Args:
+            X: The inputs, shaped (samples, features): an array on the model's backend, or host data.
+            batch_size: How many samples to pass at once; None (the default) passes them all.
+
+        Returns:
+            The last layer's outputs, as one array on the model's backend.
+        """
         self._require()
-        batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.predict")
-        X = checked_inputs(self, X)
-        with _checks.trusted(), self.backend.quiet_float_errors():
-            outputs = [
-                self.forward(X[start:stop, ...], training=False) for start, stop in slices(X.shape[0], batch_size)
-            ]
-        return outputs[0] if len(outputs) == 1 else self.xp.concat(outputs, axis=0)
+        return model_data.predicted(self, X, batch_size=batch_size)
 
-    # Parameters, devices and files -------------------------------------------------------------------------------
+    def get_parameters(self) -> list[tuple[Array, Array]]:
+        """Copies of the parameters of every trainable layer (the book's `get_parameters`).
 
-    def get_parameters(self) -> list[tuple]:
-        """Copies of (weights, biases) of every trainable layer, in order, on the model's backend."""
+        Returns:
+            [(weights, biases), ...], in layer order, on the model's backend.
+        """
         self._require()
         return [layer.get_parameters() for layer in self.trainable_layers]
 
-    def set_parameters(self, parameters) -> None:
-        """Replace every trainable layer's (weights, biases) with copies; host arrays are copied to the backend.
+    def set_parameters(self, parameters: list[tuple[Any, Any]] | tuple[tuple[Any, Any], ...]) -> None:
+        """Replace every trainable layer's weights and biases with copies. Everything is checked first.
 
-        Everything is checked before anything changes.
+        Args:
+            parameters: [(weights, biases), ...] as `get_parameters` returns it; host arrays are copied over.
         """
         self._require()
-        for layer, weights, biases in checked_parameters(self, parameters):
-            layer.set_parameters(weights, biases)
+        model_data.set_parameters(self, parameters)
 
-    def to(self, spec):
-        """Move every parameter, the optimizer's state and all components to another backend."""
+    def to(self, spec: BackendSpec) -> Model:
+        """Move every parameter, the optimizer's state and all components to another backend.
+
+        Args:
+            spec: The target backend: a name, an array module, a Backend, or None for the current one.
+
+        Returns:
+            This model, moved.
+        """
         target = backends.get(spec)
-        for component in self._components():
-            if hasattr(component, "to"):
-                component.to(target)
+        for component in model_checks.components(self, movable=True):
+            component.to(target)
         self.backend, self.xp = target, target.xp
         return self
 
-    def save_parameters(self, path) -> None:
-        """Write the trainable parameters to `path` (safetensors, atomically), as the book's chapter 21 does."""
+    def save_parameters(self, path: FilePath) -> None:
+        """Write the trainable parameters to a file (safetensors, atomically), as the book's chapter 21 does.
+
+        Args:
+            path: The file to write (the folder must exist).
+        """
         io.save_parameters(self, path)
 
-    def load_parameters(self, path) -> None:
-        """Read parameters saved by `save_parameters` (or `save`) into this model of the same architecture."""
+    def load_parameters(self, path: FilePath) -> None:
+        """Read parameters written by `save_parameters` (or `save`) into this model of the same layers.
+
+        Args:
+            path: The file to read.
+        """
         io.load_parameters(self, path)
 
-    def save(self, path, *, training: dict | None = None) -> None:
-        """Write the whole model: architecture, parameters, loss, optimizer with its state, accuracy; `training`
-        (the epoch, ...) makes the file a checkpoint that `train(resume=...)` continues from."""
+    def save(self, path: FilePath, *, training: dict[str, Any] | None = None) -> None:
+        """Write the whole model: layers, parameters, loss, optimizer with its state, and accuracy.
+
+        Args:
+            path: The file to write (the folder must exist).
+            training: None for a plain model file; a JSON-friendly dict (the epoch, ...) makes a checkpoint.
+        """
         io.save_model(self, path, training=training)
 
     @staticmethod
-    def load(path, xp=None) -> Model:
-        """A finalized Model read from a file written by `save`, on backend `xp` (default: the current one)."""
+    def load(path: FilePath, xp: BackendSpec = None) -> Model:
+        """Read a model written by `save`, finalized (the book's `Model.load`).
+
+        Args:
+            path: The file to read.
+            xp: The backend to load it on: a name, an array module, a Backend, or None for the current one.
+
+        Returns:
+            The model, with its parameters and optimizer state.
+        """
         return io.load_model(path, xp=xp)

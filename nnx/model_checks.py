@@ -1,18 +1,25 @@
 """What a Model checks about its parts when they are added, set and finalized: each error names the part, what was
-expected and the fix, before anything changes."""
+expected and the fix, before anything changes. `finalize` wires the checked parts together."""
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
 from nnx import _checks
-from nnx.io.mapping import ROLES
-from nnx.losses import Loss, SoftmaxCategoricalCrossentropy
+from nnx.activations import Softmax
+from nnx.errors import CallOrderError
+from nnx.io.rebuild import ROLES
+from nnx.layers import Input
+from nnx.losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
 from nnx.metrics import Accuracy
 from nnx.optimizers import Optimizer
 
 EXAMPLES = {"loss": "CategoricalCrossentropy()", "optimizer": "Adam()", "accuracy": "metrics.Categorical()"}
 
 
-def layer(candidate, *, not_layers: tuple = ()) -> None:
+def layer(candidate: Any, *, not_layers: tuple[type, ...] = ()) -> None:
     """A TypeError unless `candidate` is a layer or activation instance (anything with `forward` and `backward`)."""
     refused = (type, Loss, SoftmaxCategoricalCrossentropy, Optimizer, Accuracy, *not_layers)
     if isinstance(candidate, refused) or not (
@@ -25,7 +32,14 @@ def layer(candidate, *, not_layers: tuple = ()) -> None:
         )
 
 
-def chosen_parts(model, **parts) -> dict:
+def set_parts(model: Any, **parts: Any) -> None:
+    """What `Model.set` does: check the parts given (None left out), claim them for `model`, and set them."""
+    for name, value in chosen_parts(model, **parts).items():
+        value._owner = weakref.ref(model)
+        setattr(model, name, value)
+
+
+def chosen_parts(model: Any, **parts: Any) -> dict[str, Any]:
     """The parts given to `Model.set` (None left out), each checked to be of its kind and not another model's."""
     if isinstance(parts.get("loss"), SoftmaxCategoricalCrossentropy):
         raise TypeError(
@@ -49,7 +63,7 @@ def chosen_parts(model, **parts) -> dict:
     return chosen
 
 
-def _unclaimed(model, component, name: str) -> None:
+def _unclaimed(model: Any, component: Any, name: str) -> None:
     """A ValueError if `component` belongs to another model: sharing a loss or optimizer mixes their state."""
     owner = getattr(component, "_owner", None)
     owner = owner() if owner is not None else None
@@ -60,7 +74,47 @@ def _unclaimed(model, component, name: str) -> None:
         )
 
 
-def same_backend(model, components) -> None:
+def finalize(model: Any) -> None:
+    """What `Model.finalize` does: check the network, remember its trainable layers, and pick the fast softmax +
+    cross-entropy path."""
+    if not model.layers:
+        raise ValueError("the model has no layers: add some with model.add() before finalize()")
+    same_backend(model, components(model))
+    chained_shapes(model.layers)
+    last = output_activation(model.layers)
+    model.input_layer = Input()
+    model.trainable_layers = [layer for layer in model.layers if hasattr(layer, "weights")]
+    model.output_layer_activation = last
+    if model.loss is not None:
+        model.loss.remember_trainable_layers(model.trainable_layers)
+    if model.optimizer is not None:
+        model.optimizer.remember_layers(model.trainable_layers)
+    fused = isinstance(last, Softmax) and isinstance(model.loss, CategoricalCrossentropy)
+    model.softmax_classifier_output = SoftmaxCategoricalCrossentropy(xp=model.backend) if fused else None
+    model.finalized = True
+
+
+def components(model: Any, *, movable: bool = False) -> list[Any]:
+    """The model's layers, loss, optimizer, accuracy and fused output (those that are set); with `movable`, only
+    those that have a `to` method."""
+    extras = (model.loss, model.optimizer, model.accuracy, model.softmax_classifier_output)
+    found = [*model.layers, *(c for c in extras if c is not None)]
+    return [c for c in found if hasattr(c, "to")] if movable else found
+
+
+def require(model: Any, *names: str) -> None:
+    """A CallOrderError unless the model is finalized and has each part in `names` ('loss', 'optimizer', ...)."""
+    if not model.finalized:
+        raise CallOrderError("the model is not finalized: call model.finalize() after add() and set()")
+    missing = [name for name in names if getattr(model, name) is None]
+    if missing:
+        raise CallOrderError(
+            f"the model has no {' or '.join(missing)}: give it with model.set({missing[0]}=...) and finalize()"
+        )
+
+
+def same_backend(model: Any, components: Sequence[Any]) -> None:
+    """A TypeError unless every component computes on the model's backend."""
     for component in components:
         if getattr(component, "backend", model.backend) is not model.backend:
             raise TypeError(
@@ -69,7 +123,7 @@ def same_backend(model, components) -> None:
             )
 
 
-def chained_shapes(layers) -> None:
+def chained_shapes(layers: Sequence[Any]) -> None:
     """A ValueError unless each layer with inputs and neurons takes as many inputs as the previous one gives."""
     previous = None
     for index, each in enumerate(layers):
@@ -83,7 +137,7 @@ def chained_shapes(layers) -> None:
         previous = (index, each)
 
 
-def output_activation(layers):
+def output_activation(layers: Sequence[Any]) -> Any:
     """The last layer, which must turn outputs into predictions (an activation)."""
     last = layers[-1]
     if not callable(getattr(last, "predictions", None)):

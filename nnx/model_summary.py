@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
+from typing import IO, Any
 
 from nnx import _checks
 from nnx.backends._host import dtype_name
-from nnx.callbacks import host_float
+from nnx.callbacks.base import host_float
 
 
-def layer_rows(model) -> list[tuple[str, str, int]]:
+def layer_rows(model: Any) -> list[tuple[str, str, int]]:
     """(layer, output shape, parameter count) for every layer, in order; an unknown width shows as '?'."""
-    rows, width = [], "?"
+    rows: list[tuple[str, str, int]] = []
+    width = "?"
     for index, layer in enumerate(model.layers):
         weights = getattr(layer, "weights", None)
         if weights is not None and len(weights.shape) == 2:
@@ -25,7 +28,7 @@ def layer_rows(model) -> list[tuple[str, str, int]]:
     return rows
 
 
-def facts(model) -> list[tuple[str, str]]:
+def facts(model: Any) -> list[tuple[str, str]]:
     """(name, value) lines below the layer table: backend, parts, and training so far."""
     optimizer = model.optimizer
     return [
@@ -38,12 +41,12 @@ def facts(model) -> list[tuple[str, str]]:
     ]
 
 
-def show(model, file=None) -> None:
+def show(model: Any, file: IO[str] | None = None) -> None:
     """Print `text(model)` to `file` (an open text stream; default stdout)."""
     print(text(model), file=_checks.text_stream(file, "Model.summary"))
 
 
-def text(model) -> str:
+def text(model: Any) -> str:
     """The summary as a plain-text table (what `Model.summary()` prints)."""
     layers = layer_rows(model)
     rows = [("Layer", "Output shape", "Parameters")] + [(name, shape, f"{count:,}") for name, shape, count in layers]
@@ -54,7 +57,7 @@ def text(model) -> str:
     return "\n".join(lines)
 
 
-def html_table(model) -> str:
+def html_table(model: Any) -> str:
     """The summary as an HTML table, for Jupyter (`Model._repr_html_`)."""
     layers = layer_rows(model)
     head = "".join(f"<th>{name}</th>" for name in ("Layer", "Output shape", "Parameters"))
@@ -70,12 +73,12 @@ def html_table(model) -> str:
     return f"<table><caption>{html.escape(repr(model))}</caption><tr>{head}</tr>{body}{notes}</table>"
 
 
-def _line(cells, widths) -> str:
+def _line(cells: tuple[str, str, str], widths: Sequence[int]) -> str:
     name, shape, count = cells
     return f"{name:<{widths[0]}}  {shape:<{widths[1]}}  {count:>{widths[2]}}"
 
 
-def _parameter_count(layer) -> int:
+def _parameter_count(layer: Any) -> int:
     arrays = (getattr(layer, name, None) for name in ("weights", "biases"))
     return sum(math.prod(array.shape) for array in arrays if array is not None)
 
@@ -85,22 +88,22 @@ def _totals(layers: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
     return [("Total parameters", f"{total:,} (all trainable)")]
 
 
-def _dtype(model) -> str:
+def _dtype(model: Any) -> str:
     layer = next((layer for layer in model.layers if getattr(layer, "weights", None) is not None), None)
     return dtype_name(layer.weights.dtype) if layer is not None else "no parameters"
 
 
-def _named(part) -> str:
+def _named(part: Any) -> str:
     return repr(part) if part is not None else "none: give one with model.set()"
 
 
-def _optimizer(optimizer) -> str:
+def _optimizer(optimizer: Any) -> str:
     settings = ", ".join(f"{name}={value}" for name, value in optimizer.get_config().items())
     current = host_float(optimizer.backend, optimizer.current_learning_rate)
     return f"{type(optimizer).__name__}({settings}), current learning rate {current:.6g}"
 
 
-def _trained(model) -> str:
+def _trained(model: Any) -> str:
     steps = model.optimizer.iterations if model.optimizer is not None else 0
     epochs = model.epochs_trained
     return f"{epochs:,} epoch{'s' * (epochs != 1)}, {steps:,} step{'s' * (steps != 1)}"

@@ -1,35 +1,53 @@
 """The book's optimizers: SGD (with momentum), Adagrad, RMSprop and Adam, all with 1/t learning-rate decay.
 
-Each keeps its per-layer state (momentums, caches) in `optimizer.state[layer]`, on the layer's backend, created
-on the layer's first update. `state_dict()` and `load_state_dict()` are the one way in and out of that state
-(saving, checkpoints, divergence snapshots and compiled training steps all use them).
+Each keeps its per-layer state (momentums, caches) in `optimizer.state[layer]`, on the layer's backend, from the
+layer's first update; `state_dict()` and `load_state_dict()` are the one way in and out of that state.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 from nnx import _checks
-from nnx._component import Component, _moved
+from nnx._component import Array, BackendSpec, Component, _moved
 from nnx.backends._host import dtype_name
 from nnx.errors import CallOrderError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
 PARAMETERS = {"weight": "weights", "bias": "biases"}  # slot prefix -> the layer array it shadows
 
 
 class Optimizer(Component):
-    """The schedule shared by every optimizer: call `pre_update_params`, `update_params` per layer, then
-    `post_update_params`, once per step.
+    """The base of every optimizer: the book's learning-rate decay and the per-layer state.
 
-    `state_version` changes whenever the state's arrays are replaced (an update, `load_state_dict`, `to`), so that
-    a compiled step that keeps them in its own buffers knows when to read them again.
+    A step is `pre_update_params()` (the decay), `update_params(layer)` for each trainable layer, then
+    `post_update_params()` (the step count). A subclass defines `update_array`, and names the arrays it keeps per
+    parameter in `STATE_NAMES`.
+
+    `state_version` changes whenever the state's arrays are replaced (an update, `load_state_dict`, `to`): a
+    compiled step that keeps them in its own buffers then reads them again.
+
+    Args:
+        learning_rate: The starting learning rate, a number > 0.
+        decay: The book's 1/t decay: the rate at step t is learning_rate / (1 + decay * t); 0 (the default): none.
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+
+    Attributes:
+        current_learning_rate: The learning rate of the current step, after the decay.
+        iterations: The number of steps taken.
     """
 
     STATE_NAMES: tuple[str, ...] = ()
-    CONFIG = ("learning_rate", "decay")
+    CONFIG: tuple[str, ...] = ("learning_rate", "decay")
 
-    def __init__(self, learning_rate: float, decay: float = 0.0, *, xp=None):
+    def __init__(self, learning_rate: float, decay: float = 0.0, *, xp: BackendSpec = None) -> None:
         super().__init__(xp)
         owner = type(self).__name__
         self.learning_rate = _checks.positive(learning_rate, "learning_rate", owner)
@@ -38,12 +56,12 @@ class Optimizer(Component):
         self.iterations = 0
         self.state_version = 0
         self.state = {}
-        self.layers: list = []
+        self.layers: list[Any] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         """A lone optimizer copies only before its first step: its state is keyed by its model's layers."""
         if self.iterations or self.state:
             raise TypeError(
@@ -53,17 +71,24 @@ class Optimizer(Component):
         return super().__reduce__()
 
     @property
-    def state(self) -> dict:
+    def state(self) -> dict[Any, dict[str, Array]]:
         """{layer: {slot name ('weight_cache', ...): array}} for every layer updated so far."""
         return self._state
 
     @state.setter
-    def state(self, value: dict) -> None:
+    def state(self, value: dict[Any, dict[str, Array]]) -> None:
         self._state = value
         self.state_version += 1
 
-    def to(self, spec):
-        """Move the per-layer state too; layers keep their keys, so move them with the model."""
+    def to(self, spec: BackendSpec) -> Self:
+        """Move the optimizer and its per-layer state (keyed by the same layers: move them too) to another backend.
+
+        Args:
+            spec: The target backend: a name, an array module, a Backend, or None for the current one.
+
+        Returns:
+            This optimizer, moved.
+        """
         source = self.backend
         super().to(spec)
         self.state = {
@@ -72,9 +97,15 @@ class Optimizer(Component):
         }
         return self
 
-    def set_config(self, config: dict) -> dict:
-        """Take the hyperparameters in `config` (as `get_config()` gives them), checked as the constructor checks
-        them: nothing changes on an error. Returns {name: (old, new)} for those that changed."""
+    def set_config(self, config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Take new hyperparameters, checked as the constructor checks them: nothing changes on an error.
+
+        Args:
+            config: The hyperparameters, as `get_config()` gives them.
+
+        Returns:
+            {name: (old value, new value)} for those that changed.
+        """
         fresh = type(self).from_config(config, xp=self.backend)
         changed = {
             name: (getattr(self, name), getattr(fresh, name))
@@ -85,29 +116,49 @@ class Optimizer(Component):
             setattr(self, name, value)
         return changed
 
-    def remember_layers(self, trainable_layers) -> None:
-        """The trainable layers, in order, whose positions key `state_dict()`'s slots (Model.finalize sets them)."""
+    def remember_layers(self, trainable_layers: Iterable[Any]) -> None:
+        """Remember the trainable layers whose positions key `state_dict()`'s slots (`Model.finalize` does this).
+
+        Args:
+            trainable_layers: The layers with parameters (Dense layers), in order.
+        """
         self.layers = list(trainable_layers)
 
     def slot_names(self) -> list[str]:
-        """The names of the arrays kept per layer: 'weight_momentums', 'bias_momentums', ..."""
+        """The names of the arrays this optimizer keeps per layer.
+
+        Returns:
+            The names in `STATE_NAMES`, prefixed for weights and biases: ['weight_momentums', 'bias_momentums'].
+        """
         return [f"{prefix}_{name}" for prefix in PARAMETERS for name in self.STATE_NAMES]
 
-    def state_dict(self, layers=None) -> dict:
-        """The optimizer's progress: ``iterations``, ``current_learning_rate`` and ``slots``, a dict from the
-        position of each updated layer in `layers` (default: the remembered trainable layers) to its arrays.
+    def state_dict(self, layers: Iterable[Any] | None = None) -> dict[str, Any]:
+        """The optimizer's progress, to save or restore. The arrays are its own: copy them to keep a snapshot.
 
-        The arrays are the optimizer's own, not copies: copy them to keep a snapshot.
+        Args:
+            layers: The layers whose positions key the slots; None (the default): the remembered ones.
+
+        Returns:
+            ``{"iterations": int, "current_learning_rate": float, "slots": {position: {slot name: array}}}``,
+            with a slot entry for each layer updated so far.
         """
-        layers = self._positions(layers)
+        layers = self.layers if layers is None else list(layers)
         slots = {index: dict(self.state[layer]) for index, layer in enumerate(layers) if layer in self.state}
         return {"iterations": self.iterations, "current_learning_rate": self.current_learning_rate, "slots": slots}
 
-    def load_state_dict(self, state: dict, layers=None, *, copy: bool = True) -> None:
-        """Replace the step count, learning rate and per-layer arrays with those of `state` (as `state_dict()`
-        returns them). Everything is checked first: on an error nothing changes. Arrays are copied unless `copy`
-        is False (then they become the optimizer's own)."""
-        layers = self._positions(layers)
+    def load_state_dict(self, state: dict[str, Any], layers: Iterable[Any] | None = None, *, copy: bool = True) -> None:
+        """Replace the step count, learning rate and per-layer arrays; all is checked first (an error changes nothing).
+
+        Args:
+            state: What `state_dict()` returns.
+            layers: The layers whose positions key the slots; None (the default): the remembered ones.
+            copy: Whether to copy the arrays (True, the default); False makes them the optimizer's own.
+
+        Raises:
+            TypeError: if `state` is not such a dict, or an array is on another backend.
+            ValueError: if a value, slot name, layer position, shape or dtype does not fit.
+        """
+        layers = self.layers if layers is None else list(layers)
         iterations, rate, slots = self._checked_state(state, layers)
         xp = self.xp
         self.state = {
@@ -116,10 +167,7 @@ class Optimizer(Component):
         }
         self.iterations, self.current_learning_rate = iterations, rate
 
-    def _positions(self, layers) -> list:
-        return self.layers if layers is None else list(layers)
-
-    def _checked_state(self, state, layers: list):
+    def _checked_state(self, state: Any, layers: list[Any]) -> tuple[int, float, dict[int, dict[str, Array]]]:
         if not isinstance(state, dict) or not {"iterations", "current_learning_rate", "slots"} <= state.keys():
             raise TypeError(
                 f"{self!r}.load_state_dict() expected a dict with 'iterations', 'current_learning_rate' and "
@@ -129,7 +177,7 @@ class Optimizer(Component):
         if not isinstance(iterations, numbers.Integral) or isinstance(iterations, bool) or iterations < 0:
             raise ValueError(f"{self!r}.load_state_dict() 'iterations' must be a count >= 0, got {iterations!r}")
         rate = state["current_learning_rate"]
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate < math.inf:
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < cast(float, rate) < math.inf:
             raise ValueError(
                 f"{self!r}.load_state_dict() 'current_learning_rate' must be a finite number > 0, got {rate!r}"
             )
@@ -143,7 +191,7 @@ class Optimizer(Component):
             self._check_slots(index, arrays, layers)
         return int(iterations), float(rate), slots
 
-    def _check_slots(self, index, arrays, layers: list) -> None:
+    def _check_slots(self, index: Any, arrays: Any, layers: list[Any]) -> None:
         if not isinstance(index, int) or not 0 <= index < len(layers):
             raise ValueError(
                 f"{self!r}.load_state_dict() has slots for layer position {index!r}, but there are {len(layers)} layers"
@@ -164,16 +212,20 @@ class Optimizer(Component):
                 )
 
     def pre_update_params(self) -> None:
-        """Apply the decay: lr / (1 + decay * iterations)."""
+        """Apply the decay before a step: current_learning_rate = learning_rate / (1 + decay * iterations)."""
         if self.decay:
             self.current_learning_rate = self.learning_rate * (1.0 / (1.0 + self.decay * self.iterations))
 
     def post_update_params(self) -> None:
+        """Count the step, after every layer was updated."""
         self.iterations += 1
 
-    def update_params(self, layer) -> None:
-        """Update `layer.weights` and `layer.biases` from `layer.dweights` and `layer.dbiases` (in place where the
-        backend can)."""
+    def update_params(self, layer: Any) -> None:
+        """Update a layer's parameters from its gradients (in place where the backend can).
+
+        Args:
+            layer: A trainable layer (Dense) after its `backward`: it has `dweights` and `dbiases`.
+        """
         gradients = (getattr(layer, "dweights", None), getattr(layer, "dbiases", None))
         if not hasattr(layer, "weights") or not hasattr(layer, "biases"):
             raise TypeError(
@@ -194,8 +246,15 @@ class Optimizer(Component):
         layer.biases = self.update_array(layer.biases, layer.dbiases, state, "bias")
         self.state_version += 1
 
-    def layer_state(self, layer) -> dict:
-        """This optimizer's arrays for `layer` (e.g. 'weight_cache'), created as zeros on first use."""
+    def layer_state(self, layer: Any) -> dict[str, Array]:
+        """This optimizer's arrays for a layer, created as zeros on first use.
+
+        Args:
+            layer: A trainable layer.
+
+        Returns:
+            {slot name ('weight_cache', ...): array shaped like the parameter}.
+        """
         if layer not in self.state:
             self.state[layer] = {
                 f"{kind}_{name}": self.xp.zeros_like(values)
@@ -205,32 +264,65 @@ class Optimizer(Component):
             self.state_version += 1
         return self.state[layer]
 
-    def update_array(self, values, gradient, state: dict, kind: str):
-        """`values` after one step; override it to write an optimizer. `state` holds this layer's slots (named in
-        `STATE_NAMES`, prefixed by `kind`: 'weight' or 'bias'); store updated slots back into it. Faster backends
-        update in place: use the result."""
+    def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
+        """One parameter array after one step: override it to write an optimizer.
+
+        Args:
+            values: The parameter array (weights or biases).
+            gradient: Its gradient (dweights or dbiases).
+            state: This layer's slots ('weight_cache', ...: `STATE_NAMES` prefixed by `kind`); store new ones in it.
+            kind: 'weight' or 'bias'.
+
+        Returns:
+            The updated parameters. Faster backends update in place: use the result.
+        """
         raise NotImplementedError
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, with optional momentum."""
+    """Stochastic gradient descent, with optional momentum (the book's `Optimizer_SGD`).
+
+    Args:
+        learning_rate: The starting learning rate, > 0: 1.0, as in the book.
+        decay: The 1/t learning-rate decay; 0 (the default) keeps it constant.
+        momentum: The fraction of the previous update added to each, in [0, 1); 0 (the default) is plain SGD.
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+    """
 
     CONFIG = ("learning_rate", "decay", "momentum")
 
-    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0, *, xp=None):
+    def __init__(
+        self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0, *, xp: BackendSpec = None
+    ) -> None:
         super().__init__(learning_rate, decay, xp=xp)
         self.momentum = _checks.fraction(momentum, "momentum", "SGD")
 
     @property
-    def STATE_NAMES(self) -> tuple[str, ...]:
-        """SGD keeps momentums only when it has momentum."""
+    def STATE_NAMES(self) -> tuple[str, ...]:  # type: ignore[override]  # a class attribute elsewhere
+        """The arrays kept per parameter: ('momentums',) with momentum, none without."""
         return ("momentums",) if self.momentum else ()
 
-    def kernel_spec(self) -> dict:
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs to know about this optimizer.
+
+        Returns:
+            Its update rule ('sgd' or 'momentum_sgd') and the momentum.
+        """
         rule = "momentum_sgd" if self.momentum else "sgd"
         return {"update_rule": rule, "constants": {"momentum": self.momentum}}
 
-    def update_array(self, values, gradient, state, kind):
+    def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
+        """One SGD step on one parameter array.
+
+        Args:
+            values: The parameter array (weights or biases).
+            gradient: Its gradient.
+            state: This layer's slots; '<kind>_momentums' is updated with momentum.
+            kind: 'weight' or 'bias'.
+
+        Returns:
+            The updated parameters.
+        """
         if not self.momentum:
             return self.backend.sgd_update(values, gradient, self.current_learning_rate)[0]
         key = f"{kind}_momentums"
@@ -241,19 +333,44 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """SGD scaled per parameter by the root of the sum of its squared gradients."""
+    """SGD scaled per parameter by the root of the sum of its squared gradients (the book's `Optimizer_Adagrad`).
+
+    Args:
+        learning_rate: The starting learning rate, > 0: 1.0 by default.
+        decay: The 1/t learning-rate decay; 0 (the default) keeps it constant.
+        epsilon: A small number > 0 added to the root, to never divide by zero: 1e-7.
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+    """
 
     STATE_NAMES = ("cache",)
     CONFIG = ("learning_rate", "decay", "epsilon")
 
-    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7, *, xp=None):
+    def __init__(
+        self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7, *, xp: BackendSpec = None
+    ) -> None:
         super().__init__(learning_rate, decay, xp=xp)
         self.epsilon = _checks.positive(epsilon, "epsilon", "Adagrad")
 
-    def kernel_spec(self) -> dict:
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs to know about this optimizer.
+
+        Returns:
+            Its update rule ('adagrad') and epsilon.
+        """
         return {"update_rule": "adagrad", "constants": {"epsilon": self.epsilon}}
 
-    def update_array(self, values, gradient, state, kind):
+    def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
+        """One Adagrad step on one parameter array.
+
+        Args:
+            values: The parameter array (weights or biases).
+            gradient: Its gradient.
+            state: This layer's slots; '<kind>_cache' adds the squared gradient.
+            kind: 'weight' or 'bias'.
+
+        Returns:
+            The updated parameters.
+        """
         key = f"{kind}_cache"
         values, state[key] = self.backend.adagrad_update(
             values, gradient, state[key], self.current_learning_rate, self.epsilon
@@ -262,22 +379,53 @@ class Adagrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """SGD scaled per parameter by the root of a moving average of its squared gradients."""
+    """SGD scaled per parameter by the root of a moving average of its squared gradients (the book's
+    `Optimizer_RMSprop`).
+
+    Args:
+        learning_rate: The starting learning rate, > 0: 0.001 by default.
+        decay: The 1/t learning-rate decay; 0 (the default) keeps it constant.
+        epsilon: A small number > 0 added to the root, to never divide by zero: 1e-7.
+        rho: How much of the moving average is kept at each step, in [0, 1): 0.9.
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+    """
 
     STATE_NAMES = ("cache",)
     CONFIG = ("learning_rate", "decay", "epsilon", "rho")
 
     def __init__(
-        self, learning_rate: float = 0.001, decay: float = 0.0, epsilon: float = 1e-7, rho: float = 0.9, *, xp=None
-    ):
+        self,
+        learning_rate: float = 0.001,
+        decay: float = 0.0,
+        epsilon: float = 1e-7,
+        rho: float = 0.9,
+        *,
+        xp: BackendSpec = None,
+    ) -> None:
         super().__init__(learning_rate, decay, xp=xp)
         self.epsilon = _checks.positive(epsilon, "epsilon", "RMSprop")
         self.rho = _checks.fraction(rho, "rho", "RMSprop")
 
-    def kernel_spec(self) -> dict:
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs to know about this optimizer.
+
+        Returns:
+            Its update rule ('rmsprop'), epsilon and rho.
+        """
         return {"update_rule": "rmsprop", "constants": {"epsilon": self.epsilon, "rho": self.rho}}
 
-    def update_array(self, values, gradient, state, kind):
+    def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
+        """One RMSprop step on one parameter array.
+
+        Args:
+            values: The parameter array (weights or biases).
+            gradient: Its gradient.
+            state: This layer's slots; '<kind>_cache' holds the moving average of squared gradients.
+            kind: 'weight' or 'bias'.
+
+        Returns:
+            The updated parameters.
+        """
         key = f"{kind}_cache"
         values, state[key] = self.backend.rmsprop_update(
             values, gradient, state[key], self.current_learning_rate, self.epsilon, self.rho
@@ -286,7 +434,16 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """RMSprop with momentum, both bias-corrected (the book's formulation)."""
+    """Adaptive momentum: RMSprop with momentum, both bias-corrected (the book's `Optimizer_Adam`).
+
+    Args:
+        learning_rate: The starting learning rate, > 0: 0.001 by default.
+        decay: The 1/t learning-rate decay; 0 (the default) keeps it constant.
+        epsilon: A small number > 0 added to the root, to never divide by zero: 1e-7.
+        beta_1: How much of the momentum is kept at each step, in [0, 1): 0.9.
+        beta_2: How much of the squared-gradient cache is kept at each step, in [0, 1): 0.999.
+        xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
+    """
 
     STATE_NAMES = ("momentums", "cache")
     CONFIG = ("learning_rate", "decay", "epsilon", "beta_1", "beta_2")
@@ -299,18 +456,34 @@ class Adam(Optimizer):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         *,
-        xp=None,
-    ):
+        xp: BackendSpec = None,
+    ) -> None:
         super().__init__(learning_rate, decay, xp=xp)
         self.epsilon = _checks.positive(epsilon, "epsilon", "Adam")
         self.beta_1 = _checks.fraction(beta_1, "beta_1", "Adam")
         self.beta_2 = _checks.fraction(beta_2, "beta_2", "Adam")
 
-    def kernel_spec(self) -> dict:
+    def kernel_spec(self) -> dict[str, Any]:
+        """What a compiled training step needs to know about this optimizer.
+
+        Returns:
+            Its update rule ('adam'), epsilon, beta_1 and beta_2.
+        """
         constants = {"epsilon": self.epsilon, "beta_1": self.beta_1, "beta_2": self.beta_2}
         return {"update_rule": "adam", "constants": constants}
 
-    def update_array(self, values, gradient, state, kind):
+    def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
+        """One Adam step on one parameter array, bias-corrected for step `iterations + 1`.
+
+        Args:
+            values: The parameter array (weights or biases).
+            gradient: Its gradient.
+            state: This layer's slots: '<kind>_momentums' and '<kind>_cache'.
+            kind: 'weight' or 'bias'.
+
+        Returns:
+            The updated parameters.
+        """
         momentums, cache = f"{kind}_momentums", f"{kind}_cache"
         values, state[momentums], state[cache] = self.backend.adam_update(
             values,

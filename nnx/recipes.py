@@ -7,22 +7,38 @@ the host only every `every` epochs and at the last one, where they are recorded 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nnx import _checks, backends
+from nnx._component import Array, BackendSpec
 from nnx.activations import ReLU
-from nnx.backends._host import float_name
-from nnx.callbacks import History, check_finite, host_float
+from nnx.backends import Backend
+from nnx.backends._host import checked_seed, float_name
+from nnx.callbacks import History, ProgressBar, check_finite
+from nnx.callbacks.base import host_float
 from nnx.datasets import spiral_data
 from nnx.layers import Dense
 from nnx.losses import SoftmaxCategoricalCrossentropy
 from nnx.metrics import accuracy
 from nnx.optimizers import SGD
 
+__all__ = ["SpiralNetwork", "SpiralRun", "build_spiral", "train_spiral"]
+
 
 @dataclass
 class SpiralNetwork:
-    """The chapter-10 network on one backend: Dense(2 -> hidden), ReLU, Dense(hidden -> classes), softmax."""
+    """The chapter-10 network on one backend: Dense(2 -> hidden), ReLU, Dense(hidden -> classes), softmax with
+    cross-entropy, and SGD. `build_spiral` makes one.
+
+    Args:
+        dense1: The first layer, Dense(2, hidden).
+        activation1: Its ReLU.
+        dense2: The output layer, Dense(hidden, classes).
+        loss_activation: The fused softmax and cross-entropy.
+        optimizer: The SGD optimizer that updates both Dense layers.
+    """
 
     dense1: Dense
     activation1: ReLU
@@ -31,18 +47,31 @@ class SpiralNetwork:
     optimizer: SGD
 
     @property
-    def backend(self):
+    def backend(self) -> Backend:
+        """The backend the network computes on (its first layer's)."""
         return self.dense1.backend
 
-    def forward(self, X, y):
-        """One forward pass on device arrays; returns the mean loss (softmax outputs in `loss_activation.output`)."""
+    def forward(self, X: Array, y: Array) -> Array:
+        """One forward pass; the softmax outputs are left in `loss_activation.output`.
+
+        Args:
+            X: The points, shaped (samples, 2), on the network's backend.
+            y: Their integer labels, shaped (samples,).
+
+        Returns:
+            The mean loss, a 0-d array on the backend.
+        """
         self.dense1.forward(X)
         self.activation1.forward(self.dense1.output)
         self.dense2.forward(self.activation1.output)
         return self.loss_activation.forward(self.dense2.output, y)
 
-    def backward_and_update(self, y) -> None:
-        """Backpropagate the last forward pass and take one SGD step."""
+    def backward_and_update(self, y: Array) -> None:
+        """Backpropagate the last forward pass and take one SGD step.
+
+        Args:
+            y: The labels given to that `forward`.
+        """
         self.loss_activation.backward(self.loss_activation.output, y)
         self.dense2.backward(self.loss_activation.dinputs)
         self.activation1.backward(self.dense2.dinputs)
@@ -52,8 +81,16 @@ class SpiralNetwork:
         self.optimizer.update_params(self.dense2)
         self.optimizer.post_update_params()
 
-    def predict(self, X_host):
-        """Class scores (logits) for host inputs, on the device: what `nnx.plot.decision_boundary` draws."""
+    def predict(self, X_host: Any) -> Array:
+        """Class scores for host points: what `nnx.plot.decision_boundary` draws.
+
+        Args:
+            X_host: Points shaped (samples, 2), as a NumPy array (or host data).
+
+        Returns:
+            The second Dense layer's outputs (logits, before the softmax), shaped (samples, classes), on the
+            device.
+        """
         X = self.backend.asarray(X_host, dtype=float_name(self.dense1.dtype))
         self.dense1.forward(X)
         self.activation1.forward(self.dense1.output)
@@ -63,14 +100,23 @@ class SpiralNetwork:
 
 @dataclass
 class SpiralRun:
-    """The outcome of `train_spiral`: the trained network, its data (host), history and timing."""
+    """The outcome of `train_spiral`: the trained network, its data (on the host), history and timing.
+
+    Args:
+        network: The trained `SpiralNetwork`.
+        X: The spiral points, a NumPy array shaped (samples * classes, 2).
+        y: Their labels, shaped (samples * classes,).
+        history: The recorded epochs: accuracy, loss and lr.
+        seconds: The training time, in seconds.
+        final: The last recorded accuracy and loss, as floats.
+    """
 
     network: SpiralNetwork
-    X: object
-    y: object
+    X: Any
+    y: Any
     history: History
     seconds: float
-    final: dict = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)
 
     @property
     def best(self) -> tuple[int, float]:
@@ -88,9 +134,22 @@ def build_spiral(
     decay: float = 0.0,
     momentum: float = 0.0,
     dtype: str = "float32",
-    backend=None,
+    backend: BackendSpec = None,
 ) -> SpiralNetwork:
-    """The chapter-10 network with the book's initialisation (draws from NumPy's global RNG)."""
+    """Build the chapter-10 network with the book's initialisation (it draws from NumPy's global RNG).
+
+    Args:
+        hidden: The neurons of the hidden layer: 64, as in the book.
+        classes: The number of classes (outputs): 3.
+        lr: SGD's learning rate: 1.0.
+        decay: SGD's 1/t learning-rate decay; 0 keeps it constant.
+        momentum: SGD's momentum, in [0, 1); 0 is plain SGD.
+        dtype: The parameters' float dtype: 'float32' or 'float64'.
+        backend: The backend: a name, an array module, a Backend, or None for the current one.
+
+    Returns:
+        The network.
+    """
     with backends.use(backends.get(backend)):
         return SpiralNetwork(
             Dense(2, hidden, dtype=dtype),
@@ -113,21 +172,42 @@ def train_spiral(
     seed: int = 0,
     dtype: str = "float32",
     every: int = 100,
-    backend=None,
-    on_record=None,
-    progress=None,
+    backend: BackendSpec = None,
+    on_record: Callable[[int, dict[str, float]], object] | None = None,
+    progress: ProgressBar | None = None,
 ) -> SpiralRun:
     """Seed, make the spiral data, build the network and train it for `epochs` (epoch 0 first, as the book does).
 
-    Every `every` epochs and at the last one the metrics are copied to the host, checked finite (a
-    `DivergenceError` otherwise), recorded and passed to ``on_record(epoch, values)``. `progress`, an
-    `nnx.callbacks.ProgressBar`, advances by one per epoch.
+    Every `every` epochs and at the last one the metrics are copied to the host, checked finite, recorded and
+    passed to `on_record`. This is the loop of `examples/spiral.py`, and what `nnx sweep` runs.
+
+    Args:
+        lr: SGD's learning rate: 1.0, as in the book.
+        decay: SGD's 1/t learning-rate decay; 0 keeps it constant.
+        momentum: SGD's momentum, in [0, 1); 0 is plain SGD.
+        epochs: The number of epochs (full-batch steps): 10001, as in the book.
+        hidden: The neurons of the hidden layer: 64.
+        samples: The points per class: 100.
+        classes: The number of classes: 3.
+        seed: The seed of NumPy's global RNG (`nnx.seed`), for the data and the initial weights: 0.
+        dtype: The float dtype: 'float32' or 'float64'.
+        every: Record the metrics every this many epochs (and at the last one): 100.
+        backend: The backend: a name, an array module, a Backend, or None for the current one.
+        on_record: None, or a function called as ``on_record(epoch, {"accuracy": ..., "loss": ..., "lr": ...})``
+            at each record.
+        progress: None, or an `nnx.callbacks.ProgressBar` that advances by one per epoch.
+
+    Returns:
+        The run: the trained network, the data, the history and the time taken.
+
+    Raises:
+        DivergenceError: if the loss or a parameter stops being finite.
     """
     for name, value in (("epochs", epochs), ("every", every), ("hidden", hidden), ("samples", samples)):
         _checks.positive_int(value, name, "train_spiral")
     _checks.positive_int(classes, "classes", "train_spiral")
     backend = backends.get(backend)
-    backends.seed(backends.checked_seed(seed, "train_spiral seed"))
+    backends.seed(checked_seed(seed, "train_spiral seed"))
     X_host, y_host = spiral_data(samples=samples, classes=classes)
     X, y = backend.asarray(X_host, dtype=dtype), backend.asarray(y_host)
     network = build_spiral(
@@ -144,7 +224,16 @@ def train_spiral(
     return SpiralRun(network, X_host, y_host, history, seconds, final)
 
 
-def _loop(network: SpiralNetwork, X, y, epochs: int, every: int, history: History, on_record, progress) -> None:
+def _loop(
+    network: SpiralNetwork,
+    X: Array,
+    y: Array,
+    epochs: int,
+    every: int,
+    history: History,
+    on_record: Callable[[int, dict[str, float]], object] | None,
+    progress: ProgressBar | None,
+) -> None:
     if progress is not None:
         progress.start(epochs, unit="epoch", description="spiral")
     for epoch in range(epochs):
@@ -163,7 +252,7 @@ def _loop(network: SpiralNetwork, X, y, epochs: int, every: int, history: Histor
         progress.close()
 
 
-def _metrics(network: SpiralNetwork, loss, y, epoch: int) -> dict:
+def _metrics(network: SpiralNetwork, loss: Array, y: Array, epoch: int) -> dict[str, float]:
     """The host copies of accuracy and loss, after a check that the loss and the parameters are finite."""
     backend = network.backend
     check_finite(loss, [network.dense1, network.dense2], epoch=epoch)

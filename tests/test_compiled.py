@@ -16,7 +16,9 @@ from nnx.backends import numba_step as _compiled
 from nnx.backends import numpy as numpy_backend
 from nnx.datasets import sine_data, spiral_data
 from nnx.model_data import checked_data
-from nnx.training import PlannedStep, plan_step, training_step
+from nnx.training.loop import training_step
+from nnx.training.plan import plan_step
+from nnx.training.steps import PlannedStep
 
 FAST = nnx.backends.get("numpy")
 REFERENCE = FAST.reference()

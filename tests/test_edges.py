@@ -169,14 +169,14 @@ def run_example(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
-def test_the_examples_name_a_bad_seed():
-    result = run_example("examples/spiral.py", "--seed", "-1", "--epochs", "1")
-    assert result.returncode == 2 and "argument --seed: an integer in [0, 2**32) expected, got '-1'" in result.stderr
+def test_the_examples_name_a_bad_count():
+    result = run_example("examples/spiral.py", "--epochs", "1.5")
+    assert result.returncode == 2 and "argument --epochs: invalid positive value: '1.5'" in result.stderr
 
 
 def test_the_examples_take_upper_case_suffixes(tmp_path):
     history = tmp_path / "h.CSV"
-    result = run_example("examples/spiral.py", "--epochs", "2", "--history", str(history))
+    result = run_example("examples/sine.py", "--epochs", "2", "--history", str(history))
     assert result.returncode == 0, result.stderr
     assert history.read_text().startswith("epoch,")
 
@@ -393,6 +393,9 @@ def test_impossible_file_names_are_named(tmp_path, name, message):
 
 
 def test_the_examples_refuse_empty_output_names():
-    for option in ("--history", "--plot"):
-        result = run_example("examples/spiral.py", "--epochs", "1", option, "")
-        assert result.returncode == 2 and f"{option}: the path is empty" in result.stderr
+    for script, option, message in (
+        ("examples/sine.py", "--history", "--history needs a file name ending in .csv or .json, got ''"),
+        ("examples/spiral.py", "--plot", "--plot: the path is empty"),
+    ):
+        result = run_example(script, "--epochs", "1", option, "")
+        assert result.returncode == 2 and message in result.stderr

@@ -127,6 +127,16 @@ def test_model_examples_save_history_and_plot(tmp_path, script):
     assert len(history.read_text().splitlines()) == 21
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_model_examples_save_their_history_as_csv_or_json(tmp_path, suffix):
+    path = tmp_path / f"history{suffix}"
+    result = run("sine.py", "--epochs", "3", "--history", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"history: {path}" in result.stdout
+    text = path.read_text()
+    assert text.startswith("epoch,loss") if suffix == ".csv" else ('"epoch": [' in text)
+
+
 def test_model_examples_progress_replaces_the_books_lines():
     result = run("sine.py", "--epochs", "20", "--every", "10", "--progress")
     assert result.returncode == 0, result.stderr
@@ -146,10 +156,26 @@ def test_model_examples_progress_replaces_the_books_lines():
 )
 def test_output_files_are_checked_before_training(tmp_path, args, message):
     pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
-    for script in ("spiral.py", "sine.py"):
+    for script in ("spiral.py", "sine.py") if args[0] == "--plot" else ("sine.py", "spiral_adam.py"):
         result = run(script, "--epochs", "3", *(arg.format(tmp=tmp_path) for arg in args))
         assert result.returncode == 2
         assert message.format(tmp=tmp_path) in result.stderr
         assert "epoch" not in result.stdout
         if message.startswith("--plot needs a picture file name ending in"):
             assert ".png, " in result.stderr and ".svg, " in result.stderr
+
+
+def test_examples_are_short_and_compute_on_the_backend():
+    """No NumPy for array math in the examples: data goes to the device with backend.asarray, back with to_numpy."""
+    for path in EXAMPLES.glob("*.py"):
+        text = path.read_text()
+        assert "import numpy" not in text and "np." not in text, path.name
+        assert len(text.splitlines()) <= 90, path.name
+
+
+@pytest.mark.parametrize("script", ["spiral.py", "spiral_adam.py", "binary.py", "sine.py", "fashion_mnist.py"])
+def test_examples_explain_themselves_and_their_options(script):
+    result = run(script, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "python examples/" + script in result.stdout and "--backend BACKEND" in result.stdout
+    assert "--epochs EPOCHS" in result.stdout and "(default: " in result.stdout

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import nnx
-from nnx.callbacks import ProgressBar, lines_every
+from nnx.callbacks import ProgressBar
+from nnx.callbacks.progress import lines_every
 from nnx.datasets import spiral_data
 from tests.helpers import spiral_classifier as classifier
 

@@ -15,6 +15,7 @@ Image = pytest.importorskip("PIL.Image", reason="the PNG checks read images with
 import nnx  # noqa: E402
 import nnx.plot  # noqa: E402
 from nnx.datasets import sine_data, spiral_data  # noqa: E402
+from nnx.plot.style import LIGHTEN, PALETTE  # noqa: E402
 from tests import helpers  # noqa: E402
 
 TOLERANCE = 3  # per channel, 0-255: PNG rounding of the exact colours
@@ -38,12 +39,12 @@ def rgb255(colour) -> np.ndarray:
 
 
 def point_colour(k: int) -> np.ndarray:
-    return rgb255(nnx.plot.PALETTE[k])
+    return rgb255(PALETTE[k])
 
 
 def region_colour(k: int) -> np.ndarray:
-    colour = rgb255(nnx.plot.PALETTE[k]) / 255
-    return np.round((colour + (1 - colour) * nnx.plot.LIGHTEN) * 255)
+    colour = rgb255(PALETTE[k]) / 255
+    return np.round((colour + (1 - colour) * LIGHTEN) * 255)
 
 
 def share_of(pixels: np.ndarray, colour: np.ndarray) -> float:

@@ -19,9 +19,13 @@ import nnx
 from nnx import sweep
 from nnx.datasets import spiral_data
 from nnx.recipes import train_spiral
+from nnx.sweep.cli import main as sweep_main
+from nnx.sweep.plan import SPIRAL_DEFAULTS
+from nnx.sweep.result import METRIC_COLUMNS
+from nnx.sweep.trials import Trial
 
 ROOT = Path(__file__).resolve().parent.parent
-DONE_LINE = re.compile(r"^done: \d+ epochs, final acc: (\d\.\d{3}), loss: (\d+\.\d{3}), ")
+EPOCH_LINE = re.compile(r"^epoch: \d+, acc: (\d\.\d{3}), loss: (\d+\.\d{3})$")  # examples/spiral.py's
 FAST = {"epochs": 201, "every": 50}  # ~0.1 s a trial
 GRID = {"lr": [0.85, 1.0], "decay": [0.0, 1e-3]}
 
@@ -141,7 +145,7 @@ def test_serial_trials_equal_train_spiral_and_a_divergence_does_not_stop_the_oth
         assert trial["loss"] == alone.final["loss"] and trial["accuracy"] == alone.final["accuracy"]
         assert trial["history"]["loss"] == alone.history.history["loss"]
         assert (trial["best_epoch"], trial["best_loss"]) == alone.best
-    assert result.trials[0]["params"] == {**sweep.SPIRAL_DEFAULTS, "lr": 1.0}
+    assert result.trials[0]["params"] == {**SPIRAL_DEFAULTS, "lr": 1.0}
     assert result.trials[0]["settings"] == {"epochs": 201, "seed": 0, "backend": "numpy", "every": 50}
 
 
@@ -165,16 +169,17 @@ def test_dask_gives_the_serial_numbers():
     assert numbers(on_address) == numbers(serial)
 
 
-def test_a_trial_equals_examples_spiral_py(tmp_path):
-    settings = ["--lr", "0.85", "--decay", "1e-3", "--epochs", "201", "--every", "50"]
-    example = run_script("examples/spiral.py", *settings, "--history", str(tmp_path / "example.csv"))
+def test_a_trial_equals_examples_spiral_py():
+    settings = ["--lr", "0.85", "--decay", "1e-3", "--momentum", "0.5", "--epochs", "201"]
+    example = run_script("examples/spiral.py", *settings)
     assert example.returncode == 0, example.stderr
-    accuracy, loss = DONE_LINE.match(example.stdout.splitlines()[-2]).groups()
-    with (tmp_path / "example.csv").open() as file:
-        losses = [float(row["loss"]) for row in csv.DictReader(file)]
-    result = sweep.run({"lr": [0.85], "decay": [1e-3]}, workers=1, **FAST)
+    result = sweep.run({"lr": [0.85], "decay": [1e-3], "momentum": [0.5]}, workers=1, epochs=201, every=100)
     trial = result.trials[0]
-    assert trial["history"]["loss"] == losses  # full precision, every recorded epoch
+    history = trial["history"]
+    curves = zip(history["epoch"], history["accuracy"], history["loss"], strict=True)
+    lines = [f"epoch: {epoch}, acc: {acc:.3f}, loss: {value:.3f}" for epoch, acc, value in curves]  # the book's
+    assert example.stdout.splitlines()[1:] == lines  # every printed line: epochs 0, 100 and 200
+    accuracy, loss = EPOCH_LINE.match(example.stdout.splitlines()[-1]).groups()  # epoch 200, the last one
     assert (f"{trial['accuracy']:.3f}", f"{trial['loss']:.3f}") == (accuracy, loss)
     assert result.table().splitlines()[1].split()[1:3] == [loss, accuracy]
 
@@ -196,7 +201,7 @@ def test_the_csv_gets_each_trial_as_it_finishes_and_all_of_them_ranked_at_the_en
     with path.open() as file:
         rows = list(csv.DictReader(file))
     assert [row["trial"] for row in rows] == [str(t["trial"]) for t in result.ranked()]
-    assert list(rows[0]) == ["trial", "lr", "epochs", "seed", "backend", "batch_size", *sweep.METRIC_COLUMNS]
+    assert list(rows[0]) == ["trial", "lr", "epochs", "seed", "backend", "batch_size", *METRIC_COLUMNS]
     ok = result.ranked()[0]
     assert float(rows[0]["loss"]) == ok["loss"] and rows[0]["loss"] == repr(ok["loss"])  # full precision
     assert rows[-1]["status"] == "failed" and rows[-1]["error"].startswith("DivergenceError: training diverged")
@@ -254,7 +259,7 @@ def test_a_worker_that_dies_fails_its_trial_with_the_likely_causes():
 
     future = Future()
     future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
-    record = _outcome(future, sweep.Trial(3, {"lr": 0.5}, {"epochs": 5}))
+    record = _outcome(future, Trial(3, {"lr": 0.5}, {"epochs": 5}))
     assert record["trial"] == 3 and record["status"] == "failed" and record["seconds"] is None
     assert record["error"].startswith("BrokenProcessPool: a worker process died (A process in the process pool")
     assert "if __name__ == '__main__':" in record["error"]
@@ -350,16 +355,16 @@ def test_dask_missing_says_how_to_install_it(monkeypatch):
 
 def test_cli_prints_the_ranked_table_and_the_exit_status_says_whether_trials_failed(capsys, tmp_path):
     args = ["--lr", "0.5,1.0", "--epochs", "201", "--every", "50", "--workers", "1", "--csv", str(tmp_path / "s.csv")]
-    assert sweep.main(args) == 0
+    assert sweep_main(args) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0].split()[:2] == ["rank", "lr"] and len(lines) == 4 and lines[3] == f"csv: {tmp_path / 's.csv'}"
     expected = sweep.run({"lr": [1.0]}, workers=1, **FAST).trials[0]
     assert lines[1].split()[:3] == ["1", "1", f"{expected['loss']:.3f}"]
     assert err == ""
-    assert sweep.main([*args[:1], "0.5,1e30", *args[2:]]) == 1
+    assert sweep_main([*args[:1], "0.5,1e30", *args[2:]]) == 1
     assert capsys.readouterr().out.splitlines()[2].startswith("-     1e+30  failed: DivergenceError")
-    assert sweep.main([*args[:1], "1e30", *args[2:]]) == 1
+    assert sweep_main([*args[:1], "1e30", *args[2:]]) == 1
     err = capsys.readouterr().err  # every trial failed the same way: the whole message, once
     assert err.startswith("nnx sweep: every trial failed: DivergenceError: training diverged at epoch 50")
     assert err.strip().endswith("start again from saved or freshly initialised parameters")
@@ -367,7 +372,7 @@ def test_cli_prints_the_ranked_table_and_the_exit_status_says_whether_trials_fai
 
 def test_cli_random_sample_and_factory_params(capsys):
     args = ["--factory", "tests.test_sweep:build_model", "--param", "units=4,8,16", "--lr", "0.01:1.0"]
-    assert sweep.main([*args, "--random", "2", "--epochs", "5", "--workers", "1", "--seed", "1"]) == 0
+    assert sweep_main([*args, "--random", "2", "--epochs", "5", "--workers", "1", "--seed", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["rank", "lr", "units"] and len(lines) == 3
 
@@ -391,7 +396,7 @@ def test_cli_random_sample_and_factory_params(capsys):
     ],
 )
 def test_cli_errors_are_one_line_on_stderr_and_exit_status_2(capsys, argv, message):
-    assert sweep.main([*argv, "--epochs", "5"] if "--epochs" not in argv else argv) == 2
+    assert sweep_main([*argv, "--epochs", "5"] if "--epochs" not in argv else argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("nnx sweep")
     assert re.search(message, err), err
@@ -411,12 +416,13 @@ def test_python_m_nnx_sweep_runs_in_worker_processes():
 
 @pytest.mark.slow
 def test_acceptance_a_sweep_table_equals_four_example_runs(capsys):
-    assert sweep.main(["--lr", "0.85,1.0", "--decay", "0,1e-3", "--epochs", "2001", "--workers", "2"]) == 0
+    assert sweep_main(["--lr", "0.85,1.0", "--decay", "0,1e-3", "--epochs", "2001", "--workers", "2"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert len(rows) == 4
     for _rank, lr, decay, loss, accuracy, *_ in rows:
         example = run_script("examples/spiral.py", "--lr", lr, "--decay", decay, "--epochs", "2001")
-        assert DONE_LINE.match(example.stdout.splitlines()[-1]).groups() == (accuracy, loss), (lr, decay)
+        last = example.stdout.splitlines()[-1]  # epoch 2000, the last one
+        assert last.startswith("epoch: 2000, ") and EPOCH_LINE.match(last).groups() == (accuracy, loss), (lr, decay)
 
 
 @pytest.mark.slow
@@ -454,10 +460,10 @@ def test_ctrl_c_in_the_cli_cancels_pending_trials_keeps_finished_ones_and_exits_
 def test_cli_checks_the_plot_path_and_the_backend_before_any_trial(tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
     missing = tmp_path / "missing" / "curves.png"
-    assert sweep.main(["--lr", "1", "--epochs", "3", "--workers", "1", "--plot", str(missing)]) == 2
+    assert sweep_main(["--lr", "1", "--epochs", "3", "--workers", "1", "--plot", str(missing)]) == 2
     assert "--plot: the folder" in capsys.readouterr().err
     if "cupy" not in nnx.backends.available():
-        assert sweep.main(["--lr", "1", "--epochs", "3", "--workers", "1", "--backend", "cupy"]) == 2
+        assert sweep_main(["--lr", "1", "--epochs", "3", "--workers", "1", "--backend", "cupy"]) == 2
         err = capsys.readouterr().err
         assert "backend 'cupy' is not available" in err and "pip install" in err
 

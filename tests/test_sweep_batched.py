@@ -12,7 +12,9 @@ import nnx
 from nnx import sweep
 from nnx.datasets import spiral_data
 from nnx.sweep import batched
+from nnx.sweep.cli import main as sweep_main
 from nnx.sweep.plan import _plan
+from nnx.sweep.trials import Trial
 from tests.test_sweep import build_model
 
 FAST = {"epochs": 51, "every": 10}
@@ -241,15 +243,15 @@ def test_the_csv_has_the_unbatched_columns_and_rows(tmp_path):
 
 def test_cli_batched_prints_the_unbatched_table(capsys):
     args = ["--lr", "0.5,1.0", "--decay", "0,1e-3", "--epochs", "51", "--every", "10", "--workers", "1"]
-    assert sweep.main(args) == 0
+    assert sweep_main(args) == 0
     serial = capsys.readouterr().out.splitlines()
-    assert sweep.main([*args, "--batched"]) == 0
+    assert sweep_main([*args, "--batched"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert err == "" and len(lines) == len(serial) == 5
     drop_seconds = [line.split()[:7] + line.split()[8:] for line in lines]
     assert drop_seconds == [line.split()[:7] + line.split()[8:] for line in serial]
-    assert sweep.main(["--lr", "0.5,1e30", "--epochs", "51", "--workers", "1", "--batched"]) == 1
+    assert sweep_main(["--lr", "0.5,1e30", "--epochs", "51", "--workers", "1", "--batched"]) == 1
     assert "failed: DivergenceError: training diverged at epoch 1" in capsys.readouterr().out
 
 
@@ -266,7 +268,7 @@ def test_a_dead_worker_fails_every_trial_of_its_stack():
 
     future = Future()
     future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
-    task = [sweep.Trial(2, {"lr": 0.5}, {"epochs": 5}), sweep.Trial(5, {"lr": 1.0}, {"epochs": 5})]
+    task = [Trial(2, {"lr": 0.5}, {"epochs": 5}), Trial(5, {"lr": 1.0}, {"epochs": 5})]
     records = _outcome(future, task)
     assert [record["trial"] for record in records] == [2, 5]
     assert all(record["error"].startswith("BrokenProcessPool: a worker process died") for record in records)
@@ -295,9 +297,9 @@ def test_factory_trials_are_dealt_into_one_task_per_worker():
 @pytest.mark.slow
 def test_acceptance_the_chapter_grid_at_501_epochs_ranks_and_scores_as_unbatched(capsys):
     argv = ["--lr", "0.5,0.85,1.0", "--decay", "0,1e-3", "--epochs", "501"]
-    assert sweep.main(argv) == 0
+    assert sweep_main(argv) == 0
     serial = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
-    assert sweep.main([*argv, "--batched"]) == 0
+    assert sweep_main([*argv, "--batched"]) == 0
     stacked = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert [row[:3] for row in stacked] == [row[:3] for row in serial]  # rank, lr, decay: the same ranking
     assert [row[3] for row in stacked] == [row[3] for row in serial]  # the same 3-decimal losses

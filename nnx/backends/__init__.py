@@ -1,20 +1,24 @@
 """The backend registry: which array library and device nnx computes on.
 
-`get`, `current` and `use` pick a backend; `register` and the ``nnx.backends`` entry-point group add new ones.
+`get`, `current` and `use` pick a backend; `seed` seeds them all. `Backend` is the interface a backend implements,
+and `register` (or the ``nnx.backends`` entry-point group) adds a new one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import numbers
+import importlib
 import os
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from importlib import import_module
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
+from nnx.backends._active import ACTIVE
 from nnx.backends._base import Backend, BackendUnavailableError
+from nnx.backends._host import checked_seed as _checked_seed
 from nnx.backends._host import seed_host
 from nnx.backends.array_api import from_namespace
 
@@ -22,8 +26,6 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "available",
-    "checked_seed",
-    "chosen_by_use",
     "current",
     "get",
     "register",
@@ -31,6 +33,23 @@ __all__ = [
     "seed",
     "use",
 ]
+
+# Names that left the public API in 0.2, kept for one release: name -> the module that holds it now.
+_MOVED = {"checked_seed": "nnx.backends._host", "chosen_by_use": "nnx.backends._active"}
+
+
+def __getattr__(name: str) -> Any:
+    """A name that left `nnx.backends` in 0.2, with a DeprecationWarning that says where it lives now."""
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"nnx.backends.{name} is internal since 0.2 and will be removed from nnx.backends; it lives in {home}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(home), name)
+
 
 ENV_VAR = "NNX_BACKEND"
 DEFAULT = "numpy"
@@ -50,7 +69,6 @@ _loaded: dict[str, Backend] = {}
 _failures: dict[str, BackendUnavailableError] = {}
 _entry_points_read = False
 _last_seed: int | None = None
-_active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("nnx_backend", default=None)
 
 
 def _builtin_loader(module_name: str) -> Loader:
@@ -67,7 +85,7 @@ def _read_entry_points() -> None:
             _loaders[entry.name] = _entry_point_loader(entry)
 
 
-def _entry_point_loader(entry) -> Loader:
+def _entry_point_loader(entry: EntryPoint) -> Loader:
     """A loader for a plug-in backend; a plug-in that fails to import is unavailable, not an error for all."""
 
     def load() -> Backend:
@@ -88,8 +106,22 @@ def _all_loaders() -> dict[str, Loader]:
     return _loaders
 
 
-def register(name: str, loader: Loader, *, replace: bool = False) -> None:
-    """Register `loader`, a callable returning a Backend (or raising BackendUnavailableError), as `name`."""
+def register(name: str, loader: Callable[[], Backend], *, replace: bool = False) -> None:
+    """Make a backend available under a name.
+
+    The loader runs on the first `get(name)`, not now: a backend whose library is missing costs nothing until it
+    is asked for. Installed packages can do the same through the ``nnx.backends`` entry-point group.
+
+    Args:
+        name: the name `get` and $NNX_BACKEND use, a non-empty string.
+        loader: a callable without arguments that returns a `Backend`, or raises `BackendUnavailableError` with
+            the reason and the fix when it cannot run here.
+        replace: whether to replace a backend already registered as `name`; without it that is a ValueError.
+
+    Raises:
+        TypeError: `name` is not a non-empty string, or `loader` is not callable.
+        ValueError: `name` is taken and `replace` is False.
+    """
     if not isinstance(name, str) or not name.strip():
         raise TypeError(
             f"a backend's name must be a non-empty string, got {name!r}; pass e.g. register('mine', loader)"
@@ -104,12 +136,24 @@ def register(name: str, loader: Loader, *, replace: bool = False) -> None:
 
 
 def registered() -> list[str]:
-    """Names of every registered backend, usable or not."""
+    """Names of every registered backend, usable or not.
+
+    Returns:
+        The built-in names (numpy, cupy, array_api_strict, jax, torch), then those of `register` and of installed
+        plug-ins.
+    """
     return list(_all_loaders())
 
 
 def available() -> list[str]:
-    """Names of the backends that can be used on this machine now."""
+    """Names of the backends that can be used on this machine now.
+
+    Each registered backend is loaded to find out (once; the result is kept), so this may import CuPy, JAX or
+    PyTorch.
+
+    Returns:
+        The registered names whose backend loads, in `registered()` order.
+    """
     return [name for name in registered() if _try_load(name) is not None]
 
 
@@ -146,7 +190,7 @@ def _load(name: str) -> Backend:
     return backend
 
 
-def _checked_backend(name: str, backend) -> Backend:
+def _checked_backend(name: str, backend: object) -> Backend:
     if not isinstance(backend, Backend):
         raise BackendUnavailableError(
             f"backend {name!r} is not available: its loader returned {type(backend).__name__}, not an "
@@ -156,7 +200,22 @@ def _checked_backend(name: str, backend) -> Backend:
 
 
 def get(spec: str | types.ModuleType | Backend | None = None) -> Backend:
-    """The Backend for `spec`: a registered name, an array module, a Backend, or None for `current()`."""
+    """The backend for a name, an array module or a Backend.
+
+    Args:
+        spec: a registered name ("numpy", "cupy", ...); an array module (``numpy``, ``cupy``, ``jax.numpy``, an
+            array-api-compat namespace, or any namespace array-api-compat recognises, which gets a generic
+            backend); a Backend, returned as is; or None for `current()`.
+
+    Returns:
+        The backend, loaded on first use and the same object afterwards.
+
+    Raises:
+        ValueError: `spec` names no registered backend.
+        BackendUnavailableError: the backend cannot run here (its library or device is missing); the message
+            says how to fix it.
+        TypeError: `spec` is none of the above.
+    """
     if spec is None:
         return current()
     if isinstance(spec, Backend):
@@ -199,7 +258,7 @@ def _generic(module: types.ModuleType) -> Backend:
         ) from None
 
 
-def owner_of(x) -> Backend:
+def owner_of(x: Any) -> Backend:
     """The loaded backend whose array `x` is, else a TypeError naming what `x` is."""
     for backend in _loaded.values():
         if backend.owns(x):
@@ -212,49 +271,57 @@ def owner_of(x) -> Backend:
 
 
 def current() -> Backend:
-    """The active backend: the innermost `use()`, else $NNX_BACKEND, else numpy."""
-    active = _active.get()
+    """The backend nnx computes on when none is named.
+
+    Returns:
+        The backend of the innermost `use()` block, else the one $NNX_BACKEND names, else numpy.
+    """
+    active = ACTIVE.get()
     if active is not None:
         return active
     return _load(os.environ.get(ENV_VAR) or DEFAULT)
 
 
-def chosen_by_use() -> bool:
-    """Whether the current backend comes from an enclosing `use()` block (else $NNX_BACKEND or the default)."""
-    return _active.get() is not None
-
-
 @contextlib.contextmanager
 def use(spec: str | types.ModuleType | Backend) -> Iterator[Backend]:
-    """Make `spec` the current backend inside a ``with`` block; nests and restores on exit, errors included."""
-    token = _active.set(get(spec))
+    """Make a backend the current one inside a ``with`` block.
+
+    Blocks nest, and the previous backend comes back on exit, errors included. The choice belongs to the thread
+    (and asyncio task) that made it.
+
+    Args:
+        spec: the backend, as `get` takes it: a registered name, an array module or a Backend.
+
+    Yields:
+        The backend, as `get(spec)` returns it.
+    """
+    backend = get(spec)
+    token = ACTIVE.set(backend)
     try:
-        yield _active.get()
+        yield backend
     finally:
-        _active.reset(token)
+        ACTIVE.reset(token)
 
 
 def seed(value: int) -> None:
-    """Seed NumPy's global RNG (weight init, book data, host dropout masks) and every backend's own RNG,
-    including backends loaded later."""
+    """Seed every random number nnx draws.
+
+    That is NumPy's global RNG (weight init, the book's data, dropout masks on host-drawn backends) and each
+    backend's own RNG (CuPy's masks), including backends loaded later.
+
+    Args:
+        value: an integer in [0, 2**32), as NumPy's global RNG takes.
+
+    Raises:
+        TypeError: `value` is not an integer.
+        ValueError: `value` is outside [0, 2**32).
+    """
     global _last_seed
-    value = checked_seed(value)
+    value = _checked_seed(value)
     seed_host(value)
     _last_seed = value
     for backend in _loaded.values():
         backend.seed(value)
-
-
-SEED_LIMIT = 2**32
-
-
-def checked_seed(value, owner: str = "nnx.seed") -> int:
-    """`value` as a seed: an integer in [0, 2**32), as NumPy's global RNG takes; else a ValueError or TypeError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner} expects an integer in [0, 2**32), got {type(value).__name__} {value!r}")
-    if not 0 <= value < SEED_LIMIT:
-        raise ValueError(f"{owner} expects an integer in [0, 2**32) = [0, {SEED_LIMIT - 1}], got {value}")
-    return int(value)
 
 
 for _name, _module in _BUILTIN.items():

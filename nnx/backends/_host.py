@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,6 +12,7 @@ FLOAT_NAMES = ("float32", "float64")
 INTEGER_NAMES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 STANDARD_NAMES = frozenset({*FLOAT_NAMES, *INTEGER_NAMES, "bool", "complex64", "complex128"})  # the Array API's
 NARROWER = {"int64": "int32", "uint64": "uint32", "float64": "float32", "complex128": "complex64"}
+SEED_LIMIT = 2**32  # NumPy's global RNG takes seeds in [0, 2**32)
 
 
 def is_host_data(x) -> bool:
@@ -41,6 +43,16 @@ def same_values(a, b) -> bool:
 def quiet_float_errors():
     """A context in which NumPy does not warn about overflow or NaN: nnx's divergence checks report those."""
     return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+
+def checked_seed(value: object, owner: str = "nnx.seed") -> int:
+    """`value` as a seed: an integer in [0, 2**32), as NumPy's global RNG takes; else a ValueError or TypeError
+    whose message starts with `owner`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner} expects an integer in [0, 2**32), got {type(value).__name__} {value!r}")
+    if not 0 <= int(value) < SEED_LIMIT:
+        raise ValueError(f"{owner} expects an integer in [0, 2**32) = [0, {SEED_LIMIT - 1}], got {value}")
+    return int(value)
 
 
 def seed_host(value: int) -> None:

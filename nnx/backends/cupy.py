@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import cast
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class CupyBackend(Backend):
         seed, draws = (state.get(key) if isinstance(state, dict) else None for key in ("seed", "draws"))
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (seed, draws)):
             raise ValueError(f"a cupy RNG state is {{'seed': int >= 0, 'draws': int >= 0}}, got {state!r}")
-        self._stream_seed, self._draws = seed, draws
+        self._stream_seed, self._draws = cast(int, seed), cast(int, draws)
 
     def dropout_mask(self, shape, keep, dtype):
         kept = self._next_generator().random_sample(shape, dtype=dtype) < keep

@@ -174,7 +174,9 @@ def _tables(program: StepProgram) -> tuple:
 def _layout(program: StepProgram):
     """The layer table (see the column names), each parameter array's [start, stop) in the flat buffer, and its
     (l1, l2, 2 * l2)."""
-    layers, segments, regularization = [], [], []
+    layers: list[tuple[int, int, int, int, bool]] = []
+    segments: list[tuple[int, int]] = []
+    regularization: list[tuple[float, float, float]] = []
     for (n_inputs, n_outputs), (weight_l1, weight_l2, bias_l1, bias_l2) in zip(
         program.dense, program.regularization, strict=True
     ):
@@ -190,7 +192,7 @@ def _fixed_hyperparameters(program: StepProgram, dtype):
     """The 12 numbers `_optimizer_step` reads, with the step-dependent ones (learning rate, Adam's bias
     corrections) left to fill per step."""
     rho, beta_1, beta_2 = (program.constant(name) for name in ("rho", "beta_1", "beta_2"))
-    values = (0.0, 0.0, program.constant("momentum"), program.constant("epsilon"), rho, 1 - rho)
+    values: tuple[float, ...] = (0.0, 0.0, program.constant("momentum"), program.constant("epsilon"), rho, 1 - rho)
     values += (beta_1, 1 - beta_1, beta_2, 1 - beta_2, 1.0, 1.0)
     return np.array(values, dtype=dtype)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from typing import Any
 
 import numpy as np
 
@@ -44,12 +45,12 @@ class FastNumpyBackend(NumpyBackend):
     also multi-threaded element-wise kernels for large arrays and a compiled `Model.train` step (``NNX_COMPILE=0``
     or ``compile = False`` turns the Numba paths off)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.compile = os.environ.get(COMPILE_ENV_VAR, "1") != "0"
         self._reference = NumpyBackend("numpy", np, "CPU", array_type=np.ndarray)
-        self._row_indices: dict = {}
-        self._ones: dict = {}
+        self._row_indices: dict[int, np.ndarray] = {}
+        self._ones: dict[tuple, np.ndarray] = {}
 
     def reference(self) -> Backend:
         return self._reference

@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from nnx.callbacks.base import Callback, Run
 
 
 class BookLog(Callback):
-    """The book's printed lines: chapter 18's every `every` epochs, or chapter 19's per step and epoch."""
+    """The book's printed lines, what `Model.train` prints by default.
+
+    Without `batch_size`, chapter 18's ``epoch: 100, acc: ..., loss: ... (data_loss: ..., reg_loss: ...), lr: ...``
+    every `every` epochs. With it, chapter 19's: ``epoch: N`` at each epoch's start, a ``step: ...`` line every
+    `every` steps and at the epoch's last step, and a ``training, acc: ...`` line at its end.
+
+    Args:
+        every: epochs (or, with batches, steps) between lines; None or 0 prints nothing.
+    """
 
     def __init__(self, every: int | None):
         self.every = every
 
-    def on_epoch_begin(self, run):
+    def on_epoch_begin(self, run: Run) -> None:
+        """With batches, print ``epoch: N``.
+
+        Args:
+            run: the training run.
+        """
         if self.every and run.batch_size is not None:
             print(f"epoch: {run.epoch}")
 
-    def on_step_end(self, run):
+    def on_step_end(self, run: Run) -> None:
+        """With batches, print the step's line every `every` steps and at the epoch's last step.
+
+        Args:
+            run: the training run.
+        """
         if self.every and run.batch_size is not None and (not run.step % self.every or run.last_step):
             self._print(run, f"step: {run.step}")
 
-    def on_epoch_end(self, run):
+    def on_epoch_end(self, run: Run) -> None:
+        """Print the epoch's line: every `every` epochs without batches, every epoch (``training, ...``) with them.
+
+        Args:
+            run: the training run.
+        """
         if not self.every:
             return
         if run.batch_size is not None:
@@ -39,16 +64,36 @@ class BookLog(Callback):
 
 
 class Validation(Callback):
-    """Evaluates on held-out data: after every epoch with batches, once at the end without (the book's order)."""
+    """Evaluates on held-out data, as `Model.train(validation_data=...)` does: after every epoch with batches, once
+    at the end without (the book's order).
 
-    def __init__(self, X, y, *, verbose: bool):
+    The loss and accuracy go to ``run.logs["val_loss"]`` and ``run.logs["val_accuracy"]``, where `History` and the
+    progress output find them.
+
+    Args:
+        X: the validation inputs, on the model's backend.
+        y: their targets, likewise.
+        verbose: whether `Model.evaluate` prints the book's ``validation, acc: ..., loss: ...`` line.
+    """
+
+    def __init__(self, X: Any, y: Any, *, verbose: bool):
         self.X, self.y, self.verbose = X, y, verbose
 
-    def on_epoch_end(self, run):
+    def on_epoch_end(self, run: Run) -> None:
+        """With batches, evaluate after the epoch (unless training stopped).
+
+        Args:
+            run: the training run.
+        """
         if run.batch_size is not None and not run.stop:
             self._evaluate(run)
 
-    def on_train_end(self, run):
+    def on_train_end(self, run: Run) -> None:
+        """Without batches, evaluate once at the end (unless training stopped).
+
+        Args:
+            run: the training run.
+        """
         if run.batch_size is None and not run.stop:
             self._evaluate(run)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from typing import Any
+
 from nnx import _checks
 from nnx._paths import output_path
 from nnx.callbacks.base import Callback, Run
@@ -11,26 +15,58 @@ from nnx.errors import SaveError
 class Checkpoint(Callback):
     """Saves the model, its optimizer state and the RNG state atomically every `every` epochs and at the end.
 
-    It is handed how to save: `save(model, path, training)`, by default the model's own
-    ``model.save(path, training=training)``.
+    `Model.train(checkpoint=path, checkpoint_every=...)` adds one, and `Model.train(resume=path)` continues from its
+    file. A write that fails (a full disk, say) stops training after that epoch, and `Model.train` raises the
+    `SaveError` with the run's History.
+
+    Args:
+        path: the file to write, replaced in one step each time.
+        every: epochs between saves, an integer >= 1.
+        save: how to save, ``save(model, path, training)`` with `training` the dict {"epoch", "epochs"}; None is
+            the model's own ``model.save(path, training=training)``.
+
+    Raises:
+        TypeError: `save` is not callable, or `every` not an integer.
+        ValueError: `every` < 1, or `path` cannot be written (its folder is missing, say).
     """
 
-    def __init__(self, path, *, every: int = 1, save=None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        every: int = 1,
+        save: Callable[[Any, Any, dict[str, Any]], None] | None = None,
+    ):
         self.path = output_path(path, "Model.train checkpoint")
         self.every = _checks.positive_int(every, "checkpoint_every", "Model.train")
         if save is not None and not callable(save):
             raise TypeError(f"Checkpoint save must be a function save(model, path, training), got {save!r}")
         self.save = save or _model_save
 
-    def on_train_begin(self, run):
+    def on_train_begin(self, run: Run) -> None:
+        """Note where the run starts: nothing is saved before an epoch ends.
+
+        Args:
+            run: the training run.
+        """
         self.saved_epoch = run.first_epoch - 1
 
-    def on_epoch_end(self, run):
+    def on_epoch_end(self, run: Run) -> None:
+        """Save every `every` epochs (unless training stopped).
+
+        Args:
+            run: the training run.
+        """
         if not run.stop and not run.epoch % self.every:
             self._save(run)
 
-    def on_train_end(self, run):
-        """The last whole epoch, unless training diverged or stopped inside an epoch (then the state is not one)."""
+    def on_train_end(self, run: Run) -> None:
+        """Save the last whole epoch if it is not saved yet, unless training diverged or stopped inside an epoch
+        (then the state is not one).
+
+        Args:
+            run: the training run.
+        """
         healthy = run.divergence is None and run.save_error is None
         if healthy and run.completed_epoch == run.epoch and run.epoch > self.saved_epoch:
             self._save(run)
@@ -46,5 +82,5 @@ class Checkpoint(Callback):
         self.saved_epoch = run.epoch
 
 
-def _model_save(model, path, training: dict) -> None:
+def _model_save(model: Any, path: Any, training: dict[str, Any]) -> None:
     model.save(path, training=training)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
+from typing import Any
 
 from nnx import _checks, backends
 from nnx.callbacks.base import Callback, Run, host_float
@@ -15,30 +17,63 @@ DIVERGENCE_ACTIONS = ("raise", "stop", "warn")
 class DivergenceGuard(Callback):
     """Stops training when the loss or a parameter stops being finite, and restores the last finite state.
 
-    It checks every `check_every` steps (one reduction, one host copy) and whenever metrics reach the host
-    anyway; after each good check it keeps a device-side copy of the parameters and the optimizer state.
-    `action` is "raise" (DivergenceError), "stop" (end training quietly) or "warn" (RuntimeWarning, then stop).
+    `Model.train` always adds one (its `on_divergence` and `check_every`). It checks every `check_every` steps (one
+    reduction, one host copy) and whenever metrics reach the host anyway; after each good check it keeps a
+    device-side copy of the parameters and the optimizer state, which a divergence puts back. The run's
+    `divergence` then holds the DivergenceError.
+
+    Args:
+        check_every: steps between checks, an integer >= 1 (`Model.train`'s default: 100).
+        action: "raise" (raise the DivergenceError), "stop" (end training quietly) or "warn" (a RuntimeWarning,
+            then stop).
+
+    Raises:
+        ValueError: `check_every` < 1, or `action` is none of the three.
     """
 
     def __init__(self, *, check_every: int, action: str = "raise"):
         self.check_every = _checks.positive_int(check_every, "check_every", "Model.train")
         self.action = _checks.choice(action, "on_divergence", "Model.train", DIVERGENCE_ACTIONS)
 
-    def on_train_begin(self, run):
+    def on_train_begin(self, run: Run) -> None:
+        """Watch the metrics' host copies, and check that the parameters are finite before anything trains.
+
+        Args:
+            run: the training run.
+
+        Raises:
+            ValueError: a parameter is NaN or infinite already.
+        """
         run.host_watchers.append(self._watch)
-        self.last_loss = None
-        self.snapshot = None
+        self.last_loss: float | None = None
+        self.snapshot: dict[str, Any] | None = None
         if not self._finite(run, None):
             raise ValueError(
                 f"{run.model!r} has NaN or infinite parameters before training; reload them with "
                 f"model.load_parameters() or rebuild the model"
             )
 
-    def on_step_end(self, run):
+    def on_step_end(self, run: Run) -> None:
+        """Check every `check_every` steps.
+
+        Args:
+            run: the training run.
+
+        Raises:
+            DivergenceError: training diverged and `action` is "raise".
+        """
         if not run.stop and not run.global_step % self.check_every:
             self._check(run)
 
-    def on_train_end(self, run):
+    def on_train_end(self, run: Run) -> None:
+        """Check once more at the end (unless training stopped).
+
+        Args:
+            run: the training run.
+
+        Raises:
+            DivergenceError: training diverged and `action` is "raise".
+        """
         if not run.stop:
             self._check(run)
 
@@ -48,7 +83,7 @@ class DivergenceGuard(Callback):
             return
         self._diverged(run, "a parameter" if loss is None else "the loss or a parameter")
 
-    def _finite(self, run: Run, loss) -> bool:
+    def _finite(self, run: Run, loss: Any) -> bool:
         """One reduction over the loss and every parameter: NaN unless all are finite (x * 0 keeps NaN/inf)."""
         model = run.model
         value = host_float(model.backend, _finite_probe(loss, model.trainable_layers))
@@ -82,7 +117,7 @@ class DivergenceGuard(Callback):
             warnings.warn(str(error), RuntimeWarning, stacklevel=2)
 
 
-def _finite_probe(loss, layers):
+def _finite_probe(loss: Any, layers: Iterable[Any]) -> Any:
     """`loss` (or 0) plus sum(p * 0) over every parameter: one value, NaN or inf unless all of them are finite."""
     probe = 0 if loss is None else loss
     for layer in layers:
@@ -91,12 +126,12 @@ def _finite_probe(loss, layers):
     return probe
 
 
-def _loss_of(run: Run):
+def _loss_of(run: Run) -> Any:
     metrics = run.metrics
     return metrics["data_loss"] + metrics["reg_loss"]
 
 
-def _snapshot(model) -> dict:
+def _snapshot(model: Any) -> dict[str, Any]:
     """Device-side copies of every parameter, and the optimizer's progress (`state_dict()`) with copied slots."""
     xp = model.xp
     state = model.optimizer.state_dict(model.trainable_layers)
@@ -113,7 +148,7 @@ def _snapshot(model) -> dict:
     }
 
 
-def _restore(model, snapshot: dict | None) -> None:
+def _restore(model: Any, snapshot: dict[str, Any] | None) -> None:
     if snapshot is None:
         return
     for layer, (weights, biases) in zip(model.trainable_layers, snapshot["parameters"], strict=True):
@@ -121,9 +156,24 @@ def _restore(model, snapshot: dict | None) -> None:
     model.optimizer.load_state_dict(snapshot["optimizer"], model.trainable_layers, copy=False)
 
 
-def check_finite(loss, layers=(), *, epoch: int | None = None) -> float:
-    """For hand-written loops: the loss as a float if it and every layer's parameters are finite, else a
-    DivergenceError with a hint. One reduction and one host copy: call it when you print, not every step."""
+def check_finite(loss: Any, layers: Iterable[Any] = (), *, epoch: int | None = None) -> float:
+    """For hand-written loops: check that the loss and every layer's parameters are finite.
+
+    One reduction and one host copy: call it when you print, not every step.
+
+    Args:
+        loss: the loss, a real number or a 0-d array as a loss function's `calculate` returns it.
+        layers: the layers whose parameters (`weights` and `biases`) to check; layers without them are skipped.
+            Their backend copies the result to the host (without layers: the current backend).
+        epoch: the epoch, named in the error when given.
+
+    Returns:
+        The loss as a Python float.
+
+    Raises:
+        TypeError: `loss` is not a real number or a 0-d array.
+        DivergenceError: the loss or a parameter is NaN or infinite.
+    """
     if not (_checks._is_real(loss) or getattr(loss, "shape", None) == ()):
         raise TypeError(
             f"check_finite loss must be a real number or a 0-d array, got {_checks.describe(loss)}; pass the loss "

@@ -13,14 +13,19 @@ import io
 import json
 import math
 import numbers
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import array_api_compat
 
 from nnx import _checks
 from nnx._paths import atomic_write, input_path, output_path
 from nnx.callbacks.base import Callback, Run, host_float
+
+if TYPE_CHECKING:
+    from nnx.backends import Backend
 
 METRICS = ("loss", "data_loss", "reg_loss", "accuracy", "lr")
 VALIDATION = ("val_loss", "val_accuracy")
@@ -29,17 +34,24 @@ VALIDATION = ("val_loss", "val_accuracy")
 class History(Callback, Mapping):
     """Per-epoch loss (data and regularization), accuracy, learning rate and validation metrics of one run.
 
-    `epoch` lists the epochs recorded and `history[name]` the values, aligned with it (None where a metric was
-    not measured, e.g. validation without batches, measured once at the end). As a mapping it holds the final
-    metrics `Model.train` reports. Use it as a callback, or fill it by hand with `record()` in your own loop.
+    `Model.train` returns one. As a mapping it holds the final metrics (``history["loss"]``); its `history`
+    attribute holds the per-epoch lists. Use it as a callback, or fill it by hand with `record()` in your own loop.
+
+    Attributes:
+        epoch: the epochs recorded, in order.
+        history: metric name -> one value per recorded epoch, aligned with `epoch` (None where a metric was not
+            measured, e.g. validation without batches, measured once at the end). Names: "loss", "data_loss",
+            "reg_loss", "accuracy", "lr", and "val_loss", "val_accuracy" with validation data.
+        final: the final metrics `Model.train` reports (after a divergence: {"diverged": True, "epoch", "step",
+            "loss"}, the last finite loss).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.epoch: list[int] = []
         self.history: dict[str, list] = {}
-        self.final: dict = {}
-        self._pending: list = []
-        self._backend = None
+        self.final: dict[str, Any] = {}
+        self._pending: list[tuple[int, dict[str, Any], float, dict[str, Any] | None]] = []
+        self._backend: Backend | None = None
 
     def __repr__(self) -> str:
         last = ", ".join(f"{name}={_short(value)}" for name, value in self.final.items())
@@ -47,7 +59,7 @@ class History(Callback, Mapping):
 
     # Mapping: the final metrics -------------------------------------------------------------------------------
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Any:
         try:
             return self.final[name]
         except KeyError:
@@ -56,7 +68,7 @@ class History(Callback, Mapping):
                 f"per-epoch lists are in history.history: {', '.join(map(repr, self.columns())) or 'none yet'})"
             ) from None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.final)
 
     def __len__(self) -> int:
@@ -64,8 +76,19 @@ class History(Callback, Mapping):
 
     # Recording --------------------------------------------------------------------------------------------------
 
-    def record(self, epoch: int, **values) -> None:
-        """Add one epoch's host values (floats, or None where not measured); new names start a column."""
+    def record(self, epoch: int, **values: Any) -> None:
+        """Add one epoch's values, for a hand-written loop.
+
+        Args:
+            epoch: the epoch's number, an integer >= 0.
+            **values: metric name -> value: a real number, an array holding one (0-d or of size 1, copied to the
+                host), or None where it was not measured. A new name starts a column (None for earlier epochs);
+                a name left out gets None.
+
+        Raises:
+            TypeError: `epoch` is not an integer, or a value is not one real number.
+            ValueError: `epoch` < 0.
+        """
         epoch = _epoch(epoch)
         values = {name: _metric(name, value) for name, value in values.items()}
         self.epoch.append(epoch)
@@ -75,9 +98,20 @@ class History(Callback, Mapping):
             column.append(values.get(name))
 
     @classmethod
-    def from_columns(cls, epoch: list[int], columns: dict[str, list], final: dict) -> History:
-        """The History of a finished run from host values: the epochs, each metric's column aligned with them (None
-        where not measured) and the final metrics (what `nnx.train_many` returns per model)."""
+    def from_columns(cls, epoch: list[int], columns: dict[str, list], final: dict[str, Any]) -> History:
+        """The History of a finished run, from host values (what `nnx.train_many` returns per model).
+
+        Args:
+            epoch: the epochs recorded.
+            columns: metric name -> one value per epoch, aligned with `epoch` (None where not measured).
+            final: the final metrics.
+
+        Returns:
+            A new History holding copies of them.
+
+        Raises:
+            ValueError: a column's length differs from the number of epochs.
+        """
         history = cls()
         history.epoch = [int(value) for value in epoch]
         for name, column in columns.items():
@@ -91,18 +125,31 @@ class History(Callback, Mapping):
         return history
 
     def on_train_begin(self, run: Run) -> None:
-        """Start afresh: a History records one training run (as Keras' does)."""
+        """Start afresh: a History records one training run (as Keras' does).
+
+        Args:
+            run: the training run.
+        """
         self.epoch, self.history, self.final = [], {}, {}
         self._pending = []
         self._backend = run.model.backend
 
     def on_epoch_end(self, run: Run) -> None:
+        """Keep the epoch's metrics, still on the device.
+
+        Args:
+            run: the training run.
+        """
         if run.metrics:
             lr = run.model.optimizer.current_learning_rate
             self._pending.append((run.epoch, run.metrics, lr, dict(run.logs) if run.logs else None))
 
     def on_train_end(self, run: Run) -> None:
-        """Copy the epochs' metrics to the host (one transfer per metric) and fill the columns."""
+        """Copy the epochs' metrics to the host (one transfer per metric) and fill the columns.
+
+        Args:
+            run: the training run.
+        """
         pending, self._pending = self._pending, []
         if pending:
             data_loss, reg_loss, accuracy = (
@@ -126,19 +173,22 @@ class History(Callback, Mapping):
 
     def _host(self, values: list) -> list[float]:
         """Host floats of a list of 0-d device values (stacked: one copy for all) or Python numbers."""
+        backend = cast("Backend", self._backend)  # set by on_train_begin
         if not values or any(isinstance(value, (int, float)) for value in values):
-            return [host_float(self._backend, value) for value in values]
-        xp = self._backend.xp
+            return [host_float(backend, value) for value in values]
+        xp = backend.xp
         stacked = xp.stack([xp.asarray(value) for value in values])
-        return [float(value) for value in self._backend.to_numpy(stacked).tolist()]
+        return [float(value) for value in backend.to_numpy(stacked).tolist()]
 
     # Notebook views ---------------------------------------------------------------------------------------------
 
     def summary(self) -> list[dict]:
-        """One dict per metric, in `columns()` order: ``{"metric", "last", "last_epoch", "best", "best_epoch"}``.
+        """Each metric's last and best value, as a notebook shows the History.
 
-        Epochs not measured (None) are skipped; best is the minimum of a loss, the maximum of an accuracy, and None
-        (as is last when never measured) for the learning rate and other metrics.
+        Returns:
+            One dict per metric, in `columns()` order: {"metric", "last", "last_epoch", "best", "best_epoch"}.
+            Epochs not measured (None) are skipped; best is the minimum of a loss, the maximum of an accuracy, and
+            None (as is last when never measured) for the learning rate and other metrics.
         """
         return [_summary_row(name, self.epoch, self.history[name]) for name in self.columns()]
 
@@ -158,9 +208,16 @@ class History(Callback, Mapping):
         span = f"{first}&ndash;{last}" if n > 1 else f"epoch {first}"
         return f"History: {n} epoch{'s' if n > 1 else ''} recorded ({span})"
 
-    def to_pandas(self):
-        """A pandas DataFrame: one row per recorded epoch (index "epoch"), one float column per metric, NaN where
-        not measured."""
+    def to_pandas(self) -> Any:
+        """The History as a pandas DataFrame.
+
+        Returns:
+            A DataFrame with one row per recorded epoch (index "epoch"), one float column per metric in `columns()`
+            order, NaN where not measured.
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
         try:
             import pandas
         except ImportError as error:
@@ -174,20 +231,39 @@ class History(Callback, Mapping):
     # Files ------------------------------------------------------------------------------------------------------
 
     def columns(self) -> list[str]:
-        """The recorded metric names, the usual ones first."""
+        """The recorded metric names.
+
+        Returns:
+            loss, data_loss, reg_loss, accuracy, lr, val_loss, val_accuracy (those recorded), then any others in
+            alphabetical order.
+        """
         known = [name for name in (*METRICS, *VALIDATION) if name in self.history]
         return known + sorted(name for name in self.history if name not in known)
 
     def rows(self) -> list[dict]:
-        """One dict per recorded epoch: ``{"epoch": 1, "loss": ..., ...}``."""
+        """The History by epoch.
+
+        Returns:
+            One dict per recorded epoch: {"epoch": 1, "loss": ..., ...}, with a key for every column.
+        """
         names = self.columns()
         return [
             {"epoch": epoch, **{name: self.history[name][index] for name in names}}
             for index, epoch in enumerate(self.epoch)
         ]
 
-    def to_csv(self, path) -> Path:
-        """Write one row per epoch (empty cells where a metric was not measured); returns the path."""
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the History as CSV: an "epoch" column, then `columns()`; one row per epoch.
+
+        Numbers are written at full precision, and a metric not measured leaves its cell empty. The file is
+        replaced in one step.
+
+        Args:
+            path: the file to write.
+
+        Returns:
+            The absolute path written.
+        """
         path = output_path(path, "History.to_csv")
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=["epoch", *self.columns()])
@@ -197,8 +273,18 @@ class History(Callback, Mapping):
         atomic_write(path, text.getvalue().encode())
         return path
 
-    def to_json(self, path) -> Path:
-        """Write ``{"epoch": [...], "history": {name: [...]}, "final": {...}}`` (null for NaN, inf or not measured)."""
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the History as JSON, which `from_json` reads back.
+
+        The object is {"epoch": [...], "history": {name: [...]}, "final": {...}}, with null for NaN, inf or not
+        measured. The file is replaced in one step.
+
+        Args:
+            path: the file to write.
+
+        Returns:
+            The absolute path written.
+        """
         path = output_path(path, "History.to_json")
         record = {
             "epoch": self.epoch,
@@ -209,8 +295,19 @@ class History(Callback, Mapping):
         return path
 
     @classmethod
-    def from_json(cls, path) -> History:
-        """A History read back from `to_json`'s file."""
+    def from_json(cls, path: str | os.PathLike[str]) -> History:
+        """A History read back from `to_json`'s file.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            A new History with its epochs, columns and final metrics.
+
+        Raises:
+            FileNotFoundError: there is no such file.
+            ValueError: the file is not a History's JSON.
+        """
         record = _read_record(path)
         history = cls()
         history.epoch = list(record["epoch"])
@@ -219,7 +316,7 @@ class History(Callback, Mapping):
         return history
 
 
-def _epoch(value) -> int:
+def _epoch(value: Any) -> int:
     """`record`'s epoch as an int: an integer >= 0 (Python or NumPy, not bool), else a TypeError/ValueError."""
     message = f"History.record epoch must be an integer >= 0, got {_checks.describe(value)}; pass e.g. epoch=1"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -229,7 +326,7 @@ def _epoch(value) -> int:
     return int(value)
 
 
-def _metric(name: str, value) -> float | None:
+def _metric(name: str, value: Any) -> float | None:
     """One metric value as a float: a real number or an array holding one (0-d or size 1); None: not measured."""
     if value is None or _checks._is_real(value):
         return None if value is None else float(value)
@@ -249,11 +346,11 @@ def _summary_row(name: str, epochs: list[int], values: list) -> dict:
     last_epoch, last = measured[-1] if measured else (None, None)
     pick = _best_of(name)
     ranked = [(epoch, value) for epoch, value in measured if not math.isnan(value)] if pick else []
-    best_epoch, best = pick(ranked, key=lambda pair: pair[1]) if ranked else (None, None)
+    best_epoch, best = pick(ranked, key=lambda pair: pair[1]) if pick is not None and ranked else (None, None)
     return {"metric": name, "last": last, "last_epoch": last_epoch, "best": best, "best_epoch": best_epoch}
 
 
-def _best_of(name: str):
+def _best_of(name: str) -> Callable[..., Any] | None:
     """`min` for a loss, `max` for an accuracy, None (no best) for the learning rate and other metrics."""
     lowered = name.lower()
     if "loss" in lowered:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from typing import IO, Any
 
 from nnx import _checks, _notebook
 from nnx.callbacks.base import Callback, Run
@@ -18,12 +20,12 @@ MAX_LINES = 100
 SHOWN = (("loss", "loss"), ("accuracy", "acc"), ("lr", "lr"), ("val_loss", "val_loss"), ("val_accuracy", "val_acc"))
 
 
-def format_metrics(values: dict, separator: str = " - ") -> str:
+def format_metrics(values: dict[str, Any], separator: str = " - ") -> str:
     """``loss: 0.123 - acc: 0.912 - lr: 0.5`` from host metrics (those present, in a fixed order)."""
     return separator.join(f"{label}: {_number(values[name])}" for name, label in SHOWN if name in values)
 
 
-def _number(value) -> str:
+def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -39,49 +41,87 @@ def lines_every(epochs: int, most: int = MAX_LINES) -> int:
 
 
 class ProgressBar(Callback):
-    """One tqdm bar over the whole run: over the epochs, or over every step with `batch_size` (its description
-    names the epoch); metrics in its postfix. In a notebook it is tqdm's widget bar when ipywidgets is installed,
-    else a single line updated in place. Outside `Model.train`, drive it by hand: `start(total, unit)`,
-    `advance(n, metrics)`, `close()`.
+    """One tqdm bar over the whole run, with the latest metrics in its postfix.
+
+    The bar runs over the epochs, or with `batch_size` over every step (its description names the epoch). In a
+    notebook it is tqdm's widget bar when ipywidgets is installed, else a single line updated in place.
+    `Model.train(verbose=1)` adds one; outside `Model.train`, drive it by hand with `start`, `advance` and `close`.
+
+    Args:
+        interval: the least seconds between two copies of the metrics to the host, a number >= 0; the bar also
+            shows every copy something else makes (a validation pass, a printed line).
+        file: the text stream to draw on (sys.stderr, an open file, io.StringIO); None is stderr, or the notebook.
+        leave: whether the finished bar stays on screen.
+
+    Raises:
+        TypeError: `file` is not a text stream, or `leave` not a bool.
+        ValueError: `interval` < 0.
     """
 
-    def __init__(self, *, interval: float = 0.5, file=None, leave: bool = True):
+    def __init__(self, *, interval: float = 0.5, file: IO[str] | None = None, leave: bool = True):
         self.interval = _checks.non_negative(interval, "interval", "ProgressBar")
         self.file = _checks.text_stream(file, "ProgressBar")
         self.leave = _checks.boolean(leave, "leave", "ProgressBar")
-        self.bar = None
+        self.bar: Any = None
         self._fetched = 0.0
 
     # The bar itself, usable from any loop ---------------------------------------------------------------------
 
     def start(self, total: int, *, unit: str = "epoch", description: str | None = None) -> None:
-        """Open a new bar of `total` units (closing the previous one)."""
+        """Open a new bar, closing the previous one.
+
+        Args:
+            total: the number of units the bar counts to, an integer >= 1.
+            unit: what it counts, shown after the rate ("epoch", "step", ...).
+            description: the text before the bar; None for none.
+
+        Raises:
+            ValueError: `total` < 1.
+        """
         total = _checks.positive_int(total, "total", "ProgressBar.start")
         self.close()
         self.bar = _new_bar(self.file, total=total, unit=unit, desc=description, leave=self.leave)
         self._fetched = time.monotonic()
 
-    def advance(self, n: int = 1, metrics: dict | None = None) -> None:
-        """Move the bar on by `n`; `metrics` (host numbers) replace the postfix."""
+    def advance(self, n: int = 1, metrics: dict[str, Any] | None = None) -> None:
+        """Move the bar on.
+
+        Args:
+            n: how many units, an integer >= 1.
+            metrics: host numbers by name ("loss", "accuracy", "lr", "val_loss", "val_accuracy"), shown in place of
+                the postfix; None keeps it.
+
+        Raises:
+            CallOrderError: no bar is open (call `start` first).
+        """
         if self.bar is None:
             raise CallOrderError("ProgressBar.advance() needs an open bar: call start(total) first")
         if metrics:
             self.show(metrics)
         self.bar.update(_checks.positive_int(n, "n", "ProgressBar.advance"))
 
-    def show(self, metrics: dict) -> None:
-        """Put host metrics in the postfix; the bar redraws them at its next update."""
+    def show(self, metrics: dict[str, Any]) -> None:
+        """Put metrics in the postfix; the bar redraws them at its next update. Without an open bar it does nothing.
+
+        Args:
+            metrics: host numbers by name; loss, accuracy, lr, val_loss and val_accuracy are shown.
+        """
         if self.bar is not None:
             self.bar.set_postfix_str(format_metrics(metrics, ", "), refresh=False)
 
     def write(self, line: str) -> None:
-        """Print a line on stdout without breaking the bar (it is redrawn below the line)."""
+        """Print a line on stdout without breaking the bar (it is redrawn below the line).
+
+        Args:
+            line: the text, without its newline.
+        """
         if self.bar is None:
             print(line, flush=True)
         else:
             self.bar.write(line, file=sys.stdout)
 
     def close(self) -> None:
+        """Close the bar, if one is open; it stays on screen when `leave` is True."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -89,6 +129,11 @@ class ProgressBar(Callback):
     # As a callback --------------------------------------------------------------------------------------------
 
     def on_train_begin(self, run: Run) -> None:
+        """Open the bar over the run's epochs (with batches: its steps), and show every host copy of the metrics.
+
+        Args:
+            run: the training run.
+        """
         run.host_watchers.append(lambda _, values: self.show(values))
         epochs = run.epochs - run.first_epoch + 1
         if run.batch_size is None:
@@ -97,15 +142,30 @@ class ProgressBar(Callback):
             self.start(epochs * run.steps, unit="step", description=f"epoch {run.first_epoch}/{run.epochs}")
 
     def on_epoch_begin(self, run: Run) -> None:
+        """With batches, name the epoch in the bar's description.
+
+        Args:
+            run: the training run.
+        """
         if run.batch_size is not None and self.bar is not None:
             self.bar.set_description_str(f"epoch {run.epoch}/{run.epochs}", refresh=False)
 
     def on_step_end(self, run: Run) -> None:
+        """With batches, move on one step (fetching the metrics when `interval` has passed).
+
+        Args:
+            run: the training run.
+        """
         if run.batch_size is not None:
             self._fetch_if_due(run)
             self.bar.update(1)
 
     def on_epoch_end(self, run: Run) -> None:
+        """Without batches, move on one epoch; with them, show the epoch's metrics and the validation's.
+
+        Args:
+            run: the training run.
+        """
         if run.batch_size is None:
             self._fetch_if_due(run)
             self.bar.update(1)
@@ -113,6 +173,11 @@ class ProgressBar(Callback):
             self._show_all(run)
 
     def on_train_end(self, run: Run) -> None:
+        """Show the final metrics and close the bar.
+
+        Args:
+            run: the training run.
+        """
         if self.bar is not None and run.metrics and not run.stop:
             self._show_all(run)
         self.close()
@@ -134,13 +199,28 @@ class ProgressBar(Callback):
 
 
 class LogLines(Callback):
-    """One plain line per `every` epochs (and the last), Keras-style: ``epoch 100/10001 - loss: ... - acc: ...``."""
+    """One plain line every `every` epochs and at the last, Keras-style: ``epoch 100/10001 - loss: ... - acc:
+    ... - lr: ...``, with val_loss and val_acc where measured. `Model.train(verbose=2)` adds one.
 
-    def __init__(self, every: int = 1, *, file=None):
+    Args:
+        every: epochs between lines, an integer >= 1.
+        file: the text stream to print on; None is stdout.
+
+    Raises:
+        TypeError: `file` is not a text stream.
+        ValueError: `every` < 1.
+    """
+
+    def __init__(self, every: int = 1, *, file: IO[str] | None = None):
         self.every = _checks.positive_int(every, "every", "LogLines")
         self.file = _checks.text_stream(file, "LogLines")
 
     def on_epoch_end(self, run: Run) -> None:
+        """Print the epoch's line every `every` epochs (the last epoch's waits for a final validation pass).
+
+        Args:
+            run: the training run.
+        """
         if run.stop or not run.metrics:
             return
         if run.epoch % self.every and run.epoch != run.epochs:
@@ -150,6 +230,11 @@ class LogLines(Callback):
         self._print(run)
 
     def on_train_end(self, run: Run) -> None:
+        """Without batches, print the last epoch's line, with the validation pass's metrics.
+
+        Args:
+            run: the training run.
+        """
         if run.batch_size is None and run.metrics and not run.stop and run.epoch == run.epochs:
             self._print(run)
 
@@ -164,13 +249,13 @@ class StackProgress:
     line every `every` epochs, with the best and median loss of the models still training and how many diverged.
     Nothing is shown with verbose=0, or with the default verbose and `every` None."""
 
-    def __init__(self, verbose: int | None, every: int | None, *, file=None, interval: float = 0.5):
+    def __init__(self, verbose: int | None, every: int | None, *, file: IO[str] | None = None, interval: float = 0.5):
         self.file = _checks.text_stream(file, "StackProgress")
         bar = verbose == 1 and (sys.stderr.isatty() or _notebook.in_notebook())
         silent = verbose == 0 or (verbose is None and every is None)
         self.mode = None if silent else "bar" if bar else "lines"
         self.every, self.interval = every or 1, interval
-        self.bar = None
+        self.bar: Any = None
         self.label, self.epochs, self._shown = "", 1, 0.0
 
     def start(self, number: int, stacks: int, models: int, epochs: int) -> None:
@@ -181,7 +266,7 @@ class StackProgress:
             self.bar = _new_bar(self.file, total=epochs, unit="epoch", desc=self.label, leave=True)
             self._shown = 0.0
 
-    def epoch(self, epoch: int, losses, diverged: int) -> None:
+    def epoch(self, epoch: int, losses: Callable[[], list[float]], diverged: int) -> None:
         """An epoch ended; `losses()` gives the host losses of the models still training (called only when they
         are shown) and `diverged` counts the frozen models."""
         if self.mode == "bar":
@@ -194,6 +279,7 @@ class StackProgress:
             print(line, file=self.file or sys.stdout, flush=True)
 
     def close(self) -> None:
+        """Close the bar, if one is open."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -206,7 +292,7 @@ def stack_metrics(losses: list[float], diverged: int, separator: str = " - ") ->
     return separator.join((f"best loss: {best}", f"median loss: {median}", f"diverged: {diverged}"))
 
 
-def _new_bar(file, **options):
+def _new_bar(file: Any, **options: Any) -> Any:
     """A tqdm bar: on `file` if given, else tqdm's notebook widget or a line in place in a notebook, else stderr."""
     if file is None and _notebook.in_notebook():
         if _notebook.has_widgets():

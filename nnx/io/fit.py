@@ -3,10 +3,12 @@ line per mismatch, raised together before anything changes."""
 
 from __future__ import annotations
 
+from typing import Any, TypeGuard
+
 from nnx._component import Component
 
 
-def _fit_problems(layers: list, record: dict, tensors: dict) -> list[str]:
+def _fit_problems(layers: list[Any], record: dict[str, Any], tensors: dict[str, Any]) -> list[str]:
     """One line for every layer whose saved parameters do not fit `layers` (kinds and shapes)."""
     found = _saved_shapes(record, tensors)
     kinds = [entry["kind"] for entry in record["layers"]]
@@ -19,7 +21,7 @@ def _fit_problems(layers: list, record: dict, tensors: dict) -> list[str]:
     return problems
 
 
-def _raise_misfit(path, problems: list[str], what: str = "the saved parameters in {path} do not fit") -> None:
+def _raise_misfit(path: Any, problems: list[str], what: str = "the saved parameters in {path} do not fit") -> None:
     if problems:
         raise ValueError(
             what.format(path=repr(str(path)))
@@ -29,10 +31,10 @@ def _raise_misfit(path, problems: list[str], what: str = "the saved parameters i
         )
 
 
-def _saved_shapes(record: dict, tensors: dict) -> dict[int, dict[str, tuple]]:
+def _saved_shapes(record: dict[str, Any], tensors: dict[str, Any]) -> dict[int, dict[str, tuple[int, ...]]]:
     """{layer index: {array name: shape}} of the saved layer tensors, in the order the record lists them."""
     listed = [f"layers.{i}.{name}" for i, entry in enumerate(record["layers"]) for name in entry.get("shapes") or ()]
-    found: dict[int, dict[str, tuple]] = {}
+    found: dict[int, dict[str, tuple[int, ...]]] = {}
     for key in [*listed, *sorted(tensors)]:
         parts = key.split(".")
         if key in tensors and len(parts) == 3 and parts[0] == "layers" and parts[1].isdigit():
@@ -40,7 +42,7 @@ def _saved_shapes(record: dict, tensors: dict) -> dict[int, dict[str, tuple]]:
     return found
 
 
-def _shapes(layer) -> dict[str, tuple]:
+def _shapes(layer: Any) -> dict[str, tuple[int, ...]]:
     if layer is None:
         return {}
     shapes = {}
@@ -51,7 +53,7 @@ def _shapes(layer) -> dict[str, tuple]:
     return shapes
 
 
-def _layer_problem(index: int, layer, saved_kind: str, saved: dict) -> str | None:
+def _layer_problem(index: int, layer: Any, saved_kind: str, saved: dict[str, tuple[int, ...]]) -> str | None:
     expected = _shapes(layer)
     kind = layer.kind() if isinstance(layer, Component) else type(layer).__name__
     if expected == saved and (not saved or kind == saved_kind):
@@ -64,11 +66,11 @@ def _layer_problem(index: int, layer, saved_kind: str, saved: dict) -> str | Non
     return f"layer {index} {layer!r}: expected {kind} {_listing(expected)}, found {saved_kind} {_listing(saved)}"
 
 
-def _listing(shapes: dict) -> str:
+def _listing(shapes: dict[str, tuple[int, ...]]) -> str:
     return ", ".join(f"{name} {shape}" for name, shape in shapes.items())
 
 
-def _optimizer_problem(optimizer, record: dict) -> list[str]:
+def _optimizer_problem(optimizer: Any, record: dict[str, Any]) -> list[str]:
     saved = record["optimizer"]
     if saved is None or _same_kind(optimizer, saved):
         return []
@@ -77,10 +79,10 @@ def _optimizer_problem(optimizer, record: dict) -> list[str]:
     return [f"optimizer: the model has {optimizer.kind()}, the file holds {saved['kind']}'s state"]
 
 
-def _same_kind(component, saved: dict | None) -> bool:
+def _same_kind(component: Any, saved: dict[str, Any] | None) -> bool:
     return component is not None and saved is not None and component.kind() == saved["kind"]
 
 
-def _is_array(value) -> bool:
+def _is_array(value: object) -> TypeGuard[Any]:
     """An array (NumPy scalars included, which have a shape), not None or a plain Python number."""
     return value is not None and hasattr(value, "shape") and hasattr(value, "dtype")

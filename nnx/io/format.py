@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from typing import Any, TypeGuard
 
 import safetensors.numpy
 
+from nnx._component import FilePath
 from nnx._paths import atomic_write, input_path
 from nnx.errors import CheckpointError
 
@@ -26,12 +28,12 @@ _MAX_HEADER = 100_000_000
 # Writing ----------------------------------------------------------------------------------------------------------
 
 
-def write(path, tensors: dict, record: dict) -> None:
+def write(path: FilePath, tensors: dict[str, Any], record: dict[str, Any]) -> None:
     """Write the file atomically to `path` (checked first with `output_path`)."""
     atomic_write(path, dumps(tensors, record))
 
 
-def dumps(tensors: dict, record: dict) -> bytes:
+def dumps(tensors: dict[str, Any], record: dict[str, Any]) -> bytes:
     """The file's bytes. Serialized twice: the first pass lays out the tensors, whose table and bytes the checksum
     covers."""
     record = json.loads(_json(record))
@@ -41,7 +43,7 @@ def dumps(tensors: dict, record: dict) -> bytes:
     return safetensors.numpy.save(tensors, metadata={METADATA_KEY: _json(record)})
 
 
-def _json(record: dict) -> str:
+def _json(record: dict[str, Any]) -> str:
     try:
         return json.dumps(record)
     except (TypeError, ValueError) as error:
@@ -51,7 +53,7 @@ def _json(record: dict) -> str:
         ) from error
 
 
-def _checksum(record: dict, header: dict, data) -> str:
+def _checksum(record: dict[str, Any], header: dict[str, Any], data: bytes | memoryview) -> str:
     """sha256 of the record (less its checksum), the tensor table (names, dtypes, shapes, offsets) and the data."""
     described = {key: value for key, value in record.items() if key != "checksum"}
     table = {key: value for key, value in header.items() if key != "__metadata__"}
@@ -60,19 +62,19 @@ def _checksum(record: dict, header: dict, data) -> str:
     return digest.hexdigest()
 
 
-def _canonical(value) -> bytes:
+def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 # Reading and checking a file ------------------------------------------------------------------------------------
 
 
-def read(path) -> tuple[dict, dict]:
+def read(path: FilePath) -> tuple[dict[str, Any], dict[str, Any]]:
     """The file's nnx record and its tensors (host arrays), after every check a file can fail."""
     return loads(_read_bytes(path), path)
 
 
-def loads(raw: bytes, path="<memory>") -> tuple[dict, dict]:
+def loads(raw: bytes, path: Any = "<memory>") -> tuple[dict[str, Any], dict[str, Any]]:
     """The record and tensors of a file's bytes (`dumps`), checked as `read` checks a file; `path` names it."""
     header, data = _split(path, raw)
     record = _check_record(path, header)
@@ -84,7 +86,7 @@ def loads(raw: bytes, path="<memory>") -> tuple[dict, dict]:
     return record, tensors
 
 
-def _read_bytes(path) -> bytes:
+def _read_bytes(path: FilePath) -> bytes:
     path = input_path(path, "loading a file")
     try:
         with open(path, "rb") as file:
@@ -95,7 +97,7 @@ def _read_bytes(path) -> bytes:
         raise CheckpointError(path, f"it cannot be read ({error}); check the path and its permissions") from error
 
 
-def _split(path, raw: bytes) -> tuple[dict, memoryview]:
+def _split(path: Any, raw: bytes) -> tuple[dict[str, Any], memoryview]:
     """The safetensors JSON header and the data bytes after it (the header length is 8 bytes, little-endian)."""
     if len(raw) < 8:
         raise CheckpointError(path, f"it is {len(raw)} bytes long, too short for a safetensors file: {_TRUNCATED}")
@@ -118,7 +120,7 @@ _NOT_SAFETENSORS = "it is corrupted, or not a safetensors file at all"
 CORRUPTED = "the file is corrupted or was edited by hand; save it again or use an older checkpoint"
 
 
-def _check_record(path, header: dict) -> dict:
+def _check_record(path: Any, header: dict[str, Any]) -> dict[str, Any]:
     metadata = header.get("__metadata__")
     text = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
     if not isinstance(text, str):
@@ -138,7 +140,7 @@ def _check_record(path, header: dict) -> dict:
     return record
 
 
-def _check_version(path, record: dict) -> None:
+def _check_version(path: Any, record: dict[str, Any]) -> None:
     version = record.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(path, f"its format_version {version!r} is not a positive integer; {CORRUPTED}")
@@ -150,9 +152,9 @@ def _check_version(path, record: dict) -> None:
         )
 
 
-def _check_fields(path, record: dict) -> None:
+def _check_fields(path: Any, record: dict[str, Any]) -> None:
     configured = record.get("content") != "parameters"
-    layers = record.get("layers")
+    layers: Any = record.get("layers")
     _require(path, record.get("content") in CONTENTS, f"'content' is not one of {', '.join(CONTENTS)}")
     _require(path, isinstance(record.get("checksum"), str), "it has no checksum")
     _require(path, isinstance(layers, list), "'layers' is not a list")
@@ -170,26 +172,28 @@ def _check_fields(path, record: dict) -> None:
     _require(path, record.get("rng") is None or isinstance(record["rng"], dict), "bad 'rng'")
 
 
-def _require(path, ok: bool, problem: str) -> None:
+def _require(path: Any, ok: bool, problem: str) -> None:
     if not ok:
         raise CheckpointError(path, f"its nnx record is malformed ({problem}); {CORRUPTED}")
 
 
-def _is_entry(entry, configured: bool) -> bool:
+def _is_entry(entry: Any, configured: bool) -> bool:
     if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
         return False
     return isinstance(entry.get("config"), dict) or not configured
 
 
-def is_count(value) -> bool:
+def is_count(value: object) -> TypeGuard[int]:
+    """Whether `value` is an int >= 0 (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def is_number(value) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
+    """Whether `value` is an int or a float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_data(path, record: dict, header: dict, data) -> None:
+def _check_data(path: Any, record: dict[str, Any], header: dict[str, Any], data: memoryview) -> None:
     try:
         end = max((int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"), default=0)
     except (TypeError, KeyError, IndexError, ValueError) as error:
@@ -202,7 +206,8 @@ def _check_data(path, record: dict, header: dict, data) -> None:
         raise CheckpointError(path, f"its checksum does not match its contents; {CORRUPTED}")
 
 
-def expect_content(path, record: dict, allowed: tuple[str, ...], reader: str) -> None:
+def expect_content(path: Any, record: dict[str, Any], allowed: tuple[str, ...], reader: str) -> None:
+    """A CheckpointError unless the file's content is one of `allowed`, saying which reader fits it."""
     content = record["content"]
     if content in allowed:
         return

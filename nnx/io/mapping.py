@@ -6,42 +6,50 @@ No pickle: classes are looked up by the name they were saved under, among the co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from nnx import backends
-from nnx._component import Component, component_class
+from nnx._component import BackendSpec, Component, FilePath, component_class
 from nnx._paths import output_path
 from nnx._version import __version__
 from nnx.backends import _host
 from nnx.errors import CheckpointError
-from nnx.io.fit import _fit_problems, _is_array, _raise_misfit
-from nnx.io.format import (
-    CORRUPTED,
-    FORMAT,
-    FORMAT_VERSION,
-    dumps,
-    expect_content,
-    is_count,
-    is_number,
-    loads,
-    read,
-    write,
+from nnx.io.fit import _fit_problems, _raise_misfit
+from nnx.io.format import CORRUPTED, FORMAT, FORMAT_VERSION, dumps, expect_content, is_count, loads, read, write
+from nnx.io.rebuild import (
+    MODEL_KIND,
+    RNG_KEYS,
+    ROLES,
+    _arrays,
+    _assign,
+    _build,
+    _layer_indices,
+    _no_strays,
+    _optimizer_state,
+    _rebuilt_layers,
+    _restore_optimizer,
 )
-from nnx.losses import Loss
-from nnx.metrics import Accuracy
-from nnx.optimizers import PARAMETERS, Optimizer
-
-ROLES = {"loss": Loss, "optimizer": Optimizer, "accuracy": Accuracy}
-RNG_KEYS = "rng.numpy.keys"
-MODEL_KIND = "Model"  # the registered name of nnx.Model, found through the component registry
-
 
 # Saving -----------------------------------------------------------------------------------------------------------
 
 
-def save_model(model, path, *, training: dict | None = None) -> None:
-    """Write `model` (layers, parameters, loss, optimizer and its state, accuracy) to `path`, atomically.
+def save_model(model: Any, path: FilePath, *, training: dict[str, Any] | None = None) -> None:
+    """Write a whole model to a file, atomically: what `Model.save` does.
 
-    `training` (JSON-friendly: epoch, history...) makes the file a checkpoint for `restore_training`, which
-    also needs the RNG states saved with it. Finalizes the model first if needed. The path is checked first.
+    The file holds the layers with their configs and parameters, the loss, the optimizer with its state, and the
+    accuracy. The model is finalized first if needed; the path is checked before anything is done.
+
+    Args:
+        model: The `nnx.Model` to save.
+        path: The file to write (the folder must exist); `.nnx` is the usual suffix.
+        training: None for a plain model file; a JSON-friendly dict (epoch, history, ...) makes the file a
+            checkpoint for `restore_training`, with the RNG states saved too.
+
+    Raises:
+        ValueError: if the model has no layers or the path cannot be written.
+        TypeError: if `training` is not a dict of JSON values, or a part is not an nnx component.
+        SaveError: if the write fails (the previous file, if any, is intact).
     """
     path = output_path(path, "Model.save")
     _ready(model)
@@ -54,7 +62,7 @@ def save_model(model, path, *, training: dict | None = None) -> None:
     write(path, tensors, record)
 
 
-def _model_record(model) -> tuple[dict, dict]:
+def _model_record(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The tensors and record of a model: layers, loss, optimizer (with its state once finalized), accuracy."""
     tensors, layers = _layer_tensors(model.layers, configs=True)
     record = _new_record("model", layers, tensors)
@@ -70,29 +78,48 @@ def _model_record(model) -> tuple[dict, dict]:
     return tensors, record
 
 
-def save_parameters(model, path) -> None:
-    """Write only the parameters of `model`'s layers, with each layer's kind and shapes, for `load_parameters`."""
+def save_parameters(model: Any, path: FilePath) -> None:
+    """Write only a model's parameters, with each layer's kind and shapes (the book's chapter 21).
+
+    Args:
+        model: The `nnx.Model` whose parameters to save.
+        path: The file to write (the folder must exist).
+
+    Raises:
+        ValueError: if the model has no layers or the path cannot be written.
+        SaveError: if the write fails (the previous file, if any, is intact).
+    """
     path = output_path(path, "Model.save_parameters")
     _ready(model)
     tensors, layers = _layer_tensors(model.layers, configs=False)
     write(path, tensors, _new_record("parameters", layers, tensors))
 
 
-def save(layers, path) -> None:
-    """Write a bare list of layers (the book's layer-by-layer code): their configs and parameters, for `load`."""
+def save(layers: Iterable[Any], path: FilePath) -> None:
+    """Write a bare list of layers (the book's layer-by-layer code): their configs and parameters, for `load`.
+
+    Args:
+        layers: nnx components (Dense, ReLU, ...), in order.
+        path: The file to write (the folder must exist).
+
+    Raises:
+        TypeError: if a layer is not an nnx component.
+        ValueError: if the path cannot be written.
+        SaveError: if the write fails (the previous file, if any, is intact).
+    """
     path = output_path(path, "nnx.save")
     tensors, entries = _layer_tensors(list(layers), configs=True)
     write(path, tensors, _new_record("layers", entries, tensors))
 
 
-def _ready(model, action: str = "save") -> None:
+def _ready(model: Any, action: str = "save") -> None:
     if not model.layers:
         raise ValueError(f"cannot {action} a model with no layers: add some with model.add() first")
     if not getattr(model, "finalized", False):
         model.finalize()
 
 
-def _kind(component) -> str:
+def _kind(component: Any) -> str:
     if not isinstance(component, Component):
         raise TypeError(
             f"cannot save {component!r}: only nnx components (subclasses of nnx._component.Component, which "
@@ -101,10 +128,11 @@ def _kind(component) -> str:
     return component.kind()
 
 
-def _layer_tensors(layers, *, configs: bool) -> tuple[dict, list]:
-    tensors, entries = {}, []
+def _layer_tensors(layers: Iterable[Any], *, configs: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    tensors: dict[str, Any] = {}
+    entries: list[dict[str, Any]] = []
     for index, layer in enumerate(layers):
-        entry = {"kind": _kind(layer)}
+        entry: dict[str, Any] = {"kind": _kind(layer)}
         if configs:
             entry["config"] = layer.saved_config()
         arrays = layer.host_arrays()
@@ -115,7 +143,7 @@ def _layer_tensors(layers, *, configs: bool) -> tuple[dict, list]:
     return tensors, entries
 
 
-def _new_record(content: str, layers: list, tensors: dict) -> dict:
+def _new_record(content: str, layers: list[Any], tensors: dict[str, Any]) -> dict[str, Any]:
     dtype = next((value.dtype.name for key, value in tensors.items() if key.startswith("layers.")), None)
     return {
         "format": FORMAT,
@@ -132,14 +160,14 @@ def _new_record(content: str, layers: list, tensors: dict) -> dict:
     }
 
 
-def _describe(component, role: str, tensors: dict) -> dict | None:
+def _describe(component: Any, role: str, tensors: dict[str, Any]) -> dict[str, Any] | None:
     if component is None:
         return None
     tensors.update({f"{role}.{name}": value for name, value in component.host_arrays().items()})
     return {"kind": _kind(component), "config": component.saved_config()}
 
 
-def _optimizer_progress(model, tensors: dict) -> dict:
+def _optimizer_progress(model: Any, tensors: dict[str, Any]) -> dict[str, Any]:
     """The optimizer's step count, learning rate and per-layer state (tensors `optimizer.{layer index}.{name}`)."""
     optimizer = model.optimizer
     state = optimizer.state_dict(model.trainable_layers)
@@ -154,13 +182,7 @@ def _optimizer_progress(model, tensors: dict) -> dict:
     }
 
 
-def _layer_indices(model) -> list[int]:
-    """The index in `model.layers` of each trainable layer, by its trainable position."""
-    positions = {id(layer): index for index, layer in enumerate(model.layers)}
-    return [positions[id(layer)] for layer in model.trainable_layers]
-
-
-def _rng_record(backend, tensors: dict) -> dict:
+def _rng_record(backend: Any, tensors: dict[str, Any]) -> dict[str, Any]:
     keys, numbers = _host.numpy_rng_state()
     tensors[RNG_KEYS] = keys
     state = backend.rng_state()
@@ -170,28 +192,62 @@ def _rng_record(backend, tensors: dict) -> dict:
 # Loading ----------------------------------------------------------------------------------------------------------
 
 
-def load_model(path, xp=None):
-    """The Model saved in `path`, rebuilt on backend `xp` (None: the current one), bit for bit."""
+def load_model(path: FilePath, xp: BackendSpec = None) -> Any:
+    """Read a model written by `save_model` (or `Model.save`): what `Model.load` does.
+
+    The classes are looked up by the names they were saved under, among those this program defines: import the
+    module of a custom layer before loading.
+
+    Args:
+        path: The file to read.
+        xp: The backend to rebuild it on: a name, an array module, a Backend, or None for the current one.
+
+    Returns:
+        The `nnx.Model`, bit for bit as it was saved: finalized, with its optimizer's state.
+
+    Raises:
+        CheckpointError: if the file is missing, corrupted, from a newer nnx, or names a class that is not
+            defined.
+    """
     record, tensors = read(path)
     expect_content(path, record, ("model", "layers"), "load_model")
     return _model(path, record, tensors, backends.get(xp))
 
 
-def model_bytes(model) -> bytes:
-    """`model` as the bytes of a model file (no RNG state, no training record), finalized or not: what `pickle`
-    and `copy.deepcopy` of a Model go through, so they never pickle modules or classes."""
+def model_bytes(model: Any) -> bytes:
+    """A model as the bytes of a model file, finalized or not (no RNG state, no training record).
+
+    What `pickle` and `copy.deepcopy` of a Model go through, so they never pickle modules or classes.
+
+    Args:
+        model: The `nnx.Model`.
+
+    Returns:
+        The bytes, for `model_from_bytes`.
+    """
     tensors, record = _model_record(model)
     record["finalized"] = bool(model.finalized)
     return dumps(tensors, record)
 
 
-def model_from_bytes(raw: bytes, xp=None):
-    """The Model `model_bytes` made, on backend `xp` (None: the current one)."""
+def model_from_bytes(raw: bytes, xp: BackendSpec = None) -> Any:
+    """Rebuild the model that `model_bytes` wrote, checked as a file is; no code is run from the bytes.
+
+    Args:
+        raw: What `model_bytes` returned.
+        xp: The backend to rebuild it on: a name, an array module, a Backend, or None for the current one.
+
+    Returns:
+        The `nnx.Model`.
+
+    Raises:
+        CheckpointError: if the bytes are not a model file.
+    """
     record, tensors = loads(raw, "<a copied or unpickled Model>")
     return _model("<a copied or unpickled Model>", record, tensors, backends.get(xp))
 
 
-def _model(path, record: dict, tensors: dict, backend):
+def _model(path: Any, record: dict[str, Any], tensors: dict[str, Any], backend: Any) -> Any:
     layers, layer_arrays, used = _rebuilt_layers(path, record, tensors, backend)
     with _host.numpy_rng_kept():
         parts = {role: _build(path, record[role], backend, role, ROLES[role]) for role in ROLES}
@@ -211,7 +267,7 @@ def _model(path, record: dict, tensors: dict, backend):
     return model
 
 
-def _epochs_trained(path, record: dict) -> int:
+def _epochs_trained(path: Any, record: dict[str, Any]) -> int:
     """How many epochs the saved model had trained (0 in files written before it was recorded)."""
     epochs = record.get("epochs_trained", 0)
     if not is_count(epochs):
@@ -219,9 +275,10 @@ def _epochs_trained(path, record: dict) -> int:
     return epochs
 
 
-def _assembled(path, backend, layers: list, parts: dict, finalized: bool, content: str):
+def _assembled(path: Any, backend: Any, layers: list[Any], parts: dict[str, Any], finalized: bool, content: str) -> Any:
     """A Model of `layers` and the loss, optimizer and accuracy in `parts`, finalized if it was."""
-    model = component_class(MODEL_KIND)(xp=backend)
+    model_class: Any = component_class(MODEL_KIND)
+    model = model_class(xp=backend)
     try:
         for layer in layers:
             model.add(layer)
@@ -236,8 +293,20 @@ def _assembled(path, backend, layers: list, parts: dict, finalized: bool, conten
     return model
 
 
-def load(path, xp=None) -> list:
-    """The bare list of layers saved in `path` (by `save`, or the layers of a `save_model` file), on backend `xp`."""
+def load(path: FilePath, xp: BackendSpec = None) -> list[Any]:
+    """Read a bare list of layers written by `save` (or the layers of a `save_model` file).
+
+    Args:
+        path: The file to read.
+        xp: The backend to rebuild them on: a name, an array module, a Backend, or None for the current one.
+
+    Returns:
+        The layers, in order, with their saved parameters.
+
+    Raises:
+        CheckpointError: if the file is missing, corrupted, holds only parameters, or names a class that is
+            not defined.
+    """
     record, tensors = read(path)
     expect_content(path, record, ("layers", "model"), "load")
     layers, layer_arrays, _ = _rebuilt_layers(path, record, tensors, backends.get(xp))
@@ -245,185 +314,19 @@ def load(path, xp=None) -> list:
     return layers
 
 
-def load_parameters(model, path) -> None:
-    """Copy the parameters in `path` into `model`, whose layers must have the same kinds and shapes.
+def load_parameters(model: Any, path: FilePath) -> None:
+    """Copy saved parameters into a model built in code with the same layers (the book's chapter 21).
 
-    Any mismatch is one ValueError listing every mismatched layer, raised before anything changes.
+    Args:
+        model: The `nnx.Model` to load into.
+        path: A file written by `save_parameters`, `save_model` or `save`.
+
+    Raises:
+        ValueError: listing every layer whose kind or shapes differ, before anything changes.
+        CheckpointError: if the file is missing or corrupted.
     """
     record, tensors = read(path)
     layers = list(model.layers)
     _raise_misfit(path, _fit_problems(layers, record, tensors))
     layer_arrays = [_arrays(path, tensors, f"layers.{i}", layer, set(), cast=True) for i, layer in enumerate(layers)]
     _assign(layers, layer_arrays)
-
-
-# Rebuilding components and their arrays ---------------------------------------------------------------------------
-
-
-def _build(path, entry: dict | None, backend, where: str, base: type = Component, exclude: tuple = (), stored=None):
-    """The component `entry` describes, built with `from_config` from the class registered under its kind, after
-    checking the shapes its config declares against the `stored` tensors ({name: host array}) when given."""
-    if entry is None:
-        return None
-    kind, config = entry["kind"], entry["config"]
-    cls = component_class(kind)
-    if cls is None:
-        raise CheckpointError(
-            path,
-            f"its {where} is of kind {kind!r}, which this program does not define; import the module that "
-            f"defines it before loading (nnx never imports or runs code a file names)",
-        )
-    if not issubclass(cls, base) or issubclass(cls, exclude):
-        raise CheckpointError(path, f"its {where} is of kind {kind!r}, which cannot serve as one; {CORRUPTED}")
-    _check_declared_shapes(path, cls, config, where, stored)
-    try:
-        return cls.from_config(config, xp=backend)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(path, f"its {where} ({kind}) cannot be rebuilt from {config!r}: {error}") from error
-
-
-def _check_declared_shapes(path, cls, config: dict, where: str, stored: dict | None) -> None:
-    declared = cls.config_shapes(config) if stored is not None else None
-    for name, shape in (declared or {}).items():
-        if name in stored and tuple(stored[name].shape) != tuple(shape):  # a missing tensor is `_arrays`' to report
-            raise CheckpointError(
-                path,
-                f"its {where} declares {name} of shape {tuple(shape)}, but the file has a tensor {name} of shape "
-                f"{tuple(stored[name].shape)} there; {CORRUPTED}",
-            )
-
-
-def _rebuilt_layers(path, record: dict, tensors: dict, backend) -> tuple[list, list, set]:
-    """New layers built from the record (without moving NumPy's RNG on) and their checked arrays."""
-    exclude = (*ROLES.values(), *[cls for cls in (component_class(MODEL_KIND),) if cls is not None])
-    with _host.numpy_rng_kept():
-        layers = [
-            _build(path, entry, backend, f"layer {i}", exclude=exclude, stored=_stored(tensors, f"layers.{i}."))
-            for i, entry in enumerate(record["layers"])
-        ]
-    used = set()
-    arrays = [_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
-    return layers, arrays, used
-
-
-def _stored(tensors: dict, prefix: str) -> dict:
-    return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
-
-
-def _arrays(path, tensors: dict, prefix: str, component, used: set, *, cast=False, optional=False) -> dict:
-    """`component`'s arrays from tensors `{prefix}.{name}`, checked and copied to its backend (None if absent).
-
-    Shapes must match the arrays it has; dtypes too unless `cast` (then they become its dtype). Absent tensors
-    are errors unless `optional` or the component holds no array there.
-    """
-    result = {}
-    for name in component.ARRAYS:
-        key, current = f"{prefix}.{name}", getattr(component, name, None)
-        has_array = _is_array(current)
-        if key not in tensors:
-            if has_array and not optional:
-                raise CheckpointError(path, f"it has no tensor {key!r} for {component!r}; {CORRUPTED}")
-            result[name] = None
-            continue
-        result[name] = _device_array(path, key, tensors[key], current if has_array else None, component, cast)
-        used.add(key)
-    return result
-
-
-def _device_array(path, key: str, host, like, component, cast: bool):
-    """`host` on `component`'s backend, after checking it against `like` (an array it must match, or None)."""
-    dtype = host.dtype.name
-    if like is None:
-        if dtype not in _host.FLOAT_NAMES:
-            raise CheckpointError(path, f"its tensor {key!r} is {dtype}, not a float; {CORRUPTED}")
-        return component.backend.asarray(host.copy(), dtype=dtype)
-    want_shape, want_dtype = tuple(like.shape), _host.dtype_name(like.dtype)
-    if tuple(host.shape) != want_shape or (dtype != want_dtype and not cast) or dtype not in _host.FLOAT_NAMES:
-        raise CheckpointError(
-            path,
-            f"its tensor {key!r} is {dtype} {tuple(host.shape)}, but {component!r} needs {want_dtype} {want_shape}; "
-            f"{CORRUPTED}",
-        )
-    return component.backend.asarray(host.copy(), dtype=want_dtype)
-
-
-def _assign(components: list, arrays: list) -> None:
-    for component, values in zip(components, arrays, strict=True):
-        for name, value in values.items():
-            setattr(component, name, value)
-
-
-def _no_strays(path, tensors: dict, used: set, ignore: tuple[str, ...] = ()) -> None:
-    strays = sorted(key for key in tensors if key not in used and key != RNG_KEYS and not key.startswith(ignore))
-    if strays:
-        raise CheckpointError(path, f"its tensors {strays} are not described by its record; {CORRUPTED}")
-
-
-# Optimizer state and random number generators ---------------------------------------------------------------------
-
-
-def _optimizer_state(path, record: dict, tensors: dict, optimizer, layers: list, used: set, *, cast=False) -> dict:
-    """{layer index: {slot name: array on the optimizer's backend}} for the layers the saved optimizer updated."""
-    saved = record["optimizer"]
-    if saved is None or optimizer is None:
-        return {}
-    state = {}
-    for index in saved["state_layers"]:
-        layer = layers[index] if index < len(layers) else None
-        if layer is None or not all(hasattr(layer, owner) for owner in PARAMETERS.values()):
-            raise CheckpointError(path, f"it holds optimizer state for layer {index}, which has no parameters")
-        state[index] = {}
-        for name in optimizer.slot_names():
-            key = f"optimizer.{index}.{name}"
-            if key not in tensors:
-                raise CheckpointError(path, f"it has no tensor {key!r} for {optimizer!r}; {CORRUPTED}")
-            like = getattr(layer, PARAMETERS[name.split("_", 1)[0]])
-            state[index][name] = _device_array(path, key, tensors[key], like, optimizer, cast)
-            used.add(key)
-    return state
-
-
-def _restore_optimizer(path, model, saved: dict | None, state: dict) -> None:
-    """Hand the optimizer its saved progress through `load_state_dict` (which checks it all first)."""
-    optimizer = model.optimizer
-    if optimizer is None or saved is None:
-        return
-    position_of = {index: position for position, index in enumerate(_layer_indices(model))}
-    slots = {position_of[index]: arrays for index, arrays in state.items()}
-    progress = {"iterations": saved["iterations"], "current_learning_rate": saved["current_learning_rate"]}
-    try:
-        optimizer.load_state_dict({**progress, "slots": slots}, model.trainable_layers, copy=False)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(path, f"its optimizer state cannot be restored ({error}); {CORRUPTED}") from error
-
-
-def _rng_to_restore(path, record: dict, tensors: dict, backend, used: set) -> dict | None:
-    """The saved RNG states, checked: NumPy's keys and numbers, and this backend's own state if it saved one."""
-    rng = record["rng"]
-    if rng is None:
-        return None
-    keys, numbers = tensors.get(RNG_KEYS), rng.get("numpy")
-    if keys is None or keys.dtype.name != "uint32" or tuple(keys.shape) != (624,) or not _rng_numbers(numbers):
-        raise CheckpointError(path, f"its saved NumPy RNG state is malformed; {CORRUPTED}")
-    used.add(RNG_KEYS)
-    saved_backend = rng.get("backend")
-    own = saved_backend.get("state") if isinstance(saved_backend, dict) else None
-    same = isinstance(saved_backend, dict) and saved_backend.get("name") == backend.name
-    return {"keys": keys.copy(), "numbers": numbers, "backend": own if same else None}
-
-
-def _rng_numbers(numbers) -> bool:
-    if not isinstance(numbers, dict) or not is_number(numbers.get("cached_gaussian")):
-        return False
-    pos, has_gauss = numbers.get("pos"), numbers.get("has_gauss")
-    return is_count(pos) and pos <= 624 and has_gauss in (0, 1)
-
-
-def _restore_rng(path, backend, rng: dict | None) -> None:
-    if rng is None:
-        return
-    try:
-        backend.set_rng_state(rng["backend"])
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(path, f"its saved {backend.name} RNG state cannot be restored ({error})") from error
-    _host.set_numpy_rng_state(rng["keys"], rng["numbers"])

@@ -8,33 +8,51 @@ the accuracy's precision, and the RNG states. A changed hyperparameter is report
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from nnx import _checks
+from nnx._component import FilePath
 from nnx.backends import _host
 from nnx.errors import CheckpointError
 from nnx.io.fit import _fit_problems, _is_array, _optimizer_problem, _raise_misfit
 from nnx.io.format import expect_content, read
-from nnx.io.mapping import (
+from nnx.io.mapping import _ready
+from nnx.io.rebuild import (
     ROLES,
     _arrays,
     _assign,
     _build,
     _no_strays,
     _optimizer_state,
-    _ready,
     _restore_optimizer,
     _restore_rng,
     _rng_to_restore,
 )
 
 
-def restore_training(model, path, *, check=None) -> dict:
-    """Resume from a `save_model(..., training=...)` checkpoint: put its parameters, optimizer (hyperparameters,
-    state, step and learning rate), accuracy precision and RNG states into `model`, and return its `training`.
+def restore_training(
+    model: Any, path: FilePath, *, check: Callable[[dict[str, Any]], object] | None = None
+) -> dict[str, Any]:
+    """Resume from a checkpoint: what `Model.train(resume=...)` does before its first epoch.
 
-    The model must match the file (same layers and configs, loss, accuracy, dtype and optimizer kind); every
-    difference is listed in one ValueError. `check(training)` may refuse the file's training record. Nothing
-    changes unless everything can be restored.
+    Puts the file's parameters, optimizer (hyperparameters, state, step and learning rate), accuracy precision
+    and RNG states into `model`. Nothing changes unless everything can be restored. A hyperparameter that differs
+    from the model's is taken from the file, with one warning line.
+
+    Args:
+        model: The `nnx.Model` to resume: the same layers and configs, loss, accuracy, dtype and optimizer kind
+            as the saved one.
+        path: A checkpoint, written by `save_model(..., training=...)` (or `Model.train(checkpoint=...)`).
+        check: None, or a function called with the file's training record before anything changes; it raises
+            to refuse the file.
+
+    Returns:
+        The file's training record (the epoch, history, ...).
+
+    Raises:
+        ValueError: listing every way the model differs from the file's.
+        CheckpointError: if the file is missing, corrupted or holds no training state.
     """
     record, tensors = read(path)
     expect_content(path, record, ("model",), "restore_training")
@@ -51,10 +69,12 @@ def restore_training(model, path, *, check=None) -> dict:
     return training
 
 
-def _prepared(path, model, record: dict, tensors: dict):
+def _prepared(
+    path: Any, model: Any, record: dict[str, Any], tensors: dict[str, Any]
+) -> Callable[[], dict[str, tuple[Any, Any]]]:
     """Every array and value to restore, read and checked; returns the function that puts them in place."""
     layers = list(model.layers)
-    used = set()
+    used: set[str] = set()
     layer_arrays = [_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
     accuracy = model.accuracy
     accuracy_arrays = _arrays(path, tensors, "accuracy", accuracy, used, optional=True)
@@ -64,7 +84,7 @@ def _prepared(path, model, record: dict, tensors: dict):
     _no_strays(path, tensors, used, ignore=("loss.",))
     config = None if saved_optimizer is None else saved_optimizer.get_config()
 
-    def restore() -> dict:
+    def restore() -> dict[str, tuple[Any, Any]]:
         changed = {} if config is None else model.optimizer.set_config(config)
         _restore_optimizer(path, model, record["optimizer"], state)
         _restore_rng(path, model.backend, rng)
@@ -75,7 +95,7 @@ def _prepared(path, model, record: dict, tensors: dict):
     return restore
 
 
-def _report_changes(path, changed: dict) -> None:
+def _report_changes(path: Any, changed: dict[str, tuple[Any, Any]]) -> None:
     if changed:
         listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
         _checks.warn(
@@ -87,7 +107,7 @@ def _report_changes(path, changed: dict) -> None:
 # All or nothing -----------------------------------------------------------------------------------------------------
 
 
-def _all_or_nothing(model, restore):
+def _all_or_nothing(model: Any, restore: Callable[[], dict[str, tuple[Any, Any]]]) -> dict[str, tuple[Any, Any]]:
     """`restore()`; if it fails part-way, what the model, its optimizer and the RNGs held before is put back."""
     kept = _kept(model)
     try:
@@ -97,7 +117,7 @@ def _all_or_nothing(model, restore):
         raise
 
 
-def _kept(model) -> dict:
+def _kept(model: Any) -> dict[str, Any]:
     optimizer = model.optimizer
     components = [*model.layers, model.accuracy]
     return {
@@ -109,7 +129,7 @@ def _kept(model) -> dict:
     }
 
 
-def _put_back(model, kept: dict) -> None:
+def _put_back(model: Any, kept: dict[str, Any]) -> None:
     for component, arrays in kept["arrays"]:
         for name, value in arrays.items():
             setattr(component, name, value)
@@ -122,7 +142,7 @@ def _put_back(model, kept: dict) -> None:
 # What must match ----------------------------------------------------------------------------------------------------
 
 
-def architecture_problems(model, record: dict, tensors: dict) -> list[str]:
+def architecture_problems(model: Any, record: dict[str, Any], tensors: dict[str, Any]) -> list[str]:
     """One line for every way the model differs from the file's: layer kinds, shapes and configs, the loss, the
     accuracy and the dtype (the optimizer's kind is `_optimizer_problem`'s; its hyperparameters are restored)."""
     problems = _fit_problems(list(model.layers), record, tensors)
@@ -144,7 +164,7 @@ def architecture_problems(model, record: dict, tensors: dict) -> list[str]:
     return problems
 
 
-def _component_problem(where: str, component, entry: dict | None) -> list[str]:
+def _component_problem(where: str, component: Any, entry: dict[str, Any] | None) -> list[str]:
     kind = _kind_of(component)
     if entry is None:
         return [] if component is None else [f"{where}: the model has {kind}, the file none"]
@@ -161,14 +181,14 @@ def _component_problem(where: str, component, entry: dict | None) -> list[str]:
     return [f"{where} {kind}: {listed}"]
 
 
-def _kind_of(component) -> str:
+def _kind_of(component: Any) -> str:
     return "none" if component is None else getattr(component, "kind", lambda: type(component).__name__)()
 
 
-def _kinds(kinds) -> str:
+def _kinds(kinds: Iterable[str]) -> str:
     return ", ".join(kinds)
 
 
-def _model_dtype(model) -> str | None:
+def _model_dtype(model: Any) -> str | None:
     trainable = model.trainable_layers
     return _host.dtype_name(trainable[0].dtype) if trainable else None

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import functools
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -17,7 +18,7 @@ MAX_RESOLUTION = 2000
 MAX_MARGIN = 100.0  # the grid spans the data's box widened by at most 100 times its size on each side
 
 
-def _reworded(check, value, name: str, owner: str, expected: str, example: str):
+def _reworded(check: Callable[..., Any], value: Any, name: str, owner: str, expected: str, example: str) -> Any:
     """`check(value, name, owner)`, an nnx._checks helper, with its error reworded to say what `name` is and to
     give an example that makes sense for it."""
     try:
@@ -26,14 +27,14 @@ def _reworded(check, value, name: str, owner: str, expected: str, example: str):
         raise type(error)(f"{owner} expected {name} as {expected}, got {_shown(value)}; pass e.g. {example}") from None
 
 
-def _shown(value) -> str:
+def _shown(value: Any) -> str:
     """A received value in a message: short tuples and lists in full, anything else as nnx._checks describes it."""
     if isinstance(value, (tuple, list)) and len(value) <= 4:
         return repr(value)
     return _checks.describe(value)
 
 
-def resolution(value, owner: str) -> int:
+def resolution(value: Any, owner: str) -> int:
     """The grid's points per side: an integer in [1, MAX_RESOLUTION]."""
     value = _checks.positive_int(value, "resolution", owner)
     if value > MAX_RESOLUTION:
@@ -44,20 +45,20 @@ def resolution(value, owner: str) -> int:
     return value
 
 
-def margin(value, owner: str) -> float:
+def margin(value: Any, owner: str) -> float:
     """The fraction of the data's size added on each side of the grid: a finite number in [0, MAX_MARGIN]."""
     expected = f"a finite number in [0, {MAX_MARGIN:g}] (the fraction of the data's size added on each side)"
     check = functools.partial(_checks.number, low=0, high=MAX_MARGIN)
     return _reworded(check, value, "margin", owner, expected, "margin=0.1")
 
 
-def point_size(value, owner: str) -> float:
+def point_size(value: Any, owner: str) -> float:
     """The marker area in points squared: a finite number >= 0."""
     expected = "a finite number >= 0 (the marker area in points squared)"
     return _reworded(_checks.non_negative, value, "point_size", owner, expected, "point_size=20")
 
 
-def class_names(names, n_classes: int, owner: str) -> list[str] | None:
+def class_names(names: Any, n_classes: int, owner: str) -> list[str] | None:
     """`names` as a list of strings with a name for each of `n_classes` classes, or None (names "class k")."""
     if names is None:
         return None
@@ -81,7 +82,15 @@ def class_names(names, n_classes: int, owner: str) -> list[str] | None:
     return names
 
 
-def figure_size(figsize, owner: str, *, optional: bool = False) -> tuple[float, float] | None:
+@overload
+def figure_size(figsize: Any, owner: str, *, optional: Literal[False] = False) -> tuple[float, float]: ...
+
+
+@overload
+def figure_size(figsize: Any, owner: str, *, optional: bool) -> tuple[float, float] | None: ...
+
+
+def figure_size(figsize: Any, owner: str, *, optional: bool = False) -> tuple[float, float] | None:
     """`figsize` as (width, height) in inches, two finite numbers > 0 (or None when `optional`: the plot's own)."""
     if figsize is None and optional:
         return None
@@ -94,12 +103,21 @@ def figure_size(figsize, owner: str, *, optional: bool = False) -> tuple[float, 
     if not pair or len(figsize) != 2:
         raise TypeError(message)
     try:
-        return tuple(_checks.positive(size, "figsize", owner) for size in figsize)
+        width, height = (_checks.positive(size, "figsize", owner) for size in figsize)
     except (TypeError, ValueError) as error:
         raise type(error)(message) from None
+    return width, height
 
 
-def dots_per_inch(dpi, owner: str, *, optional: bool = False) -> float | None:
+@overload
+def dots_per_inch(dpi: Any, owner: str, *, optional: Literal[False] = False) -> float: ...
+
+
+@overload
+def dots_per_inch(dpi: Any, owner: str, *, optional: bool) -> float | None: ...
+
+
+def dots_per_inch(dpi: Any, owner: str, *, optional: bool = False) -> float | None:
     """`dpi` as a finite number > 0 (or None when `optional`: the figure's own)."""
     if dpi is None and optional:
         return None
@@ -108,16 +126,30 @@ def dots_per_inch(dpi, owner: str, *, optional: bool = False) -> float | None:
     return _reworded(_checks.positive, dpi, "dpi", owner, expected, "dpi=100")
 
 
-def figure(value, owner: str) -> None:
+def figure(value: Any, owner: str) -> None:
     """A TypeError unless `value` is a matplotlib Figure."""
+    kinds: tuple[type, ...] = ()  # without matplotlib nothing is a Figure
     try:
         from matplotlib.figure import Figure
-    except ImportError:  # without matplotlib nothing is a Figure
-        Figure = ()
-    if not isinstance(value, Figure):
+
+        kinds = (Figure,)
+    except ImportError:
+        pass
+    if not isinstance(value, kinds):
         raise TypeError(
             f"{owner} expected a matplotlib Figure (what nnx.plot's functions return), got {_checks.describe(value)}; "
             f"pass the figure, e.g. nnx.plot.save(nnx.plot.history(result), 'history.png')"
+        )
+
+
+def axes(ax: Any, name: str, owner: str) -> None:
+    """A TypeError unless `ax` is None or a matplotlib Axes."""
+    from matplotlib.axes import Axes
+
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(
+            f"{owner} expected {name} as a matplotlib Axes (e.g. figure.add_subplot()) or None, got "
+            f"{_checks.describe(ax)}; leave it out to get a new figure"
         )
 
 

@@ -1,31 +1,47 @@
 """Chapter 10's hyperparameter trial and error as one call (`run`) and one command (``nnx sweep``): train the spiral
 network, or your own model, over a grid or a seeded random sample, in processes or on Dask, and rank the trials.
+
+`grid` and `sample` list the combinations a search space gives, `LogUniform` is a range to sample from, and `run`
+returns a `SweepResult` (or raises `SweepInterrupted` on Ctrl-C).
 """
 
-from nnx.sweep.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
-from nnx.sweep.plan import SPIRAL_DEFAULTS
-from nnx.sweep.result import METRIC_COLUMNS, SweepInterrupted, SweepResult
-from nnx.sweep.runner import run
-from nnx.sweep.space import OWNER, LogUniform, grid, parse_values, sample
-from nnx.sweep.trials import Trial, load_factory, run_trial
+from __future__ import annotations
 
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "METRIC_COLUMNS",
-    "OWNER",
-    "SPIRAL_DEFAULTS",
-    "LogUniform",
-    "SweepInterrupted",
-    "SweepResult",
-    "Trial",
-    "grid",
-    "load_factory",
-    "main",
-    "parse_values",
-    "run",
-    "run_trial",
-    "sample",
-]
+import importlib
+import warnings
+from typing import Any
+
+from nnx.sweep.result import SweepInterrupted, SweepResult
+from nnx.sweep.runner import run
+from nnx.sweep.space import LogUniform, grid, sample
+
+__all__ = ["LogUniform", "SweepInterrupted", "SweepResult", "grid", "run", "sample"]
+
+# Names that left the public API in 0.2, kept for one release: name -> the module that holds it now.
+_MOVED = {
+    "EXIT_FAILED": "nnx.sweep.cli",
+    "EXIT_INTERRUPTED": "nnx.sweep.cli",
+    "EXIT_OK": "nnx.sweep.cli",
+    "EXIT_USAGE": "nnx.sweep.cli",
+    "METRIC_COLUMNS": "nnx.sweep.result",
+    "OWNER": "nnx.sweep.space",
+    "SPIRAL_DEFAULTS": "nnx.sweep.plan",
+    "Trial": "nnx.sweep.trials",
+    "load_factory": "nnx.sweep.trials",
+    "main": "nnx.sweep.cli",
+    "parse_values": "nnx.sweep.space",
+    "run_trial": "nnx.sweep.trials",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A name that left `nnx.sweep` in 0.2, with a DeprecationWarning that says where it lives now."""
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"nnx.sweep.{name} is internal since 0.2 and will be removed from nnx.sweep; it lives in {home}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(home), name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from nnx import backends
 from nnx.activations import Softmax
@@ -33,9 +34,9 @@ class _Built:
 
     trial: Trial
     model: Model
-    X: object
-    y: object
-    validation: object
+    X: Any
+    y: Any
+    validation: Any
     seconds: float
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 
 from nnx import backends
 from nnx.plot import check_path
@@ -155,7 +156,7 @@ def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``nnx sweep [options]``: run the sweep, print the ranked table; returns the exit status (0 every trial
     trained, 1 some failed, 2 bad options, 130 interrupted)."""
     parser = _parser()

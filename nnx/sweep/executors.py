@@ -6,9 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, cast
 
 from nnx import _checks
 from nnx.sweep.batched import run_stack, stack_tasks
@@ -18,12 +19,14 @@ from nnx.sweep.trials import Trial, _record, run_trial
 DASK_HINT = 'pip install "nnx-nnfs[distributed]"'
 
 
-def _results(trials: list[Trial], workers: int | None, client, batched: bool = False) -> Iterator[dict]:
+def _results(
+    trials: list[Trial], workers: int | None, client: Any, batched: bool = False
+) -> Generator[dict, None, None]:
     """The trials' records, as they finish: each trial a task, or with `batched` each stack of trials a task."""
     if not batched:
         yield from _run(run_trial, trials, workers, client)
         return
-    tasks = stack_tasks(trials, workers if client is None else _dask_threads(client))
+    tasks = stack_tasks(trials, cast(int, workers) if client is None else _dask_threads(client))
     finished = _run(run_stack, tasks, workers, client)
     try:
         for records in finished:
@@ -32,19 +35,21 @@ def _results(trials: list[Trial], workers: int | None, client, batched: bool = F
         finished.close()
 
 
-def _run(function, tasks: list, workers: int | None, client) -> Iterator:
+def _run(function: Callable[[Any], Any], tasks: list, workers: int | None, client: Any) -> Generator[Any, None, None]:
     """`function(task)` for every task, as the tasks finish; in this process when one worker (or one task) is
-    all there is to use."""
+    all there is to use. `workers` is set whenever there is no `client`."""
     if client is not None:
         yield from _on_dask(function, tasks, client)
-    elif min(workers, len(tasks)) == 1:
+        return
+    local = min(cast(int, workers), len(tasks))
+    if local == 1:
         for task in tasks:
             yield function(task)
     else:
-        yield from _in_processes(function, tasks, min(workers, len(tasks)))
+        yield from _in_processes(function, tasks, local)
 
 
-def _in_processes(function, tasks: list, workers: int) -> Iterator:
+def _in_processes(function: Callable[[Any], Any], tasks: list, workers: int) -> Generator[Any, None, None]:
     """Fresh ("spawn") processes: nothing inherited but the environment, which a normal run has too."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
@@ -73,7 +78,7 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _on_dask(function, tasks: list, client) -> Iterator:
+def _on_dask(function: Callable[[Any], Any], tasks: list, client: Any) -> Generator[Any, None, None]:
     from distributed import as_completed as dask_completed
 
     futures = {}

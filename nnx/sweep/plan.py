@@ -6,8 +6,10 @@ import inspect
 import numbers
 import os
 import pickle
+from typing import Any
 
 from nnx import _checks, backends
+from nnx.backends._host import checked_seed
 from nnx.recipes import train_spiral
 from nnx.sweep.space import OWNER, LogUniform, _normalize, grid, sample
 from nnx.sweep.trials import Trial, _factory_name, load_factory
@@ -30,7 +32,7 @@ INTEGER_PARAMS = ("hidden", "samples", "classes")
 
 def _plan(space, *, factory, epochs, seed, backend, every, batch_size, random, random_seed) -> list[Trial]:
     space = _normalize(space)
-    settings = {"epochs": _checks.positive_int(epochs, "epochs", OWNER), "seed": _seed(seed, "seed")}
+    settings: dict[str, Any] = {"epochs": _checks.positive_int(epochs, "epochs", OWNER), "seed": _seed(seed, "seed")}
     settings["backend"] = _backend_name(backend)
     if factory is None:
         _check_spiral(space, batch_size)
@@ -52,7 +54,7 @@ def _plan(space, *, factory, epochs, seed, backend, every, batch_size, random, r
 
 
 def _seed(value, name: str) -> int:
-    return backends.checked_seed(value, f"{OWNER} {name}")
+    return checked_seed(value, f"{OWNER} {name}")
 
 
 def _backend_name(backend) -> str:

@@ -4,9 +4,11 @@ written as the trials finish."""
 from __future__ import annotations
 
 import io
+import os
 from csv import DictWriter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nnx._paths import atomic_write, output_path, write_failure
 from nnx.plot import check_path, new_figure
@@ -20,7 +22,11 @@ MESSAGE_WIDTH = 110  # a failed trial's "failed: Error: message" is cut to this 
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during `run`: pending trials were cancelled; `result` holds the finished ones (the CSV too)."""
+    """Ctrl-C during `run`: the pending trials were cancelled.
+
+    Attributes:
+        result: the `SweepResult` of the finished trials (the CSV file, if any, holds them too).
+    """
 
     def __init__(self, result: SweepResult):
         super().__init__(f"{OWNER} interrupted: {len(result.trials)} of {result.planned} trials finished")
@@ -29,12 +35,20 @@ class SweepInterrupted(KeyboardInterrupt):
 
 @dataclass
 class SweepResult:
-    """The finished trials of a sweep, in trial order.
+    """The finished trials of a sweep, in trial order, as `run` returns them.
 
     Each trial is a dict: ``trial`` (its number), ``params`` (the hyperparameters it trained with), ``settings``
     (epochs, seed, backend, ...), ``status`` ("ok" or "failed"), ``loss`` and ``accuracy`` (final), ``best_epoch``
     and ``best_loss``, ``seconds`` (wall time), ``error`` ("Type: message" when failed) and ``history``
     (``{"epoch": [...], "loss": [...], "accuracy": [...]}``, up to the failure for a failed run).
+
+    Attributes:
+        trials: the trial dicts, in trial order.
+        varied: the hyperparameters that take more than one value (the table's and labels' columns).
+        params: every hyperparameter's name, as a trial's ``params`` has them.
+        settings: the names of the settings shared by every trial (epochs, seed, backend, ...).
+        planned: how many trials the sweep planned.
+        interrupted: whether Ctrl-C ended the sweep before every trial finished.
     """
 
     trials: list = field(default_factory=list)
@@ -56,14 +70,27 @@ class SweepResult:
         return ranked[0] if ranked and ranked[0]["status"] == "ok" else None
 
     def ranked(self) -> list[dict]:
-        """The trials best first by final loss (ties: trial order), then the failed ones in trial order."""
+        """The trials, ranked.
+
+        Returns:
+            The trials best first by final loss (ties: trial order), then the failed ones in trial order.
+        """
         ok = sorted((t for t in self.trials if t["status"] == "ok"), key=lambda t: (t["loss"], t["trial"]))
         return ok + sorted(self.failed, key=lambda t: t["trial"])
 
     def table(self, *, seconds: bool = True) -> str:
-        """The ranked table: rank, the varied hyperparameters, final loss and accuracy (3 decimals, as the book's
-        log), epoch and value of the best loss, wall seconds (`seconds=False` leaves them out), status; a failed
-        trial is one line, ``failed: Error: message``."""
+        """The ranked table that ``nnx sweep`` prints.
+
+        Its columns: rank, the varied hyperparameters, final loss and accuracy (3 decimals, as the book's log), epoch
+        and value of the best loss, wall seconds, status. A failed trial is one line, ``failed: Error: message``.
+
+        Args:
+            seconds: whether to show the seconds column (leave it out for output that must not change between
+                runs).
+
+        Returns:
+            The table as lines of text, the columns aligned with spaces.
+        """
         header = ["rank", *self.varied, "loss", "acc", "best epoch", "best loss", *(["seconds"] * seconds), "status"]
         rows, failed = [header], []
         for rank, trial in enumerate(self.ranked(), 1):
@@ -81,17 +108,36 @@ class SweepResult:
         return "\n".join(lines if len(lines) > 1 else [*lines, "(no trial finished)"])
 
     def columns(self) -> list[str]:
-        """The CSV's columns: trial, every hyperparameter, every setting, then the metrics."""
+        """The CSV's columns.
+
+        Returns:
+            "trial", every hyperparameter, every setting, then "status", "loss", "accuracy", "best_epoch",
+            "best_loss", "seconds" and "error".
+        """
         return ["trial", *self.params, *self.settings, *METRIC_COLUMNS]
 
     def row(self, trial: dict) -> dict:
-        """One trial as a CSV row: numbers at full precision (``repr``), empty cells for None."""
+        """One trial as a CSV row.
+
+        Args:
+            trial: one of `trials`.
+
+        Returns:
+            Column name -> cell text: numbers at full precision (``repr``), an empty cell for None.
+        """
         values = {"trial": trial["trial"], **trial["params"], **trial["settings"]}
         values.update({name: trial[name] for name in METRIC_COLUMNS})
         return {name: _cell(values.get(name)) for name in self.columns()}
 
-    def to_csv(self, path) -> Path:
-        """Write the ranked trials, one row each (replacing the file in one step); returns the path."""
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the ranked trials as CSV, one row each in `columns()`; the file is replaced in one step.
+
+        Args:
+            path: the file to write.
+
+        Returns:
+            The absolute path written.
+        """
         path = output_path(path, f"{OWNER} csv")
         text = io.StringIO(newline="")
         writer = DictWriter(text, fieldnames=self.columns())
@@ -100,9 +146,26 @@ class SweepResult:
         atomic_write(path, text.getvalue().encode())
         return path
 
-    def plot(self, path=None, *, figsize=(8.0, 5.0), dpi: float = 100):
-        """One figure with every trial's loss curve, labelled by its hyperparameters (a failed trial dashed, up to
-        where it failed, or left out without history); saved to `path` when given. Needs matplotlib."""
+    def plot(
+        self, path: str | os.PathLike[str] | None = None, *, figsize: tuple[float, float] = (8.0, 5.0), dpi: float = 100
+    ) -> Any:
+        """Every trial's loss curve in one figure, labelled by its hyperparameters. Needs matplotlib.
+
+        A failed trial is dashed, up to where it failed, or left out when it has no history; the loss axis is
+        logarithmic when the losses span more than a factor of 100.
+
+        Args:
+            path: a picture file to save the figure to (.png, .svg, .pdf, ...); None only returns it.
+            figsize: (width, height) in inches.
+            dpi: dots per inch.
+
+        Returns:
+            The matplotlib Figure (a notebook shows it as a picture).
+
+        Raises:
+            ImportError: matplotlib is not installed.
+            ValueError: `path` cannot be written as a picture.
+        """
         if path is not None:
             check_path(path, f"{OWNER} plot")
         figure = _loss_figure(self, figsize, dpi)
@@ -111,7 +174,14 @@ class SweepResult:
         return figure
 
     def label(self, trial: dict) -> str:
-        """``lr=0.85, decay=0.001``: the trial's varied hyperparameters."""
+        """A trial's name in the plot's legend.
+
+        Args:
+            trial: one of `trials`.
+
+        Returns:
+            Its varied hyperparameters, e.g. "lr=0.85, decay=0.001" ("trial N" when nothing varies).
+        """
         return (
             ", ".join(f"{name}={_show(trial['params'].get(name))}" for name in self.varied) or f"trial {trial['trial']}"
         )

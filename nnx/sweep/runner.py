@@ -4,8 +4,10 @@ Ctrl-C keeping the finished ones."""
 from __future__ import annotations
 
 import math
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
 
 from nnx import _checks, backends
 from nnx._paths import output_path
@@ -17,9 +19,9 @@ from nnx.sweep.trials import Trial
 
 
 def run(
-    space=None,
+    space: Mapping[str, Any] | None = None,
     *,
-    factory=None,
+    factory: str | Callable[..., Any] | None = None,
     epochs: int = 10001,
     seed: int = 0,
     backend: str | None = None,
@@ -28,50 +30,37 @@ def run(
     random: int | None = None,
     random_seed: int | None = None,
     workers: int | None = None,
-    dask=None,
+    dask: Any = None,
     dask_timeout: float = 10.0,
-    csv=None,
+    csv: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
     batched: bool = False,
 ) -> SweepResult:
-    """Train one model per combination of `space`'s hyperparameters and return the trials (`SweepResult`).
+    """Train one model per combination of hyperparameters, where asked, and rank the trials: chapter 10's trial
+    and error as one call (``nnx sweep`` on the command line).
 
-    `space` maps names to lists of values (or one value; a `LogUniform` range with `random`). Without `factory`
-    it trains the book's chapter-10 spiral network with `nnx.recipes.train_spiral` (names: lr, decay, momentum,
-    hidden, samples, classes, dtype; `every`: record metrics every N epochs), exactly as ``examples/spiral.py``
-    does for the same values. Every trial is seeded with the same `seed`, so the results do not depend on where
-    trials run. `random=N` trains N combinations drawn with `random_seed` (default: `seed`) instead of the grid.
+    Without `factory` it trains the book's chapter-10 spiral network with `nnx.recipes.train_spiral`, exactly as
+    ``examples/spiral.py`` does for the same values. With `factory` it trains your own model: for each trial the
+    sweep seeds (``nnx.seed(seed)``) and makes `backend` current, calls ``build(**params)`` with the trial's values
+    as given, trains with ``model.train(X, y, epochs=epochs, batch_size=batch_size, verbose=0,
+    validation_data=validation_data)`` and reads the returned History. Every trial is seeded with the same `seed`,
+    so the results do not depend on where trials run. A failing trial (a bad value, a `DivergenceError`, an error
+    in the factory) is recorded as failed and the others go on.
 
-    `factory`, ``"module:function"`` or a callable, trains your own model: ``build(**params) -> (model, X, y)``
-    or ``(model, X, y, validation_data)``, where `model` is a finalized `nnx.Model`. For each trial the sweep
-    seeds (``nnx.seed(seed)``) and makes `backend` current, calls ``build(**params)`` with the trial's values as
-    given, trains with ``model.train(X, y, epochs=epochs, batch_size=batch_size, verbose=0,
-    validation_data=validation_data)`` and reads the returned History. The module must be importable where the
-    trials run (the current folder is, for local processes started by ``nnx sweep``).
-
-    Where: `workers` local processes (default: one per core, at most one per trial; 1: one after another in this
-    process), or a Dask cluster, `dask` = a scheduler address (connected within `dask_timeout` seconds) or a
-    `distributed.Client`. Local workers start with "spawn", which imports the main module: a script calls `run`
-    under ``if __name__ == "__main__":``. Dask's nanny starts workers with OPENBLAS_NUM_THREADS=1: with data large
+    Local workers start with "spawn", which imports the main module: a script calls `run` under
+    ``if __name__ == "__main__":``. Dask's nanny starts workers with OPENBLAS_NUM_THREADS=1: with data large
     enough for BLAS to use threads (about 3000 samples), losses then round differently from a local run.
 
-    A failing trial (bad value, `DivergenceError`, an error in the factory) is recorded as failed and the others
-    go on. `csv`: a file that gets each trial's row as soon as it finishes, rewritten ranked at the end. Ctrl-C
-    cancels the pending trials and raises `SweepInterrupted`, whose `result` holds the finished ones.
-    `progress`: a tqdm bar over the trials on stderr (default: when stderr is a terminal).
-
-    `batched=True` trains the trials of one architecture together as one stack with `nnx.train_many` (a compiled
-    kernel over the models on CPU): a task, run by one worker process (this one when there is one task) or Dask
-    task, is a list of trials. Spiral trials stack when only lr, decay and momentum differ; each model is built and
-    seeded as its unbatched trial (the same data and initial weights) and its records have the same epochs (the
-    book's, from 0), columns and table. A diverged model is frozen and its trial fails with "DivergenceError:
-    training diverged at epoch E" (E: its first epoch that is not finite), its history kept up to there. A factory's
-    models are known only once built: its trials are dealt into one task per worker (consecutive in trial order;
-    `workers=1`: one task) and stack when their models share an architecture (layers, dtype, loss, optimizer and
-    accuracy classes, backend) and equal training and validation data; the others train alone as without `batched`.
-    Stacked models draw their dropout masks from their own streams, seeded from `seed`, not the masks of an
-    unbatched run. A batched trial's `seconds` is its stack's wall time, building included, divided by the stack's
-    number of trials.
+    With `batched`, a task (run by one worker process, this process when there is one task, or one Dask task) is a
+    list of trials. Spiral trials stack when only lr, decay and momentum differ; each model is built and seeded as
+    its unbatched trial (the same data and initial weights) and its records have the same epochs (the book's, from
+    0), columns and table. A diverged model is frozen and its trial fails with "DivergenceError: training diverged
+    at epoch E" (E: its first epoch that is not finite), its history kept up to there. A factory's models are known
+    only once built: its trials are dealt into one task per worker (consecutive in trial order; `workers=1`: one
+    task) and stack when their models share an architecture (layers, dtype, loss, optimizer and accuracy classes,
+    backend) and equal training and validation data; the others train alone as without `batched`. Stacked models
+    draw their dropout masks from their own streams, seeded from `seed`, not the masks of an unbatched run. A
+    batched trial's `seconds` is its stack's wall time, building included, divided by the stack's number of trials.
 
     Batched numbers equal the unbatched ones up to rounding (float32 sums in another order) that training then
     amplifies; the ranking is the same while the losses are further apart than that. Measured, relative
@@ -82,6 +71,41 @@ def run(
     up to 0.2; momentum 0.9 at 501 epochs: up to 0.36), and float64 drifts the same way from 1e-16. The generic
     stacked step (no Numba, other backends) gave the unbatched numbers bit for bit on numpy, array_api_strict and
     torch (jax: 4.5e-6 at 501 epochs).
+
+    Args:
+        space: hyperparameter name -> a list of values, one value, or (with `random`) a `LogUniform` range; None
+            trains one trial with the defaults. The spiral network takes lr, decay, momentum, hidden, samples,
+            classes and dtype; a factory takes the names its function takes.
+        factory: your model's builder, ``"module:function"`` or a callable: ``build(**params) -> (model, X, y)``
+            or ``(model, X, y, validation_data)``, `model` a finalized `nnx.Model`. The module must be importable
+            where the trials run (the current folder is, for local processes started by ``nnx sweep``). None
+            trains the spiral network.
+        epochs: epochs per trial, an integer >= 1.
+        seed: the seed of every trial (``nnx.seed(seed)`` before it builds), an integer in [0, 2**32).
+        backend: the registered backend name the trials train on; None is $NNX_BACKEND, else numpy.
+        every: spiral only: record the metrics every `every` epochs (default 100).
+        batch_size: factory only: `Model.train`'s batch_size.
+        random: train this many combinations drawn at random (see `sample`) instead of the whole grid.
+        random_seed: the seed of that draw; None uses `seed`.
+        workers: local processes to run trials in; None is one per core, at most one per trial; 1 runs them one
+            after another in this process.
+        dask: run the trials on a Dask cluster instead: a scheduler address ("tcp://host:8786") or a
+            `distributed.Client`; None runs them locally.
+        dask_timeout: seconds to reach the scheduler and its first worker.
+        csv: a file that gets each trial's row as soon as it finishes, rewritten ranked at the end; None for none.
+        progress: a tqdm bar over the trials on stderr; None shows it when stderr is a terminal.
+        batched: train the trials of one architecture together as one stack with `nnx.train_many` (a compiled
+            kernel over the models on CPU), as described above.
+
+    Returns:
+        The trials, with their ranking, table, CSV and loss plot.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: an argument has a wrong value (an unknown hyperparameter, a range in a grid, ...).
+        ImportError: the factory's module cannot be imported, or Dask is needed and not installed.
+        ConnectionError: the Dask scheduler or its workers cannot be reached.
+        SweepInterrupted: Ctrl-C cancelled the pending trials; its `result` holds the finished ones.
     """
     trials = _plan(
         space,
@@ -116,7 +140,7 @@ def run(
     finally:
         if log is not None:
             log.close(result)
-        if owned:
+        if owned and client is not None:
             client.close()
 
 
@@ -134,7 +158,7 @@ def _empty_result(space, trials: list[Trial]) -> SweepResult:
     return SweepResult(varied=varied, params=list(first.params), settings=list(first.settings), planned=len(trials))
 
 
-def _collect(result: SweepResult, results: Iterator[dict], log, progress) -> SweepResult:
+def _collect(result: SweepResult, results: Generator[dict, None, None], log: Any, progress: Any) -> SweepResult:
     bar = _progress_bar(progress, result.planned)
     try:
         for trial in results:
@@ -176,7 +200,7 @@ class _Bar:
             self.bar.close()
 
 
-def _progress_bar(progress, total: int) -> _Bar:
+def _progress_bar(progress: Any, total: int) -> _Bar:
     if progress is None:
         progress = sys.stderr.isatty()
     return _Bar(_checks.boolean(progress, "progress", OWNER), total)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from random import Random
+from typing import Any
 
 from nnx import _checks
 
@@ -17,14 +18,23 @@ OWNER = "nnx sweep"  # every message of a sweep starts with it
 
 @dataclass(frozen=True)
 class LogUniform:
-    """A range for a random sample: values drawn log-uniformly from [low, high] (``--lr 0.01:1.0``); `integer`
-    rounds each draw (``--hidden 16:256``). A grid cannot use ranges."""
+    """A range for a random sample: values drawn log-uniformly from [low, high] (``--lr 0.01:1.0`` on the command
+    line). Only `sample` (``run(random=N)``) draws from ranges; a grid cannot use them.
+
+    Attributes:
+        low: the smallest value, a finite number > 0.
+        high: the largest value, a finite number >= low.
+        integer: whether each draw is rounded to an integer (``--hidden 16:256``).
+
+    Raises:
+        ValueError: the bounds are not finite with 0 < low <= high.
+    """
 
     low: float
     high: float
     integer: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         valid = all(_checks._is_real(bound) and math.isfinite(bound) for bound in (self.low, self.high))
         if not valid or not 0 < self.low <= self.high:
             raise ValueError(
@@ -35,13 +45,20 @@ class LogUniform:
     def __str__(self) -> str:
         return f"{self.low:g}:{self.high:g}"
 
-    def draw(self, rng: Random):
-        """One value, from `rng`."""
+    def draw(self, rng: Random) -> float | int:
+        """One value: exp of a uniform draw between log(low) and log(high), rounded when `integer`.
+
+        Args:
+            rng: the `random.Random` to draw from.
+
+        Returns:
+            The value, a float (an int when `integer`).
+        """
         value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
         return round(value) if self.integer else value
 
 
-def _normalize(space) -> dict:
+def _normalize(space: Any) -> dict:
     """{name: list of values or LogUniform}; a single value (a number, a string) becomes a one-item list."""
     if space is None:
         return {}
@@ -53,13 +70,13 @@ def _normalize(space) -> dict:
     return {_name(name): _values(name, values) for name, values in space.items()}
 
 
-def _name(name) -> str:
+def _name(name: Any) -> str:
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"{OWNER} hyperparameter names must be Python identifiers, got {name!r}; pass e.g. 'lr'")
     return name
 
 
-def _values(name: str, values):
+def _values(name: str, values: Any) -> list | LogUniform:
     if isinstance(values, LogUniform):
         return values
     values = values.tolist() if hasattr(values, "tolist") else values  # NumPy arrays and scalars
@@ -72,8 +89,19 @@ def _values(name: str, values):
     return values
 
 
-def grid(space) -> list[dict]:
-    """Every combination of `space`'s values (the cartesian product), the last name varying fastest."""
+def grid(space: Mapping[str, Any] | None) -> list[dict]:
+    """Every combination of a search space's values: the cartesian product, the last name varying fastest.
+
+    Args:
+        space: hyperparameter name -> a list of values (or one value: a one-item list); None is the empty space.
+
+    Returns:
+        One dict name -> value per combination ([{}] for an empty space).
+
+    Raises:
+        TypeError: `space` is not a mapping.
+        ValueError: a name is not an identifier, a list is empty, or a value is a `LogUniform` range.
+    """
     space = _normalize(space)
     ranges = [name for name, values in space.items() if isinstance(values, LogUniform)]
     if ranges:
@@ -85,11 +113,23 @@ def grid(space) -> list[dict]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*space.values())]
 
 
-def sample(space, n: int, seed: int = 0) -> list[dict]:
-    """`n` combinations drawn with ``random.Random(seed)``: the same seed gives the same trials.
+def sample(space: Mapping[str, Any] | None, n: int, seed: int = 0) -> list[dict]:
+    """Combinations of a search space drawn at random: the same seed gives the same trials.
 
     With lists only, the combinations are drawn without replacement (all of them, in grid order, when `n` is at
     least their number); with a `LogUniform` range each value of each trial is drawn on its own.
+
+    Args:
+        space: hyperparameter name -> a list of values, one value, or a `LogUniform` range.
+        n: how many combinations, an integer >= 1.
+        seed: the seed of the ``random.Random`` that draws them.
+
+    Returns:
+        `n` dicts name -> value (fewer when the lists have fewer combinations), in grid order for lists only.
+
+    Raises:
+        TypeError: `space` is not a mapping.
+        ValueError: `n` < 1, a name is not an identifier, or a list is empty.
     """
     space = _normalize(space)
     n = _checks.positive_int(n, "random", OWNER)
@@ -101,7 +141,7 @@ def sample(space, n: int, seed: int = 0) -> list[dict]:
     return [_combination(space, index) for index in indices]
 
 
-def _draw(values, rng: Random):
+def _draw(values: list | LogUniform, rng: Random) -> Any:
     return values.draw(rng) if isinstance(values, LogUniform) else rng.choice(values)
 
 
@@ -114,7 +154,7 @@ def _combination(space: dict, index: int) -> dict:
     return {name: chosen[name] for name in space}
 
 
-def parse_values(text: str, kind=None):
+def parse_values(text: str, kind: Callable[[str], Any] | None = None) -> list | LogUniform:
     """``"0.5,0.85,1.0"`` -> [0.5, 0.85, 1.0]; ``"0.01:1.0"`` -> LogUniform(0.01, 1.0). `kind` (float, int or
     None: int, else float, else the string) converts each value."""
     text = text.strip()
@@ -124,7 +164,7 @@ def parse_values(text: str, kind=None):
             raise argparse.ArgumentTypeError(f"a range is low:high with two numbers such as 0.01:1.0, got {text!r}")
         integer = kind is int or (kind is None and all(isinstance(bound, int) for bound in bounds))
         try:
-            return LogUniform(*bounds, integer=integer)
+            return LogUniform(bounds[0], bounds[1], integer=integer)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
     items = [item.strip() for item in text.split(",")]
@@ -133,7 +173,7 @@ def parse_values(text: str, kind=None):
     return [_convert(item, kind) for item in items]
 
 
-def _convert(item: str, kind):
+def _convert(item: str, kind: Callable[[str], Any] | None) -> Any:
     for convert in (kind,) if kind is not None else (int, float):
         try:
             return convert(item)

@@ -41,7 +41,7 @@ def run_trial(trial: Trial) -> dict:
     Trials in one process run one at a time (NumPy's global RNG). Ctrl-C (KeyboardInterrupt) is not caught.
     """
     with _TRIAL_LOCK:
-        curves = {"epoch": [], "loss": [], "accuracy": []}
+        curves: dict[str, list] = {"epoch": [], "loss": [], "accuracy": []}
         start = time.perf_counter()
         try:
             train = _train_spiral if trial.factory is None else _train_factory

@@ -1,24 +1,43 @@
-"""Training: where a step is planned (`plan`), where it runs (`steps`) and the loop around it (`loop`); many models
-of one architecture as one stack (`stack`, `stacked`, `many`: `train_many`)."""
+"""Training many models of one architecture as one stack: `train_many`, and `plan_stack` and `explain_stack`, which
+check such a stack and say whether it runs as one compiled call per batch.
 
-from nnx.training.loop import CHECK_EVERY, explain_step, train, training_step
+`Model.train` lives here too, as machinery: where a step is planned (`plan`), where it runs (`steps`) and the loop
+around it (`loop`); the stack is `stack`, `stacked` and `many`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
 from nnx.training.many import train_many
-from nnx.training.plan import StepPlan, plan_step
 from nnx.training.stack import StackPlan, plan_stack
 from nnx.training.stacked import explain_stack
-from nnx.training.steps import GenericStep, PlannedStep
 
-__all__ = [
-    "CHECK_EVERY",
-    "GenericStep",
-    "PlannedStep",
-    "StackPlan",
-    "StepPlan",
-    "explain_stack",
-    "explain_step",
-    "plan_stack",
-    "plan_step",
-    "train",
-    "train_many",
-    "training_step",
-]
+__all__ = ["StackPlan", "explain_stack", "plan_stack", "train_many"]
+
+# Names that left the public API in 0.2, kept for one release: name -> the module that holds it now.
+_MOVED = {
+    "CHECK_EVERY": "nnx.training.loop",
+    "GenericStep": "nnx.training.steps",
+    "PlannedStep": "nnx.training.steps",
+    "StepPlan": "nnx.training.plan",
+    "explain_step": "nnx.training.loop",
+    "plan_step": "nnx.training.plan",
+    "train": "nnx.training.loop",
+    "training_step": "nnx.training.loop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A name that left `nnx.training` in 0.2, with a DeprecationWarning that says where it lives now."""
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"nnx.training.{name} is internal since 0.2 and will be removed from nnx.training; it lives in {home}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(home), name)

@@ -4,23 +4,20 @@ callbacks (the book's lines, progress, validation, divergence checks, checkpoint
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from nnx import _checks, _notebook, io
 from nnx._paths import input_path
-from nnx.callbacks import (
-    BookLog,
-    CallbackList,
-    Checkpoint,
-    DivergenceGuard,
-    History,
-    LogLines,
-    ProgressBar,
-    Run,
-    Validation,
-    lines_every,
-)
+from nnx.callbacks.base import Callback, CallbackList, Run
+from nnx.callbacks.book import BookLog, Validation
+from nnx.callbacks.checkpoint import Checkpoint
+from nnx.callbacks.divergence import DivergenceGuard
+from nnx.callbacks.history import History
+from nnx.callbacks.progress import LogLines, ProgressBar, lines_every
 from nnx.errors import CheckpointError, ConcurrentTrainingError, SaveError
 from nnx.io.format import is_count
 from nnx.model_data import batches, checked_data, pair, steps
@@ -32,33 +29,66 @@ VERBOSITY = (0, 1, 2)
 
 
 def train(
-    model,
-    X,
-    y,
+    model: Any,
+    X: Any,
+    y: Any,
     *,
     epochs: int = 1,
     batch_size: int | None = None,
     print_every: int | str | None = "auto",
     verbose: int | None = None,
-    validation_data=None,
-    callbacks=(),
+    validation_data: tuple[Any, Any] | None = None,
+    callbacks: Sequence[Callback] | None = (),
     on_divergence: str = "raise",
     check_every: int = CHECK_EVERY,
-    checkpoint=None,
+    checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 1,
-    resume=None,
+    resume: str | os.PathLike[str] | None = None,
 ) -> History:
-    """`Model.train`: train for `epochs`; returns a `History` of every epoch's metrics (its items: the last epoch's).
+    """Train the model for `epochs` epochs on (X, y), as the book's `Model.train` does.
 
-    Output: by default the book's lines, chapter 18's every `print_every` epochs without `batch_size` (one
-    validation at the end) or chapter 19's every `print_every` steps with it (validation after every epoch);
-    `print_every=None` prints nothing, "auto" every epoch as the book does. `verbose` replaces them as in Keras:
-    0 silent, 1 one progress bar (a terminal or a notebook; plain lines elsewhere), 2 one line every `print_every`
-    epochs; with "auto" these print at most about 100 lines whatever the epochs. A non-finite loss or parameter
-    stops training with the last finite parameters restored (`on_divergence`: "raise", "stop" or "warn";
-    checked every `check_every` steps and whenever metrics reach the host). `checkpoint=path` saves every
-    `checkpoint_every` epochs and at the end; `resume=path` continues from such a file, bit for bit. Every argument
-    is checked before anything changes.
+    By default it prints the book's lines: chapter 18's every `print_every` epochs without `batch_size` (one
+    validation at the end), or chapter 19's every `print_every` steps with it (validation after every epoch).
+    A non-finite loss or parameter stops training with the last finite parameters restored. Every argument is
+    checked before anything changes. Where a backend has a compiled step for the model, each batch runs as one
+    kernel call (`Model.explain_step()` says which step runs).
+
+    Args:
+        model: the finalized Model to train; `Model.train` passes itself.
+        X: the inputs, (n_samples, n_features): NumPy or other host data (copied to the model's backend once), or
+            an array of the model's backend.
+        y: the targets: class labels (n_samples,), one-hot rows, or (n_samples, n_outputs) for regression.
+        epochs: the epoch to train up to, an integer >= 1; with `resume`, counted from the start of the run.
+        batch_size: samples per step; None trains on the whole set at each step (one step per epoch).
+        print_every: epochs (with `batch_size`: steps) between the book's lines; "auto" prints every one as the
+            book does (and, for `verbose` 1 or 2, at most about 100 lines); None or 0 prints nothing.
+        verbose: None for the book's lines; else as in Keras: 0 silent, 1 one progress bar (on a terminal or in
+            a notebook; plain lines elsewhere), 2 one line every `print_every` epochs.
+        validation_data: an (X_val, y_val) pair evaluated after every epoch with `batch_size`, else once at the
+            end; None for none.
+        callbacks: `nnx.callbacks.Callback` instances, called after the built-in ones; None for none.
+        on_divergence: what a NaN or infinite loss or parameter does: "raise" a DivergenceError, "stop" training
+            quietly, or "warn" and stop. The parameters are restored to the last finite check either way.
+        check_every: steps between the divergence checks (one reduction and host copy each); metrics that reach
+            the host for printing are checked too.
+        checkpoint: a file to save the model, optimizer and RNG state to every `checkpoint_every` epochs and at
+            the end (replaced in one step); None for none.
+        checkpoint_every: epochs between checkpoints, an integer >= 1.
+        resume: a checkpoint file to continue from, bit for bit as if training had not stopped; None starts
+            from the model's current state.
+
+    Returns:
+        The run's `History`: every epoch's metrics, and as a mapping the final ones (accuracy, loss, data_loss,
+        reg_loss, lr, and val_loss, val_accuracy with validation data).
+
+    Raises:
+        CallOrderError: the model is not finalized, or lacks a loss, optimizer or accuracy.
+        ConcurrentTrainingError: the model is training already (another thread, or a callback of its own run).
+        DivergenceError: training diverged and `on_divergence` is "raise"; its `history` holds the History.
+        SaveError: a checkpoint could not be written; training stopped after that epoch, and its `history` holds
+            the History.
+        TypeError: an argument has the wrong type.
+        ValueError: an argument has a wrong value, or the data do not fit the model.
     """
     model._require("loss", "optimizer", "accuracy")
     epochs = _checks.positive_int(epochs, "epochs", "Model.train")
@@ -75,15 +105,7 @@ def train(
     hooks = [
         DivergenceGuard(check_every=check_every, action=on_divergence),
         *([BookLog(print_every)] if verbose is None and print_every else []),
-        *(
-            [
-                Validation(
-                    *checked_data(model, *pair(validation_data), "validation"), verbose=_book(verbose, print_every)
-                )
-            ]
-            if validation_data is not None
-            else []
-        ),
+        *([_validation(model, validation_data, _book(verbose, print_every))] if validation_data is not None else []),
         *_progress_callbacks(verbose, lines_every(epochs) if auto else print_every),
         *([] if given else [history]),  # before the checkpoint: the History holds every epoch a checkpoint holds
         *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
@@ -112,8 +134,14 @@ def train(
     return history
 
 
+def _validation(model: Any, validation_data: Any, verbose: bool) -> Validation:
+    """The validation pass on `validation_data`, an (X, y) pair checked and copied to the model's backend."""
+    X_val, y_val = pair(validation_data)
+    return Validation(*checked_data(model, X_val, y_val, "validation"), verbose=verbose)
+
+
 @contextlib.contextmanager
-def _only_training(model):
+def _only_training(model: Any) -> Iterator[None]:
     """Hold the model's training lock: a second `train` of the same model (another thread, or a callback of its own
     training) is refused, as it would corrupt both runs."""
     lock = model.__dict__.setdefault("_training", threading.Lock())
@@ -133,7 +161,12 @@ def _keep_history(error: BaseException, history: History, run: Run) -> None:
     with contextlib.suppress(Exception):
         history.on_train_end(run)
         history.final = _result(run)
-    error.history = history
+    _attach(error, history)
+
+
+def _attach(error: BaseException, history: History) -> None:
+    """Give `error` the run's History as `error.history`."""
+    error.history = history  # type: ignore[attr-defined]
 
 
 def _stopped(error: SaveError, run: Run, history: History) -> SaveError:
@@ -144,11 +177,11 @@ def _stopped(error: SaveError, run: Run, history: History) -> SaveError:
         f".history holds the run's History",
         errno=error.errno,
     )
-    stopped.history = history
+    _attach(stopped, history)
     return stopped
 
 
-def training_step(model, X, y):
+def training_step(model: Any, X: Any, y: Any) -> GenericStep | PlannedStep:
     """The step `Model.train` runs on (X, y): the plan on the backend's kernel when it has one, else the generic
     step."""
     plan = plan_step(model)
@@ -160,7 +193,7 @@ def training_step(model, X, y):
     return PlannedStep(model, plan, kernel)
 
 
-def explain_step(model) -> str:
+def explain_step(model: Any) -> str:
     """Which step `Model.train` runs for `model` on its backend, and why, in one sentence."""
     plan = plan_step(model)
     reason = plan.reason or model.backend.why_no_step_kernel(plan.program)
@@ -172,7 +205,7 @@ def explain_step(model) -> str:
     return f"generic step (layer by layer, on backend {model.backend.name!r}): {reason}"
 
 
-def _loop(model, run: Run, callback: CallbackList, X, y, train_step) -> None:
+def _loop(model: Any, run: Run, callback: CallbackList, X: Any, y: Any, train_step: Any) -> None:
     callback.on_train_begin(run)
     loss, accuracy = model.loss, model.accuracy
     whole = ((X, y),)  # without batch_size every step takes the whole set
@@ -217,7 +250,7 @@ def _result(run: Run) -> dict:
     return {**result, **run.logs}
 
 
-def _resume(model, path, epochs: int) -> int:
+def _resume(model: Any, path: Any, epochs: int) -> int:
     """Load a checkpoint into `model`, all or nothing (parameters, optimizer and RNG state); the last epoch it
     completed. A checkpoint that has done more than `epochs` epochs is refused before anything changes."""
     iterations = model.optimizer.iterations
@@ -251,17 +284,17 @@ def _resume(model, path, epochs: int) -> int:
     return training["epoch"]
 
 
-def _parameters(model) -> list:
+def _parameters(model: Any) -> list:
     return [array for layer in model.trainable_layers for array in (layer.weights, layer.biases)]
 
 
-def _same(model, arrays: list, others: list) -> bool:
+def _same(model: Any, arrays: list, others: list) -> bool:
     """Whether two lists of parameters hold the same values (one reduction and host copy each, at resume only)."""
     xp = model.xp
     return all(bool(model.backend.to_numpy(xp.all(a == b))) for a, b in zip(arrays, others, strict=True))
 
 
-def _callback_list(callbacks) -> tuple:
+def _callback_list(callbacks: Any) -> tuple:
     if callbacks is None:
         return ()
     if not isinstance(callbacks, (list, tuple)):
@@ -282,7 +315,7 @@ def _progress_callbacks(verbose: int | None, print_every: int | None) -> list:
     return [LogLines(print_every or 1)]
 
 
-def _verbosity(verbose, owner: str = "Model.train") -> int | None:
+def _verbosity(verbose: Any, owner: str = "Model.train") -> int | None:
     if verbose is None or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose in VERBOSITY):
         return verbose
     hint = "; use 1 for True and 0 for False" if isinstance(verbose, bool) else ""
@@ -297,7 +330,7 @@ def _book(verbose: int | None, print_every: int | None) -> bool:
     return verbose is None and bool(print_every)
 
 
-def _auto(print_every, owner: str = "Model.train") -> bool:
+def _auto(print_every: Any, owner: str = "Model.train") -> bool:
     """Whether `print_every` is "auto"; any other string is a TypeError naming the choices."""
     if not isinstance(print_every, str):
         return False
@@ -309,5 +342,5 @@ def _auto(print_every, owner: str = "Model.train") -> bool:
     )
 
 
-def _is_zero(value) -> bool:
+def _is_zero(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value == 0

@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 from nnx import _checks
-from nnx.backends import _host, checked_seed
+from nnx.backends import _host
+from nnx.backends._host import checked_seed
 from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
-from nnx.callbacks import History, StackProgress, lines_every
+from nnx.callbacks.history import History
+from nnx.callbacks.progress import StackProgress, lines_every
 from nnx.errors import DivergenceError
 from nnx.model_data import batches, checked_data, pair, steps
 from nnx.optimizers import PARAMETERS
@@ -27,35 +31,58 @@ SEED_LIMIT = 2**32
 
 
 def train_many(
-    models,
-    X,
-    y,
+    models: Sequence[Any],
+    X: Any,
+    y: Any,
     *,
     epochs: int = 1,
     batch_size: int | None = None,
-    validation_data=None,
+    validation_data: tuple[Any, Any] | None = None,
     print_every: int | str | None = "auto",
     verbose: int | None = None,
     on_divergence: str = "stop",
     seed: int | None = None,
     memory_budget: int | None = None,
 ) -> list[History]:
-    """Train `models` (finalized Models of one architecture on one backend) on (X, y) as one stacked computation;
-    returns one `History` per model, in order.
+    """Train many models of one architecture on the same data as one stacked computation.
 
     Each model may have its own optimizer hyperparameters (one optimizer class), L1/L2 strengths, dropout rates and
     initial weights, and ends as if it had been trained alone with ``model.train(X, y, epochs=..., batch_size=...,
     validation_data=...)``: parameters, optimizer state, step count and `epochs_trained`. A model whose loss or
-    parameters stop being finite is frozen at its last finite epoch and its History's ``final`` says
-    ``diverged`` and at which ``epoch``; the others go on unchanged (`on_divergence`: "stop", "warn" to also
-    warn, "raise" to stop the whole stack with a DivergenceError whose ``histories`` hold every model's History).
+    parameters stop being finite is frozen at its last finite epoch, and the others go on unchanged. On the NumPy
+    backend with the ``fast`` extra one compiled call per batch trains every model; elsewhere the generic stacked
+    step runs (`nnx.training.explain_stack` says which). Everything is checked before anything changes.
 
-    Model i draws its dropout masks from its own NumPy stream seeded ``seed + i`` (`seed` default: drawn from
-    NumPy's global RNG, so ``nnx.seed`` makes runs repeatable): the masks a solo ``nnx.seed(seed + i);
-    model.train(...)`` draws on the NumPy backends. Output: by default one line per stack every `print_every`
-    epochs ("auto": at most about 100 lines) with the best and median loss and how many models diverged;
-    `verbose` 0 silent, 1 a progress bar (terminal or notebook), 2 lines. Stacks larger than `memory_budget`
-    bytes (default 1 GiB) train in chunks, one after another. Everything is checked before anything changes.
+    Args:
+        models: finalized Models of one architecture on one backend (see `nnx.training.plan_stack`), distinct.
+        X: the training inputs, shared by every model: host data or an array of the models' backend.
+        y: the targets, as `Model.train` takes them.
+        epochs: epochs to train, an integer >= 1.
+        batch_size: samples per step; None trains on the whole set at each step.
+        validation_data: an (X_val, y_val) pair evaluated after every epoch with `batch_size`, else once at the
+            end; None for none.
+        print_every: epochs between progress lines (one line per stack, with the best and median loss and how many
+            models diverged); "auto" makes at most about 100 lines; None or 0 prints nothing.
+        verbose: None for the lines of `print_every`; 0 silent, 1 a progress bar (on a terminal or in a notebook),
+            2 lines.
+        on_divergence: "stop" freezes a diverged model, "warn" also warns, "raise" stops the whole stack with a
+            DivergenceError whose `histories` hold every model's History (every model then holds its last finite
+            state).
+        seed: model i draws its dropout masks from a NumPy stream seeded ``seed + i``: the masks a solo
+            ``nnx.seed(seed + i); model.train(...)`` draws on the NumPy backends. None draws the seed from NumPy's
+            global RNG (so `nnx.seed` makes runs repeatable).
+        memory_budget: bytes a stack may use, an integer >= 1; larger stacks train in chunks, one after another.
+            None is 1 GiB.
+
+    Returns:
+        One `History` per model, in order. A diverged model's `final` is {"diverged": True, "epoch", "step",
+        "loss"}, with its last finite loss.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: an argument has a wrong value, the models cannot stack, or a model's parameters are not
+            finite before training.
+        DivergenceError: a model diverged and `on_divergence` is "raise".
     """
     plan = plan_stack(models)
     epochs = _checks.positive_int(epochs, "epochs", OWNER)
@@ -66,11 +93,7 @@ def train_many(
     budget = MEMORY_BUDGET if memory_budget is None else _checks.positive_int(memory_budget, "memory_budget", OWNER)
     first = plan.models[0]
     X, y = _data(first, X, y, "training")
-    validation = (
-        None
-        if validation_data is None
-        else _data(first, *pair(validation_data, f"{OWNER} validation_data"), "validation")
-    )
+    validation = None if validation_data is None else _validation(first, validation_data)
     seed = _first_seed(seed, plan)
     _check_finite_start(plan)
     with contextlib.ExitStack() as locks:
@@ -95,15 +118,29 @@ def train_many(
     return histories
 
 
+def _validation(model: Any, validation_data: Any) -> tuple:
+    """The checked validation pair, an (X, y) pair as `_data` makes it."""
+    X_val, y_val = pair(validation_data, f"{OWNER} validation_data")
+    return _data(model, X_val, y_val, "validation")
+
+
 class _Settings:
     """What every stack of one `train_many` call shares."""
 
-    def __init__(self, epochs, batch_size, validation, action, seed, progress):
+    def __init__(
+        self,
+        epochs: int,
+        batch_size: int | None,
+        validation: tuple | None,
+        action: str,
+        seed: int | None,
+        progress: StackProgress,
+    ):
         self.epochs, self.batch_size, self.validation = epochs, batch_size, validation
         self.action, self.seed, self.progress = action, seed, progress
 
 
-def _data(model, X, y, what: str) -> tuple:
+def _data(model: Any, X: Any, y: Any, what: str) -> tuple:
     """Checked (inputs, targets) on the models' backend, the inputs in the models' dtype (cast once, as each
     Dense layer would cast them per batch)."""
     X, y = checked_data(model, X, y, what)
@@ -111,7 +148,7 @@ def _data(model, X, y, what: str) -> tuple:
     return (X if X.dtype == dtype else model.xp.astype(X, dtype)), y
 
 
-def _print_every(print_every, epochs: int) -> int | None:
+def _print_every(print_every: Any, epochs: int) -> int | None:
     if _auto(print_every, OWNER):
         return lines_every(epochs)
     if print_every is None or print_every == 0:
@@ -119,7 +156,7 @@ def _print_every(print_every, epochs: int) -> int | None:
     return _checks.positive_int(print_every, "print_every", OWNER)
 
 
-def _first_seed(seed, plan: StackPlan) -> int | None:
+def _first_seed(seed: Any, plan: StackPlan) -> int | None:
     """The seed of model 0's dropout stream (model i's is seed + i), or None when no model has dropout."""
     if seed is not None:
         seed = checked_seed(seed, f"{OWNER} seed")
@@ -364,8 +401,13 @@ def _freeze(plan, members, diverged, snapshot, stack, records, epoch, n_steps, r
             step=error.step,
             last_finite_loss=error.last_finite_loss,
         )
-        raised.histories = records.histories()
+        _attach_histories(raised, records.histories())
         raise raised
+
+
+def _attach_histories(error: BaseException, histories: list[History]) -> None:
+    """Give `error` every model's History as `error.histories`."""
+    error.histories = histories  # type: ignore[attr-defined]
 
 
 def _write_back(plan: StackPlan, members: dict, state: dict, epochs_done: int) -> None:

@@ -8,6 +8,7 @@ plan fall back to the generic, layer-by-layer step, and `StepPlan.reason` says s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 from nnx.backends.step_program import HEADS, RELU, UPDATE_RULES, StepProgram
 
@@ -16,8 +17,14 @@ BODY_OPS = ("dense", "relu", "dropout")
 
 @dataclass
 class StepPlan:
-    """A model's training step as a kernel runs it: the program, the layers whose arrays it packs (the Dense
-    layers, in order) and the dropout layers whose masks it draws, or the reason it runs the generic step."""
+    """A model's training step as a kernel runs it, or the reason it runs the generic step.
+
+    Attributes:
+        program: the step as plain data, or None when it cannot be planned.
+        dense: the Dense layers whose arrays the kernel packs, in order.
+        dropouts: the Dropout layers whose masks it draws, in forward order.
+        reason: why the step cannot be planned, or None.
+    """
 
     program: StepProgram | None
     dense: list
@@ -26,17 +33,18 @@ class StepPlan:
 
     @property
     def planned(self) -> bool:
+        """Whether the step has a program (`reason` is None)."""
         return self.program is not None
 
 
-def spec_of(component) -> dict | None:
+def spec_of(component: Any) -> dict | None:
     """`component.kernel_spec()` if its own class defines one, else None (a subclass may compute something else)."""
     if component is None or "kernel_spec" not in vars(type(component)):
         return None
     return component.kernel_spec()
 
 
-def plan_step(model) -> StepPlan:
+def plan_step(model: Any) -> StepPlan:
     """The step plan of a finalized `model`, or a plan with the reason it runs the generic step."""
     try:
         return _plan(model)
@@ -48,7 +56,7 @@ class _Unplanned(Exception):
     """Why a model has no step plan (caught by `plan_step`)."""
 
 
-def _plan(model) -> StepPlan:
+def _plan(model: Any) -> StepPlan:
     body, last = model.layers[:-1], model.layers[-1]
     specs = [_body_spec(layer) for layer in body]
     dense = [layer for layer, spec in zip(body, specs, strict=True) if spec["op"] == "dense"]
@@ -72,12 +80,12 @@ def _plan(model) -> StepPlan:
         update_rule=rule,
         constants=constants,
         precision=_precision(model),
-        clip_epsilon=float(spec_of(model.loss).get("clip_epsilon", 0.0)),
+        clip_epsilon=float(cast(dict, spec_of(model.loss)).get("clip_epsilon", 0.0)),  # _head checked it
     )
     return StepPlan(program, dense, [layer for layer, _ in dropouts])
 
 
-def _body_spec(layer) -> dict:
+def _body_spec(layer: Any) -> dict:
     spec = spec_of(layer)
     label = getattr(layer, "label", repr(layer))
     if spec is None:
@@ -87,10 +95,10 @@ def _body_spec(layer) -> dict:
     return spec
 
 
-def _chains(body, specs) -> tuple[tuple, list]:
+def _chains(body: list, specs: list[dict]) -> tuple[tuple, list]:
     """The element-wise ops after each stage, and the dropout layers with their specs in forward order."""
     chains: list[list[int]] = [[]]
-    dropouts = []
+    dropouts: list[tuple[Any, dict]] = []
     for layer, spec in zip(body, specs, strict=True):
         if spec["op"] == "dense":
             chains.append([])
@@ -102,7 +110,7 @@ def _chains(body, specs) -> tuple[tuple, list]:
     return tuple(tuple(chain) for chain in chains), dropouts
 
 
-def _head(model, last) -> int:
+def _head(model: Any, last: Any) -> int:
     """The head code of (output activation, loss, accuracy), from their specs."""
     parts = []
     for role, component, key in (("output activation", last, "op"), ("loss", model.loss, "loss")):
@@ -121,16 +129,16 @@ def _head(model, last) -> int:
     return head
 
 
-def _update_rule(optimizer) -> tuple[int, tuple]:
+def _update_rule(optimizer: Any) -> tuple[int, tuple]:
     spec = spec_of(optimizer)
     if spec is None or spec.get("update_rule") not in UPDATE_RULES:
         raise _Unplanned(f"the optimizer {optimizer!r} has no kernel_spec(): no kernel computes its update")
     return UPDATE_RULES[spec["update_rule"]], tuple(sorted(spec.get("constants", {}).items()))
 
 
-def _precision(model) -> float:
+def _precision(model: Any) -> float:
     """The regression accuracy's tolerance as a host number (one copy per plan), or 0."""
-    precision = spec_of(model.accuracy).get("precision")
+    precision = cast(dict, spec_of(model.accuracy)).get("precision")  # _head checked it
     if precision is None:
         return 0.0
     return float(model.backend.to_numpy(precision)) if hasattr(precision, "shape") else float(precision)

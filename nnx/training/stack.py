@@ -8,7 +8,9 @@ dropout rates, regression precision). Learning rates, decays and step counts com
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from nnx import _checks
 from nnx.backends.step_program import MOMENTUM_SGD, PLAIN_SGD, StepProgram
@@ -20,7 +22,16 @@ OWNER = "nnx.train_many"
 
 @dataclass
 class StackPlan:
-    """The step plans of the models of one stack, in order, and their programs (update rules made one)."""
+    """How `nnx.train_many` trains a stack of models: each model's step plan, in order, and their programs.
+
+    `plan_stack` makes it; `explain_stack` says which step runs it.
+
+    Args:
+        models: the models, finalized, of one architecture and on one backend.
+        plans: each model's step plan (`nnx.training.plan.StepPlan`), every one planned.
+        programs: each model's step program, with one update rule for all (plain SGD runs as momentum SGD with
+            momentum 0 when other models have momentum).
+    """
 
     models: list
     plans: list[StepPlan]
@@ -32,11 +43,19 @@ class StackPlan:
         return self.programs[0]
 
     @property
-    def backend(self):
+    def backend(self) -> Any:
+        """The backend every model of the stack is on."""
         return self.models[0].backend
 
-    def part(self, positions) -> StackPlan:
-        """The plan of the models at `positions` (a chunk of the stack, or the models still training)."""
+    def part(self, positions: Sequence[int]) -> StackPlan:
+        """The plan of some of the models: a chunk of the stack, or the models still training.
+
+        Args:
+            positions: the models' positions in this plan, in the order wanted.
+
+        Returns:
+            A new StackPlan of those models.
+        """
         return StackPlan(
             [self.models[i] for i in positions],
             [self.plans[i] for i in positions],
@@ -44,9 +63,23 @@ class StackPlan:
         )
 
 
-def plan_stack(models) -> StackPlan:
-    """Check `models` (a non-empty list of distinct, finalized Models of one architecture on one backend, whose
-    steps can be planned) and return their stack plan; a TypeError or ValueError naming the first problem."""
+def plan_stack(models: Sequence[Any]) -> StackPlan:
+    """Check that models can train as one stack, and plan it.
+
+    Args:
+        models: a non-empty list (or tuple) of distinct, finalized Models of one architecture (layers, dtype, loss,
+            accuracy and optimizer classes) on one backend, whose steps can be planned: Dense, ReLU and Dropout
+            layers with a softmax, sigmoid or linear head and one of the book's optimizers.
+
+    Returns:
+        The stack's plan, for `explain_stack` or `nnx.train_many`.
+
+    Raises:
+        TypeError: `models` is not a list of Models.
+        CallOrderError: a model is not finalized, or lacks a loss, optimizer or accuracy.
+        ValueError: the list is empty or names a model twice, the models differ in architecture or backend, or
+            a model's step cannot be planned; the message names the first such model.
+    """
     models = _model_list(models)
     plans = []
     for index, model in enumerate(models):
@@ -61,10 +94,10 @@ def plan_stack(models) -> StackPlan:
     signatures = [_signature(model, plan) for model, plan in zip(models, plans, strict=True)]
     for index, signature in enumerate(signatures[1:], start=1):
         _same_structure(index, signature, signatures[0])
-    return StackPlan(models, plans, _one_update_rule([plan.program for plan in plans]))
+    return StackPlan(models, plans, _one_update_rule([cast(StepProgram, plan.program) for plan in plans]))
 
 
-def _model_list(models) -> list:
+def _model_list(models: Any) -> list:
     if not isinstance(models, (list, tuple)):
         raise TypeError(
             f"{OWNER} expected a list of finalized nnx.Model objects, got {_checks.describe(models)}; pass e.g. "
@@ -95,11 +128,11 @@ def _model_list(models) -> list:
     return list(models)
 
 
-def _signature(model, plan: StepPlan) -> list[tuple[str, str]]:
+def _signature(model: Any, plan: StepPlan) -> list[tuple[str, str]]:
     """(where, what) for every part of `model` that a stack must share: layer kinds and sizes, dtype, head parts,
     loss, accuracy and optimizer classes."""
     parts = [(f"layer {index}", _layer_kind(layer)) for index, layer in enumerate(model.layers)]
-    parts.append(("dtype", plan.program.dtype))
+    parts.append(("dtype", cast(StepProgram, plan.program).dtype))
     parts.append(("loss", type(model.loss).__name__))
     binary = getattr(model.accuracy, "binary", None)
     parts.append(("accuracy", type(model.accuracy).__name__ + ("" if binary is None else f"(binary={binary})")))
@@ -107,7 +140,7 @@ def _signature(model, plan: StepPlan) -> list[tuple[str, str]]:
     return parts
 
 
-def _layer_kind(layer) -> str:
+def _layer_kind(layer: Any) -> str:
     spec = spec_of(layer) or {}
     if spec.get("op") == "dense":
         return repr(layer)

@@ -375,7 +375,15 @@ def stack_step(plan: StackPlan, X, targets) -> GenericStack:
 
 
 def explain_stack(plan: StackPlan) -> str:
-    """Which stacked step `train_many` runs for the plan's models, and why, in one sentence."""
+    """Which stacked step `nnx.train_many` runs for a stack's models, and why.
+
+    Args:
+        plan: the stack's plan, from `plan_stack(models)`.
+
+    Returns:
+        One sentence: "compiled stack: ..." when the backend has a kernel for the stack (NumPy with the ``fast``
+        extra), else "generic stacked step (...): " and the reason.
+    """
     reason = plan.backend.why_no_stack_kernel(plan.program)
     if reason is None:
         return f"compiled stack: backend {plan.backend.name!r} runs every model's step in one kernel call per batch"

@@ -6,6 +6,9 @@ Both are called as ``step(X_batch, y_batch)`` and return the step's (accuracy, d
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from nnx.backends.step_program import StepProgram
 from nnx.optimizers import PARAMETERS
 from nnx.training.plan import StepPlan
 
@@ -13,10 +16,10 @@ from nnx.training.plan import StepPlan
 class GenericStep:
     """One step layer by layer: the reference every kernel is tested against, and the path for any model."""
 
-    def __init__(self, model):
+    def __init__(self, model: Any):
         self.model = model
 
-    def __call__(self, X, y):
+    def __call__(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         model = self.model
         output = model.forward(X, training=True)
         data_loss, regularization_loss = model.loss.calculate(output, y, include_regularization=True)
@@ -42,19 +45,20 @@ class PlannedStep:
     next kernel call and copied in. `close()` gives layers and optimizer standalone arrays again.
     """
 
-    def __init__(self, model, plan: StepPlan, kernel):
+    def __init__(self, model: Any, plan: StepPlan, kernel: Any):
         self.plan = plan
+        self.program = cast(StepProgram, plan.program)  # a planned step has one
         self.kernel = kernel
         self.optimizer, self.loss, self.accuracy = model.optimizer, model.loss, model.accuracy
         self.generic = GenericStep(model)
         self.buffers = kernel.new_buffers()
         self.views = [kernel.views(flat) for flat in self.buffers]
-        self.dropouts = list(zip(plan.dropouts, plan.program.dropout_widths(), strict=True))
+        self.dropouts = list(zip(plan.dropouts, self.program.dropout_widths(), strict=True))
         self.bound: tuple = ()
-        self.state_version = None
+        self.state_version: Any = None
         self.usable = False  # bound on the first step, so that nothing changes before training starts
 
-    def __call__(self, X_batch, y_batch):
+    def __call__(self, X_batch: Any, y_batch: Any) -> tuple[Any, Any, Any]:
         if not (self.usable and self._current()) and not self._bind():
             return self._generic(X_batch, y_batch)
         targets = self.kernel.batch_targets(X_batch, y_batch)
@@ -71,7 +75,7 @@ class PlannedStep:
         self.accuracy.add_to_pass(metrics[4], metrics[5])
         return metrics[:3]
 
-    def _generic(self, X_batch, y_batch):
+    def _generic(self, X_batch: Any, y_batch: Any) -> tuple[Any, Any, Any]:
         """A batch or state the kernel cannot take: the generic step, on the live arrays (the views, or whatever
         replaced them); they are read again before the next kernel call."""
         result = self.generic(X_batch, y_batch)
@@ -93,7 +97,7 @@ class PlannedStep:
         dense, kernel = self.plan.dense, self.kernel
         parameters = [(layer.weights, layer.biases) for layer in dense]
         state = self.optimizer.state_dict(dense)
-        slots = [self._slot_arrays(state["slots"], name) for name in self.plan.program.slots]
+        slots = [self._slot_arrays(state["slots"], name) for name in self.program.slots]
         groups = [parameters, *slots]
         if not all(self._fits(group, views) for group, views in zip(groups, self.views, strict=True)):
             self.bound, self.usable = (), False
@@ -114,7 +118,7 @@ class PlannedStep:
             for index in range(len(self.plan.dense))
         ]
 
-    def _fits(self, group, views) -> bool:
+    def _fits(self, group: list, views: list) -> bool:
         fits = self.kernel.fits
         return all(
             array is None or fits(array, view)
@@ -122,9 +126,9 @@ class PlannedStep:
             for array, view in zip(pair, view_pair, strict=True)
         )
 
-    def _install(self, views) -> None:
+    def _install(self, views: list) -> None:
         """Make `views` ([parameter pairs, then each slot's pairs]) the layers' and the optimizer's arrays."""
-        dense, names = self.plan.dense, self.plan.program.slots
+        dense, names = self.plan.dense, self.program.slots
         for layer, (weights, biases) in zip(dense, views[0], strict=True):
             layer.weights, layer.biases = weights, biases
         self.bound = tuple((layer, layer.weights, layer.biases) for layer in dense)
