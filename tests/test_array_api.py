@@ -4,6 +4,7 @@ host transfers, dtypes a library lacks, and the book's training runs tracking Nu
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -149,26 +150,50 @@ def test_float64_on_jax_with_x64():
 # Training tracks NumPy --------------------------------------------------------------------------------------------
 
 
-def spiral_log(backend, epochs: int = 1001, every: int = 100) -> list[tuple[float, float]]:
+CHAOS_HORIZON = 200  # float32: the last printed epoch at which another library's rounding has not yet shown
+
+
+def spiral_log(backend, epochs: int = 1001, every: int = 100, dtype: str = "float32") -> list[tuple[float, float]]:
     """(accuracy, loss) as examples/spiral.py prints them every `every` epochs: the book's chapter-10 layer loop."""
-    history = train_spiral(epochs=epochs, every=every, backend=backend).history
+    history = train_spiral(epochs=epochs, every=every, backend=backend, dtype=dtype).history
     pairs = zip(history.epoch, history.history["accuracy"], history.history["loss"], strict=True)
-    return [(accuracy, loss) for epoch, accuracy, loss in pairs if epoch % every == 0]
+    return [(round(accuracy, 3), round(loss, 3)) for epoch, accuracy, loss in pairs if epoch % every == 0]
 
 
 def assert_tracks(log, reference) -> None:
     """Printed (3-decimal) accuracy within 0.01 and loss within 0.002 of NumPy's at every logged epoch."""
     assert len(log) == len(reference)
     for (accuracy, loss), (want_accuracy, want_loss) in zip(log, reference, strict=True):
-        assert abs(round(accuracy, 3) - round(want_accuracy, 3)) <= 0.01 + 1e-9, (log, reference)
-        assert abs(round(loss, 3) - round(want_loss, 3)) <= 0.002 + 1e-9, (log, reference)
+        assert abs(accuracy - want_accuracy) <= 0.01 + 1e-9, (log, reference)
+        assert abs(loss - want_loss) <= 0.002 + 1e-9, (log, reference)
 
 
 @pytest.mark.parametrize("name", sorted(LIBRARIES))
-def test_spiral_tracks_numpy(name):
-    """The full 1001 epochs (about 7 s on JAX, 1-2 s on PyTorch, on a CPU)."""
-    backend = library_backend(name)
-    assert_tracks(spiral_log(backend), spiral_log(nnx.backends.get("numpy")))
+def test_spiral_float32_prints_numpys_lines_within_the_chaos_horizon(name):
+    """float32 rounding differs between libraries and training amplifies it (docs: numerics and reproducibility):
+    the printed lines are NumPy's up to the horizon, and stay near them over the 1001 epochs."""
+    log, reference = spiral_log(library_backend(name)), spiral_log(nnx.backends.get("numpy"))
+    within = CHAOS_HORIZON // 100 + 1
+    assert log[:within] == reference[:within]
+    for (accuracy, loss), (want_accuracy, want_loss) in zip(log, reference, strict=True):
+        assert abs(accuracy - want_accuracy) <= 0.05 and abs(loss - want_loss) <= 0.01, (log, reference)
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_spiral_float64_prints_numpys_lines_through_1001_epochs(name):
+    """In float64 the rounding differences stay below the printed digits for the whole 1001 epochs."""
+    library_backend(name)
+    code = textwrap.dedent(
+        f"""
+        import json, nnx
+        from tests.test_array_api import spiral_log
+        print(json.dumps(spiral_log(nnx.backends.get({name!r}), dtype="float64")))
+        """
+    )
+    env = {**os.environ, "JAX_ENABLE_X64": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    log = [tuple(pair) for pair in json.loads(result.stdout)]
+    assert log == spiral_log(nnx.backends.get("numpy"), dtype="float64")
 
 
 def test_spiral_on_dask_array_tracks_numpy_briefly():

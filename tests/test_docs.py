@@ -45,7 +45,7 @@ def test_every_code_block_runs_in_the_build(page):
         assert language in ("bash", "sh", "console"), f"{page.name}: a {language or 'plain'} block that does not run"
         for line in code.splitlines():
             assert not line.strip() or line.startswith("#") or line in NOT_RUN_HERE, (
-                f"{page.name}: the shell line {line!r} does not run in the build; add exec=\"on\""
+                f'{page.name}: the shell line {line!r} does not run in the build; add exec="on"'
             )
 
 

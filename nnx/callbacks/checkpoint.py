@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 from nnx import _checks
+from nnx._component import FilePath
 from nnx._paths import output_path
 from nnx.callbacks.base import Callback, Run
 from nnx.errors import SaveError
@@ -32,7 +32,7 @@ class Checkpoint(Callback):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: FilePath,
         *,
         every: int = 1,
         save: Callable[[Any, Any, dict[str, Any]], None] | None = None,

@@ -4,13 +4,13 @@ callbacks (the book's lines, progress, validation, divergence checks, checkpoint
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from nnx import _checks, _notebook, io
+from nnx._component import FilePath
 from nnx._paths import input_path
 from nnx.callbacks.base import Callback, CallbackList, Run
 from nnx.callbacks.book import BookLog, Validation
@@ -41,55 +41,11 @@ def train(
     callbacks: Sequence[Callback] | None = (),
     on_divergence: str = "raise",
     check_every: int = CHECK_EVERY,
-    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint: FilePath | None = None,
     checkpoint_every: int = 1,
-    resume: str | os.PathLike[str] | None = None,
+    resume: FilePath | None = None,
 ) -> History:
-    """Train the model for `epochs` epochs on (X, y), as the book's `Model.train` does.
-
-    By default it prints the book's lines: chapter 18's every `print_every` epochs without `batch_size` (one
-    validation at the end), or chapter 19's every `print_every` steps with it (validation after every epoch).
-    A non-finite loss or parameter stops training with the last finite parameters restored. Every argument is
-    checked before anything changes. Where a backend has a compiled step for the model, each batch runs as one
-    kernel call (`Model.explain_step()` says which step runs).
-
-    Args:
-        model: the finalized Model to train; `Model.train` passes itself.
-        X: the inputs, (n_samples, n_features): NumPy or other host data (copied to the model's backend once), or
-            an array of the model's backend.
-        y: the targets: class labels (n_samples,), one-hot rows, or (n_samples, n_outputs) for regression.
-        epochs: the epoch to train up to, an integer >= 1; with `resume`, counted from the start of the run.
-        batch_size: samples per step; None trains on the whole set at each step (one step per epoch).
-        print_every: epochs (with `batch_size`: steps) between the book's lines; "auto" prints every one as the
-            book does (and, for `verbose` 1 or 2, at most about 100 lines); None or 0 prints nothing.
-        verbose: None for the book's lines; else as in Keras: 0 silent, 1 one progress bar (on a terminal or in
-            a notebook; plain lines elsewhere), 2 one line every `print_every` epochs.
-        validation_data: an (X_val, y_val) pair evaluated after every epoch with `batch_size`, else once at the
-            end; None for none.
-        callbacks: `nnx.callbacks.Callback` instances, called after the built-in ones; None for none.
-        on_divergence: what a NaN or infinite loss or parameter does: "raise" a DivergenceError, "stop" training
-            quietly, or "warn" and stop. The parameters are restored to the last finite check either way.
-        check_every: steps between the divergence checks (one reduction and host copy each); metrics that reach
-            the host for printing are checked too.
-        checkpoint: a file to save the model, optimizer and RNG state to every `checkpoint_every` epochs and at
-            the end (replaced in one step); None for none.
-        checkpoint_every: epochs between checkpoints, an integer >= 1.
-        resume: a checkpoint file to continue from, bit for bit as if training had not stopped; None starts
-            from the model's current state.
-
-    Returns:
-        The run's `History`: every epoch's metrics, and as a mapping the final ones (accuracy, loss, data_loss,
-        reg_loss, lr, and val_loss, val_accuracy with validation data).
-
-    Raises:
-        CallOrderError: the model is not finalized, or lacks a loss, optimizer or accuracy.
-        ConcurrentTrainingError: the model is training already (another thread, or a callback of its own run).
-        DivergenceError: training diverged and `on_divergence` is "raise"; its `history` holds the History.
-        SaveError: a checkpoint could not be written; training stopped after that epoch, and its `history` holds
-            the History.
-        TypeError: an argument has the wrong type.
-        ValueError: an argument has a wrong value, or the data do not fit the model.
-    """
+    """`Model.train`'s body: `model` is the Model, the other arguments are documented there."""
     model._require("loss", "optimizer", "accuracy")
     epochs = _checks.positive_int(epochs, "epochs", "Model.train")
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.train")
