@@ -29,6 +29,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import cpu_model  # benchmarks/bench.py, beside this file
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "data" / "numerics.json"
 SETTINGS = {"lr": 1.0, "decay": 0.0, "momentum": 0.0, "hidden": 64, "samples": 100, "classes": 3, "seed": 0}
@@ -197,18 +199,6 @@ def last_values(result: dict) -> tuple[float, float]:
 
 
 # Machine and versions -----------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def version_of(distribution: str) -> str | None:

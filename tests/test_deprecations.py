@@ -10,14 +10,14 @@ from nnx import _paths
 
 
 def test_io_output_path_warns_and_still_works(tmp_path):
-    with pytest.warns(DeprecationWarning, match=r"nnx\.io\.output_path is private since 0\.2 and will be removed"):
+    with pytest.warns(DeprecationWarning, match=r"nnx\.io\.output_path is internal since 0\.2 and will be removed"):
         output_path = nnx.io.output_path
     assert output_path is _paths.output_path
     assert output_path(tmp_path / "model.nnx", "test") == tmp_path / "model.nnx"
 
 
 def test_io_from_import_of_output_path_warns():
-    with pytest.warns(DeprecationWarning, match=r"nnx\._paths\.output_path"):
+    with pytest.warns(DeprecationWarning, match=r"it lives in nnx\._paths"):
         from nnx.io import output_path
     assert output_path is _paths.output_path
 

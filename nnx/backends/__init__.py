@@ -7,10 +7,8 @@ and `register` (or the ``nnx.backends`` entry-point group) adds a new one.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import types
-import warnings
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
@@ -20,6 +18,7 @@ from nnx.backends._active import ACTIVE
 from nnx.backends._base import Backend, BackendUnavailableError
 from nnx.backends._host import checked_seed as _checked_seed
 from nnx.backends._host import seed_host
+from nnx.backends._moved import moved_names
 from nnx.backends.array_api import from_namespace
 
 __all__ = [
@@ -38,17 +37,7 @@ __all__ = [
 _MOVED = {"checked_seed": "nnx.backends._host", "chosen_by_use": "nnx.backends._active"}
 
 
-def __getattr__(name: str) -> Any:
-    """A name that left `nnx.backends` in 0.2, with a DeprecationWarning that says where it lives now."""
-    home = _MOVED.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"nnx.backends.{name} is internal since 0.2 and will be removed from nnx.backends; it lives in {home}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(home), name)
+__getattr__ = moved_names(__name__, _MOVED)
 
 
 ENV_VAR = "NNX_BACKEND"

@@ -7,10 +7,7 @@ metrics (on the device). `check_finite` is the divergence check for hand-written
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
-
+from nnx.backends._moved import moved_names
 from nnx.callbacks.base import Callback, Run
 from nnx.callbacks.book import BookLog, Validation
 from nnx.callbacks.checkpoint import Checkpoint
@@ -42,14 +39,4 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """A name that left `nnx.callbacks` in 0.2, with a DeprecationWarning that says where it lives now."""
-    home = _MOVED.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"nnx.callbacks.{name} is internal since 0.2 and will be removed from nnx.callbacks; it lives in {home}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(home), name)
+__getattr__ = moved_names(__name__, _MOVED)

@@ -7,10 +7,7 @@ layer-by-layer code); `restore_training` resumes from a checkpoint. Loading neve
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
-from nnx import _paths
+from nnx.backends._moved import moved_names
 from nnx.io.mapping import (
     load,
     load_model,
@@ -36,14 +33,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Names that left `nnx.io`, for one release, with a DeprecationWarning."""
-    if name == "output_path":
-        warnings.warn(
-            "nnx.io.output_path is private since 0.2 and will be removed: it is nnx's internal check of a path "
-            "before writing (nnx._paths.output_path); check your own paths with pathlib",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return _paths.output_path
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, {"output_path": "nnx._paths"})  # left the public API in 0.2

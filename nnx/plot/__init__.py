@@ -6,10 +6,8 @@ leave one as a notebook cell's value to see it there (its `_repr_png_`).
 from __future__ import annotations
 
 import functools
-import importlib
 import io
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnx._paths import atomic_write, output_path
+from nnx.backends._moved import moved_names
 from nnx.callbacks.history import History
 from nnx.model import Model
 from nnx.model_data import output_width
@@ -66,20 +65,15 @@ def _notebook_figure(Figure: Any) -> type:
     return NotebookFigure
 
 
+_moved = moved_names(__name__, _MOVED)
+
+
 def __getattr__(name: str) -> Any:
     """`NotebookFigure`, made on first use so that importing nnx.plot leaves matplotlib unloaded; and the names
     that left `nnx.plot` in 0.2, with a DeprecationWarning that says where they live now."""
     if name == "NotebookFigure":
         return _matplotlib()[0]
-    home = _MOVED.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"nnx.plot.{name} is internal since 0.2 and will be removed from nnx.plot; it lives in {home}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(home), name)
+    return _moved(name, stacklevel=3)
 
 
 def new_figure(figsize: tuple[float, float] | None = None, dpi: float = 100) -> Figure:

@@ -7,10 +7,7 @@ returns a `SweepResult` (or raises `SweepInterrupted` on Ctrl-C).
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
-
+from nnx.backends._moved import moved_names
 from nnx.sweep.result import SweepInterrupted, SweepResult
 from nnx.sweep.runner import run
 from nnx.sweep.space import LogUniform, grid, sample
@@ -34,14 +31,4 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """A name that left `nnx.sweep` in 0.2, with a DeprecationWarning that says where it lives now."""
-    home = _MOVED.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"nnx.sweep.{name} is internal since 0.2 and will be removed from nnx.sweep; it lives in {home}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(home), name)
+__getattr__ = moved_names(__name__, _MOVED)

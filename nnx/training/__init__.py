@@ -7,10 +7,7 @@ around it (`loop`); the stack is `stack`, `stacked` and `many`.
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
-
+from nnx.backends._moved import moved_names
 from nnx.training.many import train_many
 from nnx.training.stack import StackPlan, plan_stack
 from nnx.training.stacked import explain_stack
@@ -30,14 +27,4 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """A name that left `nnx.training` in 0.2, with a DeprecationWarning that says where it lives now."""
-    home = _MOVED.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"nnx.training.{name} is internal since 0.2 and will be removed from nnx.training; it lives in {home}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(home), name)
+__getattr__ = moved_names(__name__, _MOVED)
