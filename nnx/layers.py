@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from nnx import _checks
 from nnx._component import Array, BackendSpec, Component
-from nnx.backends._host import dtype_name
+from nnx.backends._host import RandomGenerator, dtype_name
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -74,7 +72,7 @@ class Dense(Component):
         weight_scale: float = 0.01,
         xp: BackendSpec = None,
         dtype: Any = None,
-        rng: np.random.Generator | None = None,
+        rng: RandomGenerator | None = None,
     ) -> None:
         super().__init__(xp)
         self.n_inputs = _checks.positive_int(n_inputs, "n_inputs", "Dense")

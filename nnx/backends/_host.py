@@ -13,6 +13,7 @@ INTEGER_NAMES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
 STANDARD_NAMES = frozenset({*FLOAT_NAMES, *INTEGER_NAMES, "bool", "complex64", "complex128"})  # the Array API's
 NARROWER = {"int64": "int32", "uint64": "uint32", "float64": "float32", "complex128": "complex64"}
 SEED_LIMIT = 2**32  # NumPy's global RNG takes seeds in [0, 2**32)
+RandomGenerator = np.random.Generator  # what draws the book's random numbers on the host, for type hints above
 
 
 def is_host_data(x) -> bool:
