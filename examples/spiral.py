@@ -23,6 +23,9 @@ def main(argv=None) -> None:
     options.add_argument("--lr", type=float, default=1.0, help="SGD's learning rate (default: %(default)s)")
     options.add_argument("--decay", type=float, default=0.0, help="learning-rate decay (default: %(default)s)")
     options.add_argument("--momentum", type=float, default=0.0, help="SGD's momentum (default: %(default)s)")
+    options.add_argument(
+        "--dtype", default="float32", choices=["float32", "float64"], help="the arrays' dtype (default: %(default)s)"
+    )
     options.add_argument("--plot", metavar="PNG", help="save the decision boundary and the curves (needs matplotlib)")
     args = options.parse_args(argv)
     check_outputs(options, args)
@@ -32,11 +35,11 @@ def main(argv=None) -> None:
 
     nnx.seed(0)  # as the book's nnfs.init(): NumPy's global RNG draws the data and the weights
     X_host, y_host = spiral_data(samples=100, classes=3)
-    X, y = backend.asarray(X_host, dtype="float32"), backend.asarray(y_host)
+    X, y = backend.asarray(X_host, dtype=args.dtype), backend.asarray(y_host)
 
-    dense1 = nnx.Dense(2, 64, xp=backend)
+    dense1 = nnx.Dense(2, 64, xp=backend, dtype=args.dtype)
     activation1 = nnx.ReLU(xp=backend)
-    dense2 = nnx.Dense(64, 3, xp=backend)
+    dense2 = nnx.Dense(64, 3, xp=backend, dtype=args.dtype)
     loss_activation = nnx.SoftmaxCategoricalCrossentropy(xp=backend)
     optimizer = nnx.SGD(learning_rate=args.lr, decay=args.decay, momentum=args.momentum, xp=backend)
     history = nnx.callbacks.History()  # the printed numbers, for --plot
@@ -70,7 +73,7 @@ def main(argv=None) -> None:
     if args.plot is not None:
 
         def scores(points):  # the network's outputs for host points: what the decision boundary colours
-            dense1.forward(backend.asarray(points, dtype="float32"))
+            dense1.forward(backend.asarray(points, dtype=args.dtype))
             activation1.forward(dense1.output)
             dense2.forward(activation1.output)
             return dense2.output

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import nnx
+from nnx.recipes import train_spiral
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "spiral.py"
 BOOK_LOG = {0: (0.360, 1.099), 100: (0.400, 1.087), 200: (0.417, 1.077), 300: (0.413, 1.076)}
@@ -113,15 +114,15 @@ def test_example_full_length_is_line_for_line_the_same_on_array_api_strict():
     assert strict_run.stdout.splitlines()[1:] == lines[1:]
 
 
-def test_example_prints_the_recipes_numbers_with_decay_and_momentum(backend):
-    """The script and `train_spiral` (what `nnx sweep` runs) are the same loop: the same numbers, on any backend."""
-    from nnx.recipes import train_spiral
-
-    result = run_example(
-        "--epochs", "301", "--lr", "0.85", "--decay", "1e-3", "--momentum", "0.5", backend=backend.name
-    )
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_example_prints_the_recipes_numbers_with_decay_and_momentum(backend, dtype):
+    """The script and `train_spiral` (what `nnx sweep` runs) are the same loop: the same numbers, on any backend,
+    in either float width."""
+    settings = {"lr": 0.85, "decay": 1e-3, "momentum": 0.5}
+    options = [text for name, value in settings.items() for text in (f"--{name}", str(value))]
+    result = run_example("--epochs", "301", "--dtype", dtype, *options, backend=backend.name)
     assert result.returncode == 0, result.stderr
-    history = train_spiral(epochs=301, every=100, lr=0.85, decay=1e-3, momentum=0.5, backend=backend).history
+    history = train_spiral(epochs=301, every=100, backend=backend, dtype=dtype, **settings).history
     curves = zip(history.epoch, history.history["accuracy"], history.history["loss"], strict=True)
     lines = [f"epoch: {epoch}, acc: {acc:.3f}, loss: {loss:.3f}" for epoch, acc, loss in curves]
     assert result.stdout.splitlines()[1:] == lines
@@ -167,7 +168,6 @@ def test_runs_alongside_nnfs_init():
 
 
 def test_recipe_is_the_layer_loop_exactly(backend):
-    from nnx.recipes import train_spiral
 
     result = train_spiral(epochs=101, every=10, backend=backend)
     reference = spiral_losses(backend, epochs=101)
@@ -181,7 +181,6 @@ def test_recipe_is_the_layer_loop_exactly(backend):
 
 
 def test_recipe_records_the_last_epoch_and_stops_on_divergence():
-    from nnx.recipes import train_spiral
 
     result = train_spiral(epochs=25, every=10, lr=0.5, decay=1e-2, momentum=0.5)
     assert result.history.epoch == [0, 10, 20, 24]
