@@ -22,7 +22,7 @@ def accuracy(output: Array, y: Array) -> Array:
         y: Integer labels shaped (samples,) or one-hot rows shaped (samples, classes), on the same backend.
 
     Returns:
-        The accuracy, a 0-d array in `output`'s dtype on its backend.
+        The accuracy, a 0-d array on `output`'s backend: in its dtype when that is a float one, else a float.
 
     Raises:
         TypeError: if `y` is on another backend than `output`.

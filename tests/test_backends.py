@@ -255,3 +255,13 @@ def test_seed_reaches_backends_loaded_later(isolated_registry, monkeypatch):
     backends.get("recording")
     backends.seed(12)
     assert seen == [11, 12]
+
+
+def test_a_numpy_array_belongs_to_numpy_before_any_backend_is_asked_for():
+    """`nnx.accuracy(numpy_array, labels)` as the first nnx call in a process: the NumPy backend owns it."""
+    code = (
+        "import numpy as np, nnx\n"
+        "print(float(nnx.accuracy(np.array([[0.9, 0.1], [0.2, 0.8]], dtype='float32'), np.array([0, 0]))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "0.5"

@@ -252,6 +252,9 @@ def owner_of(x: Any) -> Backend:
     for backend in _loaded.values():
         if backend.owns(x):
             return backend
+    default = _try_load(DEFAULT)  # a NumPy array before any backend was asked for
+    if default is not None and default.owns(x):
+        return default
     kind = f"{type(x).__module__}.{type(x).__qualname__}"
     raise TypeError(
         f"expected an array of an nnx backend ({', '.join(_loaded)}), got {kind}; convert it with "

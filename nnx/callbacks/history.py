@@ -86,8 +86,8 @@ class History(Callback, Mapping):
                 a name left out gets None.
 
         Raises:
-            TypeError: `epoch` is not an integer, or a value is not one real number.
-            ValueError: `epoch` < 0.
+            TypeError: `epoch` is not a number (a string, a bool), or a value is not one real number.
+            ValueError: `epoch` is not a whole number >= 0 (1.0 and -1 are refused).
         """
         epoch = _epoch(epoch)
         values = {name: _metric(name, value) for name, value in values.items()}
