@@ -103,10 +103,10 @@ def _interval(low, high, low_open, high_open) -> str:
 def _fix(name: str, low, high) -> str:
     name = name.split(" (")[0]  # "rate (the fraction of inputs to drop)" is passed as rate=...
     if low is not None and high is not None:
-        example = (low + high) / 2 if high - low > 1 else 0.1 if name == "rate" else 0.9
+        example = (low + high) / 2 if high - low > 1 else 0.1 if name == "rate" else 0.999 if name == "beta_2" else 0.9
         return f"pass a value such as {name}={example:g}"
     if "learning_rate" in name:
-        return f"pass a smaller finite value such as {name}=0.01"
+        return f"pass a finite value > 0 such as {name}=0.01"
     return f"pass a finite value such as {name}={'1e-7' if 'epsilon' in name else '0.1'}"
 
 

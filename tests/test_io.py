@@ -611,3 +611,12 @@ def test_parameters_in_any_memory_order_save_as_their_values(backend, tmp_path):
     model.save(tmp_path / "model.nnx")
     loaded = nnx.Model.load(tmp_path / "model.nnx", xp=backend)
     np.testing.assert_array_equal(backend.to_numpy(loaded.get_parameters()[0][0]), weights)
+
+
+@pytest.mark.parametrize("what", ["a layer", "a model"])
+def test_save_of_one_layer_or_a_model_asks_for_a_list(what, tmp_path):
+    dense = nnx.Dense(2, 3)
+    thing = dense if what == "a layer" else nnx.Model()
+    with pytest.raises(TypeError, match=r"nnx\.save expected a list of layers, got (Dense|Model); pass a list"):
+        nnx.save(thing, tmp_path / "layers.nnx")
+    assert not (tmp_path / "layers.nnx").exists()

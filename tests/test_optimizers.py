@@ -3,6 +3,8 @@ decaying steps; its state's shapes, lazy creation and backend."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -200,3 +202,15 @@ def test_load_state_dict_refuses_an_array_of_another_backend():
     foreign = {name: strict.asarray(value) for name, value in state["slots"][0].items()}
     with pytest.raises(TypeError, match="must be an array of backend 'numpy'"):
         optimizer.load_state_dict({**state, "slots": {0: foreign}})
+
+
+@pytest.mark.parametrize(
+    "make, fix",
+    [
+        (lambda: nnx.SGD(learning_rate=0), "pass a finite value > 0 such as learning_rate=0.01"),
+        (lambda: nnx.Adam(beta_2=1.0), "pass a value such as beta_2=0.999"),
+    ],
+)
+def test_hyperparameter_errors_suggest_a_value_that_fixes_them(make, fix):
+    with pytest.raises(ValueError, match=re.escape(fix)):
+        make()

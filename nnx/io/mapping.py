@@ -107,6 +107,11 @@ def save(layers: Iterable[Any], path: FilePath) -> None:
         ValueError: if the path cannot be written.
         SaveError: if the write fails (the previous file, if any, is intact).
     """
+    if isinstance(layers, Component) or not isinstance(layers, Iterable):
+        raise TypeError(
+            f"nnx.save expected a list of layers, got {type(layers).__name__}; pass a list, e.g. nnx.save([dense1], "
+            f"path), or save a Model with model.save(path)"
+        )
     path = output_path(path, "nnx.save")
     tensors, entries = _layer_tensors(list(layers), configs=True)
     write(path, tensors, _new_record("layers", entries, tensors))
