@@ -1,4 +1,5 @@
-"""The book's chapter-10 spiral training as one function: what `examples/spiral.py` and `nnx sweep` both run.
+"""The book's chapter-10 spiral training as one function: what `nnx sweep` runs, with the numbers that
+`examples/spiral.py` prints for the same settings (the script writes the same loop out, as the book does).
 
 The loop is the book's layer-level one (Dense, ReLU, Dense, softmax + cross-entropy, SGD); metrics come back to
 the host only every `every` epochs and at the last one, where they are recorded in a `History`.
