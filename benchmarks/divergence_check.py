@@ -32,7 +32,7 @@ import numpy as np
 import nnx
 from nnx.callbacks import Callback, DivergenceGuard
 from nnx.datasets import spiral_data
-from nnx.model import CHECK_EVERY
+from nnx.training.loop import CHECK_EVERY
 
 NEVER = 10**9
 CHECKS = (1, 10, 100, 1000, NEVER)

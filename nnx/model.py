@@ -17,7 +17,7 @@ from nnx.losses import Loss, SoftmaxCategoricalCrossentropy
 from nnx.metrics import Accuracy
 from nnx.optimizers import Optimizer
 from nnx.training import loop
-from nnx.training.loop import CHECK_EVERY as CHECK_EVERY  # what benchmarks/divergence_check.py reads
+from nnx.training.loop import CHECK_EVERY
 
 
 class Model(Component):
