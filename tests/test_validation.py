@@ -1267,7 +1267,8 @@ def test_get_parameters_returns_copies(backend):
     for (w, b), (hw, hb) in zip(held, host, strict=True):
         np.testing.assert_array_equal(backend.to_numpy(w), hw)
         np.testing.assert_array_equal(backend.to_numpy(b), hb)
-    assert not np.array_equal(backend.to_numpy(model.trainable_layers[0].weights), host[0][0])
+    # the output layer always learns (its ReLU inputs may all be dead, so the first layer may not)
+    assert not np.array_equal(backend.to_numpy(model.trainable_layers[-1].biases), host[-1][1])
 
 
 @pytest.mark.parametrize("source", ["backend", "host"])
