@@ -15,7 +15,7 @@ from nnx.backends import numba_kernels
 from nnx.backends import numba_step as _compiled
 from nnx.backends import numpy as numpy_backend
 from nnx.datasets import sine_data, spiral_data
-from nnx.model_data import checked_data
+from nnx.training.data import checked_data
 from nnx.training.loop import training_step
 from nnx.training.plan import plan_step
 from nnx.training.steps import PlannedStep

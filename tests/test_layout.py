@@ -20,9 +20,8 @@ LEVELS = [
     ("nnx.activations", "nnx.layers", "nnx.losses", "nnx.optimizers", "nnx.metrics", "nnx.datasets"),
     ("nnx.callbacks",),
     ("nnx.io",),
-    ("nnx.model_checks", "nnx.model_data", "nnx.model_summary"),
     ("nnx.training",),
-    ("nnx.model",),
+    ("nnx.model",),  # the Model and its parts (checks, evaluation, summary): nothing below imports them
     ("nnx.plot", "nnx.recipes", "nnx.nnfs"),
     ("nnx.sweep",),
     ("nnx.cli", "nnx.__main__", "nnx"),

@@ -17,11 +17,11 @@ import pytest
 
 import nnx
 from nnx.datasets import sine_data, spiral_data
-from nnx.training.stack import plan_stack
-from nnx.training.stacked import explain_stack
+from nnx.training.stack_plan import plan_stack
+from nnx.training.stack_step import explain_stack
 from tests.conftest import widest_float
 
-many = importlib.import_module("nnx.training.many")  # the module (nnx.training.train_many is the function)
+many = importlib.import_module("nnx.training.stack_loop")  # the module (nnx.training.train_many is the function)
 
 NUMPY = nnx.backends.get("numpy")
 EXACT = 1e-9  # float64, stack against solo or kernel against generic: in practice ~1e-14

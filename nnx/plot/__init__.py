@@ -18,7 +18,7 @@ from nnx._paths import atomic_write, output_path
 from nnx.backends._moved import moved_names
 from nnx.callbacks.history import History
 from nnx.model import Model
-from nnx.model_data import output_width
+from nnx.training.data import output_width
 from nnx.plot import checks
 from nnx.plot.curves import axes_list, draw_history, panels
 from nnx.plot.data import _finite_floats, _grid, _host, _labels, _points, _Predictor, _values

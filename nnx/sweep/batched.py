@@ -21,7 +21,7 @@ from nnx.model import Model
 from nnx.recipes import build_spiral
 from nnx.sweep.trials import _TRIAL_LOCK, Trial, _record, _unpack, divergence_error, load_factory, run_trial
 from nnx.training import train_many
-from nnx.training.stack import plan_stack
+from nnx.training.stack_plan import plan_stack
 
 # What may differ between the spiral trials of one stack: every other hyperparameter changes the architecture
 # (hidden, classes), the data (samples, classes) or the dtype.

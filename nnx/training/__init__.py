@@ -2,15 +2,16 @@
 check such a stack and say whether it runs as one compiled call per batch.
 
 `Model.train` lives here too, as machinery: where a step is planned (`plan`), where it runs (`steps`) and the loop
-around it (`loop`); the stack is `stack`, `stacked` and `many`.
+around it (`loop`), and the data it takes (`data`); a stack is planned in `stack_plan`, stepped in `stack_step` and
+looped over in `stack_loop`.
 """
 
 from __future__ import annotations
 
 from nnx.backends._moved import moved_names
-from nnx.training.many import train_many
-from nnx.training.stack import StackPlan, plan_stack
-from nnx.training.stacked import explain_stack
+from nnx.training.stack_loop import train_many
+from nnx.training.stack_plan import StackPlan, plan_stack
+from nnx.training.stack_step import explain_stack
 
 __all__ = ["StackPlan", "explain_stack", "plan_stack", "train_many"]
 

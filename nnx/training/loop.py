@@ -20,7 +20,7 @@ from nnx.callbacks.history import History
 from nnx.callbacks.progress import LogLines, ProgressBar, lines_every
 from nnx.errors import CheckpointError, ConcurrentTrainingError, SaveError
 from nnx.io.format import is_count
-from nnx.model_data import batches, checked_data, pair, steps
+from nnx.training.data import batches, checked_data, pair, steps
 from nnx.training.plan import plan_step
 from nnx.training.steps import GenericStep, PlannedStep
 

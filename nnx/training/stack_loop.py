@@ -19,11 +19,11 @@ from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
 from nnx.callbacks.history import History
 from nnx.callbacks.progress import StackProgress, lines_every
 from nnx.errors import DivergenceError
-from nnx.model_data import batches, checked_data, pair, steps
+from nnx.training.data import batches, checked_data, pair, steps
 from nnx.optimizers import PARAMETERS
 from nnx.training.loop import _auto, _only_training, _verbosity
-from nnx.training.stack import OWNER, StackPlan, plan_stack
-from nnx.training.stacked import GenericStack, count_hits, export, stack_step
+from nnx.training.stack_plan import OWNER, StackPlan, plan_stack
+from nnx.training.stack_step import GenericStack, count_hits, export, stack_step
 
 DIVERGENCE_ACTIONS = ("stop", "warn", "raise")
 MEMORY_BUDGET = 1 << 30  # bytes a stack may use by default; larger stacks run in chunks, one after another

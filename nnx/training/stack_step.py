@@ -18,7 +18,7 @@ from nnx.backends.step_program import (
     SOFTMAX_CROSSENTROPY,
 )
 from nnx.optimizers import PARAMETERS
-from nnx.training.stack import StackPlan
+from nnx.training.stack_plan import StackPlan
 
 HYPERPARAMETERS = ("momentum", "epsilon", "rho", "beta_1", "beta_2")
 

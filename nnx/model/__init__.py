@@ -1,6 +1,7 @@
 """The book's Model: add layers, set loss/optimizer/accuracy, finalize, then train, evaluate, predict and save.
 
-Training is `nnx.training`, checks `nnx.model_checks`, data and evaluation `nnx.model_data`, files `nnx.io`.
+Training is `nnx.training` (its data checks `nnx.training.data`); what a Model checks about its parts is
+`nnx.model.checks`, evaluation and prediction `nnx.model.evaluation`, the summary `nnx.model.summary`, files `nnx.io`.
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import IO, Any, cast
 
-from nnx import backends, io, model_checks, model_data, model_summary
+from nnx import backends, io
+from nnx.model import checks, evaluation
+from nnx.model import summary as model_summary
 from nnx._component import Array, BackendSpec, Component, FilePath
 from nnx.callbacks import Callback, History
 from nnx.io.mapping import model_bytes, model_from_bytes
@@ -72,7 +75,7 @@ class Model(Component):
         Args:
             layer: An instance with `forward` and `backward` (Dense, Dropout, ReLU, Softmax, your own Component).
         """
-        model_checks.layer(layer, not_layers=(Model,))
+        checks.layer(layer, not_layers=(Model,))
         if isinstance(layer, Component):
             layer.position = len(self.layers)
         self.layers.append(layer)
@@ -88,7 +91,7 @@ class Model(Component):
             optimizer: An optimizer, e.g. `Adam()`; None keeps the current one.
             accuracy: An accuracy, e.g. `metrics.Categorical()`; None keeps the current one.
         """
-        model_checks.set_parts(self, loss=loss, optimizer=optimizer, accuracy=accuracy)
+        checks.set_parts(self, loss=loss, optimizer=optimizer, accuracy=accuracy)
         self.finalized = False
 
     def finalize(self) -> None:
@@ -98,10 +101,10 @@ class Model(Component):
             ValueError: if there are no layers or two Dense layers do not chain.
             TypeError: if the last layer has no `predictions` or a part is on another backend.
         """
-        model_checks.finalize(self)
+        checks.finalize(self)
 
     def _require(self, *names: str) -> None:
-        model_checks.require(self, *names)
+        checks.require(self, *names)
 
     def forward(self, X: Array, training: bool) -> Array:
         """Run a batch through every layer.
@@ -241,7 +244,7 @@ class Model(Component):
             (loss, accuracy) as Python floats.
         """
         self._require("loss", "accuracy")
-        return model_data.evaluated(self, X_val, y_val, batch_size=batch_size, verbose=verbose)
+        return evaluation.evaluated(self, X_val, y_val, batch_size=batch_size, verbose=verbose)
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> Array:
         """The model's outputs for some inputs, without dropout.
@@ -254,7 +257,7 @@ class Model(Component):
             The last layer's outputs, as one array on the model's backend.
         """
         self._require()
-        return model_data.predicted(self, X, batch_size=batch_size)
+        return evaluation.predicted(self, X, batch_size=batch_size)
 
     def get_parameters(self) -> list[tuple[Array, Array]]:
         """Copies of the parameters of every trainable layer (the book's `get_parameters`).
@@ -272,7 +275,7 @@ class Model(Component):
             parameters: [(weights, biases), ...] as `get_parameters` returns it; host arrays are copied over.
         """
         self._require()
-        model_data.set_parameters(self, parameters)
+        evaluation.set_parameters(self, parameters)
 
     def to(self, spec: BackendSpec) -> Model:
         """Move every parameter, the optimizer's state and all components to another backend.
@@ -284,7 +287,7 @@ class Model(Component):
             This model, moved.
         """
         target = backends.get(spec)
-        for component in model_checks.components(self, movable=True):
+        for component in checks.components(self, movable=True):
             component.to(target)
         self.backend, self.xp = target, target.xp
         return self
