@@ -17,7 +17,7 @@ import warnings
 import weakref
 from types import FrameType
 
-from nnx.backends._base import _describe
+from nnx.backends._base import describe_array
 
 _TRUSTED = contextvars.ContextVar("nnx_trusted_values", default=False)
 _seen: dict[tuple, weakref.ref] = {}
@@ -124,7 +124,7 @@ def describe(value) -> str:
     """How a message shows a received value: its repr and type, or what kind of array or container it is."""
     if isinstance(value, (tuple, list, dict)):
         return f"a {type(value).__name__} of length {len(value)}"
-    return f"{value!r} ({type(value).__name__})" if _is_scalar_like(value) else _describe(value)
+    return f"{value!r} ({type(value).__name__})" if _is_scalar_like(value) else describe_array(value)
 
 
 def _is_scalar_like(value) -> bool:

@@ -134,7 +134,7 @@ class Component:
         for name in self.ARRAYS:
             value = getattr(self, name, None)
             if value is not None and not isinstance(value, (int, float)):
-                setattr(self, name, _moved(self.backend, target, value))
+                setattr(self, name, copied_between(self.backend, target, value))
         self.backend, self.xp = target, target.xp
         return self
 
@@ -267,7 +267,7 @@ class RunningMean(Component):
         return super().to(spec)
 
 
-def _moved(source: Backend, target: Backend, value: Array) -> Array:
+def copied_between(source: Backend, target: Backend, value: Array) -> Array:
     """`value` copied from backend `source` to `target` through the host, in its own dtype (a backend without that
     dtype says so rather than rounding float64 to float32)."""
     host = source.to_numpy(value)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from nnx import _checks
-from nnx._component import Array, BackendSpec, Component, _moved
+from nnx._component import Array, BackendSpec, Component, copied_between
 from nnx.backends._host import dtype_name
 from nnx.errors import CallOrderError
 
@@ -92,7 +92,7 @@ class Optimizer(Component):
         source = self.backend
         super().to(spec)
         self.state = {
-            layer: {name: _moved(source, self.backend, value) for name, value in arrays.items()}
+            layer: {name: copied_between(source, self.backend, value) for name, value in arrays.items()}
             for layer, arrays in self.state.items()
         }
         return self

@@ -133,6 +133,28 @@ def test_no_nnx_import_inside_a_function():
     assert not inside, "\n".join(inside)
 
 
+def private_imports(module: str) -> list[str]:
+    """`from nnx.x import _name` statements of `module`: private names taken from another module (a private module,
+    such as `nnx.backends._host`, may be imported; what it holds is then public to the package)."""
+    found = []
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "nnx":
+            found += [
+                f"{module} imports {alias.name} from {node.module}"
+                for alias in node.names
+                if alias.name.startswith("_")
+                and not alias.name.startswith("__")
+                and f"{node.module}.{alias.name}" not in MODULES
+            ]
+    return found
+
+
+def test_no_private_name_is_imported_across_modules():
+    """A name another module needs is public (no underscore); a private one stays in the module that defines it."""
+    crossing = [line for module in MODULES for line in private_imports(module)]
+    assert not crossing, "private names imported across modules (drop their underscore):\n" + "\n".join(crossing)
+
+
 def test_the_checker_sees_circles_and_upward_imports(tmp_path, monkeypatch):
     """The checks above can fail: an upward import and a function-level import are both found."""
     fake = {"nnx.backends.fake": tmp_path / "fake.py"}
@@ -142,6 +164,8 @@ def test_the_checker_sees_circles_and_upward_imports(tmp_path, monkeypatch):
     assert level("nnx.model") > level("nnx.backends.fake")
     assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_circle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    fake["nnx.backends.fake"].write_text("from nnx.backends._host import _private\n")
+    assert private_imports("nnx.backends.fake") == ["nnx.backends.fake imports _private from nnx.backends._host"]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

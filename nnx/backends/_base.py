@@ -315,7 +315,7 @@ class Backend(Kernels):
         if self.owns(x):
             return x
         raise TypeError(
-            f"{what} must be an array of backend {self.name!r} ({self.device}), got {_describe(x)}; "
+            f"{what} must be an array of backend {self.name!r} ({self.device}), got {describe_array(x)}; "
             f"move it there with nnx.backends.get({self.name!r}).asarray(x), or build the layer with that "
             f"array's backend"
         )
@@ -401,7 +401,7 @@ def _available_dtypes(xp: Any, device: Any) -> frozenset | None:
         return frozenset(info().dtypes())
 
 
-def _describe(x: Any) -> str:
+def describe_array(x: Any) -> str:
     kind = f"{type(x).__module__}.{type(x).__qualname__}"
     device = getattr(x, "device", None)
     return f"{kind} on {device}" if device is not None and not callable(device) else kind

@@ -234,7 +234,7 @@ def _head(head, outputs, labels, targets, first, constants, delta, scratch):
 
 
 @njit(cache=True, inline="always")
-def _clip(value, low, high):
+def clip_value(value, low, high):
     """`value` clipped to [low, high]; NaN stays NaN, as with NumPy's clip."""
     if value < low:
         return low
@@ -276,7 +276,7 @@ def _softmax_cross_entropy(outputs, labels, first, constants, delta, scratch):
         for j in range(1, width):
             if delta[j, row] > delta[best, row]:
                 best = j
-        loss_sum += -np.log(_clip(delta[label, row], low, high))
+        loss_sum += -np.log(clip_value(delta[label, row], low, high))
         correct += 1.0 if best == label else 0.0
         delta[label, row] -= kind(1)
     for j in range(width):
@@ -333,7 +333,7 @@ def _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta):
         for row in range(count):
             p = one / (one + np.exp(-outputs[j, row]))
             y = targets[first + row, j]
-            clipped = _clip(p, low, high)
+            clipped = clip_value(p, low, high)
             loss_sum += -(y * np.log(clipped) + (one - y) * np.log(one - clipped)) / outputs_count
             correct += 1.0 if (one if p > half else zero) == y else 0.0
             gradient = -(y / clipped - (one - y) / (one - clipped)) / outputs_count / n_samples

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from nnx.backends.numba_columns import _clip, columns_into
+from nnx.backends.numba_columns import clip_value, columns_into
 from nnx.backends.step_program import (
     ADAGRAD,
     MOMENTUM_SGD,
@@ -305,7 +305,7 @@ def _softmax_cross_entropy(outputs, labels, first, constants, delta):
             delta[row, j] = delta[row, j] / total
             if delta[row, j] > delta[row, best]:
                 best = j
-        confidence = _clip(delta[row, label], low, high)
+        confidence = clip_value(delta[row, label], low, high)
         delta[row, label] -= kind(1)
         for j in range(width):
             delta[row, j] = delta[row, j] / n_samples
@@ -327,7 +327,7 @@ def _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta):
         for j in range(outputs.shape[1]):
             p = one / (one + np.exp(-outputs[row, j]))
             y = targets[first + row, j]
-            clipped = _clip(p, low, high)
+            clipped = clip_value(p, low, high)
             loss += -(y * np.log(clipped) + (one - y) * np.log(one - clipped))
             correct += 1.0 if (one if p > half else zero) == y else 0.0
             gradient = -(y / clipped - (one - y) / (one - clipped)) / width / n_samples

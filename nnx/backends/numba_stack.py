@@ -11,7 +11,7 @@ import numpy as np
 
 from nnx.backends._parallel import parallel_call
 from nnx.backends.numba_kernels import train_stack
-from nnx.backends.numba_step import NumbaStepKernel, _fixed_hyperparameters, _tables
+from nnx.backends.numba_step import NumbaStepKernel, fixed_hyperparameters, program_tables
 from nnx.backends.step_program import ADAM, SOFTMAX_CROSSENTROPY, StepProgram
 
 
@@ -23,8 +23,8 @@ class NumbaStackKernel(NumbaStepKernel):
         super().__init__(programs[0])
         self.programs = tuple(programs)
         self.n_models = len(programs)
-        self.hypers = np.stack([_fixed_hyperparameters(program, self.dtype) for program in programs])
-        self.regularizations = np.stack([_tables(program)[2] for program in programs])
+        self.hypers = np.stack([fixed_hyperparameters(program, self.dtype) for program in programs])
+        self.regularizations = np.stack([program_tables(program)[2] for program in programs])
         epsilons = [program.clip_epsilon for program in programs]
         self.model_constants = np.array(
             [[0, program.precision, epsilon, 1 - epsilon] for program, epsilon in zip(programs, epsilons, strict=True)]

@@ -57,10 +57,10 @@ class NumbaStepKernel:
         self.head = program.head
         self.update_rule = program.update_rule
         self.outputs = program.widths[-1]
-        self.tables, self.segments, self.regularization = _tables(program)
+        self.tables, self.segments, self.regularization = program_tables(program)
         self.layers = self.tables[0]
         self.size = int(self.segments[-1, 1])
-        self.hyper = _fixed_hyperparameters(program, self.dtype)
+        self.hyper = fixed_hyperparameters(program, self.dtype)
         self.beta_1, self.beta_2 = program.constant("beta_1"), program.constant("beta_2")
         self.kind = self.dtype.type
         self.nothing = np.zeros(0, dtype=self.dtype)
@@ -155,7 +155,7 @@ class NumbaStepKernel:
 
 
 @functools.lru_cache(maxsize=64)
-def _tables(program: StepProgram) -> tuple:
+def program_tables(program: StepProgram) -> tuple:
     """The kernel's integer tables for `program`, its parameter segments and their regularization: made once per
     program (the kernel only reads them)."""
     layers, segments, regularization = _layout(program)
@@ -188,7 +188,7 @@ def _layout(program: StepProgram):
     return np.array(layers, dtype=np.int64), segments, regularization
 
 
-def _fixed_hyperparameters(program: StepProgram, dtype):
+def fixed_hyperparameters(program: StepProgram, dtype):
     """The 12 numbers `_optimizer_step` reads, with the step-dependent ones (learning rate, Adam's bias
     corrections) left to fill per step."""
     rho, beta_1, beta_2 = (program.constant(name) for name in ("rho", "beta_1", "beta_2"))

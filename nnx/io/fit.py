@@ -8,7 +8,7 @@ from typing import Any, TypeGuard
 from nnx._component import Component
 
 
-def _fit_problems(layers: list[Any], record: dict[str, Any], tensors: dict[str, Any]) -> list[str]:
+def fit_problems(layers: list[Any], record: dict[str, Any], tensors: dict[str, Any]) -> list[str]:
     """One line for every layer whose saved parameters do not fit `layers` (kinds and shapes)."""
     found = _saved_shapes(record, tensors)
     kinds = [entry["kind"] for entry in record["layers"]]
@@ -21,7 +21,7 @@ def _fit_problems(layers: list[Any], record: dict[str, Any], tensors: dict[str, 
     return problems
 
 
-def _raise_misfit(path: Any, problems: list[str], what: str = "the saved parameters in {path} do not fit") -> None:
+def raise_misfit(path: Any, problems: list[str], what: str = "the saved parameters in {path} do not fit") -> None:
     if problems:
         raise ValueError(
             what.format(path=repr(str(path)))
@@ -48,7 +48,7 @@ def _shapes(layer: Any) -> dict[str, tuple[int, ...]]:
     shapes = {}
     for name in getattr(layer, "ARRAYS", ()):
         value = getattr(layer, name, None)
-        if _is_array(value):
+        if is_array(value):
             shapes[name] = tuple(value.shape)
     return shapes
 
@@ -70,7 +70,7 @@ def _listing(shapes: dict[str, tuple[int, ...]]) -> str:
     return ", ".join(f"{name} {shape}" for name, shape in shapes.items())
 
 
-def _optimizer_problem(optimizer: Any, record: dict[str, Any]) -> list[str]:
+def optimizer_problem(optimizer: Any, record: dict[str, Any]) -> list[str]:
     saved = record["optimizer"]
     if saved is None or _same_kind(optimizer, saved):
         return []
@@ -83,6 +83,6 @@ def _same_kind(component: Any, saved: dict[str, Any] | None) -> bool:
     return component is not None and saved is not None and component.kind() == saved["kind"]
 
 
-def _is_array(value: object) -> TypeGuard[Any]:
+def is_array(value: object) -> TypeGuard[Any]:
     """An array (NumPy scalars included, which have a shape), not None or a plain Python number."""
     return value is not None and hasattr(value, "shape") and hasattr(value, "dtype")

@@ -15,20 +15,20 @@ from nnx._paths import output_path
 from nnx._version import __version__
 from nnx.backends import _host
 from nnx.errors import CheckpointError
-from nnx.io.fit import _fit_problems, _raise_misfit
+from nnx.io.fit import fit_problems, raise_misfit
 from nnx.io.format import CORRUPTED, FORMAT, FORMAT_VERSION, dumps, expect_content, is_count, loads, read, write
 from nnx.io.rebuild import (
     MODEL_KIND,
     RNG_KEYS,
     ROLES,
-    _arrays,
-    _assign,
-    _build,
-    _layer_indices,
-    _no_strays,
-    _optimizer_state,
-    _rebuilt_layers,
-    _restore_optimizer,
+    assign,
+    build_model,
+    layer_indices,
+    no_strays,
+    optimizer_state,
+    rebuilt_layers,
+    record_arrays,
+    restore_optimizer,
 )
 
 # Saving -----------------------------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def save_model(model: Any, path: FilePath, *, training: dict[str, Any] | None = 
         SaveError: if the write fails (the previous file, if any, is intact).
     """
     path = output_path(path, "Model.save")
-    _ready(model)
+    ready(model)
     tensors, record = _model_record(model)
     if training is not None:
         if not isinstance(training, dict):
@@ -90,7 +90,7 @@ def save_parameters(model: Any, path: FilePath) -> None:
         SaveError: if the write fails (the previous file, if any, is intact).
     """
     path = output_path(path, "Model.save_parameters")
-    _ready(model)
+    ready(model)
     tensors, layers = _layer_tensors(model.layers, configs=False)
     write(path, tensors, _new_record("parameters", layers, tensors))
 
@@ -117,7 +117,7 @@ def save(layers: Iterable[Any], path: FilePath) -> None:
     write(path, tensors, _new_record("layers", entries, tensors))
 
 
-def _ready(model: Any, action: str = "save") -> None:
+def ready(model: Any, action: str = "save") -> None:
     if not model.layers:
         raise ValueError(f"cannot {action} a model with no layers: add some with model.add() first")
     if not getattr(model, "finalized", False):
@@ -176,7 +176,7 @@ def _optimizer_progress(model: Any, tensors: dict[str, Any]) -> dict[str, Any]:
     """The optimizer's step count, learning rate and per-layer state (tensors `optimizer.{layer index}.{name}`)."""
     optimizer = model.optimizer
     state = optimizer.state_dict(model.trainable_layers)
-    index_of = _layer_indices(model)
+    index_of = layer_indices(model)
     for position, arrays in state["slots"].items():
         index = index_of[position]
         tensors.update({f"optimizer.{index}.{name}": optimizer.backend.to_numpy(v) for name, v in arrays.items()})
@@ -253,18 +253,18 @@ def model_from_bytes(raw: bytes, xp: BackendSpec = None) -> Any:
 
 
 def _model(path: Any, record: dict[str, Any], tensors: dict[str, Any], backend: Any) -> Any:
-    layers, layer_arrays, used = _rebuilt_layers(path, record, tensors, backend)
+    layers, layer_arrays, used = rebuilt_layers(path, record, tensors, backend)
     with _host.numpy_rng_kept():
-        parts = {role: _build(path, record[role], backend, role, ROLES[role]) for role in ROLES}
+        parts = {role: build_model(path, record[role], backend, role, ROLES[role]) for role in ROLES}
     parts = {role: part for role, part in parts.items() if part is not None}
-    role_arrays = [_arrays(path, tensors, role, part, used) for role, part in parts.items()]
-    state = _optimizer_state(path, record, tensors, parts.get("optimizer"), layers, used)
-    _no_strays(path, tensors, used)
+    role_arrays = [record_arrays(path, tensors, role, part, used) for role, part in parts.items()]
+    state = optimizer_state(path, record, tensors, parts.get("optimizer"), layers, used)
+    no_strays(path, tensors, used)
     finalized = record.get("finalized", True) is not False
     model = _assembled(path, backend, layers, parts, finalized, record["content"])
-    _assign([*layers, *parts.values()], [*layer_arrays, *role_arrays])
+    assign([*layers, *parts.values()], [*layer_arrays, *role_arrays])
     if finalized:
-        _restore_optimizer(path, model, record["optimizer"], state)
+        restore_optimizer(path, model, record["optimizer"], state)
     elif model.optimizer is not None:
         model.optimizer.iterations = record["optimizer"]["iterations"]
         model.optimizer.current_learning_rate = record["optimizer"]["current_learning_rate"]
@@ -314,8 +314,8 @@ def load(path: FilePath, xp: BackendSpec = None) -> list[Any]:
     """
     record, tensors = read(path)
     expect_content(path, record, ("layers", "model"), "load")
-    layers, layer_arrays, _ = _rebuilt_layers(path, record, tensors, backends.get(xp))
-    _assign(layers, layer_arrays)
+    layers, layer_arrays, _ = rebuilt_layers(path, record, tensors, backends.get(xp))
+    assign(layers, layer_arrays)
     return layers
 
 
@@ -332,6 +332,8 @@ def load_parameters(model: Any, path: FilePath) -> None:
     """
     record, tensors = read(path)
     layers = list(model.layers)
-    _raise_misfit(path, _fit_problems(layers, record, tensors))
-    layer_arrays = [_arrays(path, tensors, f"layers.{i}", layer, set(), cast=True) for i, layer in enumerate(layers)]
-    _assign(layers, layer_arrays)
+    raise_misfit(path, fit_problems(layers, record, tensors))
+    layer_arrays = [
+        record_arrays(path, tensors, f"layers.{i}", layer, set(), cast=True) for i, layer in enumerate(layers)
+    ]
+    assign(layers, layer_arrays)

@@ -9,7 +9,7 @@ from typing import Any
 from nnx._component import Component, component_class
 from nnx.backends import _host
 from nnx.errors import CheckpointError
-from nnx.io.fit import _is_array
+from nnx.io.fit import is_array
 from nnx.io.format import CORRUPTED, is_count, is_number
 from nnx.losses import Loss
 from nnx.metrics import Accuracy
@@ -23,7 +23,7 @@ MODEL_KIND = "Model"  # the registered name of nnx.Model, found through the comp
 # Rebuilding components and their arrays ---------------------------------------------------------------------------
 
 
-def _build(
+def build_model(
     path: Any,
     entry: dict[str, Any] | None,
     backend: Any,
@@ -60,7 +60,9 @@ def _check_declared_shapes(
         return
     declared = cls.config_shapes(config)
     for name, shape in (declared or {}).items():
-        if name in stored and tuple(stored[name].shape) != tuple(shape):  # a missing tensor is `_arrays`' to report
+        if name in stored and tuple(stored[name].shape) != tuple(
+            shape
+        ):  # a missing tensor is `record_arrays`' to report
             raise CheckpointError(
                 path,
                 f"its {where} declares {name} of shape {tuple(shape)}, but the file has a tensor {name} of shape "
@@ -68,18 +70,18 @@ def _check_declared_shapes(
             )
 
 
-def _rebuilt_layers(
+def rebuilt_layers(
     path: Any, record: dict[str, Any], tensors: dict[str, Any], backend: Any
 ) -> tuple[list[Any], list[dict[str, Any]], set[str]]:
     """New layers built from the record (without moving NumPy's RNG on) and their checked arrays."""
     exclude = (*ROLES.values(), *[cls for cls in (component_class(MODEL_KIND),) if cls is not None])
     with _host.numpy_rng_kept():
         layers = [
-            _build(path, entry, backend, f"layer {i}", exclude=exclude, stored=_stored(tensors, f"layers.{i}."))
+            build_model(path, entry, backend, f"layer {i}", exclude=exclude, stored=_stored(tensors, f"layers.{i}."))
             for i, entry in enumerate(record["layers"])
         ]
     used: set[str] = set()
-    arrays = [_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
+    arrays = [record_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
     return layers, arrays, used
 
 
@@ -87,7 +89,7 @@ def _stored(tensors: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
 
 
-def _arrays(
+def record_arrays(
     path: Any,
     tensors: dict[str, Any],
     prefix: str,
@@ -105,7 +107,7 @@ def _arrays(
     result: dict[str, Any] = {}
     for name in component.ARRAYS:
         key, current = f"{prefix}.{name}", getattr(component, name, None)
-        has_array = _is_array(current)
+        has_array = is_array(current)
         if key not in tensors:
             if has_array and not optional:
                 raise CheckpointError(path, f"it has no tensor {key!r} for {component!r}; {CORRUPTED}")
@@ -133,13 +135,13 @@ def _device_array(path: Any, key: str, host: Any, like: Any, component: Any, cas
     return component.backend.asarray(host.copy(), dtype=want_dtype)
 
 
-def _assign(components: list[Any], arrays: list[dict[str, Any]]) -> None:
+def assign(components: list[Any], arrays: list[dict[str, Any]]) -> None:
     for component, values in zip(components, arrays, strict=True):
         for name, value in values.items():
             setattr(component, name, value)
 
 
-def _no_strays(path: Any, tensors: dict[str, Any], used: set[str], ignore: tuple[str, ...] = ()) -> None:
+def no_strays(path: Any, tensors: dict[str, Any], used: set[str], ignore: tuple[str, ...] = ()) -> None:
     strays = sorted(key for key in tensors if key not in used and key != RNG_KEYS and not key.startswith(ignore))
     if strays:
         raise CheckpointError(path, f"its tensors {strays} are not described by its record; {CORRUPTED}")
@@ -148,7 +150,7 @@ def _no_strays(path: Any, tensors: dict[str, Any], used: set[str], ignore: tuple
 # Optimizer state and random number generators ---------------------------------------------------------------------
 
 
-def _optimizer_state(
+def optimizer_state(
     path: Any,
     record: dict[str, Any],
     tensors: dict[str, Any],
@@ -178,12 +180,12 @@ def _optimizer_state(
     return state
 
 
-def _restore_optimizer(path: Any, model: Any, saved: dict[str, Any] | None, state: dict[int, dict[str, Any]]) -> None:
+def restore_optimizer(path: Any, model: Any, saved: dict[str, Any] | None, state: dict[int, dict[str, Any]]) -> None:
     """Hand the optimizer its saved progress through `load_state_dict` (which checks it all first)."""
     optimizer = model.optimizer
     if optimizer is None or saved is None:
         return
-    position_of = {index: position for position, index in enumerate(_layer_indices(model))}
+    position_of = {index: position for position, index in enumerate(layer_indices(model))}
     slots = {position_of[index]: arrays for index, arrays in state.items()}
     progress = {"iterations": saved["iterations"], "current_learning_rate": saved["current_learning_rate"]}
     try:
@@ -192,7 +194,7 @@ def _restore_optimizer(path: Any, model: Any, saved: dict[str, Any] | None, stat
         raise CheckpointError(path, f"its optimizer state cannot be restored ({error}); {CORRUPTED}") from error
 
 
-def _rng_to_restore(
+def rng_to_restore(
     path: Any, record: dict[str, Any], tensors: dict[str, Any], backend: Any, used: set[str]
 ) -> dict[str, Any] | None:
     """The saved RNG states, checked: NumPy's keys and numbers, and this backend's own state if it saved one."""
@@ -216,7 +218,7 @@ def _rng_numbers(numbers: Any) -> bool:
     return is_count(pos) and pos <= 624 and has_gauss in (0, 1)
 
 
-def _restore_rng(path: Any, backend: Any, rng: dict[str, Any] | None) -> None:
+def restore_rng(path: Any, backend: Any, rng: dict[str, Any] | None) -> None:
     if rng is None:
         return
     try:
@@ -226,7 +228,7 @@ def _restore_rng(path: Any, backend: Any, rng: dict[str, Any] | None) -> None:
     _host.set_numpy_rng_state(rng["keys"], rng["numbers"])
 
 
-def _layer_indices(model: Any) -> list[int]:
+def layer_indices(model: Any) -> list[int]:
     """The index in `model.layers` of each trainable layer, by its trainable position."""
     positions = {id(layer): index for index, layer in enumerate(model.layers)}
     return [positions[id(layer)] for layer in model.trainable_layers]

@@ -15,19 +15,19 @@ from nnx import _checks
 from nnx._component import FilePath
 from nnx.backends import _host
 from nnx.errors import CheckpointError
-from nnx.io.fit import _fit_problems, _is_array, _optimizer_problem, _raise_misfit
+from nnx.io.fit import fit_problems, is_array, optimizer_problem, raise_misfit
 from nnx.io.format import expect_content, read
-from nnx.io.mapping import _ready
+from nnx.io.mapping import ready
 from nnx.io.rebuild import (
     ROLES,
-    _arrays,
-    _assign,
-    _build,
-    _no_strays,
-    _optimizer_state,
-    _restore_optimizer,
-    _restore_rng,
-    _rng_to_restore,
+    assign,
+    build_model,
+    no_strays,
+    optimizer_state,
+    record_arrays,
+    restore_optimizer,
+    restore_rng,
+    rng_to_restore,
 )
 
 
@@ -58,9 +58,9 @@ def restore_training(
     expect_content(path, record, ("model",), "restore_training")
     if not record["training"]:
         raise CheckpointError(path, "it holds no training state; write one with model.train(checkpoint=...)")
-    _ready(model, "restore")
-    problems = architecture_problems(model, record, tensors) + _optimizer_problem(model.optimizer, record)
-    _raise_misfit(path, problems, "cannot resume: the checkpoint {path} does not match")
+    ready(model, "restore")
+    problems = architecture_problems(model, record, tensors) + optimizer_problem(model.optimizer, record)
+    raise_misfit(path, problems, "cannot resume: the checkpoint {path} does not match")
     training = dict(record["training"])
     if check is not None:
         check(training)
@@ -75,21 +75,21 @@ def _prepared(
     """Every array and value to restore, read and checked; returns the function that puts them in place."""
     layers = list(model.layers)
     used: set[str] = set()
-    layer_arrays = [_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
+    layer_arrays = [record_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
     accuracy = model.accuracy
-    accuracy_arrays = _arrays(path, tensors, "accuracy", accuracy, used, optional=True)
-    saved_optimizer = _build(path, record["optimizer"], model.backend, "optimizer", ROLES["optimizer"])
-    state = _optimizer_state(path, record, tensors, saved_optimizer, layers, used)
-    rng = _rng_to_restore(path, record, tensors, model.backend, used)
-    _no_strays(path, tensors, used, ignore=("loss.",))
+    accuracy_arrays = record_arrays(path, tensors, "accuracy", accuracy, used, optional=True)
+    saved_optimizer = build_model(path, record["optimizer"], model.backend, "optimizer", ROLES["optimizer"])
+    state = optimizer_state(path, record, tensors, saved_optimizer, layers, used)
+    rng = rng_to_restore(path, record, tensors, model.backend, used)
+    no_strays(path, tensors, used, ignore=("loss.",))
     config = None if saved_optimizer is None else saved_optimizer.get_config()
 
     def restore() -> dict[str, tuple[Any, Any]]:
         changed = {} if config is None else model.optimizer.set_config(config)
-        _restore_optimizer(path, model, record["optimizer"], state)
-        _restore_rng(path, model.backend, rng)
-        _assign(layers, layer_arrays)
-        _assign([accuracy], [{k: v for k, v in accuracy_arrays.items() if v is not None}])
+        restore_optimizer(path, model, record["optimizer"], state)
+        restore_rng(path, model.backend, rng)
+        assign(layers, layer_arrays)
+        assign([accuracy], [{k: v for k, v in accuracy_arrays.items() if v is not None}])
         return changed
 
     return restore
@@ -121,7 +121,7 @@ def _kept(model: Any) -> dict[str, Any]:
     optimizer = model.optimizer
     components = [*model.layers, model.accuracy]
     return {
-        "arrays": [(c, {n: getattr(c, n) for n in c.ARRAYS if _is_array(getattr(c, n, None))}) for c in components],
+        "arrays": [(c, {n: getattr(c, n) for n in c.ARRAYS if is_array(getattr(c, n, None))}) for c in components],
         "config": optimizer.get_config(),
         "optimizer": optimizer.state_dict(model.trainable_layers),
         "numpy_rng": _host.numpy_rng_state(),
@@ -144,8 +144,8 @@ def _put_back(model: Any, kept: dict[str, Any]) -> None:
 
 def architecture_problems(model: Any, record: dict[str, Any], tensors: dict[str, Any]) -> list[str]:
     """One line for every way the model differs from the file's: layer kinds, shapes and configs, the loss, the
-    accuracy and the dtype (the optimizer's kind is `_optimizer_problem`'s; its hyperparameters are restored)."""
-    problems = _fit_problems(list(model.layers), record, tensors)
+    accuracy and the dtype (the optimizer's kind is `optimizer_problem`'s; its hyperparameters are restored)."""
+    problems = fit_problems(list(model.layers), record, tensors)
     reported = {int(line.split()[1].rstrip(":")) for line in problems if line.startswith("layer ")}
     saved = record["layers"]
     if len(saved) != len(model.layers):

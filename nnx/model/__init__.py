@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from typing import IO, Any, cast
 
 from nnx import backends, io
-from nnx.model import checks, evaluation
-from nnx.model import summary as model_summary
 from nnx._component import Array, BackendSpec, Component, FilePath
 from nnx.callbacks import Callback, History
 from nnx.io.mapping import model_bytes, model_from_bytes
 from nnx.layers import Input
 from nnx.losses import Loss, SoftmaxCategoricalCrossentropy
 from nnx.metrics import Accuracy
+from nnx.model import checks, evaluation
+from nnx.model import summary as model_summary
 from nnx.optimizers import Optimizer
 from nnx.training import loop
 from nnx.training.loop import CHECK_EVERY

@@ -18,12 +18,20 @@ from nnx._paths import atomic_write, output_path
 from nnx.backends._moved import moved_names
 from nnx.callbacks.history import History
 from nnx.model import Model
-from nnx.training.data import output_width
 from nnx.plot import checks
 from nnx.plot.curves import axes_list, draw_history, panels
-from nnx.plot.data import _finite_floats, _grid, _host, _labels, _points, _Predictor, _values
+from nnx.plot.data import (
+    Predictor,
+    class_labels,
+    finite_floats,
+    grid_points,
+    host_data,
+    input_points,
+    regression_values,
+)
 from nnx.plot.style import EDGE_COLOUR, class_colours
 from nnx.plot.style import PALETTE as _PALETTE
+from nnx.training.data import output_width
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -211,15 +219,15 @@ def decision_boundary(
     point_size = checks.point_size(point_size, owner)
     figsize, dpi = checks.figure_size(figsize, owner), checks.dots_per_inch(dpi, owner)
     checks.axes(ax, "ax", owner)
-    predict = _Predictor(model_or_predict_fn, owner)
+    predict = Predictor(model_or_predict_fn, owner)
     predict.require_classifier()
-    X = _points(X, owner)
-    labels = _labels(y, X.shape[0], owner)
+    X = input_points(X, owner)
+    labels = class_labels(y, X.shape[0], owner)
     names = checks.class_names(class_names, int(labels.max()) + 1, owner)
     _labels_within_outputs(predict, labels, owner)
     predicted = predict.classes(X)  # a predict function's output is checked here, on the data, before the grid
     _labels_within_function_classes(predict, X, labels, owner)
-    grid, box = _grid(X, resolution, margin, owner)
+    grid, box = grid_points(X, resolution, margin, owner)
     regions = predict.classes(grid).reshape(resolution, resolution)
     accuracy = float(np.mean(predicted == labels))
     n_classes = int(max(labels.max(), regions.max())) + 1
@@ -246,7 +254,7 @@ def decision_boundary(
     return figure
 
 
-def _labels_within_outputs(predict: _Predictor, labels: np.ndarray, owner: str) -> None:
+def _labels_within_outputs(predict: Predictor, labels: np.ndarray, owner: str) -> None:
     """A ValueError for labels the model cannot predict (a class number >= its number of outputs)."""
     outputs = output_width(predict.model) if predict.model is not None else None
     if outputs is not None and outputs > 1 and labels.max() >= outputs:
@@ -256,7 +264,7 @@ def _labels_within_outputs(predict: _Predictor, labels: np.ndarray, owner: str) 
         )
 
 
-def _labels_within_function_classes(predict: _Predictor, X: np.ndarray, labels: np.ndarray, owner: str) -> None:
+def _labels_within_function_classes(predict: Predictor, X: np.ndarray, labels: np.ndarray, owner: str) -> None:
     """A ValueError when a predict function's scores (n, C) have fewer classes than `y` names (one probability
     column means 2 classes)."""
     if predict.model is not None:
@@ -332,7 +340,7 @@ def history(
 
 
 def _column(X: Any, owner: str) -> np.ndarray:
-    X = _host(X, "X", owner)
+    X = host_data(X, "X", owner)
     if X.ndim == 1:
         X = X[:, None]
     if X.ndim != 2 or X.shape[1] != 1 or X.shape[0] == 0:
@@ -340,7 +348,7 @@ def _column(X: Any, owner: str) -> np.ndarray:
             f"{owner} expected X with one feature, shape (n,) or (n, 1), got an array of shape {X.shape}; "
             f"plot one input feature, e.g. sine_data()"
         )
-    return _finite_floats(X, "X", owner)
+    return finite_floats(X, "X", owner)
 
 
 def regression(
@@ -378,18 +386,18 @@ def regression(
     owner = "nnx.plot.regression"
     figsize, dpi = checks.figure_size(figsize, owner), checks.dots_per_inch(dpi, owner)
     checks.axes(ax, "ax", owner)
-    predict = _Predictor(model_or_predict_fn, owner)
+    predict = Predictor(model_or_predict_fn, owner)
     X = _column(X, owner)
-    y = _host(y, "y", owner)
+    y = host_data(y, "y", owner)
     if y.shape not in ((X.shape[0],), (X.shape[0], 1)):
         raise ValueError(
             f"{owner} expected y with one target per row of X, shape ({X.shape[0]},) or ({X.shape[0]}, 1), got "
             f"an array of shape {y.shape}; pass the targets that go with X"
         )
-    y = _finite_floats(y.reshape(-1), "y", owner)
+    y = finite_floats(y.reshape(-1), "y", owner)
     order = np.argsort(X[:, 0], kind="stable")
     X, y = X[order], y[order]
-    predicted = _values(predict, X, owner)
+    predicted = regression_values(predict, X, owner)
     error = float(np.mean((predicted - y) ** 2))
     figure, ax = _figure_and_axes(ax, figsize, dpi)
     ax.scatter(X[:, 0], y, s=10, color=_PALETTE[0], label="data", zorder=2)

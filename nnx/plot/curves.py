@@ -9,7 +9,7 @@ import numpy as np
 
 from nnx import _checks
 from nnx.plot import checks
-from nnx.plot.data import _history_table
+from nnx.plot.data import history_table
 from nnx.plot.style import METRIC_COLOURS, PALETTE, PANEL_TITLES, PANELS
 
 
@@ -24,7 +24,7 @@ def _panel_of(name: str) -> str | None:
 
 def panels(history: Any) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
     """(epochs, panel -> {metric name -> values}) keeping only panels with at least one finite value."""
-    epochs, table = _history_table(history)
+    epochs, table = history_table(history)
     panels: dict[str, dict[str, np.ndarray]] = {panel: {} for panel in PANELS}
     for name, values in table.items():
         panel = _panel_of(name)

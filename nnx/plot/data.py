@@ -18,7 +18,7 @@ from nnx.model import Model
 # Host copies --------------------------------------------------------------------------------------------------------
 
 
-def _host(x, name: str, owner: str) -> np.ndarray:
+def host_data(x, name: str, owner: str) -> np.ndarray:
     """`x` as a NumPy array: NumPy as it is, a backend's array through its `to_numpy`, lists read."""
     if isinstance(x, np.ndarray):
         return x
@@ -52,18 +52,18 @@ def _backend_of(x, name: str, owner: str):
     return None
 
 
-def _points(X, owner: str) -> np.ndarray:
+def input_points(X, owner: str) -> np.ndarray:
     """Inputs of shape (n, 2) as finite host floats."""
-    X = _host(X, "X", owner)
+    X = host_data(X, "X", owner)
     if X.ndim != 2 or X.shape[1] != 2 or X.shape[0] == 0:
         raise ValueError(
             f"{owner} expected X of shape (n_samples, 2), 2-D points, got an array of shape {X.shape}; plot 2 "
             f"input features (e.g. spiral_data) or project your data to 2 columns first"
         )
-    return _finite_floats(X, "X", owner)
+    return finite_floats(X, "X", owner)
 
 
-def _finite_floats(x: np.ndarray, name: str, owner: str) -> np.ndarray:
+def finite_floats(x: np.ndarray, name: str, owner: str) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise TypeError(f"{owner} expected {name} of real numbers, got dtype {x.dtype}; pass a float array")
     x = x.astype(np.float64)
@@ -72,9 +72,9 @@ def _finite_floats(x: np.ndarray, name: str, owner: str) -> np.ndarray:
     return x
 
 
-def _labels(y, n_samples: int, owner: str) -> np.ndarray:
+def class_labels(y, n_samples: int, owner: str) -> np.ndarray:
     """Integer class labels (n,) from labels (n,) or (n, 1), or from one-hot rows (n, C)."""
-    y = _host(y, "y", owner)
+    y = host_data(y, "y", owner)
     if y.ndim == 2 and y.shape[1] > 1:
         y = np.argmax(y, axis=1)
     elif y.ndim == 2:
@@ -97,7 +97,7 @@ def _integer_labels(labels: np.ndarray, name: str, owner: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _grid(X: np.ndarray, resolution: int, margin: float, owner: str):
+def grid_points(X: np.ndarray, resolution: int, margin: float, owner: str):
     """Grid points (resolution**2, 2) covering X's bounding box widened by `margin` of its size, and the box; a
     ValueError naming margin when that box is too large for float64."""
     low, high = X.min(axis=0), X.max(axis=0)
@@ -119,7 +119,7 @@ def _grid(X: np.ndarray, resolution: int, margin: float, owner: str):
 # Predictions --------------------------------------------------------------------------------------------------------
 
 
-class _Predictor:
+class Predictor:
     """Host inputs -> host outputs, from a finalized Model or from a predict function."""
 
     def __init__(self, model_or_predict_fn, owner: str):
@@ -149,7 +149,7 @@ class _Predictor:
         """The model's last-layer outputs, or what the function returns, on the host."""
         if self.model is not None:
             return np.asarray(self.model.backend.to_numpy(self.model.predict(X)))
-        return _host(self.function(X), "the predict function's output", self.owner)
+        return host_data(self.function(X), "the predict function's output", self.owner)
 
     def classes(self, X: np.ndarray) -> np.ndarray:
         """Class labels (n,): the model's output activation's predictions, or labels from the function's output."""
@@ -179,11 +179,11 @@ def _as_labels(outputs: np.ndarray, n_samples: int, owner: str) -> np.ndarray:
     )
 
 
-def _values(predict: _Predictor, X: np.ndarray, owner: str) -> np.ndarray:
+def regression_values(predict: Predictor, X: np.ndarray, owner: str) -> np.ndarray:
     """One real output per row of X, for regression: (n,) from outputs (n,) or (n, 1)."""
     outputs = predict.outputs(X)
     if outputs.shape in ((X.shape[0],), (X.shape[0], 1)):
-        return _finite_floats(outputs.reshape(-1), "the predictions", owner)
+        return finite_floats(outputs.reshape(-1), "the predictions", owner)
     raise ValueError(
         f"{owner} expected one prediction per sample, shape ({X.shape[0]}, 1) or ({X.shape[0]},), got an array of "
         f"shape {outputs.shape}; end the model with a single output, e.g. Dense(64, 1) + Linear()"
@@ -195,7 +195,7 @@ def _values(predict: _Predictor, X: np.ndarray, owner: str) -> np.ndarray:
 HISTORY = "nnx.plot.history"
 
 
-def _history_table(history) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def history_table(history) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(epochs, name -> values aligned with them) as host floats from a History-like object or a Mapping."""
     if hasattr(history, "epoch") and hasattr(history, "history"):
         epochs, table = _epochs(history.epoch, "history.epoch"), dict(history.history)
@@ -270,7 +270,7 @@ def _host_float(value, label: str, fix: str) -> float:
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         return float(value)
     scalar = isinstance(value, (bool, np.bool_, str, bytes, numbers.Number))
-    array = None if scalar else _host(value, f"the values of {label}", HISTORY)
+    array = None if scalar else host_data(value, f"the values of {label}", HISTORY)
     if array is None or array.dtype.kind not in "iuf" or array.size != 1:
         raise TypeError(f"{HISTORY} expected {label} to hold real numbers, got {_checks.describe(value)}; {fix}")
     return float(array.reshape(()))

@@ -19,7 +19,7 @@ from nnx.losses import CategoricalCrossentropy
 from nnx.metrics import Categorical
 from nnx.model import Model
 from nnx.recipes import build_spiral
-from nnx.sweep.trials import _TRIAL_LOCK, Trial, _record, _unpack, divergence_error, load_factory, run_trial
+from nnx.sweep.trials import TRIAL_LOCK, Trial, divergence_error, load_factory, run_trial, trial_record, unpack
 from nnx.training import train_many
 from nnx.training.stack_plan import plan_stack
 
@@ -67,14 +67,14 @@ def run_stack(trials: list[Trial]) -> list[dict]:
     fails to build, or whose model cannot be stacked, fails or trains alone without touching the others.
 
     One task per process at a time (NumPy's global RNG). Ctrl-C (KeyboardInterrupt) is not caught."""
-    with _TRIAL_LOCK:
+    with TRIAL_LOCK:
         records, built = [], []
         for trial in trials:
             start = time.perf_counter()
             try:
                 built.append(_build(trial))
             except Exception as error:
-                records.append(_record(trial, _no_curves(), time.perf_counter() - start, error=error))
+                records.append(trial_record(trial, _no_curves(), time.perf_counter() - start, error=error))
         for group, stackable in _groups(built):
             if stackable:
                 records += _train_stack(group)
@@ -96,7 +96,7 @@ def _build(trial: Trial) -> _Built:
         if trial.factory is None:
             model, X, y, validation = _spiral(backend, **trial.params)
         else:
-            model, X, y, validation = _unpack(load_factory(trial.factory)(**trial.params), trial.factory)
+            model, X, y, validation = unpack(load_factory(trial.factory)(**trial.params), trial.factory)
     return _Built(trial, model, X, y, validation, time.perf_counter() - start)
 
 
@@ -210,7 +210,9 @@ def _stacked_record(trial: Trial, history, seconds: float) -> dict:
         curves = {"epoch": epochs, "loss": list(losses), "accuracy": list(accuracies)}
         shift = 0
     if final.get("diverged"):
-        return _record(trial, curves, seconds, error=divergence_error(final.get("epoch") - shift, final.get("loss")))
+        return trial_record(
+            trial, curves, seconds, error=divergence_error(final.get("epoch") - shift, final.get("loss"))
+        )
     if trial.factory is None:
-        return _record(trial, curves, seconds, loss=curves["loss"][-1], accuracy=curves["accuracy"][-1])
-    return _record(trial, curves, seconds, loss=final["loss"], accuracy=final.get("accuracy"))
+        return trial_record(trial, curves, seconds, loss=curves["loss"][-1], accuracy=curves["accuracy"][-1])
+    return trial_record(trial, curves, seconds, loss=final["loss"], accuracy=final.get("accuracy"))

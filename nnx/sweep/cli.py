@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from nnx import backends
 from nnx.plot import check_path
-from nnx.sweep.result import SweepInterrupted, SweepResult, _colormaps
+from nnx.sweep.result import SweepInterrupted, SweepResult, colormaps_or_none
 from nnx.sweep.runner import run
 from nnx.sweep.space import OWNER, parse_values
 
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())  # `nnx` is a console script: find my_models.py here, as `python -m` would
     try:
         if args.plot:
-            _colormaps()  # matplotlib is there: checked before the trials, not after them
+            colormaps_or_none()  # matplotlib is there: checked before the trials, not after them
             check_path(args.plot, f"{OWNER} --plot")
         result = run(**options)
     except SweepInterrupted as interrupted:

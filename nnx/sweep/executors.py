@@ -14,12 +14,12 @@ from typing import Any, cast
 from nnx import _checks
 from nnx.sweep.batched import run_stack, stack_tasks
 from nnx.sweep.space import OWNER
-from nnx.sweep.trials import Trial, _record, run_trial
+from nnx.sweep.trials import Trial, run_trial, trial_record
 
 DASK_HINT = 'pip install "nnx-nnfs[distributed]"'
 
 
-def _results(
+def run_trials(
     trials: list[Trial], workers: int | None, client: Any, batched: bool = False
 ) -> Generator[dict, None, None]:
     """The trials' records, as they finish: each trial a task, or with `batched` each stack of trials a task."""
@@ -115,10 +115,10 @@ def _outcome(future, task):
 def _failed(task, error: Exception):
     if isinstance(task, list):
         return [_failed(trial, error) for trial in task]
-    return _record(task, {"epoch": [], "loss": [], "accuracy": []}, None, error=error)
+    return trial_record(task, {"epoch": [], "loss": [], "accuracy": []}, None, error=error)
 
 
-def _connect(dask, timeout: float):
+def connect(dask, timeout: float):
     """(client, owned): a `distributed.Client` as given, or one connected to the address (owned: closed after)."""
     try:
         import distributed
@@ -156,7 +156,7 @@ def _connect(dask, timeout: float):
     return client, True
 
 
-def _importing_main_in_a_worker() -> bool:
+def importing_main_in_a_worker() -> bool:
     """True while a process started by 'spawn' runs the user's script as ``__mp_main__`` (the script calls `run`
     at import, outside ``if __name__ == "__main__":``); multiprocessing points both names at one module otherwise."""
     return "__mp_main__" in sys.modules and sys.modules["__mp_main__"] is not sys.modules.get("__main__")

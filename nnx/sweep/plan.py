@@ -11,8 +11,8 @@ from typing import Any
 from nnx import _checks, backends
 from nnx.backends._host import checked_seed
 from nnx.recipes import train_spiral
-from nnx.sweep.space import OWNER, LogUniform, _normalize, grid, sample
-from nnx.sweep.trials import Trial, _factory_name, load_factory
+from nnx.sweep.space import OWNER, LogUniform, grid, normalize, sample
+from nnx.sweep.trials import Trial, factory_name, load_factory
 
 SPIRAL_DEFAULTS = {
     name: inspect.signature(train_spiral).parameters[name].default
@@ -30,8 +30,8 @@ SPIRAL_CHECKS = {
 INTEGER_PARAMS = ("hidden", "samples", "classes")
 
 
-def _plan(space, *, factory, epochs, seed, backend, every, batch_size, random, random_seed) -> list[Trial]:
-    space = _normalize(space)
+def planned_trials(space, *, factory, epochs, seed, backend, every, batch_size, random, random_seed) -> list[Trial]:
+    space = normalize(space)
     settings: dict[str, Any] = {"epochs": _checks.positive_int(epochs, "epochs", OWNER), "seed": _seed(seed, "seed")}
     settings["backend"] = _backend_name(backend)
     if factory is None:
@@ -96,14 +96,14 @@ def _check_signature(build, params: dict, factory) -> None:
         inspect.signature(build).bind(**params)
     except TypeError as error:
         raise TypeError(
-            f"{OWNER} factory {_factory_name(factory)} cannot be called with the hyperparameters "
+            f"{OWNER} factory {factory_name(factory)} cannot be called with the hyperparameters "
             f"{', '.join(params) or '(none)'} ({error}); give it those parameters (or **params), or drop them"
         ) from None
     except ValueError:  # no signature to read (a builtin): the trials will tell
         pass
 
 
-def _workers(workers, dask, n_trials: int, factory) -> int | None:
+def worker_count(workers, dask, n_trials: int, factory) -> int | None:
     """How many local processes (1: this process), or None on Dask."""
     if dask is not None:
         if workers is not None:
@@ -130,6 +130,6 @@ def _check_picklable(factory) -> None:
         pickle.dumps(factory)
     except Exception as error:
         raise TypeError(
-            f"{OWNER} factory {_factory_name(factory)} cannot be sent to worker processes ({error}); define it at "
+            f"{OWNER} factory {factory_name(factory)} cannot be sent to worker processes ({error}); define it at "
             f"the top level of a module, pass 'module:function', or run with workers=1"
         ) from None

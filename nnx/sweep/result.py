@@ -14,7 +14,7 @@ from nnx._paths import atomic_write, output_path, write_failure
 from nnx.plot import check_path, new_figure
 from nnx.plot import save as save_figure
 from nnx.sweep.space import OWNER
-from nnx.sweep.trials import _finite
+from nnx.sweep.trials import is_finite_number
 
 METRIC_COLUMNS = ("status", "loss", "accuracy", "best_epoch", "best_loss", "seconds", "error")
 PLOT_HINT = 'pip install "nnx-nnfs[plot]"'
@@ -213,7 +213,7 @@ def _shorten(text: str) -> str:
 
 
 def _loss_figure(result: SweepResult, figsize, dpi):
-    colormaps = _colormaps()
+    colormaps = colormaps_or_none()
     figure = new_figure(figsize, dpi)
     ax = figure.add_subplot()
     curves = [(trial, _points(trial)) for trial in result.ranked()]
@@ -238,11 +238,13 @@ def _loss_figure(result: SweepResult, figsize, dpi):
 
 def _points(trial: dict) -> tuple[list, list]:
     history = trial["history"]
-    pairs = [(epoch, loss) for epoch, loss in zip(history["epoch"], history["loss"], strict=True) if _finite(loss)]
+    pairs = [
+        (epoch, loss) for epoch, loss in zip(history["epoch"], history["loss"], strict=True) if is_finite_number(loss)
+    ]
     return [epoch for epoch, _ in pairs], [loss for _, loss in pairs]
 
 
-def _colormaps():
+def colormaps_or_none():
     try:
         from matplotlib import colormaps
     except ImportError as error:
@@ -250,7 +252,7 @@ def _colormaps():
     return colormaps
 
 
-class _CsvLog:
+class CsvLog:
     """The CSV file of a sweep: opened before the first trial, a flushed row per finished trial, ranked at the end."""
 
     def __init__(self, path, columns: list[str]):

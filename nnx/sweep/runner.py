@@ -11,10 +11,10 @@ from typing import Any
 
 from nnx import _checks, backends
 from nnx._paths import output_path
-from nnx.sweep.executors import _connect, _importing_main_in_a_worker, _results
-from nnx.sweep.plan import _plan, _workers
-from nnx.sweep.result import SweepInterrupted, SweepResult, _CsvLog
-from nnx.sweep.space import OWNER, LogUniform, _normalize
+from nnx.sweep.executors import connect, importing_main_in_a_worker, run_trials
+from nnx.sweep.plan import planned_trials, worker_count
+from nnx.sweep.result import CsvLog, SweepInterrupted, SweepResult
+from nnx.sweep.space import OWNER, LogUniform, normalize
 from nnx.sweep.trials import Trial
 
 
@@ -107,7 +107,7 @@ def run(
         ConnectionError: the Dask scheduler or its workers cannot be reached.
         SweepInterrupted: Ctrl-C cancelled the pending trials; its `result` holds the finished ones.
     """
-    trials = _plan(
+    trials = planned_trials(
         space,
         factory=factory,
         epochs=epochs,
@@ -123,20 +123,20 @@ def run(
     batched = _checks.boolean(batched, "batched", OWNER)
     if csv is not None:
         csv = output_path(csv, f"{OWNER} csv")
-    workers = _workers(workers, dask, len(trials), factory)
+    workers = worker_count(workers, dask, len(trials), factory)
     if dask is None:
         _usable_here(trials)
-    if (workers or 1) > 1 and _importing_main_in_a_worker():
+    if (workers or 1) > 1 and importing_main_in_a_worker():
         raise RuntimeError(
             f"{OWNER} was called while a worker process imported your script: call nnx.sweep.run(...) under "
             f"`if __name__ == '__main__':` (local workers start with 'spawn', which imports the main module)"
         )
     result = _empty_result(space, trials)
-    client, owned = _connect(dask, dask_timeout) if dask is not None else (None, False)
+    client, owned = connect(dask, dask_timeout) if dask is not None else (None, False)
     log = None
     try:
-        log = _CsvLog(csv, result.columns()) if csv is not None else None
-        return _collect(result, _results(trials, workers, client, batched), log, progress)
+        log = CsvLog(csv, result.columns()) if csv is not None else None
+        return _collect(result, run_trials(trials, workers, client, batched), log, progress)
     finally:
         if log is not None:
             log.close(result)
@@ -152,7 +152,7 @@ def _usable_here(trials: list[Trial]) -> None:
 
 
 def _empty_result(space, trials: list[Trial]) -> SweepResult:
-    space = _normalize(space)
+    space = normalize(space)
     varied = [name for name, values in space.items() if isinstance(values, LogUniform) or len(values) > 1]
     first = trials[0]
     return SweepResult(varied=varied, params=list(first.params), settings=list(first.settings), planned=len(trials))

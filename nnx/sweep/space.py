@@ -58,7 +58,7 @@ class LogUniform:
         return round(value) if self.integer else value
 
 
-def _normalize(space: Any) -> dict:
+def normalize(space: Any) -> dict:
     """{name: list of values or LogUniform}; a single value (a number, a string) becomes a one-item list."""
     if space is None:
         return {}
@@ -102,7 +102,7 @@ def grid(space: Mapping[str, Any] | None) -> list[dict]:
         TypeError: `space` is not a mapping.
         ValueError: a name is not an identifier, a list is empty, or a value is a `LogUniform` range.
     """
-    space = _normalize(space)
+    space = normalize(space)
     ranges = [name for name, values in space.items() if isinstance(values, LogUniform)]
     if ranges:
         raise ValueError(
@@ -131,7 +131,7 @@ def sample(space: Mapping[str, Any] | None, n: int, seed: int = 0) -> list[dict]
         TypeError: `space` is not a mapping.
         ValueError: `n` < 1, a name is not an identifier, or a list is empty.
     """
-    space = _normalize(space)
+    space = normalize(space)
     n = _checks.positive_int(n, "random", OWNER)
     rng = Random(seed)
     if any(isinstance(values, LogUniform) for values in space.values()):

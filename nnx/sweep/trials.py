@@ -21,7 +21,7 @@ FACTORY_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-
 # nnx draws weights and data from NumPy's global RNG: two trials in threads of one process would interleave their
 # draws, so a process (a Dask worker may run several threads) trains one trial (or one stack) at a time. Reentrant:
 # a stack that cannot train together runs its trials with `run_trial` while it holds the lock.
-_TRIAL_LOCK = threading.RLock()
+TRIAL_LOCK = threading.RLock()
 
 
 @dataclass
@@ -40,15 +40,15 @@ def run_trial(trial: Trial) -> dict:
 
     Trials in one process run one at a time (NumPy's global RNG). Ctrl-C (KeyboardInterrupt) is not caught.
     """
-    with _TRIAL_LOCK:
+    with TRIAL_LOCK:
         curves: dict[str, list] = {"epoch": [], "loss": [], "accuracy": []}
         start = time.perf_counter()
         try:
             train = _train_spiral if trial.factory is None else _train_factory
             loss, accuracy = train(trial, curves)
         except Exception as error:
-            return _record(trial, curves, time.perf_counter() - start, error=error)
-        return _record(trial, curves, time.perf_counter() - start, loss=loss, accuracy=accuracy)
+            return trial_record(trial, curves, time.perf_counter() - start, error=error)
+        return trial_record(trial, curves, time.perf_counter() - start, loss=loss, accuracy=accuracy)
 
 
 def _train_spiral(trial: Trial, curves: dict) -> tuple[float, float]:
@@ -65,7 +65,7 @@ def _train_factory(trial: Trial, curves: dict) -> tuple[float, float | None]:
     build, settings = load_factory(trial.factory), trial.settings
     with backends.use(settings["backend"]):
         backends.seed(settings["seed"])
-        model, X, y, validation_data = _unpack(build(**trial.params), trial.factory)
+        model, X, y, validation_data = unpack(build(**trial.params), trial.factory)
         history = model.train(
             X,
             y,
@@ -93,8 +93,8 @@ def divergence_error(epoch, last) -> DivergenceError:
     )
 
 
-def _unpack(built, factory) -> tuple:
-    name = _factory_name(factory)
+def unpack(built, factory) -> tuple:
+    name = factory_name(factory)
     if not isinstance(built, (tuple, list)) or len(built) not in (3, 4):
         raise TypeError(
             f"{OWNER} factory {name} must return (model, X, y) or (model, X, y, validation_data), got "
@@ -108,9 +108,11 @@ def _unpack(built, factory) -> tuple:
     return (*built, None) if len(built) == 3 else tuple(built)
 
 
-def _record(trial: Trial, curves: dict, seconds, *, loss=None, accuracy=None, error=None) -> dict:
+def trial_record(trial: Trial, curves: dict, seconds, *, loss=None, accuracy=None, error=None) -> dict:
     best_epoch = best_loss = None
-    points = [(value, epoch) for epoch, value in zip(curves["epoch"], curves["loss"], strict=True) if _finite(value)]
+    points = [
+        (value, epoch) for epoch, value in zip(curves["epoch"], curves["loss"], strict=True) if is_finite_number(value)
+    ]
     if error is None and points:
         best_loss, best_epoch = min(points)  # the first epoch among equal losses
     return {
@@ -128,7 +130,7 @@ def _record(trial: Trial, curves: dict, seconds, *, loss=None, accuracy=None, er
     }
 
 
-def _finite(value) -> bool:
+def is_finite_number(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
@@ -158,7 +160,7 @@ def load_factory(spec):
     return found
 
 
-def _factory_name(factory) -> str:
+def factory_name(factory) -> str:
     if isinstance(factory, str):
         return repr(factory)
     return f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', repr(factory))}"

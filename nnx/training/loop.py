@@ -49,11 +49,11 @@ def train(
     model._require("loss", "optimizer", "accuracy")
     epochs = _checks.positive_int(epochs, "epochs", "Model.train")
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.train")
-    auto = _auto(print_every)
+    auto = is_auto(print_every)
     print_every = None if print_every is None or _is_zero(print_every) else 1 if auto else print_every
     print_every = _checks.optional_positive_int(print_every, "print_every", "Model.train")
     checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every", "Model.train")
-    verbose = _verbosity(verbose)
+    verbose = verbosity(verbose)
     callbacks = _callback_list(callbacks)
     X, y = checked_data(model, X, y, "training")
     given = [c for c in callbacks if isinstance(c, History)]
@@ -68,7 +68,7 @@ def train(
         *callbacks,
     ]
     callback = CallbackList(hooks)
-    with _only_training(model):
+    with only_training(model):
         first_epoch = _resume(model, resume, epochs) + 1 if resume is not None else 1
         with model.backend.quiet_float_errors():
             model.accuracy.init(y)
@@ -97,7 +97,7 @@ def _validation(model: Any, validation_data: Any, verbose: bool) -> Validation:
 
 
 @contextlib.contextmanager
-def _only_training(model: Any) -> Iterator[None]:
+def only_training(model: Any) -> Iterator[None]:
     """Hold the model's training lock: a second `train` of the same model (another thread, or a callback of its own
     training) is refused, as it would corrupt both runs."""
     lock = model.__dict__.setdefault("_training", threading.Lock())
@@ -271,7 +271,7 @@ def _progress_callbacks(verbose: int | None, print_every: int | None) -> list:
     return [LogLines(print_every or 1)]
 
 
-def _verbosity(verbose: Any, owner: str = "Model.train") -> int | None:
+def verbosity(verbose: Any, owner: str = "Model.train") -> int | None:
     if verbose is None or (isinstance(verbose, int) and not isinstance(verbose, bool) and verbose in VERBOSITY):
         return verbose
     hint = "; use 1 for True and 0 for False" if isinstance(verbose, bool) else ""
@@ -286,7 +286,7 @@ def _book(verbose: int | None, print_every: int | None) -> bool:
     return verbose is None and bool(print_every)
 
 
-def _auto(print_every: Any, owner: str = "Model.train") -> bool:
+def is_auto(print_every: Any, owner: str = "Model.train") -> bool:
     """Whether `print_every` is "auto"; any other string is a TypeError naming the choices."""
     if not isinstance(print_every, str):
         return False

@@ -14,20 +14,19 @@ from typing import Any
 
 from nnx import _checks
 from nnx.backends import _host
-from nnx.backends._host import checked_seed
+from nnx.backends._host import SEED_LIMIT, checked_seed
 from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
+from nnx.callbacks.divergence import DIVERGENCE_ACTIONS
 from nnx.callbacks.history import History
 from nnx.callbacks.progress import StackProgress, lines_every
 from nnx.errors import DivergenceError
-from nnx.training.data import batches, checked_data, pair, steps
 from nnx.optimizers import PARAMETERS
-from nnx.training.loop import _auto, _only_training, _verbosity
+from nnx.training.data import batches, checked_data, pair, steps
+from nnx.training.loop import is_auto, only_training, verbosity
 from nnx.training.stack_plan import OWNER, StackPlan, plan_stack
 from nnx.training.stack_step import GenericStack, count_hits, export, stack_step
 
-DIVERGENCE_ACTIONS = ("stop", "warn", "raise")
 MEMORY_BUDGET = 1 << 30  # bytes a stack may use by default; larger stacks run in chunks, one after another
-SEED_LIMIT = 2**32
 
 
 def train_many(
@@ -65,9 +64,11 @@ def train_many(
             models diverged); "auto" makes at most about 100 lines; None or 0 prints nothing.
         verbose: None for the lines of `print_every`; 0 silent, 1 a progress bar (on a terminal or in a notebook),
             2 lines.
-        on_divergence: "stop" freezes a diverged model, "warn" also warns, "raise" stops the whole stack with a
-            DivergenceError whose `histories` hold every model's History (every model then holds its last finite
-            state).
+        on_divergence: "stop" (the default) freezes a diverged model while the others go on, "warn" also warns,
+            "raise" stops the whole stack with a DivergenceError whose `histories` hold every model's History (every
+            model then holds its last finite state). `Model.train` defaults to "raise" because its one model has
+            nothing left to train; here one diverged setting of many (a high learning rate in a search) is a result,
+            not a reason to stop the rest.
         seed: model i draws its dropout masks from a NumPy stream seeded ``seed + i``: the masks a solo
             ``nnx.seed(seed + i); model.train(...)`` draws on the NumPy backends. None draws the seed from NumPy's
             global RNG (so `nnx.seed` makes runs repeatable).
@@ -88,7 +89,7 @@ def train_many(
     epochs = _checks.positive_int(epochs, "epochs", OWNER)
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", OWNER)
     action = _checks.choice(on_divergence, "on_divergence", OWNER, DIVERGENCE_ACTIONS)
-    verbose = _verbosity(verbose, OWNER)
+    verbose = verbosity(verbose, OWNER)
     every = _print_every(print_every, epochs)
     budget = MEMORY_BUDGET if memory_budget is None else _checks.positive_int(memory_budget, "memory_budget", OWNER)
     first = plan.models[0]
@@ -98,7 +99,7 @@ def train_many(
     _check_finite_start(plan)
     with contextlib.ExitStack() as locks:
         for model in plan.models:
-            locks.enter_context(_only_training(model))
+            locks.enter_context(only_training(model))
         with first.backend.quiet_float_errors():
             for model in plan.models:
                 model.accuracy.init(y)
@@ -149,7 +150,7 @@ def _data(model: Any, X: Any, y: Any, what: str) -> tuple:
 
 
 def _print_every(print_every: Any, epochs: int) -> int | None:
-    if _auto(print_every, OWNER):
+    if is_auto(print_every, OWNER):
         return lines_every(epochs)
     if print_every is None or print_every == 0:
         return None
