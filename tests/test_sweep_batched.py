@@ -13,7 +13,7 @@ from nnx import sweep
 from nnx.datasets import spiral_data
 from nnx.sweep import batched
 from nnx.sweep.cli import main as sweep_main
-from nnx.sweep.plan import _plan
+from nnx.sweep.plan import planned_trials
 from nnx.sweep.trials import Trial
 from tests.test_sweep import build_model
 
@@ -129,7 +129,7 @@ def test_a_diverged_trial_fails_alone_and_the_others_are_unaffected():
 def test_stacks_are_grouped_by_architecture(monkeypatch):
     spy = Spy(monkeypatch)
     space = {"lr": [0.5, 1.0], "hidden": [8, 16], "momentum": [0.0, 0.5]}
-    trials = _plan(
+    trials = planned_trials(
         space, factory=None, epochs=5, seed=0, backend=None, every=None, batch_size=None, random=None, random_seed=None
     )
     tasks = batched.stack_tasks(trials, parts=8)
@@ -275,7 +275,7 @@ def test_a_dead_worker_fails_every_trial_of_its_stack():
 
 
 def test_factory_trials_are_dealt_into_one_task_per_worker():
-    trials = _plan(
+    trials = planned_trials(
         {"lr": [0.1, 0.2, 0.3, 0.4, 0.5]},
         factory=build_model,
         epochs=5,

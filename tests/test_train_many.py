@@ -694,7 +694,7 @@ BAD_ARGUMENTS = {
     "epochs-bool": ({"epochs": True}, TypeError, "epochs"),
     "batch-size-zero": ({"batch_size": 0}, ValueError, "batch_size"),
     "batch-size-negative": ({"batch_size": -8}, ValueError, "batch_size"),
-    "on-divergence": ({"on_divergence": "explode"}, ValueError, "on_divergence must be one of 'stop', 'warn', 'raise'"),
+    "on-divergence": ({"on_divergence": "explode"}, ValueError, "on_divergence must be one of 'raise', 'stop', 'warn'"),
     "verbose": ({"verbose": 3}, ValueError, "verbose"),
     "print-every-negative": ({"print_every": -1}, ValueError, "print_every"),
     "print-every-str": ({"print_every": "often"}, TypeError, "print_every"),
