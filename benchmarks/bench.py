@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import nnx
+from nnx import recipes
 from nnx.datasets import spiral_data
 
 INPUTS, CLASSES = 2, 3
@@ -103,25 +104,13 @@ def nnx_optimizer(name: str, backend):
 
 
 def layer_loop(label: str, backend, X_host, y_host, hidden: int, optimizer: str) -> Candidate:
-    """The book's chapter-10 loop: forward, fused softmax + loss, backward, update, layer by layer."""
+    """The book's chapter-10 loop (`nnx.recipes.train_book_loop`): forward, fused softmax + loss, backward, update,
+    layer by layer."""
     X, y = backend.asarray(X_host, dtype="float32"), backend.asarray(y_host)
-    dense1, relu, dense2 = nnx.Dense(INPUTS, hidden, xp=backend), nnx.ReLU(xp=backend), nnx.Dense(hidden, 3, xp=backend)
-    head, opt = nnx.SoftmaxCategoricalCrossentropy(xp=backend), nnx_optimizer(optimizer, backend)
+    network = recipes.book_layers(hidden=hidden, classes=CLASSES, optimizer=nnx_optimizer(optimizer, backend))
 
     def run(epochs: int) -> None:
-        for _ in range(epochs):
-            dense1.forward(X)
-            relu.forward(dense1.output)
-            dense2.forward(relu.output)
-            head.forward(dense2.output, y)
-            head.backward(head.output, y)
-            dense2.backward(head.dinputs)
-            relu.backward(dense2.dinputs)
-            dense1.backward(relu.dinputs)
-            opt.pre_update_params()
-            opt.update_params(dense1)
-            opt.update_params(dense2)
-            opt.post_update_params()
+        recipes.train_book_loop(network, X, y, epochs)
 
     memory = "cupy" if backend.name == "cupy" else "host"
     return Candidate(label, True, run, backend.synchronize, memory, {"backend": backend.name})

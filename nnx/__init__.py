@@ -30,7 +30,7 @@ from nnx.model import Model
 from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
 from nnx.training import train_many
 
-LAZY_MODULES = ("plot", "recipes", "sweep")  # imported on first use: matplotlib and Dask stay unloaded until then
+LAZY_MODULES = ("plot", "recipes", "sweep", "testing")  # imported on first use: matplotlib, Dask and the kit stay unloaded
 
 
 def __getattr__(name: str) -> ModuleType:

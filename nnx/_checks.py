@@ -2,7 +2,10 @@
 
 Every error names the component, what was expected, what was received and the fix. Value checks (NaN, label
 ranges) on device arrays cost one reduction and one host copy, so they run once per array object (identity is
-remembered), and not at all inside ``trusted()`` blocks, where the Model has already checked its data.
+remembered), and not at all inside ``trusted()`` blocks, where the Model has already checked its data. A host
+NumPy array is remembered with a fingerprint (its shape and sum: one pass over its memory, no copy), so a value
+written into it in place after a check is checked at its next use; a NaN or infinity anywhere makes the sum
+differ from any earlier one.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import warnings
 import weakref
 from types import FrameType
 
+import array_api_compat
+
 from nnx.backends._base import describe_array
+from nnx.backends._host import dtype_name
 
 _TRUSTED = contextvars.ContextVar("nnx_trusted_values", default=False)
-_seen: dict[tuple, weakref.ref] = {}
+_seen: dict[tuple, tuple[weakref.ref, object]] = {}  # (id, check) -> (the array, its fingerprint or None)
 
 
 # Scalars ------------------------------------------------------------------------------------------------------------
@@ -145,22 +151,41 @@ def trusted():
 
 
 def already_checked(x, key) -> bool:
-    """Whether `x` (this very object) passed the value check `key`, or values are trusted right now."""
+    """Whether `x` (this very object, with the values it had then) passed the value check `key`, or values are
+    trusted right now. A host NumPy array whose fingerprint changed since (a value written in place) has not."""
     if _TRUSTED.get():
         return True
-    ref = _seen.get((id(x), key))
-    return ref is not None and ref() is x
+    seen = _seen.get((id(x), key))
+    if seen is None or seen[0]() is not x:
+        return False
+    return seen[1] is None or _same_fingerprint(seen[1], fingerprint(x))
 
 
-def remember(x, key) -> None:
-    """Record that `x` passed the value check `key`; forgotten when `x` is freed."""
+def remember(x, key, *, watch: bool = True) -> None:
+    """Record that `x` passed the value check `key`; forgotten when `x` is freed.
+
+    `watch`: keep a fingerprint of a host NumPy array, so that a value written into it in place is checked at its
+    next use; False for an array nnx made itself (a layer's output), known by identity alone."""
     entry = (id(x), key)
 
     def forget(_ref: object) -> None:
         _seen.pop(entry, None)
 
     with contextlib.suppress(TypeError):  # an array type without weak references is simply checked again
-        _seen[entry] = weakref.ref(x, forget)
+        _seen[entry] = (weakref.ref(x, forget), fingerprint(x) if watch else None)
+
+
+def fingerprint(x) -> tuple | None:
+    """A host NumPy array's shape and sum (one pass, no copy: a NaN or infinity written anywhere changes it), or
+    None for any other array: a device array is known by identity (reading it back would cost a device sync)."""
+    if not array_api_compat.is_numpy_array(x):
+        return None
+    return (x.shape, x.sum())
+
+
+def _same_fingerprint(before: tuple, now: tuple | None) -> bool:
+    """Equal shapes and sums (a NaN sum is never equal: such an array is checked at every use)."""
+    return now is not None and before[0] == now[0] and bool(before[1] == now[1])
 
 
 def shape_of(x) -> tuple:
@@ -228,25 +253,34 @@ def real_dtype(xp, x, owner: object, what: str = "inputs") -> None:
 
 
 def finite(backend, x, owner: object, what: str = "inputs") -> None:
-    """A ValueError if `x` holds NaN or infinity: one reduction and one host copy, once per array object."""
+    """A ValueError if `x` holds NaN or infinity: one reduction and one host copy, once per array object (and its
+    values, for a host NumPy array)."""
     if already_checked(x, "finite"):
         return
-    xp = backend.xp
-    if is_kind(xp, x.dtype, "real floating"):
-        bad = int(backend.to_numpy(xp.sum(xp.astype(~xp.isfinite(x), backend.int_dtype))))
-        if bad:
-            fix = "clean the data (drop or impute those samples) before training"
-            if "inputs" not in what and "targets" not in what:  # parameters and other values, not data
-                fix = "pass finite values (a NaN weight often comes from a diverged run: reload a saved one)"
-            raise ValueError(
-                f"{_name(owner)} {what} contain {bad} NaN or infinite value{'s' if bad > 1 else ''}; {fix}"
-            )
+    _check_finite(backend, x, owner, what)
     remember(x, "finite")
 
 
+def _count_not_finite(backend, x) -> int:
+    xp = backend.xp
+    if not is_kind(xp, x.dtype, "real floating"):
+        return 0
+    return int(backend.to_numpy(xp.sum(xp.astype(~xp.isfinite(x), backend.int_dtype))))
+
+
+def _check_finite(backend, x, owner: object, what: str) -> None:
+    bad = _count_not_finite(backend, x)
+    if bad:
+        fix = "clean the data (drop or impute those samples) before training"
+        if "inputs" not in what and "targets" not in what:  # parameters and other values, not data
+            fix = "pass finite values (a NaN weight often comes from a diverged run: reload a saved one)"
+        raise ValueError(f"{_name(owner)} {what} contain {bad} NaN or infinite value{'s' if bad > 1 else ''}; {fix}")
+
+
 def as_finite(backend, x, dtype, owner, what: str = "inputs"):
-    """`x` cast to `dtype` (None: as it is), after checking that its values, so cast, are finite: a value too
-    large for `dtype` becomes inf and is refused. Checked once per original array object."""
+    """`x` cast to `dtype` (None: as it is), after checking that its values, so cast, are finite: a finite value
+    too large for `dtype` becomes inf and is refused as such. Checked once per original array object (and its
+    values, for a host NumPy array)."""
     xp = backend.xp
     if dtype is not None and x.dtype != dtype:
         key = ("finite as", str(dtype))
@@ -254,11 +288,27 @@ def as_finite(backend, x, dtype, owner, what: str = "inputs"):
         with backend.quiet_float_errors():
             cast = xp.astype(x, dtype)
         if not checked:
-            finite(backend, cast, owner, what)
+            if _count_not_finite(backend, cast):
+                _check_finite(backend, x, owner, what)  # NaN or inf in `x` itself
+                _too_large(backend, x, dtype, owner, what)
             remember(x, key)
+            remember(cast, "finite", watch=False)
         return cast
     finite(backend, x, owner, what)
     return x
+
+
+def _too_large(backend, x, dtype, owner: object, what: str) -> None:
+    """The ValueError for finite values of `x` that `dtype` cannot hold: the largest one and the dtype's limit."""
+    xp = backend.xp
+    largest = float(backend.to_numpy(xp.max(xp.abs(xp.astype(x, backend.wide_float)))))
+    limit = float(xp.finfo(dtype).max)
+    name = dtype_name(dtype)
+    raise ValueError(
+        f"{_name(owner)} {what} hold finite values too large for {name}: the largest magnitude is {largest:.6g} "
+        f"and {name} holds at most {limit:.6g}; scale the data (e.g. divide it by its largest value) or build "
+        f"the model in float64 (dtype='float64' on its layers)"
+    )
 
 
 def within(backend, y, low: float, high: float, owner, what: str = "targets") -> None:
@@ -280,7 +330,7 @@ def produced(x):
     """Mark `x` as an output made by an nnx layer, and return it: its values are the network's business (a
     divergence check catches NaN there), not the user's data, so the next layer does not check them again."""
     if not _TRUSTED.get():
-        remember(x, "finite")
+        remember(x, "finite", watch=False)
     return x
 
 

@@ -7,10 +7,9 @@ accuracy compares with the targets.
 
 from __future__ import annotations
 
-from typing import Any
-
 from nnx import _checks
 from nnx._component import Array, Component
+from nnx.backends.specs import ActivationSpec
 
 __all__ = ["Linear", "ReLU", "Sigmoid", "Softmax"]
 
@@ -24,13 +23,13 @@ class ReLU(Component):
         xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
     """
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> ActivationSpec:
         """What a compiled training step needs: this activation's name.
 
         Returns:
-            ``{"op": "relu"}``.
+            ``ActivationSpec("relu")``.
         """
-        return {"op": "relu"}
+        return ActivationSpec("relu")
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to max(0, inputs).
@@ -76,13 +75,13 @@ class Softmax(Component):
         xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
     """
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> ActivationSpec:
         """What a compiled training step needs: this activation's name.
 
         Returns:
-            ``{"op": "softmax"}``.
+            ``ActivationSpec("softmax")``.
         """
-        return {"op": "softmax"}
+        return ActivationSpec("softmax")
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to exp(inputs) / sum(exp(inputs)) along each row.
@@ -130,13 +129,13 @@ class Sigmoid(Component):
         xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
     """
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> ActivationSpec:
         """What a compiled training step needs: this activation's name.
 
         Returns:
-            ``{"op": "sigmoid"}``.
+            ``ActivationSpec("sigmoid")``.
         """
-        return {"op": "sigmoid"}
+        return ActivationSpec("sigmoid")
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to 1 / (1 + exp(-inputs)).
@@ -181,13 +180,13 @@ class Linear(Component):
         xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
     """
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> ActivationSpec:
         """What a compiled training step needs: this activation's name.
 
         Returns:
-            ``{"op": "linear"}``.
+            ``ActivationSpec("linear")``.
         """
-        return {"op": "linear"}
+        return ActivationSpec("linear")
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to `inputs`.

@@ -2,6 +2,13 @@
 
 A layer takes a batch shaped (samples, features) and keeps the book's attributes: `inputs` and `output` after
 `forward`, `dinputs` (and a Dense layer's `dweights` and `dbiases`) after `backward`.
+
+A layer of your own (an `nnx.Component` with `forward` and `backward`) that changes the width declares it as Dense
+does: `n_inputs`, the width it takes, and `n_neurons`, the width it gives; `Model.finalize` checks each `n_inputs`
+against the last `n_neurons` before it, and a layer with neither keeps the width. One with `weights` and `biases`
+is trained like a Dense layer: its `backward` sets `dweights` and `dbiases` shaped and typed like them
+(`check_like` is what the optimizer checks), and a regularizer strength it lacks (`weight_regularizer_l1`, ...)
+counts as 0.
 """
 
 from __future__ import annotations
@@ -9,13 +16,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nnx import _checks
-from nnx._component import Array, BackendSpec, Component
+from nnx._component import Array, BackendSpec, Component, defined_by_nnx
 from nnx.backends._host import RandomGenerator, dtype_name
+from nnx.backends.specs import DenseSpec, DropoutSpec
+from nnx.errors import CallOrderError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["Dense", "Dropout", "Input"]
+
+GRADIENT_FIX = (
+    "its backward (or the later layer's or loss's whose gradient reached it) must give gradients shaped and typed "
+    "like the parameters, e.g. self.xp.astype(dinputs, inputs.dtype)"
+)
+_TRUSTED: dict[type, bool] = {}
+GRADIENTS = (
+    ("weights", "dweights", "{!r} got the gradient dweights"),
+    ("biases", "dbiases", "{!r} got the gradient dbiases"),
+)
 
 
 class Dense(Component):
@@ -110,11 +129,11 @@ class Dense(Component):
         """
         return {"weights": (config.get("n_inputs"), config.get("n_neurons")), "biases": (1, config.get("n_neurons"))}
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> DenseSpec:
         """What a compiled training step needs to know about this layer.
 
         Returns:
-            Its op ('dense'), shape, dtype name and the four regularization strengths.
+            Its shape, dtype name and the four regularization strengths.
         """
         regularization = (
             self.weight_regularizer_l1,
@@ -123,7 +142,7 @@ class Dense(Component):
             self.bias_regularizer_l2,
         )
         shape = (self.n_inputs, self.n_neurons)
-        return {"op": "dense", "shape": shape, "dtype": dtype_name(self.dtype), "regularization": regularization}
+        return DenseSpec(shape, dtype_name(self.dtype), regularization)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.n_inputs} -> {self.n_neurons})"
@@ -245,13 +264,13 @@ class Dropout(Component):
         """
         return {"rate": 1 - self.rate}
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> DropoutSpec:
         """What a compiled training step needs to know about this layer.
 
         Returns:
-            Its op ('dropout') and the fraction of inputs kept.
+            The fraction of inputs kept.
         """
-        return {"op": "dropout", "keep": self.rate}
+        return DropoutSpec(self.rate)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({1 - self.rate:g})"
@@ -300,3 +319,61 @@ class Input:
 
 def _copy(xp: Any, array: Array) -> Array:
     return xp.asarray(array, copy=True)
+
+
+def check_trainable(layer: Any, optimizer: Any) -> None:
+    """A TypeError unless `layer` has weights and biases on `optimizer`'s backend, a CallOrderError unless it has
+    gradients (`dweights` and `dbiases`): what `Optimizer.update_params` needs of a trainable layer."""
+    if not hasattr(layer, "weights") or not hasattr(layer, "biases"):
+        raise TypeError(
+            f"{optimizer!r} updates layers with weights and biases, got {layer!r}; pass only trainable layers (Dense)"
+        )
+    if layer.backend is not optimizer.backend:
+        raise TypeError(
+            f"{optimizer!r} runs on backend {optimizer.backend.name!r} but {layer!r} is on {layer.backend.name!r}; "
+            f"build both with the same xp= or move the model with model.to()"
+        )
+    if getattr(layer, "dweights", None) is None or getattr(layer, "dbiases", None) is None:
+        raise CallOrderError(
+            f"{optimizer!r}.update_params({layer!r}) found no dweights and dbiases: backward() has not run, or did "
+            f"not set them; run the backward pass first (a layer of your own with weights sets both)"
+        )
+
+
+def trusted(component: Any) -> bool:
+    """Whether `component` is of one of nnx's own classes, whose results need no check (a subclass is yours)."""
+    cls = type(component)
+    known = _TRUSTED.get(cls)
+    if known is None:
+        known = _TRUSTED[cls] = defined_by_nnx(cls)
+    return known
+
+
+def check_gradients(layer: Any, owner: Any) -> None:
+    """`check_like` for the gradients that a layer of your own has (`dweights`, `dbiases`; None is skipped), for
+    `owner`; nnx's own layers compute theirs from checked inputs."""
+    if trusted(layer):
+        return
+    for name, gradient, what in GRADIENTS:
+        array = getattr(layer, gradient, None)
+        if array is not None:
+            check_like(layer, name, array, owner, what)
+
+
+def check_like(layer: Any, name: str, array: Any, owner: Any, what: str, fix: str = GRADIENT_FIX) -> None:
+    """Nothing if `array` (a gradient, or an update of the parameter `name`) is an array of `layer`'s backend shaped
+    and typed like `layer.<name>`; else a TypeError or ValueError that says what gave it (`what`, formatted with
+    `owner`, only then) and the `fix`. Shapes and dtypes only: no copy, no transfer."""
+    values = getattr(layer, name)
+    owned = layer.backend.owns(array)
+    if owned and array.shape == values.shape and array.dtype == values.dtype:
+        return
+    raise (ValueError if owned and array.dtype == values.dtype else TypeError)(
+        f"{what.format(owner)} {shown(array)} for the {name} of {getattr(layer, 'label', repr(layer))}, which "
+        f"are {shown(values)} on backend {layer.backend.name!r}; {fix}. Nothing was updated"
+    )
+
+
+def shown(value: Any) -> str:
+    """How a message shows a checked value: an array's dtype and shape ('float32 (2, 64)'), or what else it is."""
+    return f"{dtype_name(value.dtype)} {tuple(value.shape)}" if hasattr(value, "dtype") else _checks.describe(value)

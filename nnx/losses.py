@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from nnx import _checks
 from nnx._component import Array, BackendSpec, Component, RunningMean
 from nnx.activations import Softmax
+from nnx.backends.specs import LossSpec
+from nnx.layers import shown
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -25,25 +27,46 @@ __all__ = [
 ]
 
 EPSILON = 1e-7  # predictions are clipped to [EPSILON, 1 - EPSILON] before a log, as in the book
+TARGET_KINDS = ("values", "probabilities", "classes")  # what `Loss.TARGETS` may declare
+REDUCTIONS = ("none", "mean")  # what `Loss.REDUCTION` may declare: per-sample losses, or the batch's mean
+REGULARIZERS = ("weight_regularizer_l1", "weight_regularizer_l2", "bias_regularizer_l1", "bias_regularizer_l2")
 
 
 class Loss(RunningMean):
     """The base of every loss (the book's `Loss`): the mean over samples, the regularization penalty and the
     running sums of an epoch.
 
-    A subclass defines ``forward(y_pred, y_true)``, which returns the per-sample losses (shaped (samples,)), and
-    ``backward(dvalues, y_true)``, which sets `dinputs`. `TARGETS` says what a Model checks its targets as:
-    "values" (shaped like the outputs, the default), "probabilities" (values in [0, 1]) or "classes" (integer
-    labels or one-hot rows).
+    A subclass defines ``forward(y_pred, y_true)``, which returns the losses, and ``backward(dvalues, y_true)``,
+    which sets `dinputs`. Two class attributes declare what it takes and returns:
+
+    - `TARGETS`, what a Model checks the targets as before training: "values" (the default; shaped like the
+      outputs, or (samples,) for one output), "probabilities" (such values, in [0, 1]) or "classes" (integer class
+      labels shaped (samples,), or one-hot rows; forward and backward get them as given).
+    - `REDUCTION`, what `forward` returns: "none" (the default), the per-sample losses shaped (samples,); or
+      "mean", the batch's mean loss as a 0-d array, which `calculate` weights by the batch's size, so that an
+      epoch's loss is the mean over its samples either way.
+
+    `calculate` refuses a `forward` result that is not that, naming the loss; a declaration of another value is a
+    ValueError when the class is defined.
 
     Args:
         xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
     """
 
     TARGETS = "values"
+    REDUCTION = "none"
     forward: Callable[..., Array]
     backward: Callable[..., None]
     dinputs: Array  # set by backward
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, allowed in (("TARGETS", TARGET_KINDS), ("REDUCTION", REDUCTIONS)):
+            if getattr(cls, name) not in allowed:
+                raise ValueError(
+                    f"{cls.__name__}.{name} = {getattr(cls, name)!r} is not one nnx knows; declare one of "
+                    f"{', '.join(map(repr, allowed))} (see the nnx.losses.Loss docstring)"
+                )
 
     def __init__(self, *, xp: BackendSpec = None) -> None:
         super().__init__(xp=xp)
@@ -54,7 +77,8 @@ class Loss(RunningMean):
         does this).
 
         Args:
-            trainable_layers: Layers with weights, biases and the four regularizer strengths (Dense layers).
+            trainable_layers: Layers with weights and biases (Dense layers); a regularizer strength a layer does
+                not have (`weight_regularizer_l1`, ...) counts as 0.
         """
         self.trainable_layers = list(trainable_layers)
 
@@ -72,8 +96,8 @@ class Loss(RunningMean):
         total = 0
         penalty = self.backend.regularization_penalty
         for each in layers:
-            total = total + penalty(each.weights, each.weight_regularizer_l1, each.weight_regularizer_l2)
-            total = total + penalty(each.biases, each.bias_regularizer_l1, each.bias_regularizer_l2)
+            weight_l1, weight_l2, bias_l1, bias_l2 = (getattr(each, name, 0) for name in REGULARIZERS)
+            total = total + penalty(each.weights, weight_l1, weight_l2) + penalty(each.biases, bias_l1, bias_l2)
         return total
 
     def calculate(
@@ -90,14 +114,43 @@ class Loss(RunningMean):
         Returns:
             The mean data loss (a 0-d array), or (data loss, regularization loss) if `include_regularization`.
             An infinite loss is returned as such.
+
+        Raises:
+            TypeError: if `forward` returned no array of this backend.
+            ValueError: if it returned another shape than `REDUCTION` says: (samples,), or () for "mean".
         """
         with self.backend.quiet_float_errors():  # an infinite loss is returned as such (Model: DivergenceError)
-            sample_losses = self.forward(output, y)
-            data_loss = self.xp.mean(sample_losses)
-        self._accumulate(sample_losses)
+            losses = self.forward(output, y)
+            self._check_losses(losses, output.shape[0])
+            data_loss = losses if self.REDUCTION == "mean" else self.xp.mean(losses)
+        if self.REDUCTION == "mean":
+            self.add_to_pass(losses * output.shape[0], output.shape[0])  # weighted by the batch's size
+        else:
+            self._accumulate(losses)
         if not include_regularization:
             return data_loss
         return data_loss, self.regularization_loss()
+
+    def _check_losses(self, losses: Any, samples: int) -> None:
+        """Nothing if `forward` returned what `REDUCTION` declares, else an error that says what to return."""
+        expected = () if self.REDUCTION == "mean" else (samples,)
+        owned = self.backend.owns(losses) or isinstance(losses, getattr(self.xp, "generic", ()))  # NumPy's scalars
+        if owned and tuple(losses.shape) == expected:
+            return
+        if self.REDUCTION == "mean":
+            wanted = "the batch's mean loss, a 0-d array, e.g. self.xp.mean(...) (or per-sample losses, without it)"
+        elif owned and tuple(losses.shape) in ((), (1,)):
+            wanted = (
+                f"the per-sample losses shaped ({samples},), not one value (a batch mean?): return the losses before "
+                f"the mean over samples, or declare REDUCTION = 'mean' on the class to have each batch's mean "
+                f"weighted by its size"
+            )
+        else:
+            wanted = f"the per-sample losses shaped ({samples},), e.g. self.xp.mean(..., axis=-1) over the outputs"
+        raise (ValueError if owned else TypeError)(
+            f"{self.label}.forward returned {shown(losses)} for a batch of {samples} samples; with REDUCTION = "
+            f"{self.REDUCTION!r} it must return {wanted}, as an array of backend {self.backend.name!r}"
+        )
 
     def calculate_accumulated(self, *, include_regularization: bool = False) -> Array | tuple[Array, Array]:
         """The mean loss over every sample of every batch since `new_pass()`.
@@ -141,13 +194,13 @@ class CategoricalCrossentropy(Loss):
 
     TARGETS = "classes"
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> LossSpec:
         """What a compiled training step needs to know about this loss.
 
         Returns:
             Its name and the clipping epsilon.
         """
-        return {"loss": "categorical_crossentropy", "clip_epsilon": EPSILON}
+        return LossSpec("categorical_crossentropy", EPSILON)
 
     def _checked_targets(self, y_pred: Array, y_true: Array) -> Array:
         return _checks.class_targets(self.backend, y_true, y_pred.shape[1], self)
@@ -256,13 +309,13 @@ class BinaryCrossentropy(Loss):
 
     TARGETS = "probabilities"
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> LossSpec:
         """What a compiled training step needs to know about this loss.
 
         Returns:
             Its name and the clipping epsilon.
         """
-        return {"loss": "binary_crossentropy", "clip_epsilon": EPSILON}
+        return LossSpec("binary_crossentropy", EPSILON)
 
     def _checked_targets(self, y_pred: Array, y_true: Array) -> Array:
         checked = super()._checked_targets(y_pred, y_true)
@@ -300,13 +353,13 @@ class MeanSquaredError(Loss):
         xp: The backend: a name ('numpy', 'cupy', ...), an array module, a Backend, or None for the current one.
     """
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> LossSpec:
         """What a compiled training step needs to know about this loss.
 
         Returns:
             Its name.
         """
-        return {"loss": "mean_squared_error"}
+        return LossSpec("mean_squared_error")
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
         """The per-sample losses.

@@ -9,6 +9,7 @@ from typing import Any
 
 from nnx import _checks, backends
 from nnx._component import Array, BackendSpec, RunningMean
+from nnx.backends.specs import AccuracySpec
 from nnx.errors import CallOrderError
 
 __all__ = ["Accuracy", "Categorical", "Regression", "accuracy"]
@@ -115,13 +116,13 @@ class Categorical(Accuracy):
         super().__init__(xp=xp)
         self.binary = _checks.boolean(binary, "binary", "Categorical")
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> AccuracySpec:
         """What a compiled training step needs to know about this accuracy.
 
         Returns:
             Its name.
         """
-        return {"accuracy": "categorical"}
+        return AccuracySpec("categorical")
 
     def compare(self, predictions: Array, y: Array) -> Array:
         """Which predicted classes equal the targets.
@@ -185,13 +186,13 @@ class Regression(Accuracy):
                 y = self.xp.astype(y, self.xp.float32)
             self.precision = self.xp.std(y) / self.precision_divisor
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> AccuracySpec:
         """What a compiled training step needs to know about this accuracy.
 
         Returns:
             Its name and its precision.
         """
-        return {"accuracy": "regression", "precision": self.precision}
+        return AccuracySpec("regression", self.precision)
 
     def compare(self, predictions: Array, y: Array) -> Array:
         """Which predictions are within the precision of the targets.

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, cast
 from nnx import _checks
 from nnx._component import Array, BackendSpec, Component, copied_between
 from nnx.backends._host import dtype_name
-from nnx.errors import CallOrderError
+from nnx.backends.specs import OptimizerSpec
+from nnx.layers import check_gradients, check_like, check_trainable, trusted
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
 PARAMETERS = {"weight": "weights", "bias": "biases"}  # slot prefix -> the layer array it shadows
+UPDATE_FIX = (
+    "return an array of that backend, shape and dtype, e.g. values - self.current_learning_rate * gradient (cast a "
+    "result of another dtype back with self.xp.astype(result, values.dtype))"
+)
+BASE_ATTRIBUTES = frozenset(
+    {"backend", "xp", "learning_rate", "current_learning_rate", "decay", "iterations", "state_version", "_state"}
+)  # what `Optimizer.__init__` sets: a subclass that skips it is told so on first use
 
 
 class Optimizer(Component):
@@ -33,6 +41,9 @@ class Optimizer(Component):
 
     `state_version` changes whenever the state's arrays are replaced (an update, `load_state_dict`, `to`): a
     compiled step that keeps them in its own buffers then reads them again.
+
+    A subclass's `__init__` calls ``super().__init__(learning_rate, decay, xp=xp)`` (else a TypeError says so on
+    first use); `update_params` checks what `update_array` returns before the layer takes it.
 
     Args:
         learning_rate: The starting learning rate, a number > 0.
@@ -57,8 +68,20 @@ class Optimizer(Component):
         self.state_version = 0
         self.state = {}
         self.layers: list[Any] = []
+        self._journal: list[tuple[Any, Array, Array, dict[str, Array] | None]] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for a missing attribute: one the base `__init__` sets means it never ran."""
+        if name in BASE_ATTRIBUTES and "_state" not in self.__dict__:
+            raise TypeError(
+                f"{type(self).__name__}.__init__ did not call super().__init__(learning_rate, decay, xp=xp), so the "
+                f"optimizer has no {name!r}; call it at the start of {type(self).__name__}.__init__"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
+        if "_state" not in self.__dict__:  # its __init__ skipped the base's: the error that says so comes on use
+            return f"{type(self).__name__}()"
         return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -213,37 +236,58 @@ class Optimizer(Component):
 
     def pre_update_params(self) -> None:
         """Apply the decay before a step: current_learning_rate = learning_rate / (1 + decay * iterations)."""
+        self._journal = []  # what each layer held before this step's update: a refused update undoes the step
         if self.decay:
             self.current_learning_rate = self.learning_rate * (1.0 / (1.0 + self.decay * self.iterations))
 
     def post_update_params(self) -> None:
         """Count the step, after every layer was updated."""
         self.iterations += 1
+        self._journal = None
 
     def update_params(self, layer: Any) -> None:
-        """Update a layer's parameters from its gradients (in place where the backend can).
+        """Update a layer's parameters from its gradients (in place where the backend can). The gradients, then
+        `update_array`'s results, are checked first (`nnx.layers.check_like`); a refusal undoes the step so far.
 
         Args:
-            layer: A trainable layer (Dense) after its `backward`: it has `dweights` and `dbiases`.
+            layer: A trainable layer (Dense, or your own with `weights` and `biases`) after its `backward`.
+
+        Raises:
+            TypeError: if the layer, a gradient or a result is not what `nnx.layers.check_like` takes.
+            ValueError: if a gradient or a result is not shaped like its parameter.
         """
-        gradients = (getattr(layer, "dweights", None), getattr(layer, "dbiases", None))
-        if not hasattr(layer, "weights") or not hasattr(layer, "biases"):
-            raise TypeError(
-                f"{self!r} updates layers with weights and biases, got {layer!r}; pass only trainable layers (Dense)"
+        journal = self._journal
+        entries = [] if journal is None else journal
+        try:
+            check_trainable(layer, self)
+            remembered = layer in self.layers  # checked with all of them at a step's first update
+            for each in (*self.layers, layer) if journal == [] else () if journal and remembered else (layer,):
+                check_gradients(each, self)
+            entries.append(
+                (layer, layer.weights, layer.biases, dict(self.state[layer]) if layer in self.state else None)
             )
-        if layer.backend is not self.backend:
-            raise TypeError(
-                f"{self!r} runs on backend {self.backend.name!r} but {layer!r} is on {layer.backend.name!r}; "
-                f"build both with the same xp= or move the model with model.to()"
-            )
-        if any(gradient is None for gradient in gradients):
-            raise CallOrderError(
-                f"{self!r}.update_params({layer!r}) was called before {layer!r}.backward(); "
-                f"run the backward pass first so the layer has gradients"
-            )
-        state = self.layer_state(layer)
-        layer.weights = self.update_array(layer.weights, layer.dweights, state, "weight")
-        layer.biases = self.update_array(layer.biases, layer.dbiases, state, "bias")
+            state = self.layer_state(layer)
+            weights = self.update_array(layer.weights, layer.dweights, state, "weight")
+            biases = self.update_array(layer.biases, layer.dbiases, state, "bias")
+            if not trusted(self):  # nnx's own update rules always return what fits
+                check_like(layer, "weights", weights, self, "{!r}.update_array returned", UPDATE_FIX)
+                check_like(layer, "biases", biases, self, "{!r}.update_array returned", UPDATE_FIX)
+        except Exception:
+            self._undo(entries)
+            raise
+        layer.weights, layer.biases = weights, biases
+        self.state_version += 1
+
+    def _undo(self, entries: list[tuple[Any, Array, Array, dict[str, Array] | None]]) -> None:
+        """Give layers back the parameters and slots they held before this step (arrays that a backend updated in
+        place stay so: only nnx's own update rules do that, and their results always fit)."""
+        for layer, weights, biases, slots in reversed(entries):
+            layer.weights, layer.biases = weights, biases
+            if slots is None:
+                self._state.pop(layer, None)
+            else:
+                self._state[layer] = slots
+        self._journal = None
         self.state_version += 1
 
     def layer_state(self, layer: Any) -> dict[str, Array]:
@@ -302,14 +346,15 @@ class SGD(Optimizer):
         """The arrays kept per parameter: ('momentums',) with momentum, none without."""
         return ("momentums",) if self.momentum else ()
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> OptimizerSpec:
         """What a compiled training step needs to know about this optimizer.
 
         Returns:
-            Its update rule ('sgd' or 'momentum_sgd') and the momentum.
+            Its update rule: 'sgd', or 'momentum_sgd' with the momentum.
         """
-        rule = "momentum_sgd" if self.momentum else "sgd"
-        return {"update_rule": rule, "constants": {"momentum": self.momentum}}
+        if self.momentum:
+            return OptimizerSpec("momentum_sgd", {"momentum": self.momentum})
+        return OptimizerSpec("sgd")
 
     def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
         """One SGD step on one parameter array.
@@ -351,13 +396,13 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, decay, xp=xp)
         self.epsilon = _checks.positive(epsilon, "epsilon", "Adagrad")
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> OptimizerSpec:
         """What a compiled training step needs to know about this optimizer.
 
         Returns:
             Its update rule ('adagrad') and epsilon.
         """
-        return {"update_rule": "adagrad", "constants": {"epsilon": self.epsilon}}
+        return OptimizerSpec("adagrad", {"epsilon": self.epsilon})
 
     def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
         """One Adagrad step on one parameter array.
@@ -406,13 +451,13 @@ class RMSprop(Optimizer):
         self.epsilon = _checks.positive(epsilon, "epsilon", "RMSprop")
         self.rho = _checks.fraction(rho, "rho", "RMSprop")
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> OptimizerSpec:
         """What a compiled training step needs to know about this optimizer.
 
         Returns:
             Its update rule ('rmsprop'), epsilon and rho.
         """
-        return {"update_rule": "rmsprop", "constants": {"epsilon": self.epsilon, "rho": self.rho}}
+        return OptimizerSpec("rmsprop", {"epsilon": self.epsilon, "rho": self.rho})
 
     def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
         """One RMSprop step on one parameter array.
@@ -463,14 +508,13 @@ class Adam(Optimizer):
         self.beta_1 = _checks.fraction(beta_1, "beta_1", "Adam")
         self.beta_2 = _checks.fraction(beta_2, "beta_2", "Adam")
 
-    def kernel_spec(self) -> dict[str, Any]:
+    def kernel_spec(self) -> OptimizerSpec:
         """What a compiled training step needs to know about this optimizer.
 
         Returns:
             Its update rule ('adam'), epsilon, beta_1 and beta_2.
         """
-        constants = {"epsilon": self.epsilon, "beta_1": self.beta_1, "beta_2": self.beta_2}
-        return {"update_rule": "adam", "constants": constants}
+        return OptimizerSpec("adam", {"epsilon": self.epsilon, "beta_1": self.beta_1, "beta_2": self.beta_2})
 
     def update_array(self, values: Array, gradient: Array, state: dict[str, Array], kind: str) -> Array:
         """One Adam step on one parameter array, bias-corrected for step `iterations + 1`.

@@ -2,7 +2,9 @@
 `examples/spiral.py` prints for the same settings (the script writes the same loop out, as the book does).
 
 The loop is the book's layer-level one (Dense, ReLU, Dense, softmax + cross-entropy, SGD); metrics come back to
-the host only every `every` epochs and at the last one, where they are recorded in a `History`.
+the host only every `every` epochs and at the last one, where they are recorded in a `History`. `book_layers` and
+`train_book_loop` are its two halves, the network and the loop, for any optimizer: nnx's tests and benchmarks run
+the book's loop through them.
 """
 
 from __future__ import annotations
@@ -23,29 +25,29 @@ from nnx.datasets import spiral_data
 from nnx.layers import Dense
 from nnx.losses import SoftmaxCategoricalCrossentropy
 from nnx.metrics import accuracy
-from nnx.optimizers import SGD
+from nnx.optimizers import SGD, Optimizer
 
-__all__ = ["SpiralNetwork", "SpiralRun", "build_spiral", "train_spiral"]
+__all__ = ["SpiralNetwork", "SpiralRun", "book_layers", "build_spiral", "train_book_loop", "train_spiral"]
 
 
 @dataclass
 class SpiralNetwork:
     """The chapter-10 network on one backend: Dense(2 -> hidden), ReLU, Dense(hidden -> classes), softmax with
-    cross-entropy, and SGD. `build_spiral` makes one.
+    cross-entropy, and an optimizer (SGD in the book). `build_spiral` and `book_layers` make one.
 
     Args:
         dense1: The first layer, Dense(2, hidden).
         activation1: Its ReLU.
         dense2: The output layer, Dense(hidden, classes).
         loss_activation: The fused softmax and cross-entropy.
-        optimizer: The SGD optimizer that updates both Dense layers.
+        optimizer: The optimizer that updates both Dense layers.
     """
 
     dense1: Dense
     activation1: ReLU
     dense2: Dense
     loss_activation: SoftmaxCategoricalCrossentropy
-    optimizer: SGD
+    optimizer: Optimizer
 
     @property
     def backend(self) -> Backend:
@@ -68,7 +70,7 @@ class SpiralNetwork:
         return self.loss_activation.forward(self.dense2.output, y)
 
     def backward_and_update(self, y: Array) -> None:
-        """Backpropagate the last forward pass and take one SGD step.
+        """Backpropagate the last forward pass and take one optimizer step.
 
         Args:
             y: The labels given to that `forward`.
@@ -151,14 +153,93 @@ def build_spiral(
     Returns:
         The network.
     """
-    with backends.use(backends.get(backend)):
+    backend = backends.get(backend)
+    optimizer = SGD(learning_rate=lr, decay=decay, momentum=momentum, xp=backend)
+    return book_layers(hidden=hidden, classes=classes, dtype=dtype, optimizer=optimizer)
+
+
+def book_layers(
+    *,
+    hidden: int = 64,
+    classes: int = 3,
+    dtype: str = "float32",
+    optimizer: Optimizer | None = None,
+    backend: BackendSpec = None,
+) -> SpiralNetwork:
+    """The chapter-10 network as the book's loose objects, with any optimizer: Dense(2, hidden), ReLU,
+    Dense(hidden, classes), softmax with cross-entropy. The weights are drawn from NumPy's global RNG, in the
+    book's order (seed it with `nnx.seed` first for the book's numbers).
+
+    Args:
+        hidden: The neurons of the hidden layer: 64, as in the book.
+        classes: The number of classes (outputs): 3.
+        dtype: The parameters' float dtype: 'float32' or 'float64'.
+        optimizer: The optimizer that updates both Dense layers; None: the book's SGD (learning rate 1.0).
+        backend: The backend: a name, an array module, a Backend, or None for the optimizer's (when one is given)
+            or else the current one.
+
+    Returns:
+        The network, ready for `train_book_loop`.
+
+    Raises:
+        TypeError: if `optimizer` is not an nnx Optimizer.
+        ValueError: if `optimizer` computes on another backend than `backend`.
+    """
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"book_layers optimizer must be an nnx Optimizer, got {type(optimizer).__name__}; "
+            "pass e.g. optimizer=nnx.Adam(learning_rate=0.05)"
+        )
+    if optimizer is not None and backend is None:
+        backend = optimizer.backend
+    backend = backends.get(backend)
+    if optimizer is not None and optimizer.backend is not backend:
+        raise ValueError(
+            f"book_layers optimizer {optimizer!r} computes on backend {optimizer.backend.name!r}, the layers on "
+            f"{backend.name!r}; make the optimizer on the same backend (xp={backend.name!r})"
+        )
+    with backends.use(backend):
         return SpiralNetwork(
             Dense(2, hidden, dtype=dtype),
             ReLU(),
             Dense(hidden, classes, dtype=dtype),
             SoftmaxCategoricalCrossentropy(),
-            SGD(learning_rate=lr, decay=decay, momentum=momentum),
+            SGD() if optimizer is None else optimizer,
         )
+
+
+def train_book_loop(
+    network: SpiralNetwork,
+    X: Array,
+    y: Array,
+    epochs: int,
+    *,
+    on_step: Callable[[int, Array], object] | None = None,
+) -> None:
+    """The book's layer-level training loop: `epochs` full-batch steps of forward pass, loss, backward pass and
+    optimizer update (`pre_update_params`, `update_params` for each Dense layer, `post_update_params`).
+
+    Nothing is copied to the host unless `on_step` does so.
+
+    Args:
+        network: The network to train, from `book_layers` or `build_spiral`.
+        X: The points, shaped (samples, 2), on the network's backend.
+        y: Their integer labels, shaped (samples,), on the network's backend.
+        epochs: The number of steps, a positive integer.
+        on_step: None, or a function called as ``on_step(epoch, loss)`` after each forward pass and before that
+            step's backward pass (the epochs count from 0; `loss` is the mean loss, a 0-d array on the backend, and
+            the softmax outputs are in ``network.loss_activation.output``).
+
+    Raises:
+        TypeError: if `epochs` is not an integer.
+        ValueError: if `epochs` is below 1.
+    """
+    _checks.positive_int(epochs, "epochs", "train_book_loop")
+    for epoch in range(epochs):
+        loss = network.forward(X, y)
+        if on_step is not None:
+            on_step(epoch, loss)
+        network.backward_and_update(y)
 
 
 def train_spiral(
@@ -235,10 +316,7 @@ def _loop(
     on_record: Callable[[int, dict[str, float]], object] | None,
     progress: ProgressBar | None,
 ) -> None:
-    if progress is not None:
-        progress.start(epochs, unit="epoch", description="spiral")
-    for epoch in range(epochs):
-        loss = network.forward(X, y)
+    def record(epoch: int, loss: Array) -> None:
         if epoch % every == 0 or epoch == epochs - 1:
             values = _metrics(network, loss, y, epoch)
             history.record(epoch, **values)
@@ -246,9 +324,12 @@ def _loop(
                 on_record(epoch, values)
             if progress is not None:
                 progress.show(values)
-        network.backward_and_update(y)
         if progress is not None:
             progress.advance(1)
+
+    if progress is not None:
+        progress.start(epochs, unit="epoch", description="spiral")
+    train_book_loop(network, X, y, epochs, on_step=record)
     if progress is not None:
         progress.close()
 

@@ -3,6 +3,7 @@ host transfers, dtypes a library lacks, and the book's training runs tracking Nu
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -18,6 +19,7 @@ from nnx.backends.array_api import ArrayApiBackend
 from nnx.datasets import spiral_data
 from nnx.recipes import train_spiral
 from tests.conftest import backend_or_skip
+from tests.helpers import spiral_classifier
 
 LIBRARIES = {"jax": "jax", "torch": "torch"}
 MODULES = [("jax", "jax.numpy"), ("torch", "torch"), ("torch", "array_api_compat.torch")]
@@ -201,29 +203,15 @@ def test_spiral_on_dask_array_tracks_numpy_briefly():
     assert_tracks(spiral_log(dask_backend(), epochs=21, every=10), spiral_log(nnx.backends.get("numpy"), 21, 10))
 
 
-def classifier(backend) -> nnx.Model:
-    model = nnx.Model(xp=backend)
-    model.add(nnx.Dense(2, 32, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4, xp=backend))
-    model.add(nnx.ReLU(xp=backend))
-    model.add(nnx.Dropout(0.1, xp=backend))
-    model.add(nnx.Dense(32, 3, xp=backend))
-    model.add(nnx.Softmax(xp=backend))
-    model.set(
-        loss=nnx.CategoricalCrossentropy(xp=backend),
-        optimizer=nnx.Adam(learning_rate=0.02, decay=5e-5, xp=backend),
-        accuracy=nnx.metrics.Categorical(xp=backend),
-    )
-    model.finalize()
-    return model
-
-
 @pytest.mark.parametrize("name", sorted(LIBRARIES))
 def test_model_trains_saves_and_loads(name, tmp_path):
     backend = library_backend(name)
     nnx.seed(0)
     X, y = spiral_data(samples=60, classes=3)
     X_val, y_val = spiral_data(samples=20, classes=3)
-    model = classifier(backend)
+    model = spiral_classifier(
+        backend, hidden=32, l2=5e-4, dropout=0.1, optimizer=functools.partial(nnx.Adam, learning_rate=0.02, decay=5e-5)
+    )
     model.train(X, y, epochs=5, batch_size=64, print_every=None, validation_data=(X_val, y_val))
     loss, accuracy = model.evaluate(X_val, y_val, verbose=False)
     assert np.isfinite(loss) and 0.0 <= accuracy <= 1.0

@@ -1,4 +1,6 @@
-"""The backend registry: selection, the context manager, errors, transfers and the entry-point plugin group."""
+"""The backend registry: selection, the context manager, errors and the entry-point plugin group. Each backend's own
+conformance (transfers, dtypes, RNG, errors, every kernel op) is checked by `nnx.testing.check_backend`, which
+tests/test_testing_kit.py runs on every available backend."""
 
 from __future__ import annotations
 
@@ -140,36 +142,6 @@ def test_entry_point_plugin(tmp_path, monkeypatch, isolated_registry):
     assert "demo" in backends.available() and "broken" not in backends.available()
     with pytest.raises(backends.BackendUnavailableError, match="plug-in 'nnx_missing_module:load' failed to import"):
         backends.get("broken")
-
-
-def test_asarray_and_to_numpy_round_trip(backend):
-    host = np.arange(6, dtype=np.float64).reshape(2, 3)
-    on_device = backend.asarray(host, dtype="float32")
-    assert backend.owns(on_device)
-    back = backend.to_numpy(on_device)
-    assert isinstance(back, np.ndarray)
-    assert back.dtype == np.float32
-    np.testing.assert_array_equal(back, host)
-    labels = backend.asarray(np.array([0, 2, 1], dtype=np.uint8))
-    assert backend.to_numpy(labels).dtype == np.uint8
-    backend.synchronize()
-
-
-def test_float_dtype_accepts_names_and_rejects_ints(backend):
-    assert backend.float_dtype() == backend.xp.float32
-    if backend.has_dtype("float64"):
-        assert backend.float_dtype("float64") == backend.xp.float64
-        assert backend.float_dtype(np.float64) == backend.xp.float64
-    else:  # JAX without x64: a clear error, never float32 in its place
-        with pytest.raises(TypeError, match=r"has no float64 dtype; "):
-            backend.float_dtype(np.float64)
-    with pytest.raises(ValueError, match="float32, float64"):
-        backend.float_dtype("int32")
-
-
-def test_device_is_described(backend):
-    assert isinstance(backend.device, str) and backend.device
-    assert backend.name in repr(backend)
 
 
 def test_strict_backend_refuses_implicit_host_conversion():

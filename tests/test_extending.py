@@ -18,7 +18,7 @@ EXAMPLES = {"layer": ("LeakyReLU", 0), "loss": ("HalfSquaredError", 1), "optimiz
 
 
 def test_the_section_has_a_layer_a_loss_and_an_optimizer():
-    assert len(BLOCKS) == 3
+    assert len(BLOCKS) >= 3  # then the guide's later sections (checking a component, ...)
     for name, index in EXAMPLES.values():
         assert f"class {name}(" in BLOCKS[index]
 

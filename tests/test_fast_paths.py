@@ -10,6 +10,7 @@ import nnx
 from nnx.backends import numpy as numpy_backends
 from nnx.backends._base import Backend
 from nnx.datasets import spiral_data
+from nnx.recipes import book_layers, train_book_loop
 from tests.conftest import BACKEND_PARAMS, backend_or_skip
 
 RTOL = {"float32": 2e-6, "float64": 1e-13}
@@ -167,23 +168,10 @@ def _spiral_training(backend, optimizer, steps=30):
     X, y = spiral_data(samples=100, classes=3)
     X, y = backend.asarray(X, dtype="float32"), backend.asarray(y)
     with nnx.backends.use(backend):
-        dense1, relu, dense2 = nnx.Dense(2, 64), nnx.ReLU(), nnx.Dense(64, 3)
-        head = nnx.SoftmaxCategoricalCrossentropy()
-        optimizer = optimizer()
+        network = book_layers(optimizer=optimizer())
     losses = []
-    for _ in range(steps):
-        dense1.forward(X)
-        relu.forward(dense1.output)
-        dense2.forward(relu.output)
-        losses.append(head.forward(dense2.output, y))
-        head.backward(head.output, y)
-        dense2.backward(head.dinputs)
-        relu.backward(dense2.dinputs)
-        dense1.backward(relu.dinputs)
-        optimizer.pre_update_params()
-        optimizer.update_params(dense1)
-        optimizer.update_params(dense2)
-        optimizer.post_update_params()
+    train_book_loop(network, X, y, steps, on_step=lambda epoch, loss: losses.append(loss))
+    dense1, dense2 = network.dense1, network.dense2
     parameters = [dense1.weights, dense1.biases, dense2.weights, dense2.biases]
     return [float(backend.to_numpy(loss)) for loss in losses], [backend.to_numpy(p) for p in parameters]
 

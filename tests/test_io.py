@@ -4,6 +4,7 @@ training bit for bit, atomic writes, and every kind of broken file as a Checkpoi
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import os
@@ -20,35 +21,20 @@ from nnx.errors import CheckpointError
 from nnx.io import format as file_format
 from nnx.io import mapping
 from tests.conftest import BACKEND_PARAMS, backend_or_skip, widest_float
+from tests.helpers import spiral_classifier
 
 OPTIMIZERS = {
-    "sgd": lambda b: nnx.SGD(learning_rate=0.5, decay=1e-3, momentum=0.9, xp=b),
-    "plain_sgd": lambda b: nnx.SGD(learning_rate=0.5, xp=b),
-    "adam": lambda b: nnx.Adam(learning_rate=0.02, decay=1e-4, xp=b),
+    "sgd": functools.partial(nnx.SGD, learning_rate=0.5, decay=1e-3, momentum=0.9),
+    "plain_sgd": functools.partial(nnx.SGD, learning_rate=0.5),
+    "adam": functools.partial(nnx.Adam, learning_rate=0.02, decay=1e-4),
 }
+classifier = functools.partial(spiral_classifier, hidden=8, dropout=0.1, l2=5e-4, optimizer=OPTIMIZERS["adam"])
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
 def target(request) -> nnx.backends.Backend:
     """A second backend, to load what `backend` saved."""
     return backend_or_skip(request.param)
-
-
-def classifier(backend, optimizer: str = "adam", hidden: int = 8, dropout: float = 0.1) -> nnx.Model:
-    model = nnx.Model(xp=backend)
-    model.add(nnx.Dense(2, hidden, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4, xp=backend))
-    model.add(nnx.ReLU(xp=backend))
-    if dropout:
-        model.add(nnx.Dropout(dropout, xp=backend))
-    model.add(nnx.Dense(hidden, 3, xp=backend))
-    model.add(nnx.Softmax(xp=backend))
-    model.set(
-        loss=nnx.CategoricalCrossentropy(xp=backend),
-        optimizer=OPTIMIZERS[optimizer](backend),
-        accuracy=nnx.metrics.Categorical(xp=backend),
-    )
-    model.finalize()
-    return model
 
 
 def regressor(backend) -> nnx.Model:
@@ -79,7 +65,7 @@ def trained(backend, kind: str = "adam") -> tuple[nnx.Model, np.ndarray]:
         model = regressor(backend)
     else:
         X, y = spiral()
-        model = classifier(backend, kind)
+        model = classifier(backend, optimizer=OPTIMIZERS[kind])
     model.train(X, y, epochs=3, print_every=None)
     return model, X
 
@@ -320,14 +306,14 @@ def test_empty_and_0d_arrays_round_trip(backend, tmp_path):
 
 def test_restore_training_resumes_bit_for_bit(backend, tmp_path):
     X, y = spiral()
-    model = classifier(backend, "adam", dropout=0.2)
+    model = classifier(backend, dropout=0.2)
     model.train(X, y, epochs=2, print_every=None)
     io.save_model(model, tmp_path / "ckpt.nnx", training={"epoch": 2, "history": [1.5, 1.25]})
     model.train(X, y, epochs=2, print_every=None)
     expected = snapshot(model)
 
     nnx.seed(99)  # another initialisation and another RNG position: the checkpoint must override both
-    resumed = classifier(backend, "adam", dropout=0.2)
+    resumed = classifier(backend, dropout=0.2)
     np.random.random(17)
     training = io.restore_training(resumed, tmp_path / "ckpt.nnx")
     assert training == {"epoch": 2, "history": [1.5, 1.25]}
@@ -357,7 +343,7 @@ def test_restore_training_without_training_record_changes_nothing(numpy_backend,
 def test_restore_training_refuses_another_architecture_and_changes_nothing(numpy_backend, tmp_path):
     model, _ = trained(numpy_backend)
     io.save_model(model, tmp_path / "m.nnx", training={"epoch": 3})
-    other = classifier(numpy_backend, "sgd", hidden=16)
+    other = classifier(numpy_backend, optimizer=OPTIMIZERS["sgd"], hidden=16)
     before = snapshot(other)
     rng = np.random.get_state()[1].copy()
     with pytest.raises(ValueError) as raised:

@@ -22,7 +22,7 @@ LEVELS = [
     ("nnx.io",),
     ("nnx.training",),
     ("nnx.model",),  # the Model and its parts (checks, evaluation, summary): nothing below imports them
-    ("nnx.plot", "nnx.recipes", "nnx.nnfs"),
+    ("nnx.plot", "nnx.recipes", "nnx.nnfs", "nnx.testing"),
     ("nnx.sweep",),
     ("nnx.cli", "nnx.__main__", "nnx"),
 ]

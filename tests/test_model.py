@@ -3,6 +3,7 @@ parameters, moving between backends, and the book's acceptance runs."""
 
 from __future__ import annotations
 
+import functools
 import statistics
 
 import numpy as np
@@ -11,24 +12,15 @@ import pytest
 import nnx
 from nnx.datasets import sine_data, spiral_data
 from tests.conftest import NUMPY_ARITHMETIC, float64_or_skip
+from tests.helpers import spiral_classifier
 
 
-def classifier(backend, *, hidden=64, dropout=0.0, l2=5e-4, lr=0.02, decay=5e-7, inputs=2, classes=3):
-    with nnx.backends.use(backend):
-        model = nnx.Model()
-        model.add(nnx.Dense(inputs, hidden, weight_regularizer_l2=l2, bias_regularizer_l2=l2))
-        model.add(nnx.ReLU())
-        if dropout:
-            model.add(nnx.Dropout(dropout))
-        model.add(nnx.Dense(hidden, classes))
-        model.add(nnx.Softmax())
-        model.set(
-            loss=nnx.CategoricalCrossentropy(),
-            optimizer=nnx.Adam(learning_rate=lr, decay=decay),
-            accuracy=nnx.metrics.Categorical(),
-        )
-        model.finalize()
-    return model
+def adam(learning_rate=0.02, decay=5e-7):
+    """Adam with these numbers, made on the model's backend by `classifier`."""
+    return functools.partial(nnx.Adam, learning_rate=learning_rate, decay=decay)
+
+
+classifier = functools.partial(spiral_classifier, hidden=64, l2=5e-4, optimizer=adam())
 
 
 def regressor(backend, lr=0.005, decay=1e-3):
@@ -121,7 +113,7 @@ def test_tiny_fashion_mnist(backend, tmp_path):
     write_idx_dataset(tmp_path, rng, n_train=60, n_test=20)
     nnx.seed(0)
     X, y, X_test, y_test = nnx.datasets.fashion_mnist(tmp_path)
-    model = classifier(backend, inputs=X.shape[1], classes=10, hidden=32, l2=0.0, lr=0.01)
+    model = classifier(backend, inputs=X.shape[1], classes=10, hidden=32, l2=0.0, optimizer=adam(0.01))
     metrics = model.train(X, y, epochs=20, batch_size=16, print_every=None, validation_data=(X_test, y_test))
     assert metrics["accuracy"] > 0.9  # each class lights its own rows: easy to separate
     assert set(metrics) >= {"val_loss", "val_accuracy"}
@@ -266,7 +258,7 @@ def test_chapter_15_dropout_acceptance(backend):
     nnx.seed(0)
     X, y = spiral_data(samples=1000, classes=3)
     X_test, y_test = spiral_data(samples=100, classes=3)
-    model = classifier(backend, dropout=0.1, lr=0.05, decay=5e-5)
+    model = classifier(backend, dropout=0.1, optimizer=adam(0.05, decay=5e-5))
     metrics = model.train(X, y, epochs=10001, print_every=None, validation_data=(X_test, y_test))
     assert metrics["val_accuracy"] >= 0.70
 

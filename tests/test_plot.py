@@ -3,6 +3,7 @@ region colour present), for a Model, a layer-level predict function, backend arr
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 
@@ -16,6 +17,7 @@ import nnx  # noqa: E402
 import nnx.plot  # noqa: E402
 from nnx.datasets import sine_data, spiral_data  # noqa: E402
 from nnx.plot.style import LIGHTEN, PALETTE  # noqa: E402
+from nnx.recipes import book_layers  # noqa: E402
 from tests import helpers  # noqa: E402
 
 TOLERANCE = 3  # per channel, 0-255: PNG rounding of the exact colours
@@ -62,8 +64,9 @@ def assert_picture(pixels: np.ndarray, size: tuple[int, int]) -> None:
     assert white < 0.9
 
 
-def spiral_classifier(xp="numpy"):
-    return helpers.spiral_classifier(xp, hidden=64, optimizer=nnx.Adam(learning_rate=0.05, decay=5e-5, xp=xp))
+spiral_classifier = functools.partial(
+    helpers.spiral_classifier, hidden=64, optimizer=functools.partial(nnx.Adam, learning_rate=0.05, decay=5e-5)
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +94,9 @@ def hand_history(epochs=20):
 
 
 def layer_network(backend, seed=0):
-    """The chapter-10 network as loose objects, and a predict function wrapping its forward pass."""
+    """The chapter-10 network as the book's loose objects: its predict function (the forward pass, logits out)."""
     nnx.seed(seed)
-    dense1, relu, dense2 = nnx.Dense(2, 64, xp=backend), nnx.ReLU(xp=backend), nnx.Dense(64, 3, xp=backend)
-
-    def predict_fn(X):
-        dense1.forward(backend.asarray(X, dtype="float32"))
-        relu.forward(dense1.output)
-        dense2.forward(relu.output)
-        return dense2.output
-
-    return predict_fn
+    return book_layers(backend=backend).predict
 
 
 # Decision boundary ----------------------------------------------------------------------------------------------

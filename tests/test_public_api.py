@@ -29,6 +29,7 @@ PUBLIC_MODULES = [
     "nnx.plot",
     "nnx.recipes",
     "nnx.sweep",
+    "nnx.testing",
     "nnx.training",
 ]
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference"

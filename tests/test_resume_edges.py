@@ -3,6 +3,7 @@ than the file has done is an error, and the optimizer takes the file's hyperpara
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -10,17 +11,17 @@ import pytest
 
 import nnx
 from nnx.datasets import spiral_data
+from tests.helpers import spiral_classifier
 
-
-def classifier(optimizer=None, *, last=nnx.Softmax, loss=nnx.CategoricalCrossentropy, l2=0.0, dtype="float32"):
-    model = nnx.Model()
-    for layer in (nnx.Dense(2, 8, weight_regularizer_l2=l2, dtype=dtype), nnx.ReLU(), nnx.Dense(8, 3, dtype=dtype)):
-        model.add(layer)
-    model.add(last())
-    accuracy = nnx.metrics.Categorical() if last is nnx.Softmax else nnx.metrics.Regression()
-    model.set(loss=loss(), optimizer=optimizer or nnx.SGD(1.0, decay=1e-3, momentum=0.5), accuracy=accuracy)
-    model.finalize()
-    return model
+# on the current backend; l2 regularizes the first layer's weights only
+classifier = functools.partial(
+    spiral_classifier,
+    None,
+    hidden=8,
+    bias_l2=0.0,
+    dtype="float32",
+    optimizer=functools.partial(nnx.SGD, 1.0, decay=1e-3, momentum=0.5),
+)
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_resume_takes_the_files_hyperparameters_and_says_so_in_one_line(data, ch
     straight = classifier()
     straight.train(*data, epochs=8, print_every=None)
 
-    resumed = classifier(nnx.SGD(0.5, decay=0.0, momentum=0.0))
+    resumed = classifier(optimizer=nnx.SGD(0.5, decay=0.0, momentum=0.0))
     with pytest.warns(UserWarning) as caught:
         resumed.train(*data, epochs=8, print_every=None, resume=checkpoint)
     lines = [str(w.message) for w in caught]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import nnx
-from nnx.recipes import train_spiral
+from nnx.recipes import book_layers, train_book_loop, train_spiral
+from tests.conftest import backend_or_skip
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "spiral.py"
 BOOK_LOG = {0: (0.360, 1.099), 100: (0.400, 1.087), 200: (0.417, 1.077), 300: (0.413, 1.076)}
@@ -21,25 +22,15 @@ def spiral_losses(backend, epochs: int, every: int = 10) -> dict[int, tuple[floa
     nnx.seed(0)
     X_host, y_host = nnx.datasets.spiral_data(samples=100, classes=3)
     X, y = backend.asarray(X_host, dtype="float32"), backend.asarray(y_host)
-    with nnx.backends.use(backend):
-        dense1, relu, dense2 = nnx.Dense(2, 64), nnx.ReLU(), nnx.Dense(64, 3)
-        head, optimizer = nnx.SoftmaxCategoricalCrossentropy(), nnx.SGD()
+    network = book_layers(backend=backend)
     log = {}
-    for epoch in range(epochs):
-        dense1.forward(X)
-        relu.forward(dense1.output)
-        dense2.forward(relu.output)
-        loss = head.forward(dense2.output, y)
+
+    def record(epoch, loss):
         if epoch % every == 0:
-            log[epoch] = (float(backend.to_numpy(nnx.accuracy(head.output, y))), float(backend.to_numpy(loss)))
-        head.backward(head.output, y)
-        dense2.backward(head.dinputs)
-        relu.backward(dense2.dinputs)
-        dense1.backward(relu.dinputs)
-        optimizer.pre_update_params()
-        optimizer.update_params(dense1)
-        optimizer.update_params(dense2)
-        optimizer.post_update_params()
+            accuracy = nnx.accuracy(network.loss_activation.output, y)
+            log[epoch] = (float(backend.to_numpy(accuracy)), float(backend.to_numpy(loss)))
+
+    train_book_loop(network, X, y, epochs, on_step=record)
     return log
 
 
@@ -191,6 +182,34 @@ def test_recipe_records_the_last_epoch_and_stops_on_divergence():
         train_spiral(epochs=201, every=50, lr=1e30)
     with pytest.raises(ValueError, match="train_spiral epochs must be"):
         train_spiral(epochs=0)
+
+
+def test_book_layers_take_any_optimizer_on_its_backend(backend):
+    network = book_layers(hidden=8, optimizer=nnx.Adam(learning_rate=0.05, xp=backend))
+    assert network.backend is backend and network.dense1.backend is backend
+    assert (network.dense1.n_neurons, network.dense2.n_neurons) == (8, 3)
+    X, y = nnx.datasets.spiral_data(samples=20, classes=3)
+    losses = []
+    train_book_loop(
+        network,
+        backend.asarray(X, dtype="float32"),
+        backend.asarray(y),
+        3,
+        on_step=lambda epoch, loss: losses.append((epoch, float(backend.to_numpy(loss)))),
+    )
+    assert [epoch for epoch, _ in losses] == [0, 1, 2] and network.optimizer.iterations == 3
+
+
+def test_book_layers_and_loop_refuse_bad_arguments(numpy_backend):
+    with pytest.raises(TypeError, match=r"book_layers optimizer must be an nnx Optimizer, got str; pass e\.g\."):
+        book_layers(optimizer="adam")
+    strict = backend_or_skip("array_api_strict")
+    with pytest.raises(ValueError, match=r"computes on backend 'array_api_strict', the layers on 'numpy'; make the"):
+        book_layers(optimizer=nnx.SGD(xp=strict), backend=numpy_backend)
+    network = book_layers(backend=numpy_backend)
+    with pytest.raises(ValueError, match=r"train_book_loop epochs must be a positive integer, got 0"):
+        train_book_loop(network, numpy_backend.asarray([[0.0, 1.0]]), numpy_backend.asarray([0]), 0)
+    assert network.optimizer.iterations == 0
 
 
 def test_example_plot_writes_the_picture(tmp_path):

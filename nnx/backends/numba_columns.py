@@ -5,16 +5,13 @@ long and contiguous, whatever the layer widths. `numba_kernels.train_stack` runs
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
-from nnx.backends.step_program import RELU, SIGMOID_BINARY_CROSSENTROPY, SOFTMAX_CROSSENTROPY
+from nnx.backends.numba_ops import FASTMATH, element_wise_columns, head_columns
 
 TILE_ELEMENTS = 1 << 15  # rows per tile: this many values of the widest stage, at most MAX_TILE rows
 MAX_TILE = 256
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # keeps NaN and inf: the divergence checks must see them
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -50,7 +47,7 @@ def columns_into(
                 for i in range(width):
                     for index in range(count):
                         here[i, index] = X[first + index, i]
-                    _row_ops(here, slopes, i, ops, masks, mask_columns, n_rows, first)
+                    element_wise_columns(here, slopes, i, ops, masks, mask_columns, n_rows, first)
             else:
                 n_inputs = widths[stage - 1]
                 inputs = values[stage_at[stage - 1] : stage_at[stage - 1] + n_inputs * count]
@@ -70,7 +67,9 @@ def columns_into(
         width = widths[n_layers]
         outputs = values[stage_at[n_layers] : stage_at[n_layers] + width * count].reshape((width, count))
         out_delta = delta[: width * count]
-        loss, hits = _head(head, outputs, labels, targets, first, constants, out_delta.reshape((width, count)), scratch)
+        loss, hits = head_columns(
+            head, outputs, labels, targets, first, constants, out_delta.reshape((width, count)), scratch
+        )
         loss_sum += loss
         correct += hits
         if chain_starts[n_layers + 1] > chain_starts[n_layers]:
@@ -110,7 +109,7 @@ def _dense_forward(inputs, params, layer, outputs, slopes, ops, masks, mask_colu
             group = min(4, n_inputs - i)
             _forward_group(inputs, params, layer, outputs, bias, i, j, group)
             i += group
-        _row_ops(outputs, slopes, j, ops, masks, mask_columns, n_rows, first)
+        element_wise_columns(outputs, slopes, j, ops, masks, mask_columns, n_rows, first)
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -194,167 +193,3 @@ def _backward_group(inputs, dinputs, delta, params, gradient, layer, i, j, group
         gradient[_weight_at(layer, i, j2)] += t2
     if group > 3:
         gradient[_weight_at(layer, i, j3)] += t3
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _row_ops(values, slopes, feature, ops, masks, mask_columns, n_rows, first):
-    """ReLUs and dropout masks in order, in place on row `feature` of a (width, rows) block; the same row of
-    `slopes` gets the product of their local gradients (left as it is without ops). Masks are laid out
-    (n_rows, width) per dropout."""
-    zero, one = values.dtype.type(0), values.dtype.type(1)
-    width, count = values.shape
-    for position in range(ops.size):
-        op = ops[position]
-        if op == RELU and position == 0:
-            for row in range(count):
-                value = values[feature, row]
-                slopes[feature, row] = one if value > zero else zero
-                values[feature, row] = zero if value <= zero else value
-        elif op == RELU:
-            for row in range(count):
-                value = values[feature, row]
-                slopes[feature, row] = slopes[feature, row] if value > zero else zero
-                values[feature, row] = zero if value <= zero else value
-        else:
-            mask_at = n_rows * mask_columns[op] + first * width + feature
-            for row in range(count):
-                scale = masks[mask_at + row * width]
-                values[feature, row] *= scale
-                slopes[feature, row] = scale if position == 0 else slopes[feature, row] * scale
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _head(head, outputs, labels, targets, first, constants, delta, scratch):
-    """The output activation, the tile's loss and comparisons, and the loss gradient at the head's inputs."""
-    if head == SOFTMAX_CROSSENTROPY:
-        return _softmax_cross_entropy(outputs, labels, first, constants, delta, scratch)
-    if head == SIGMOID_BINARY_CROSSENTROPY:
-        return _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta)
-    return _linear_squared_error(outputs, targets, first, constants, delta)
-
-
-@njit(cache=True, inline="always")
-def clip_value(value, low, high):
-    """`value` clipped to [low, high]; NaN stays NaN, as with NumPy's clip."""
-    if value < low:
-        return low
-    return high if value > high else value
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _softmax_cross_entropy(outputs, labels, first, constants, delta, scratch):
-    """Each row's softmax, -log of its true class's (clipped) probability and whether its argmax is that class; the
-    rows of `delta` get (softmax - one-hot) / n_samples."""
-    kind = outputs.dtype.type
-    n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    width, count = outputs.shape
-    largest, total = scratch[0, :count], scratch[1, :count]
-    for row in range(count):
-        largest[row] = outputs[0, row]
-        total[row] = 0
-    for j in range(1, width):
-        for row in range(count):
-            largest[row] = max(largest[row], outputs[j, row])
-    floats = scratch[2, :count]
-    for j in range(width):
-        for row in range(count):
-            delta[j, row] = outputs[j, row] - largest[row]
-        if outputs.itemsize == 4:
-            _exp_row(delta, j, floats, floats.view(np.int32), EXP_FLOAT32)
-        else:
-            _exp_row(delta, j, floats, floats.view(np.int64), EXP_FLOAT64)
-        for row in range(count):
-            total[row] += delta[j, row]
-    for j in range(width):
-        for row in range(count):
-            delta[j, row] = delta[j, row] / total[row]
-    loss_sum = 0.0
-    correct = 0.0
-    for row in range(count):
-        label = labels[first + row]
-        best = 0
-        for j in range(1, width):
-            if delta[j, row] > delta[best, row]:
-                best = j
-        loss_sum += -np.log(clip_value(delta[label, row], low, high))
-        correct += 1.0 if best == label else 0.0
-        delta[label, row] -= kind(1)
-    for j in range(width):
-        for row in range(count):
-            delta[j, row] = delta[j, row] / n_samples
-    return loss_sum, correct
-
-
-# exp(x) for x <= 0, vectorized: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor polynomial of degree 13
-# (below half an ulp of float64), 2^n built in the exponent bits. Below the smallest normal it gives
-# that (about 1e-38 or 1e-308) instead of a subnormal or 0: nothing a probability can tell apart. NaN stays NaN.
-LOG2E, LN2_HIGH, LN2_LOW = 1.4426950408889634, 0.693145751953125, 1.4286068203094173e-06
-
-
-# (magic: 1.5 * 2^mantissa bits, an integer added to it lands in its low bits; lowest argument; what turns those
-# bits into the exponent bits of 2^n; mantissa bits)
-EXP_FLOAT32 = (12582912.0, -87.0, 127 - (1 << 22), 23)
-EXP_FLOAT64 = (6755399441055744.0, -708.0, 1023 - (1 << 51), 52)
-RECIPROCAL_FACTORIALS = tuple(1 / math.factorial(n) for n in range(13, 1, -1))  # 1/13! .. 1/2!
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _exp_row(block, feature, scratch, bits, constants):
-    """Row `feature` of `block` = its exp, in place, for values <= 0; `scratch` (the block's dtype, one per row) and
-    `bits` (the same memory as integers of its width) hold 2^n; `constants`: EXP_FLOAT32 or EXP_FLOAT64."""
-    kind = block.dtype.type
-    magic, low, bias, mantissa = kind(constants[0]), kind(constants[1]), constants[2], constants[3]
-    for row in range(scratch.size):
-        x = block[feature, row]
-        x = low if x < low else x
-        n = np.floor(x * kind(LOG2E) + kind(0.5))
-        r = (x - n * kind(LN2_HIGH)) - n * kind(LN2_LOW)
-        p = kind(0)
-        for factor in RECIPROCAL_FACTORIALS:
-            p = p * r + kind(factor)
-        block[feature, row] = (p * r + kind(1)) * r + kind(1)
-        scratch[row] = n + magic  # exact: n is an integer, now in the low bits
-    for row in range(scratch.size):
-        bits[row] = (bits[row] + bias) << mantissa
-    for row in range(scratch.size):
-        block[feature, row] *= scratch[row]
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta):
-    """Each row's mean binary cross-entropy of its sigmoids and its correct outputs; `delta` gets the gradient."""
-    kind = outputs.dtype.type
-    n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    width, count = outputs.shape
-    zero, one, half, outputs_count = kind(0), kind(1), kind(0.5), kind(width)
-    loss_sum = 0.0
-    correct = 0.0
-    for j in range(width):
-        for row in range(count):
-            p = one / (one + np.exp(-outputs[j, row]))
-            y = targets[first + row, j]
-            clipped = clip_value(p, low, high)
-            loss_sum += -(y * np.log(clipped) + (one - y) * np.log(one - clipped)) / outputs_count
-            correct += 1.0 if (one if p > half else zero) == y else 0.0
-            gradient = -(y / clipped - (one - y) / (one - clipped)) / outputs_count / n_samples
-            delta[j, row] = gradient * (one - p) * p
-    return loss_sum, correct
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _linear_squared_error(outputs, targets, first, constants, delta):
-    """Each row's mean squared error and its outputs within the precision; `delta` gets the gradient."""
-    kind = outputs.dtype.type
-    n_samples, precision = kind(constants[0]), constants[1]
-    width, count = outputs.shape
-    outputs_count, two = kind(width), kind(2)
-    loss_sum = 0.0
-    correct = 0.0
-    for j in range(width):
-        for row in range(count):
-            output, target = outputs[j, row], targets[first + row, j]
-            error = target - output
-            loss_sum += error * error / outputs_count
-            correct += 1.0 if abs(output - target) < precision else 0.0
-            delta[j, row] = -two * error / outputs_count / n_samples
-    return loss_sum, correct

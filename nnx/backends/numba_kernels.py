@@ -6,21 +6,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from nnx.backends.numba_columns import clip_value, columns_into
-from nnx.backends.step_program import (
-    ADAGRAD,
-    MOMENTUM_SGD,
-    PLAIN_SGD,
-    RELU,
-    RMSPROP,
-    SIGMOID_BINARY_CROSSENTROPY,
-    SOFTMAX_CROSSENTROPY,
-)
+from nnx.backends.numba_columns import columns_into
+from nnx.backends.numba_ops import FASTMATH, element_wise_rows, head_rows, update_rule_step
 
 TILE = 64  # rows that go through each layer together
-
-# Fast math that keeps NaN and inf: the divergence guard must still see them.
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 # Many models -------------------------------------------------------------------------------------------------------
@@ -143,10 +132,10 @@ def _rows_into(
                 )
             ops = chain_ops[chain_starts[stage] : chain_starts[stage + 1]]
             stage_derivatives = derivatives[stage_at[stage] : stage_at[stage] + count * width]
-            _element_wise(here, stage_derivatives, ops, masks, mask_columns, n_rows, first, width)
+            element_wise_rows(here, stage_derivatives, ops, masks, mask_columns, n_rows, first, width)
         width = widths[n_layers]
         outputs = values[stage_at[n_layers] : stage_at[n_layers] + count * width].reshape((count, width))
-        loss, hits = _head(
+        loss, hits = head_rows(
             head, outputs, labels, targets, first, constants, delta[: count * width].reshape((count, width))
         )
         loss_sum += loss
@@ -163,39 +152,6 @@ def _rows_into(
             )
             delta, previous = previous, delta
     return loss_sum, correct
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _element_wise(values, derivatives, ops, masks, mask_columns, n_rows, first, width):
-    """ReLUs and dropout masks in order, in place on a tile's `values` (rows of `width`, from row `first`);
-    `derivatives` gets the product of their local gradients (the generic backward multiplies by the same 0/1 and
-    mask values); without ops it is left as it is, and not used."""
-    zero, one = values.dtype.type(0), values.dtype.type(1)
-    size = values.size
-    for position in range(ops.size):
-        op = ops[position]
-        if op == RELU:
-            if position == 0:
-                for index in range(size):
-                    value = values[index]
-                    derivatives[index] = one if value > zero else zero
-                    values[index] = zero if value <= zero else value
-            else:
-                for index in range(size):
-                    value = values[index]
-                    derivatives[index] = derivatives[index] if value > zero else zero
-                    values[index] = zero if value <= zero else value
-        else:
-            mask_at = n_rows * mask_columns[op] + first * width
-            mask = masks[mask_at : mask_at + size]
-            if position == 0:
-                for index in range(size):
-                    values[index] *= mask[index]
-                    derivatives[index] = mask[index]
-            else:
-                for index in range(size):
-                    values[index] *= mask[index]
-                    derivatives[index] *= mask[index]
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -272,90 +228,6 @@ def _scale(delta, derivatives):
         delta[index] *= derivatives[index]
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _head(head, outputs, labels, targets, first, constants, delta):
-    """The output activation, the tile's loss and comparisons, and the loss gradient at the head's inputs."""
-    if head == SOFTMAX_CROSSENTROPY:
-        return _softmax_cross_entropy(outputs, labels, first, constants, delta)
-    if head == SIGMOID_BINARY_CROSSENTROPY:
-        return _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta)
-    return _linear_squared_error(outputs, targets, first, constants, delta)
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _softmax_cross_entropy(outputs, labels, first, constants, delta):
-    """Each row's softmax, -log of its true class's (clipped) probability and whether its argmax is that class; the
-    rows of `delta` get (softmax - one-hot) / n_samples."""
-    kind = outputs.dtype.type
-    n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    width = outputs.shape[1]
-    loss_sum = 0.0
-    correct = 0.0
-    for row in range(outputs.shape[0]):
-        label = labels[first + row]
-        largest = outputs[row, 0]
-        for j in range(width):
-            largest = max(largest, outputs[row, j])
-        total = kind(0)
-        for j in range(width):
-            delta[row, j] = np.exp(outputs[row, j] - largest)
-            total += delta[row, j]
-        best = 0
-        for j in range(width):
-            delta[row, j] = delta[row, j] / total
-            if delta[row, j] > delta[row, best]:
-                best = j
-        confidence = clip_value(delta[row, label], low, high)
-        delta[row, label] -= kind(1)
-        for j in range(width):
-            delta[row, j] = delta[row, j] / n_samples
-        loss_sum += -np.log(confidence)
-        correct += 1.0 if best == label else 0.0
-    return loss_sum, correct
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _sigmoid_binary_cross_entropy(outputs, targets, first, constants, delta):
-    """Each row's mean binary cross-entropy of its sigmoids and its correct outputs; `delta` gets the gradient."""
-    kind = outputs.dtype.type
-    n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    zero, one, half, width = kind(0), kind(1), kind(0.5), kind(outputs.shape[1])
-    loss_sum = 0.0
-    correct = 0.0
-    for row in range(outputs.shape[0]):
-        loss = zero
-        for j in range(outputs.shape[1]):
-            p = one / (one + np.exp(-outputs[row, j]))
-            y = targets[first + row, j]
-            clipped = clip_value(p, low, high)
-            loss += -(y * np.log(clipped) + (one - y) * np.log(one - clipped))
-            correct += 1.0 if (one if p > half else zero) == y else 0.0
-            gradient = -(y / clipped - (one - y) / (one - clipped)) / width / n_samples
-            delta[row, j] = gradient * (one - p) * p
-        loss_sum += loss / width
-    return loss_sum, correct
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _linear_squared_error(outputs, targets, first, constants, delta):
-    """Each row's mean squared error and its outputs within the precision; `delta` gets the gradient."""
-    kind = outputs.dtype.type
-    n_samples, precision = kind(constants[0]), constants[1]
-    width, two = kind(outputs.shape[1]), kind(2)
-    loss_sum = 0.0
-    correct = 0.0
-    for row in range(outputs.shape[0]):
-        loss = kind(0)
-        for j in range(outputs.shape[1]):
-            output, target = outputs[row, j], targets[first + row, j]
-            error = target - output
-            loss += error * error
-            correct += 1.0 if abs(output - target) < precision else 0.0
-            delta[row, j] = -two * error / width / n_samples
-        loss_sum += loss / width
-    return loss_sum, correct
-
-
 @njit(cache=True, fastmath=FASTMATH)
 def _update(params, gradient, first, second, segments, regularization, optimizer, hyper):
     """Add the regularization gradients and apply the optimizer to every parameter array, in place in the packed
@@ -364,7 +236,7 @@ def _update(params, gradient, first, second, segments, regularization, optimizer
     for segment in range(segments.shape[0]):
         start, stop = segments[segment, 0], segments[segment, 1]
         reg_loss += _regularize(params, gradient, start, stop, regularization[segment])
-    _optimizer_step(params, gradient, first, second, optimizer, hyper)
+    update_rule_step(params, gradient, first, second, optimizer, hyper)
     return reg_loss
 
 
@@ -383,35 +255,3 @@ def _regularize(params, gradient, start, stop, strengths):
             squares += params[index] * params[index]
             gradient[index] += two_l2 * params[index]
     return l1 * absolute + l2 * squares
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _optimizer_step(params, gradient, first, second, optimizer, hyper):
-    """One update of every parameter in place, with the optimizer's packed arrays (see STATE_NAMES)."""
-    negative_lr, lr, momentum, epsilon = hyper[0], hyper[1], hyper[2], hyper[3]
-    rho, keep_rho, beta_1, keep_beta_1 = hyper[4], hyper[5], hyper[6], hyper[7]
-    beta_2, keep_beta_2, correction_1, correction_2 = hyper[8], hyper[9], hyper[10], hyper[11]
-    if optimizer == PLAIN_SGD:
-        for index in range(params.size):
-            params[index] += negative_lr * gradient[index]
-    elif optimizer == MOMENTUM_SGD:
-        for index in range(params.size):
-            first[index] = momentum * first[index] - lr * gradient[index]
-            params[index] += first[index]
-    elif optimizer == ADAGRAD:
-        for index in range(params.size):
-            g = gradient[index]
-            first[index] = first[index] + g * g
-            params[index] += negative_lr * g / (np.sqrt(first[index]) + epsilon)
-    elif optimizer == RMSPROP:
-        for index in range(params.size):
-            g = gradient[index]
-            first[index] = rho * first[index] + keep_rho * (g * g)
-            params[index] += negative_lr * g / (np.sqrt(first[index]) + epsilon)
-    else:
-        for index in range(params.size):
-            g = gradient[index]
-            first[index] = beta_1 * first[index] + keep_beta_1 * g
-            second[index] = beta_2 * second[index] + keep_beta_2 * (g * g)
-            corrected = first[index] / correction_1
-            params[index] += negative_lr * corrected / (np.sqrt(second[index] / correction_2) + epsilon)

@@ -11,8 +11,8 @@ import numpy as np
 
 from nnx.backends._parallel import parallel_call
 from nnx.backends.numba_kernels import train_stack
-from nnx.backends.numba_step import NumbaStepKernel, fixed_hyperparameters, program_tables
-from nnx.backends.step_program import ADAM, SOFTMAX_CROSSENTROPY, StepProgram
+from nnx.backends.numba_step import NumbaStepKernel, fixed_hyperparameters, program_tables, rule_constants
+from nnx.backends.step_program import StepProgram
 
 
 class NumbaStackKernel(NumbaStepKernel):
@@ -29,7 +29,8 @@ class NumbaStackKernel(NumbaStepKernel):
         self.model_constants = np.array(
             [[0, program.precision, epsilon, 1 - epsilon] for program, epsilon in zip(programs, epsilons, strict=True)]
         )
-        self.betas = np.array([[program.constant("beta_1"), program.constant("beta_2")] for program in programs])
+        constants = [rule_constants(program) for program in programs]
+        self.model_rule_constants = {name: np.array([c[name] for c in constants]) for name in self.rule.constants}
         self.results = np.zeros((self.n_models, 3))
         self.no_masks = np.zeros((self.n_models, 0), dtype=self.dtype)
 
@@ -71,11 +72,11 @@ class NumbaStackKernel(NumbaStepKernel):
         self.model_constants[:, 0] = X_batch.shape[0]
         hypers = self.hypers  # in the model dtype, as the generic update rounds them
         hypers[:, 0], hypers[:, 1] = -learning_rates, learning_rates
-        if self.update_rule == ADAM:
-            hypers[:, 10] = 1 - self.betas[:, 0] ** steps
-            hypers[:, 11] = 1 - self.betas[:, 1] ** steps
+        if self.rule.step_numbers is not None:
+            for offset, numbers in enumerate(self.rule.step_numbers(self.model_rule_constants, steps)):
+                hypers[:, self.step_at + offset] = numbers
         mask = np.concatenate([m.reshape(n_models, -1) for m in masks], axis=1) if masks else self.no_masks
-        if self.head == SOFTMAX_CROSSENTROPY:
+        if self.labels:
             parallel_call(train_stack, X_batch, targets, self.no_targets, mask, self.params, *self.rest)
         else:
             parallel_call(train_stack, X_batch, self.no_labels, targets, mask, self.params, *self.rest)

@@ -14,12 +14,8 @@ import numpy as np
 
 from nnx.backends._parallel import parallel_call
 from nnx.backends.numba_kernels import train_parallel, train_serial
-from nnx.backends.step_program import (
-    ADAM,
-    FLOAT_DTYPES,
-    SOFTMAX_CROSSENTROPY,
-    StepProgram,
-)
+from nnx.backends.step_program import FLOAT_DTYPES, StepProgram
+from nnx.backends.tables import KERNEL_NUMBERS, head, update_rule
 
 MAX_LAYER_SIZE = 65536  # n_inputs * n_outputs above which BLAS (the generic step) beats a row-wise kernel
 NARROW = 16  # Dense layers with fewer outputs are stored transposed, so that their loops run along the inputs
@@ -27,7 +23,6 @@ PARALLEL_MIN_ROWS = 128  # smaller batches run on one thread: waking the threads
 ROWS_PER_THREAD = 64
 # Columns of the layer table, one row per Dense layer.
 N_INPUTS, N_OUTPUTS, WEIGHTS_AT, BIASES_AT, TRANSPOSED = range(5)
-HYPERPARAMETERS = 12  # see _optimizer_step
 
 
 def why_not(program: StepProgram) -> str | None:
@@ -55,13 +50,16 @@ class NumbaStepKernel:
         self.program = program
         self.dtype = np.dtype(program.dtype)
         self.head = program.head
+        self.labels = head(program.head).labels  # class labels as int64, else targets shaped like the outputs
         self.update_rule = program.update_rule
+        self.rule = update_rule(program.update_rule)
         self.outputs = program.widths[-1]
         self.tables, self.segments, self.regularization = program_tables(program)
         self.layers = self.tables[0]
         self.size = int(self.segments[-1, 1])
         self.hyper = fixed_hyperparameters(program, self.dtype)
-        self.beta_1, self.beta_2 = program.constant("beta_1"), program.constant("beta_2")
+        self.rule_constants = rule_constants(program)
+        self.step_at = 2 + len(self.rule.kernel_numbers(self.rule_constants))  # where the per-step numbers go
         self.kind = self.dtype.type
         self.nothing = np.zeros(0, dtype=self.dtype)
         self.no_labels = np.zeros(0, dtype=np.int64)
@@ -108,12 +106,26 @@ class NumbaStepKernel:
 
     # Data ------------------------------------------------------------------------------------------------------
 
-    def prepare(self, X, y) -> bool:
-        """Prepare the training set once (class labels as int64; one-hot rows converted); False when the targets do
-        not suit the kernel. Batches that are the whole set, or runs of its rows, are then taken without checks."""
-        self.y, self.prepared = y, _targets(self.head, self.outputs, self.dtype, y, _rows(y))
+    @property
+    def takes(self) -> str:
+        """What data this kernel takes, in words (other data runs the generic step)."""
+        targets = "class labels or one-hot rows" if self.labels else f"C-contiguous {self.dtype.name} targets"
+        return f"C-contiguous {self.dtype.name} inputs and {targets}"
+
+    def prepare(self, X, y) -> str | None:
+        """Prepare the training set once (class labels as int64; one-hot rows converted). Batches that are the
+        whole set, or runs of its rows, are then taken without checks.
+
+        Returns:
+            None when prepared; else why the kernel cannot take this data (the generic step runs it then).
+        """
+        self.y, self.prepared = y, _targets(self.labels, self.outputs, self.dtype, y, _rows(y))
         self.X = X if _takes(X, self.dtype, self.program.widths[0]) else None
-        return self.prepared is not None
+        if self.X is None:
+            return f"the compiled step takes {self.takes}, and the inputs are not ({_describe(X)})"
+        if self.prepared is None:
+            return f"the compiled step takes {self.takes}, and the targets are not ({_describe(y)})"
+        return None
 
     def batch_targets(self, X_batch, y_batch):
         """The prepared targets of this batch (a slice when `y_batch` is rows of the training targets), or None
@@ -125,7 +137,7 @@ class NumbaStepKernel:
         start = _row_offset(y_batch, self.y) if self.prepared is not None else None
         if start is not None:
             return self.prepared[start : start + y_batch.shape[0]]
-        return _targets(self.head, self.outputs, self.dtype, y_batch, X_batch.shape[0])
+        return _targets(self.labels, self.outputs, self.dtype, y_batch, X_batch.shape[0])
 
     # One step --------------------------------------------------------------------------------------------------
 
@@ -140,10 +152,11 @@ class NumbaStepKernel:
         self.constants[0] = n_samples
         hyper = self.hyper  # in the model's dtype, as the generic update rounds them
         hyper[0], hyper[1] = -learning_rate, learning_rate
-        if self.update_rule == ADAM:
-            hyper[10], hyper[11] = 1 - self.beta_1**step, 1 - self.beta_2**step
+        if self.rule.step_numbers is not None:
+            numbers = self.rule.step_numbers(self.rule_constants, step)
+            hyper[self.step_at : self.step_at + len(numbers)] = numbers
         mask = np.concatenate([m.reshape(-1) for m in masks]) if masks else self.nothing
-        if self.head == SOFTMAX_CROSSENTROPY:
+        if self.labels:
             loss_sum, correct, reg_loss = run_kernel(X_batch, targets, self.no_targets, mask, self.params, self.rest)
             count = n_samples
         else:
@@ -188,12 +201,19 @@ def _layout(program: StepProgram):
     return np.array(layers, dtype=np.int64), segments, regularization
 
 
+def rule_constants(program: StepProgram) -> dict[str, float]:
+    """The program's update-rule constants by name (0 for one it lacks: plain SGD stacked as momentum SGD)."""
+    return {name: program.constant(name) for name in update_rule(program.update_rule).constants}
+
+
 def fixed_hyperparameters(program: StepProgram, dtype):
-    """The 12 numbers `_optimizer_step` reads, with the step-dependent ones (learning rate, Adam's bias
-    corrections) left to fill per step."""
-    rho, beta_1, beta_2 = (program.constant(name) for name in ("rho", "beta_1", "beta_2"))
-    values: tuple[float, ...] = (0.0, 0.0, program.constant("momentum"), program.constant("epsilon"), rho, 1 - rho)
-    values += (beta_1, 1 - beta_1, beta_2, 1 - beta_2, 1.0, 1.0)
+    """The KERNEL_NUMBERS numbers `numba_ops.update_rule_step` reads: the learning rate (negated, then as is) and
+    the step-dependent numbers of the rule are left to fill per step (1 until then), the rule's fixed numbers
+    (from the table) are set."""
+    rule = update_rule(program.update_rule)
+    fixed = rule.kernel_numbers(rule_constants(program))
+    values = [0.0, 0.0, *fixed]
+    values += [1.0] * (KERNEL_NUMBERS - len(values))
     return np.array(values, dtype=dtype)
 
 
@@ -201,12 +221,20 @@ def _rows(y) -> int:
     return y.shape[0] if type(y) is np.ndarray and y.ndim else -1
 
 
-def _targets(head: int, outputs: int, dtype, y, n_samples: int):
-    """For a softmax head, class labels as contiguous int64 (one-hot rows converted); for the others the targets
-    themselves, which must already be (n_samples, outputs) in the model's dtype; None when they are neither."""
+def _describe(x) -> str:
+    if type(x) is not np.ndarray:
+        return f"got {type(x).__name__}"
+    order = "C-contiguous" if x.flags.c_contiguous else "not C-contiguous"
+    return f"got {x.dtype} {x.shape}, {order}"
+
+
+def _targets(labels: bool, outputs: int, dtype, y, n_samples: int):
+    """For a head of class labels, the labels as contiguous int64 (one-hot rows converted); for the others the
+    targets themselves, which must already be (n_samples, outputs) in the model's dtype; None when they are
+    neither."""
     if type(y) is not np.ndarray or y.shape[:1] != (n_samples,):
         return None
-    if head != SOFTMAX_CROSSENTROPY:
+    if not labels:
         fits = y.shape == (n_samples, outputs) and y.dtype == dtype and y.flags.c_contiguous
         return y if fits else None
     if y.ndim == 2 and y.shape[1] == outputs:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from nnx import _checks, backends
+from nnx._component import defined_by_nnx
 from nnx.callbacks.base import Callback, Run, host_float
 from nnx.errors import DivergenceError
 
@@ -102,10 +103,9 @@ class DivergenceGuard(Callback):
         _restore(run.model, self.snapshot)
         where = f"epoch {run.epoch}" + (f", step {run.step}" if run.batch_size is not None else "")
         last = "none was finite" if self.last_loss is None else f"{self.last_loss:.6g}"
-        lr = run.model.optimizer.learning_rate
         error = DivergenceError(
             f"training diverged at {where}: {what} became NaN or infinite (last finite loss: {last}). The parameters "
-            f"are restored to the last finite check; lower the learning rate (now {lr:g}) or add decay",
+            f"are restored to the last finite check; {_what_to_do(run.model)}",
             epoch=run.epoch,
             step=run.step,
             last_finite_loss=self.last_loss,
@@ -115,6 +115,47 @@ class DivergenceGuard(Callback):
             raise error
         if self.action == "warn":
             warnings.warn(str(error), RuntimeWarning, stacklevel=2)
+
+
+def _what_to_do(model: Any) -> str:
+    """The fix for a divergence, naming the component it points to: the first layer whose output for the last batch
+    holds NaN or inf with the restored parameters, else a loss or optimizer of your own, besides the learning rate.
+    Runs the last batch forward once more and copies one number per layer to the host (only after a divergence)."""
+    lr = f"lower the learning rate (now {model.optimizer.learning_rate:g})"
+    layer = _first_non_finite(model)
+    if layer is not None:
+        label = getattr(layer, "label", repr(layer))
+        if defined_by_nnx(type(layer)):
+            return f"with them, {label} already outputs NaN or inf for the last batch; {lr} or add decay"
+        return (
+            f"with them, {label} is the first layer whose output for the last batch holds NaN or inf (from finite "
+            f"inputs): check its forward for values outside its domain (a log, a square root, a division), or {lr}"
+        )
+    yours = [
+        f"{part!r}.{method}"
+        for part, method in ((model.loss, "forward"), (model.optimizer, "update_array"))
+        if part is not None and not defined_by_nnx(type(part))
+    ]
+    return f"{lr} or add decay" + "".join(f", or check {each}" for each in yours)
+
+
+def _first_non_finite(model: Any) -> Any:
+    """The first layer whose output holds NaN or inf when the last batch (`model.input_layer.output`) runs forward
+    again with the current parameters, or None: all finite, no batch yet, or the pass itself fails."""
+    inputs = getattr(getattr(model, "input_layer", None), "output", None)
+    backend = model.backend
+    if inputs is None or not backend.owns(inputs):
+        return None
+    try:
+        with _checks.trusted(), backend.quiet_float_errors():
+            model.forward(inputs, training=False)
+    except Exception:  # whatever a layer raises here, the DivergenceError goes out, with its general fix
+        return None
+    for layer in model.layers:
+        output = getattr(layer, "output", None)
+        if backend.owns(output) and not math.isfinite(host_float(backend, model.xp.sum(output * 0))):
+            return layer
+    return None
 
 
 def _finite_probe(loss: Any, layers: Iterable[Any]) -> Any:

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 METRICS = ("loss", "data_loss", "reg_loss", "accuracy", "lr")
 VALIDATION = ("val_loss", "val_accuracy")
+# How to_json writes the numbers JSON has no literal for (strict JSON: any parser reads the file), and from_json
+# reads them back; a number is never a string otherwise.
+JSON_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+RESERVED = "epoch"  # the epoch column of rows() and to_csv: no metric may take its name
 
 
 class History(Callback, Mapping):
@@ -44,6 +48,11 @@ class History(Callback, Mapping):
             "reg_loss", "accuracy", "lr", and "val_loss", "val_accuracy" with validation data.
         final: the final metrics `Model.train` reports (after a divergence: {"diverged": True, "epoch", "step",
             "loss"}, the last finite loss).
+
+    NaN and infinite values are kept: `to_json` writes them as the strings "NaN", "Infinity" and "-Infinity"
+    (the file stays strict JSON) and `from_json` reads them back as floats, while null stays "not measured". `to_csv`
+    writes them as nan, inf and -inf, which ``float()`` reads back. No metric may be named "epoch": that name is
+    the epoch column.
     """
 
     def __init__(self) -> None:
@@ -110,11 +119,12 @@ class History(Callback, Mapping):
             A new History holding copies of them.
 
         Raises:
-            ValueError: a column's length differs from the number of epochs.
+            ValueError: a column's length differs from the number of epochs, or a column is named "epoch".
         """
         history = cls()
         history.epoch = [int(value) for value in epoch]
         for name, column in columns.items():
+            _not_reserved(name, "History.from_columns")
             if len(column) != len(history.epoch):
                 raise ValueError(
                     f"History.from_columns column {name!r} has {len(column)} values for {len(history.epoch)} epochs; "
@@ -245,7 +255,11 @@ class History(Callback, Mapping):
 
         Returns:
             One dict per recorded epoch: {"epoch": 1, "loss": ..., ...}, with a key for every column.
+
+        Raises:
+            ValueError: a metric is named "epoch", the name of the epoch column.
         """
+        self._check_names("History.rows")
         names = self.columns()
         return [
             {"epoch": epoch, **{name: self.history[name][index] for name in names}}
@@ -255,15 +269,19 @@ class History(Callback, Mapping):
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the History as CSV: an "epoch" column, then `columns()`; one row per epoch.
 
-        Numbers are written at full precision, and a metric not measured leaves its cell empty. The file is
-        replaced in one step.
+        Numbers are written at full precision (NaN and infinities as nan, inf and -inf, which ``float()`` reads
+        back), and a metric not measured leaves its cell empty. The file is replaced in one step.
 
         Args:
             path: the file to write.
 
         Returns:
             The absolute path written.
+
+        Raises:
+            ValueError: a metric is named "epoch", the name of the epoch column.
         """
+        self._check_names("History.to_csv")
         path = output_path(path, "History.to_csv")
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=["epoch", *self.columns()])
@@ -276,23 +294,32 @@ class History(Callback, Mapping):
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the History as JSON, which `from_json` reads back.
 
-        The object is {"epoch": [...], "history": {name: [...]}, "final": {...}}, with null for NaN, inf or not
-        measured. The file is replaced in one step.
+        The object is {"epoch": [...], "history": {name: [...]}, "final": {...}}, with null where a metric was not
+        measured and the strings "NaN", "Infinity" and "-Infinity" for those values (strict JSON, which every
+        parser reads; `from_json` turns them back into floats). The file is replaced in one step.
 
         Args:
             path: the file to write.
 
         Returns:
             The absolute path written.
+
+        Raises:
+            ValueError: a metric is named "epoch", the name of the epoch column.
         """
+        self._check_names("History.to_json")
         path = output_path(path, "History.to_json")
         record = {
             "epoch": self.epoch,
             "history": {name: [_json_number(v) for v in self.history[name]] for name in self.columns()},
             "final": {name: _json_number(v) for name, v in self.final.items()},
         }
-        atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
+        atomic_write(path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
         return path
+
+    def _check_names(self, owner: str) -> None:
+        for name in self.history:
+            _not_reserved(name, owner)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> History:
@@ -302,17 +329,20 @@ class History(Callback, Mapping):
             path: the JSON file.
 
         Returns:
-            A new History with its epochs, columns and final metrics.
+            A new History with its epochs, columns and final metrics: "NaN", "Infinity" and "-Infinity" read back
+            as floats, null as None (not measured). Files written before NaN was kept (null) still load.
 
         Raises:
             FileNotFoundError: there is no such file.
-            ValueError: the file is not a History's JSON.
+            ValueError: the file is not a History's JSON, or it has a column named "epoch".
         """
         record = _read_record(path)
         history = cls()
         history.epoch = list(record["epoch"])
-        history.history = {name: list(values) for name, values in record.get("history", {}).items()}
-        history.final = dict(record.get("final", {}))
+        history.history = {
+            name: [_from_json_number(v) for v in values] for name, values in record.get("history", {}).items()
+        }
+        history.final = {name: _from_json_number(v) for name, v in record.get("final", {}).items()}
         return history
 
 
@@ -387,6 +417,7 @@ def _read_record(path) -> dict:
             f"{FROM_JSON_FIX}"
         )
     for name, values in record.get("history", {}).items():
+        _not_reserved(name, f"History.from_json: {path}")
         _check_column(path, name, values, len(record["epoch"]))
     return record
 
@@ -412,10 +443,25 @@ def _check_column(path, name: str, values, n_epochs: int) -> None:
             f"History.from_json: {path} has {n_epochs} epochs but its column {name!r} does not hold one value "
             f"per epoch; the file is damaged: {FROM_JSON_FIX}"
         )
-    if not all(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)) for value in values):
+    if not all(value is None or _is_json_number(value) for value in values):
         raise ValueError(
-            f"History.from_json: {path} is not a History JSON file (its column {name!r} must hold numbers or null); "
-            f"{FROM_JSON_FIX}"
+            f"History.from_json: {path} is not a History JSON file (its column {name!r} must hold numbers or null, "
+            f'or "NaN", "Infinity", "-Infinity"); {FROM_JSON_FIX}'
+        )
+
+
+def _is_json_number(value) -> bool:
+    if isinstance(value, str):
+        return value in JSON_SPECIAL
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _not_reserved(name: str, owner: str) -> None:
+    """A ValueError if a metric takes the epoch column's name."""
+    if name == RESERVED:
+        raise ValueError(
+            f"{owner}: a metric is named {RESERVED!r}, the name of the epoch column, which it would overwrite; "
+            f"rename the metric (e.g. to 'epoch_metric')"
         )
 
 
@@ -424,9 +470,15 @@ def _is_json_int(value) -> bool:
 
 
 def _json_number(value):
+    """A value as to_json writes it: NaN and infinities as their strings, anything else as it is."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     return value
+
+
+def _from_json_number(value):
+    """A value as from_json reads it: the strings of NaN and the infinities as floats, anything else as it is."""
+    return JSON_SPECIAL[value] if isinstance(value, str) and value in JSON_SPECIAL else value
 
 
 def _short(value) -> str:

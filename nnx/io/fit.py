@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, TypeGuard
 
 from nnx._component import Component
+from nnx.io.kinds import matches_kind
 
 
 def fit_problems(layers: list[Any], record: dict[str, Any], tensors: dict[str, Any]) -> list[str]:
@@ -56,7 +57,7 @@ def _shapes(layer: Any) -> dict[str, tuple[int, ...]]:
 def _layer_problem(index: int, layer: Any, saved_kind: str, saved: dict[str, tuple[int, ...]]) -> str | None:
     expected = _shapes(layer)
     kind = layer.kind() if isinstance(layer, Component) else type(layer).__name__
-    if expected == saved and (not saved or kind == saved_kind):
+    if expected == saved and (not saved or matches_kind(type(layer), saved_kind)):
         return None
     if not saved:
         return f"layer {index} {layer!r}: expected {_listing(expected)}; the file has no parameters there"
@@ -80,7 +81,7 @@ def optimizer_problem(optimizer: Any, record: dict[str, Any]) -> list[str]:
 
 
 def _same_kind(component: Any, saved: dict[str, Any] | None) -> bool:
-    return component is not None and saved is not None and component.kind() == saved["kind"]
+    return component is not None and saved is not None and matches_kind(type(component), saved["kind"])
 
 
 def is_array(value: object) -> TypeGuard[Any]:

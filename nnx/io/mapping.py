@@ -10,19 +10,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from nnx import backends
-from nnx._component import BackendSpec, Component, FilePath, component_class
+from nnx._component import BackendSpec, Component, FilePath, check_config, component_class
 from nnx._paths import output_path
 from nnx._version import __version__
 from nnx.backends import _host
 from nnx.errors import CheckpointError
 from nnx.io.fit import fit_problems, raise_misfit
 from nnx.io.format import CORRUPTED, FORMAT, FORMAT_VERSION, dumps, expect_content, is_count, loads, read, write
+from nnx.io.kinds import Components, Lookup, lookup
 from nnx.io.rebuild import (
     MODEL_KIND,
     RNG_KEYS,
     ROLES,
     assign,
     build_model,
+    check_state,
     layer_indices,
     no_strays,
     optimizer_state,
@@ -47,13 +49,15 @@ def save_model(model: Any, path: FilePath, *, training: dict[str, Any] | None = 
             checkpoint for `restore_training`, with the RNG states saved too.
 
     Raises:
-        ValueError: if the model has no layers or the path cannot be written.
-        TypeError: if `training` is not a dict of JSON values, or a part is not an nnx component.
+        ValueError: if the model has no layers, the path cannot be written, or the optimizer keeps state that
+            its `STATE_NAMES` do not name.
+        TypeError: if `training` is not a dict of JSON values, a part is not an nnx component, or its config
+            cannot rebuild it (see `nnx.Component`'s `CONFIG`).
         SaveError: if the write fails (the previous file, if any, is intact).
     """
     path = output_path(path, "Model.save")
     ready(model)
-    tensors, record = _model_record(model)
+    tensors, record = _model_record(model, "save")
     if training is not None:
         if not isinstance(training, dict):
             raise TypeError(f"training must be a dict (epoch, history, ...) or None, got {type(training).__name__}")
@@ -62,13 +66,14 @@ def save_model(model: Any, path: FilePath, *, training: dict[str, Any] | None = 
     write(path, tensors, record)
 
 
-def _model_record(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The tensors and record of a model: layers, loss, optimizer (with its state once finalized), accuracy."""
-    tensors, layers = _layer_tensors(model.layers, configs=True)
+def _model_record(model: Any, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tensors and record of a model: layers, loss, optimizer (with its state once finalized), accuracy; each
+    part's config checked first (`action` says what its error refuses)."""
+    tensors, layers = _layer_tensors(model.layers, configs=True, action=action)
     record = _new_record("model", layers, tensors)
     record["epochs_trained"] = int(model.epochs_trained)
     for role in ROLES:
-        record[role] = _describe(getattr(model, role), role, tensors)
+        record[role] = _describe(getattr(model, role), role, tensors, action)
     optimizer = model.optimizer
     if optimizer is not None and model.finalized:
         record["optimizer"].update(_optimizer_progress(model, tensors))
@@ -103,7 +108,7 @@ def save(layers: Iterable[Any], path: FilePath) -> None:
         path: The file to write (the folder must exist).
 
     Raises:
-        TypeError: if a layer is not an nnx component.
+        TypeError: if a layer is not an nnx component, or its config cannot rebuild it.
         ValueError: if the path cannot be written.
         SaveError: if the write fails (the previous file, if any, is intact).
     """
@@ -113,7 +118,7 @@ def save(layers: Iterable[Any], path: FilePath) -> None:
             f"path), or save a Model with model.save(path)"
         )
     path = output_path(path, "nnx.save")
-    tensors, entries = _layer_tensors(list(layers), configs=True)
+    tensors, entries = _layer_tensors(list(layers), configs=True, action="nnx.save()")
     write(path, tensors, _new_record("layers", entries, tensors))
 
 
@@ -127,18 +132,21 @@ def ready(model: Any, action: str = "save") -> None:
 def _kind(component: Any) -> str:
     if not isinstance(component, Component):
         raise TypeError(
-            f"cannot save {component!r}: only nnx components (subclasses of nnx._component.Component, which "
-            f"describe themselves with kind() and get_config()) can be saved"
+            f"cannot save {component!r}: only nnx components (subclasses of nnx.Component, which describe "
+            f"themselves with kind() and get_config()) can be saved"
         )
     return component.kind()
 
 
-def _layer_tensors(layers: Iterable[Any], *, configs: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _layer_tensors(
+    layers: Iterable[Any], *, configs: bool, action: str = "save"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     tensors: dict[str, Any] = {}
     entries: list[dict[str, Any]] = []
     for index, layer in enumerate(layers):
         entry: dict[str, Any] = {"kind": _kind(layer)}
         if configs:
+            check_config(layer, action)
             entry["config"] = layer.saved_config()
         arrays = layer.host_arrays()
         if arrays:
@@ -165,9 +173,10 @@ def _new_record(content: str, layers: list[Any], tensors: dict[str, Any]) -> dic
     }
 
 
-def _describe(component: Any, role: str, tensors: dict[str, Any]) -> dict[str, Any] | None:
+def _describe(component: Any, role: str, tensors: dict[str, Any], action: str) -> dict[str, Any] | None:
     if component is None:
         return None
+    check_config(component, action)
     tensors.update({f"{role}.{name}": value for name, value in component.host_arrays().items()})
     return {"kind": _kind(component), "config": component.saved_config()}
 
@@ -175,6 +184,7 @@ def _describe(component: Any, role: str, tensors: dict[str, Any]) -> dict[str, A
 def _optimizer_progress(model: Any, tensors: dict[str, Any]) -> dict[str, Any]:
     """The optimizer's step count, learning rate and per-layer state (tensors `optimizer.{layer index}.{name}`)."""
     optimizer = model.optimizer
+    check_state(optimizer, model.trainable_layers)
     state = optimizer.state_dict(model.trainable_layers)
     index_of = layer_indices(model)
     for position, arrays in state["slots"].items():
@@ -197,26 +207,32 @@ def _rng_record(backend: Any, tensors: dict[str, Any]) -> dict[str, Any]:
 # Loading ----------------------------------------------------------------------------------------------------------
 
 
-def load_model(path: FilePath, xp: BackendSpec = None) -> Any:
+def load_model(path: FilePath, xp: BackendSpec = None, *, components: Components = None) -> Any:
     """Read a model written by `save_model` (or `Model.save`): what `Model.load` does.
 
     The classes are looked up by the names they were saved under, among those this program defines: import the
-    module of a custom layer before loading.
+    module of a custom layer before loading. A class saved by a script or a notebook ('__main__.LeakyReLU') is the
+    one class of that name this program defines; `components` says which when there are several.
 
     Args:
         path: The file to read.
         xp: The backend to rebuild it on: a name, an array module, a Backend, or None for the current one.
+        components: Your own classes to rebuild the file's with, as Keras' `custom_objects`: a list
+            (`[LeakyReLU]`, matched by class name) or a dict {saved kind or class name: class}; None (the default)
+            looks among the classes this program defines.
 
     Returns:
         The `nnx.Model`, bit for bit as it was saved: finalized, with its optimizer's state.
 
     Raises:
+        TypeError: if `components` is not a list or dict of nnx Component subclasses.
         CheckpointError: if the file is missing, corrupted, from a newer nnx, or names a class that is not
-            defined.
+            defined (or several that are).
     """
+    find = lookup(components)
     record, tensors = read(path)
     expect_content(path, record, ("model", "layers"), "load_model")
-    return _model(path, record, tensors, backends.get(xp))
+    return _model(path, record, tensors, backends.get(xp), find)
 
 
 def model_bytes(model: Any) -> bytes:
@@ -230,7 +246,7 @@ def model_bytes(model: Any) -> bytes:
     Returns:
         The bytes, for `model_from_bytes`.
     """
-    tensors, record = _model_record(model)
+    tensors, record = _model_record(model, "copy.deepcopy() or pickle")
     record["finalized"] = bool(model.finalized)
     return dumps(tensors, record)
 
@@ -249,13 +265,13 @@ def model_from_bytes(raw: bytes, xp: BackendSpec = None) -> Any:
         CheckpointError: if the bytes are not a model file.
     """
     record, tensors = loads(raw, "<a copied or unpickled Model>")
-    return _model("<a copied or unpickled Model>", record, tensors, backends.get(xp))
+    return _model("<a copied or unpickled Model>", record, tensors, backends.get(xp), lookup(exact_first=True))
 
 
-def _model(path: Any, record: dict[str, Any], tensors: dict[str, Any], backend: Any) -> Any:
-    layers, layer_arrays, used = rebuilt_layers(path, record, tensors, backend)
+def _model(path: Any, record: dict[str, Any], tensors: dict[str, Any], backend: Any, find: Lookup) -> Any:
+    layers, layer_arrays, used = rebuilt_layers(path, record, tensors, backend, find)
     with _host.numpy_rng_kept():
-        parts = {role: build_model(path, record[role], backend, role, ROLES[role]) for role in ROLES}
+        parts = {role: build_model(path, record[role], backend, role, ROLES[role], find=find) for role in ROLES}
     parts = {role: part for role, part in parts.items() if part is not None}
     role_arrays = [record_arrays(path, tensors, role, part, used) for role, part in parts.items()]
     state = optimizer_state(path, record, tensors, parts.get("optimizer"), layers, used)
@@ -298,23 +314,27 @@ def _assembled(path: Any, backend: Any, layers: list[Any], parts: dict[str, Any]
     return model
 
 
-def load(path: FilePath, xp: BackendSpec = None) -> list[Any]:
+def load(path: FilePath, xp: BackendSpec = None, *, components: Components = None) -> list[Any]:
     """Read a bare list of layers written by `save` (or the layers of a `save_model` file).
 
     Args:
         path: The file to read.
         xp: The backend to rebuild them on: a name, an array module, a Backend, or None for the current one.
+        components: Your own classes to rebuild the file's with: a list (`[LeakyReLU]`) or a dict {saved kind
+            or class name: class}, as `load_model` takes them; None looks among the classes this program defines.
 
     Returns:
         The layers, in order, with their saved parameters.
 
     Raises:
+        TypeError: if `components` is not a list or dict of nnx Component subclasses.
         CheckpointError: if the file is missing, corrupted, holds only parameters, or names a class that is
-            not defined.
+            not defined (or several that are).
     """
+    find = lookup(components)
     record, tensors = read(path)
     expect_content(path, record, ("layers", "model"), "load")
-    layers, layer_arrays, _ = rebuilt_layers(path, record, tensors, backends.get(xp))
+    layers, layer_arrays, _ = rebuilt_layers(path, record, tensors, backends.get(xp), find)
     assign(layers, layer_arrays)
     return layers
 

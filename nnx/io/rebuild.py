@@ -11,6 +11,7 @@ from nnx.backends import _host
 from nnx.errors import CheckpointError
 from nnx.io.fit import is_array
 from nnx.io.format import CORRUPTED, is_count, is_number
+from nnx.io.kinds import Lookup, lookup, where_to_find
 from nnx.losses import Loss
 from nnx.metrics import Accuracy
 from nnx.optimizers import PARAMETERS, Optimizer
@@ -31,18 +32,23 @@ def build_model(
     base: type = Component,
     exclude: tuple[type, ...] = (),
     stored: dict[str, Any] | None = None,
+    find: Lookup | None = None,
 ) -> Any:
-    """The component `entry` describes, built with `from_config` from the class registered under its kind, after
-    checking the shapes its config declares against the `stored` tensors ({name: host array}) when given."""
+    """The component `entry` describes, built with `from_config` from the class `find` gives for its kind (by
+    default, as `nnx.io.kinds.lookup()` finds it), after checking the shapes its config declares against the
+    `stored` tensors ({name: host array}) when given."""
     if entry is None:
         return None
     kind, config = entry["kind"], entry["config"]
-    cls = component_class(kind)
+    try:
+        cls = (find or lookup())(kind)
+    except ValueError as error:
+        raise CheckpointError(path, f"its {where} is of kind {kind!r}: {error}") from error
     if cls is None:
         raise CheckpointError(
             path,
-            f"its {where} is of kind {kind!r}, which this program does not define; import the module that "
-            f"defines it before loading (nnx never imports or runs code a file names)",
+            f"its {where} is of kind {kind!r}, which this program does not define; {where_to_find(kind)} (nnx "
+            f"never imports or runs code a file names)",
         )
     if not issubclass(cls, base) or issubclass(cls, exclude):
         raise CheckpointError(path, f"its {where} is of kind {kind!r}, which cannot serve as one; {CORRUPTED}")
@@ -71,13 +77,15 @@ def _check_declared_shapes(
 
 
 def rebuilt_layers(
-    path: Any, record: dict[str, Any], tensors: dict[str, Any], backend: Any
+    path: Any, record: dict[str, Any], tensors: dict[str, Any], backend: Any, find: Lookup | None = None
 ) -> tuple[list[Any], list[dict[str, Any]], set[str]]:
     """New layers built from the record (without moving NumPy's RNG on) and their checked arrays."""
     exclude = (*ROLES.values(), *[cls for cls in (component_class(MODEL_KIND),) if cls is not None])
     with _host.numpy_rng_kept():
         layers = [
-            build_model(path, entry, backend, f"layer {i}", exclude=exclude, stored=_stored(tensors, f"layers.{i}."))
+            build_model(
+                path, entry, backend, f"layer {i}", exclude=exclude, stored=_stored(tensors, f"layers.{i}."), find=find
+            )
             for i, entry in enumerate(record["layers"])
         ]
     used: set[str] = set()
@@ -178,6 +186,33 @@ def optimizer_state(
             state[index][name] = _device_array(path, key, tensors[key], like, optimizer, cast)
             used.add(key)
     return state
+
+
+def check_state(optimizer: Any, layers: list[Any]) -> None:
+    """Refuse, before a file is written, optimizer state that loading could not restore: per layer, exactly the
+    slots `STATE_NAMES` names ('weight_<name>', 'bias_<name>'), each an array shaped and typed like its parameter."""
+    state = optimizer.state_dict(layers)["slots"]
+    expected, kind = optimizer.slot_names(), type(optimizer).__name__
+    for position, arrays in state.items():
+        layer = layers[position]
+        unknown, missing = sorted(set(arrays) - set(expected)), sorted(set(expected) - set(arrays))
+        if unknown or missing:
+            names = sorted({name.split("_", 1)[-1] for name in unknown})
+            raise ValueError(
+                f"cannot save {optimizer!r}: it keeps the state {sorted(arrays)} for {layer!r}, but its "
+                f"{kind}.STATE_NAMES {tuple(optimizer.STATE_NAMES)!r} make the slots {expected}, so the file could "
+                f"not be loaded; name every state array in STATE_NAMES (e.g. STATE_NAMES = {tuple(names)!r}) and "
+                f"keep it in state['weight_<name>'] and state['bias_<name>']"
+            )
+        for name, value in arrays.items():
+            like = getattr(layer, PARAMETERS[name.split("_", 1)[0]])
+            if not is_array(value) or tuple(value.shape) != tuple(like.shape) or value.dtype != like.dtype:
+                got = f"{_host.dtype_name(value.dtype)} {tuple(value.shape)}" if is_array(value) else repr(value)
+                raise ValueError(
+                    f"cannot save {optimizer!r}: its state {name!r} for {layer!r} is {got}, but a file keeps each "
+                    f"slot shaped and typed like its parameter ({_host.dtype_name(like.dtype)} {tuple(like.shape)}); "
+                    f"make update_array keep arrays like self.xp.zeros_like(values) there"
+                )
 
 
 def restore_optimizer(path: Any, model: Any, saved: dict[str, Any] | None, state: dict[int, dict[str, Any]]) -> None:

@@ -17,6 +17,7 @@ from nnx.backends import _host
 from nnx.errors import CheckpointError
 from nnx.io.fit import fit_problems, is_array, optimizer_problem, raise_misfit
 from nnx.io.format import expect_content, read
+from nnx.io.kinds import lookup, matches_kind
 from nnx.io.mapping import ready
 from nnx.io.rebuild import (
     ROLES,
@@ -78,7 +79,8 @@ def _prepared(
     layer_arrays = [record_arrays(path, tensors, f"layers.{i}", layer, used) for i, layer in enumerate(layers)]
     accuracy = model.accuracy
     accuracy_arrays = record_arrays(path, tensors, "accuracy", accuracy, used, optional=True)
-    saved_optimizer = build_model(path, record["optimizer"], model.backend, "optimizer", ROLES["optimizer"])
+    own = lookup(None if model.optimizer is None else [type(model.optimizer)])  # the model's class comes first
+    saved_optimizer = build_model(path, record["optimizer"], model.backend, "optimizer", ROLES["optimizer"], find=own)
     state = optimizer_state(path, record, tensors, saved_optimizer, layers, used)
     rng = rng_to_restore(path, record, tensors, model.backend, used)
     no_strays(path, tensors, used, ignore=("loss.",))
@@ -168,7 +170,7 @@ def _component_problem(where: str, component: Any, entry: dict[str, Any] | None)
     kind = _kind_of(component)
     if entry is None:
         return [] if component is None else [f"{where}: the model has {kind}, the file none"]
-    if kind != entry["kind"]:
+    if component is None or not matches_kind(type(component), entry["kind"]):
         return [f"{where}: the model has {kind}, the file {entry['kind']}"]
     ours = json.loads(json.dumps(component.saved_config()))
     theirs = entry.get("config") or {}

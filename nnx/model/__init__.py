@@ -7,11 +7,12 @@ Training is `nnx.training` (its data checks `nnx.training.data`); what a Model c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from nnx import backends, io
 from nnx._component import Array, BackendSpec, Component, FilePath
 from nnx.callbacks import Callback, History
+from nnx.io.kinds import Components
 from nnx.io.mapping import model_bytes, model_from_bytes
 from nnx.layers import Input
 from nnx.losses import Loss, SoftmaxCategoricalCrossentropy
@@ -19,7 +20,7 @@ from nnx.metrics import Accuracy
 from nnx.model import checks, evaluation
 from nnx.model import summary as model_summary
 from nnx.optimizers import Optimizer
-from nnx.training import loop
+from nnx.training import handoff, loop
 from nnx.training.loop import CHECK_EVERY
 
 
@@ -36,6 +37,7 @@ class Model(Component):
         accuracy: The accuracy given to `set`, or None.
         trainable_layers: The layers with parameters, once finalized.
         epochs_trained: How many epochs `train` has run, over every call (and in the saved file).
+        last_step: The sentence `explain_step` gives for the step the last `train` call ran, or None before one.
     """
 
     input_layer: Input  # set by finalize, with output_layer_activation (the last layer)
@@ -51,6 +53,7 @@ class Model(Component):
         self.trainable_layers: list[Any] = []
         self.finalized = False
         self.epochs_trained = 0
+        self.last_step: str | None = None
 
     def __repr__(self) -> str:
         return f"Model({', '.join(repr(layer) for layer in self.layers)})"
@@ -70,12 +73,13 @@ class Model(Component):
         return (model_from_bytes, (model_bytes(self), self.backend.name))
 
     def add(self, layer: Any) -> None:
-        """Append a layer or an activation.
+        """Append a layer or an activation: a new instance (one that is in the model already is a ValueError).
 
         Args:
             layer: An instance with `forward` and `backward` (Dense, Dropout, ReLU, Softmax, your own Component).
         """
         checks.layer(layer, not_layers=(Model,))
+        checks.not_added(self, layer)
         if isinstance(layer, Component):
             layer.position = len(self.layers)
         self.layers.append(layer)
@@ -118,9 +122,8 @@ class Model(Component):
         """
         self.input_layer.forward(X, training)
         output = X
-        for layer in self.layers:
-            layer.forward(output, training)
-            output = layer.output
+        for index in range(len(self.layers)):
+            output = handoff.layer_output(self, index, output, training)  # checked for a layer of your own
         return output
 
     def backward(self, output: Array, y: Array) -> None:
@@ -130,17 +133,14 @@ class Model(Component):
             output: What `forward` returned for the batch.
             y: The batch's targets.
         """
+        last = len(self.layers) - 1
         if self.softmax_classifier_output is not None:
             self.softmax_classifier_output.backward(output, y)
-            self.layers[-1].dinputs = self.softmax_classifier_output.dinputs
-        else:
-            loss = cast(Loss, self.loss)  # set by `set` (the training loop checks it first)
-            loss.backward(output, y)
-            self.layers[-1].backward(loss.dinputs)
-        dvalues = self.layers[-1].dinputs
-        for layer in reversed(self.layers[:-1]):
-            layer.backward(dvalues)
-            dvalues = layer.dinputs
+            self.layers[last].dinputs = dvalues = self.softmax_classifier_output.dinputs
+        else:  # a loss and layers of your own have their gradients checked (nnx.training.handoff)
+            dvalues = handoff.layer_gradient(self, last, handoff.loss_gradient(self, output, y))
+        for index in reversed(range(last)):
+            dvalues = handoff.layer_gradient(self, index, dvalues)
 
     def train(
         self,
@@ -220,14 +220,19 @@ class Model(Component):
             resume=resume,
         )
 
-    def explain_step(self) -> str:
-        """Say which training step `train` runs on this model, and why.
+    def explain_step(self, X: Array | None = None, y: Array | None = None) -> str:
+        """Say which training step `train` runs, and why: for (X, y) as `train` would take them, or without data for
+        the usual data. After `train`, `model.last_step` holds the sentence for the step that run took.
+
+        Args:
+            X: the inputs `train` would get, or None (then y too).
+            y: their targets, or None (then X too).
 
         Returns:
-            One sentence: a compiled kernel call per batch, or the generic step and why (a layer has no kernel).
+            One sentence: a compiled kernel call per batch, or the generic step and why.
         """
         self._require("loss", "optimizer", "accuracy")
-        return loop.explain_step(self)
+        return loop.explain_step(self, X, y)
 
     def evaluate(
         self, X_val: Any, y_val: Any, *, batch_size: int | None = None, verbose: bool = True
@@ -318,14 +323,16 @@ class Model(Component):
         io.save_model(self, path, training=training)
 
     @staticmethod
-    def load(path: FilePath, xp: BackendSpec = None) -> Model:
+    def load(path: FilePath, xp: BackendSpec = None, *, components: Components = None) -> Model:
         """Read a model written by `save`, finalized (the book's `Model.load`).
 
         Args:
             path: The file to read.
             xp: The backend to load it on: a name, an array module, a Backend, or None for the current one.
+            components: Your own classes in the file, when this program defines several of a name (see
+                `nnx.io.load_model`): a list ([LeakyReLU]) or a dict {saved name: class}.
 
         Returns:
             The model, with its parameters and optimizer state.
         """
-        return io.load_model(path, xp=xp)
+        return io.load_model(path, xp=xp, components=components)

@@ -7,6 +7,7 @@ from typing import Any
 from nnx import _checks
 from nnx.backends._host import dtype_name
 from nnx.callbacks.base import host_float
+from nnx.training import handoff
 from nnx.training.data import batches, checked_data, checked_inputs, located, pair, slices
 
 
@@ -23,7 +24,7 @@ def evaluated(model: Any, X_val: Any, y_val: Any, *, batch_size: Any, verbose: A
         for X_batch, y_batch in batches(X_val, y_val, batch_size):
             output = model.forward(X_batch, training=False)
             model.loss.calculate(output, y_batch)
-            model.accuracy.calculate(model.output_layer_activation.predictions(output), y_batch)
+            model.accuracy.calculate(handoff.predictions(model, output, y_batch), y_batch)
     loss = host_float(model.backend, model.loss.calculate_accumulated())
     accuracy = host_float(model.backend, model.accuracy.calculate_accumulated())
     if verbose:

@@ -28,6 +28,19 @@ from nnx.training.stack_plan import plan_stack
 SPIRAL_PER_MODEL = ("lr", "decay", "momentum")
 
 
+class StackInterrupted(KeyboardInterrupt):
+    """Ctrl-C while `run_stack` trained a task in this process.
+
+    Attributes:
+        records: the task's trials that finished (their records as without Ctrl-C) and those of the stack that was
+            training, each failed with "KeyboardInterrupt: ..." and its history up to its last completed epoch.
+    """
+
+    def __init__(self, records: list[dict]):
+        super().__init__(f"{len(records)} trials of a --batched task kept after Ctrl-C")
+        self.records = records
+
+
 @dataclass
 class _Built:
     """A trial's model, ready to train, with its data and how long building it took."""
@@ -66,21 +79,32 @@ def run_stack(trials: list[Trial]) -> list[dict]:
     """Train a task's trials here, stacked by architecture, and return their records in trial order; a trial that
     fails to build, or whose model cannot be stacked, fails or trains alone without touching the others.
 
-    One task per process at a time (NumPy's global RNG). Ctrl-C (KeyboardInterrupt) is not caught."""
+    One task per process at a time (NumPy's global RNG). Ctrl-C (KeyboardInterrupt) raises `StackInterrupted`
+    with the records of the trials that finished and of the stack that was training (up to its last completed
+    epoch); a trial trained alone when Ctrl-C came is lost, as without --batched."""
     with TRIAL_LOCK:
-        records, built = [], []
-        for trial in trials:
-            start = time.perf_counter()
-            try:
-                built.append(_build(trial))
-            except Exception as error:
-                records.append(trial_record(trial, _no_curves(), time.perf_counter() - start, error=error))
-        for group, stackable in _groups(built):
-            if stackable:
-                records += _train_stack(group)
-            else:
-                records += [run_trial(item.trial) for item in group]  # as without --batched
-        return sorted(records, key=lambda record: record["trial"])
+        records: list[dict] = []
+        try:
+            built = []
+            for trial in trials:
+                start = time.perf_counter()
+                try:
+                    built.append(_build(trial))
+                except Exception as error:
+                    records.append(trial_record(trial, _no_curves(), time.perf_counter() - start, error=error))
+            for group, stackable in _groups(built):
+                if stackable:
+                    records += _train_stack(group)
+                else:
+                    records += [run_trial(item.trial) for item in group]  # as without --batched
+        except KeyboardInterrupt as error:
+            records += getattr(error, "records", [])  # the interrupted stack's trials
+            raise StackInterrupted(_in_order(records)) from None
+        return _in_order(records)
+
+
+def _in_order(records: list[dict]) -> list[dict]:
+    return sorted(records, key=lambda record: record["trial"])
 
 
 def _no_curves() -> dict:
@@ -172,6 +196,7 @@ def _train_stack(group: list[_Built]) -> list[dict]:
     divided by its number of trials. Should `train_many` refuse the group, its trials train one at a time."""
     start = time.perf_counter()
     first, settings = group[0], group[0].trial.settings
+    histories = None
     try:
         with backends.use(settings["backend"]):
             backends.seed(settings["seed"])  # the dropout streams' seeds are drawn from it
@@ -185,21 +210,40 @@ def _train_stack(group: list[_Built]) -> list[dict]:
                 verbose=0,
                 on_divergence="stop",  # a diverged model is frozen, with its history up to the divergence
             )
+    except KeyboardInterrupt as error:  # each trial keeps the epochs its model completed
+        seconds = (sum(item.seconds for item in group) + time.perf_counter() - start) / len(group)
+        histories = getattr(error, "histories", None)
+        if histories is not None:
+            error.records = [  # type: ignore[attr-defined]
+                _stacked_record(item.trial, history, seconds, _interrupted(history, settings["epochs"]))
+                for item, history in zip(group, histories, strict=True)
+            ]
+        raise
     except Exception:
         return [run_trial(item.trial) for item in group]  # as without --batched
     seconds = (sum(item.seconds for item in group) + time.perf_counter() - start) / len(group)
     return [_stacked_record(item.trial, history, seconds) for item, history in zip(group, histories, strict=True)]
 
 
-def _stacked_record(trial: Trial, history, seconds: float) -> dict:
-    """The trial's record from its `train_many` History, shaped as an unbatched trial's record."""
+def _interrupted(history, epochs: int) -> KeyboardInterrupt:
+    """The failure of a trial that Ctrl-C stopped: how far it got."""
+    done = history.epoch[-1] if history.epoch else 0
+    return KeyboardInterrupt(
+        f"Ctrl-C stopped training after {done} of {epochs} epochs; the history holds the completed epochs"
+    )
+
+
+def _stacked_record(trial: Trial, history, seconds: float, stopped: BaseException | None = None) -> dict:
+    """The trial's record from its `train_many` History, shaped as an unbatched trial's record (`stopped`: the
+    error that stopped it before the end)."""
     epochs = list(history.epoch)
     losses, accuracies = history.history.get("loss", []), history.history.get("accuracy", [])
     final = history.final
     if trial.factory is None:
         # Model.train's epoch k is the book loop's epoch k - 1, recorded every `every` epochs and at the last one.
         every, last = trial.settings["every"], trial.settings["epochs"] - 1
-        kept = [i for i, epoch in enumerate(epochs) if (epoch - 1) % every == 0 or epoch - 1 == last]
+        last_kept = len(epochs) - 1 if stopped is not None else None  # an interrupted trial's last epoch too
+        kept = [i for i, epoch in enumerate(epochs) if (epoch - 1) % every == 0 or epoch - 1 == last or i == last_kept]
         curves = {
             "epoch": [epochs[i] - 1 for i in kept],
             "loss": [losses[i] for i in kept],
@@ -213,6 +257,8 @@ def _stacked_record(trial: Trial, history, seconds: float) -> dict:
         return trial_record(
             trial, curves, seconds, error=divergence_error(final.get("epoch") - shift, final.get("loss"))
         )
+    if stopped is not None:
+        return trial_record(trial, curves, seconds, error=stopped)
     if trial.factory is None:
         return trial_record(trial, curves, seconds, loss=curves["loss"][-1], accuracy=curves["accuracy"][-1])
     return trial_record(trial, curves, seconds, loss=final["loss"], accuracy=final.get("accuracy"))

@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, cast
 
 from nnx import _checks
-from nnx.sweep.batched import run_stack, stack_tasks
+from nnx.sweep.batched import StackInterrupted, run_stack, stack_tasks
 from nnx.sweep.space import OWNER
 from nnx.sweep.trials import Trial, run_trial, trial_record
 
@@ -31,6 +31,9 @@ def run_trials(
     try:
         for records in finished:
             yield from records
+    except StackInterrupted as interrupted:  # Ctrl-C in a task trained here: its finished and stopped trials
+        yield from interrupted.records
+        raise
     finally:
         finished.close()
 

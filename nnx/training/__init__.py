@@ -9,11 +9,23 @@ looped over in `stack_loop`.
 from __future__ import annotations
 
 from nnx.backends._moved import moved_names
+from nnx.backends.specs import AccuracySpec, ActivationSpec, DenseSpec, DropoutSpec, LossSpec, OptimizerSpec
 from nnx.training.stack_loop import train_many
 from nnx.training.stack_plan import StackPlan, plan_stack
 from nnx.training.stack_step import explain_stack
 
-__all__ = ["StackPlan", "explain_stack", "plan_stack", "train_many"]
+__all__ = [
+    "AccuracySpec",
+    "ActivationSpec",
+    "DenseSpec",
+    "DropoutSpec",
+    "LossSpec",
+    "OptimizerSpec",
+    "StackPlan",
+    "explain_stack",
+    "plan_stack",
+    "train_many",
+]
 
 # Names that left the public API in 0.2, kept for one release: name -> the module that holds it now.
 _MOVED = {

@@ -1,7 +1,8 @@
 """The data a training run takes: inputs and targets checked once, on the host before they are copied (or with one
 reduction on the device), then cut into batches.
 
-What the targets must be comes from the loss itself (`Loss.TARGETS`): class labels, probabilities or values.
+What the targets must be comes from the loss itself (`Loss.TARGETS`): class labels, probabilities or values. The
+widths come from the layers that declare them: `n_inputs` of the first, `n_neurons` of the last that has it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from nnx import _checks, backends
+from nnx._component import defined_by_nnx
 from nnx.backends import Backend
 from nnx.backends._host import dtype_name, host_array, is_host_data
 
@@ -45,6 +47,12 @@ def checked_targets(model: Any, y: Any, n_samples: int, what: str) -> Any:
             y = xp.astype(y, backend.int_dtype)
         return y if backend is model.backend else model.backend.asarray(y)
     _checks.real_dtype(xp, y, owner, "targets")
+    if outputs is not None and outputs > 1 and len(y.shape) == 1 and not defined_by_nnx(type(loss)):
+        raise ValueError(
+            f"{owner} expected targets of shape ({n_samples}, {outputs}) like the outputs, got {tuple(y.shape)}, as "
+            f"its TARGETS = {loss.TARGETS!r} says; pass {outputs} targets per sample, or, if {type(loss).__name__} "
+            f"takes class labels, declare TARGETS = 'classes' on its class"
+        )
     if outputs is not None:
         y = _checks.value_targets(xp, y, n_samples, outputs, owner)
     y = _finite_copy(model, backend, y, owner, "targets")
@@ -57,7 +65,8 @@ def _finite_copy(model: Any, backend: Backend, x: Any, owner: Any, what: str) ->
     """`x` in the model's float dtype on its backend: cast where it is (on the host for host data), checked finite
     after the cast, then copied over once."""
     trainable = model.trainable_layers
-    name = dtype_name(trainable[0].dtype if trainable else model.backend.default_float)
+    first = trainable[0] if trainable else None  # a layer of your own may have weights but no dtype attribute
+    name = dtype_name(model.backend.default_float if first is None else getattr(first, "dtype", first.weights.dtype))
     x = _checks.as_finite(backend, x, getattr(backend.xp, name), owner, what)
     return x if backend is model.backend else model.backend.asarray(x, dtype=name)
 

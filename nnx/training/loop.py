@@ -21,8 +21,7 @@ from nnx.callbacks.progress import LogLines, ProgressBar, lines_every
 from nnx.errors import CheckpointError, ConcurrentTrainingError, SaveError
 from nnx.io.format import is_count
 from nnx.training.data import batches, checked_data, pair, steps
-from nnx.training.plan import plan_step
-from nnx.training.steps import GenericStep, PlannedStep
+from nnx.training.steps import GenericStep, PlannedStep, choose_step
 
 CHECK_EVERY = 100  # steps between divergence checks; see benchmarks/divergence_check.py
 VERBOSITY = (0, 1, 2)
@@ -138,27 +137,25 @@ def _stopped(error: SaveError, run: Run, history: History) -> SaveError:
 
 
 def training_step(model: Any, X: Any, y: Any) -> GenericStep | PlannedStep:
-    """The step `Model.train` runs on (X, y): the plan on the backend's kernel when it has one, else the generic
-    step."""
-    plan = plan_step(model)
-    if not plan.planned or model.backend.why_no_step_kernel(plan.program) is not None:
-        return GenericStep(model)
-    kernel = model.backend.step_kernel(plan.program)
-    if not kernel.prepare(X, y):  # targets the kernel cannot take (float labels, ...)
-        return GenericStep(model)
-    return PlannedStep(model, plan, kernel)
+    """The step `Model.train` runs on checked (X, y): the plan on the backend's kernel when it has one and it takes
+    the data, else the generic step. The choice's sentence (what `explain_step(X, y)` says) is kept as
+    `model.last_step`."""
+    choice = choose_step(model, X, y)
+    model.last_step = choice.sentence
+    return PlannedStep(model, choice.plan, choice.kernel) if choice.compiled else GenericStep(model)
 
 
-def explain_step(model: Any) -> str:
-    """Which step `Model.train` runs for `model` on its backend, and why, in one sentence."""
-    plan = plan_step(model)
-    reason = plan.reason or model.backend.why_no_step_kernel(plan.program)
-    if reason is None:
-        return (
-            f"compiled step: backend {model.backend.name!r} runs the whole training step (forward, loss, backward, "
-            f"update) as one kernel call per batch"
+def explain_step(model: Any, X: Any = None, y: Any = None) -> str:
+    """Which step `Model.train` runs for `model` on its backend, and why, in one sentence: for the data (X, y),
+    checked as `train` checks them, or without data for the usual data, naming what data would change it."""
+    if (X is None) != (y is None):
+        raise TypeError(
+            "Model.explain_step takes both X and y (the data train would get), or neither; got only "
+            f"{'X' if y is None else 'y'}"
         )
-    return f"generic step (layer by layer, on backend {model.backend.name!r}): {reason}"
+    if X is not None:
+        X, y = checked_data(model, X, y, "training")
+    return choose_step(model, X, y).sentence
 
 
 def _loop(model: Any, run: Run, callback: CallbackList, X: Any, y: Any, train_step: Any) -> None:

@@ -1,18 +1,32 @@
 """Where a training step is planned: a model's step as a backend-neutral `StepProgram`, built from what each
-component says about itself (`kernel_spec()`), or the reason it cannot be planned.
+component says about itself (`kernel_spec()`, a typed spec from `nnx.backends.specs`), or the reason it cannot be
+planned.
 
 Nothing here knows a layer class: a component without a kernel spec (a user-written layer, a subclass) makes the
-plan fall back to the generic, layer-by-layer step, and `StepPlan.reason` says so.
+plan fall back to the generic, layer-by-layer step, and `StepPlan.reason` says so. A `kernel_spec()` that returns
+anything but a spec or None, or raises, is a TypeError naming the component: a user's bug, not a fallback.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from nnx.backends.step_program import HEADS, RELU, UPDATE_RULES, StepProgram
+from nnx.backends.specs import (
+    LAYER_SPECS,
+    SPEC_TYPES,
+    AccuracySpec,
+    ActivationSpec,
+    DenseSpec,
+    DropoutSpec,
+    LossSpec,
+    OptimizerSpec,
+)
+from nnx.backends.step_program import StepProgram
+from nnx.backends.tables import ELEMENT_WISE_OPS, HEADS, UPDATE_RULES
 
-BODY_OPS = ("dense", "relu", "dropout")
+Spec = TypeVar("Spec")
+LAYER_OPS = {DenseSpec: "dense", DropoutSpec: "dropout"}  # how a head names a layer that is no activation
 
 
 @dataclass
@@ -37,15 +51,52 @@ class StepPlan:
         return self.program is not None
 
 
-def spec_of(component: Any) -> dict | None:
-    """`component.kernel_spec()` if its own class defines one, else None (a subclass may compute something else)."""
+def spec_of(component: Any, kinds: tuple[type, ...] = SPEC_TYPES) -> Any:
+    """`component.kernel_spec()` if its own class defines one, else None (a subclass may compute something else).
+
+    Raises:
+        TypeError: `kernel_spec()` raised, or returned something other than None or a spec of `kinds`; the message
+            names the component, what it returned and what it must return.
+    """
     if component is None or "kernel_spec" not in vars(type(component)):
         return None
-    return component.kernel_spec()
+    label = getattr(component, "label", None) or repr(component)
+    expected = ", ".join(kind.__name__ for kind in kinds) + " (from nnx.training) or None"
+    try:
+        spec = component.kernel_spec()
+    except Exception as error:
+        raise TypeError(
+            f"{label}.kernel_spec() raised {type(error).__name__}: {error}. It must return one of {expected}; fix "
+            f"it, or delete kernel_spec() so that the generic step computes {label}"
+        ) from error
+    if spec is not None and not isinstance(spec, kinds):
+        raise TypeError(
+            f"{label}.kernel_spec() must return one of {expected}, got {type(spec).__name__} {spec!r}; return e.g. "
+            f"{kinds[0].__name__}(...), or None so that the generic step computes {label}"
+        )
+    return spec
+
+
+def check_specs(model: Any) -> None:
+    """Ask every component of `model` for its kernel spec, so that a broken `kernel_spec()` is refused before
+    training changes anything.
+
+    Raises:
+        TypeError: a component's `kernel_spec()` raised or returned something other than its spec or None.
+    """
+    for layer in model.layers:
+        spec_of(layer, LAYER_SPECS)
+    spec_of(model.loss, (LossSpec,))
+    spec_of(model.accuracy, (AccuracySpec,))
+    spec_of(model.optimizer, (OptimizerSpec,))
 
 
 def plan_step(model: Any) -> StepPlan:
-    """The step plan of a finalized `model`, or a plan with the reason it runs the generic step."""
+    """The step plan of a finalized `model`, or a plan with the reason it runs the generic step.
+
+    Raises:
+        TypeError: a component's `kernel_spec()` is broken (see `spec_of`).
+    """
     try:
         return _plan(model)
     except _Unplanned as why:
@@ -57,88 +108,87 @@ class _Unplanned(Exception):
 
 
 def _plan(model: Any) -> StepPlan:
+    check_specs(model)  # every broken spec is a TypeError, whatever the plan stops at
     body, last = model.layers[:-1], model.layers[-1]
     specs = [_body_spec(layer) for layer in body]
-    dense = [layer for layer, spec in zip(body, specs, strict=True) if spec["op"] == "dense"]
+    dense_specs = [spec for spec in specs if isinstance(spec, DenseSpec)]
+    dense = [layer for layer, spec in zip(body, specs, strict=True) if isinstance(spec, DenseSpec)]
     if not dense:
         raise _Unplanned("the model has no Dense layer before its output activation")
     if dense != list(model.trainable_layers) or dense != list(model.loss.trainable_layers):
         raise _Unplanned("the layers the loss regularizes are not the model's Dense layers")
-    dtypes = {spec["dtype"] for spec in specs if spec["op"] == "dense"}
+    dtypes = {spec.dtype for spec in dense_specs}
     if len(dtypes) > 1:
         raise _Unplanned(f"its Dense layers mix dtypes ({', '.join(sorted(dtypes))})")
     chains, dropouts = _chains(body, specs)
-    head = _head(model, last)
-    rule, constants = _update_rule(model.optimizer)
+    head, loss, accuracy = _head(model, last)
+    optimizer = _required(model.optimizer, OptimizerSpec, "the optimizer", "its update")
     program = StepProgram(
         dtype=dtypes.pop(),
-        dense=tuple(tuple(spec["shape"]) for spec in specs if spec["op"] == "dense"),
-        regularization=tuple(tuple(spec["regularization"]) for spec in specs if spec["op"] == "dense"),
+        dense=tuple(spec.shape for spec in dense_specs),
+        regularization=tuple(spec.regularization for spec in dense_specs),
         chains=chains,
-        dropout_keep=tuple(spec["keep"] for _, spec in dropouts),
+        dropout_keep=tuple(spec.keep for _, spec in dropouts),
         head=head,
-        update_rule=rule,
-        constants=constants,
-        precision=_precision(model),
-        clip_epsilon=float(cast(dict, spec_of(model.loss)).get("clip_epsilon", 0.0)),  # _head checked it
+        update_rule=UPDATE_RULES[optimizer.update_rule].code,
+        constants=cast(tuple, optimizer.constants),
+        precision=_precision(model, accuracy),
+        clip_epsilon=loss.clip_epsilon,
     )
     return StepPlan(program, dense, [layer for layer, _ in dropouts])
 
 
-def _body_spec(layer: Any) -> dict:
-    spec = spec_of(layer)
+def _body_spec(layer: Any) -> Any:
+    spec = spec_of(layer, LAYER_SPECS)
     label = getattr(layer, "label", repr(layer))
     if spec is None:
         raise _Unplanned(f"{label} has no kernel_spec(): no kernel computes it")
-    if spec.get("op") not in BODY_OPS:
-        raise _Unplanned(f"{label} ({spec.get('op')}) cannot come before the output activation in a kernel")
+    if isinstance(spec, ActivationSpec) and spec.op not in ELEMENT_WISE_OPS:
+        raise _Unplanned(f"{label} ({spec.op}) cannot come before the output activation in a kernel")
     return spec
 
 
-def _chains(body: list, specs: list[dict]) -> tuple[tuple, list]:
+def _chains(body: list, specs: list) -> tuple[tuple, list]:
     """The element-wise ops after each stage, and the dropout layers with their specs in forward order."""
     chains: list[list[int]] = [[]]
-    dropouts: list[tuple[Any, dict]] = []
+    dropouts: list[tuple[Any, DropoutSpec]] = []
     for layer, spec in zip(body, specs, strict=True):
-        if spec["op"] == "dense":
+        if isinstance(spec, DenseSpec):
             chains.append([])
-        elif spec["op"] == "relu":
-            chains[-1].append(RELU)
-        else:
+        elif isinstance(spec, DropoutSpec):
             chains[-1].append(len(dropouts))
             dropouts.append((layer, spec))
+        else:
+            chains[-1].append(ELEMENT_WISE_OPS[spec.op].code)
     return tuple(tuple(chain) for chain in chains), dropouts
 
 
-def _head(model: Any, last: Any) -> int:
-    """The head code of (output activation, loss, accuracy), from their specs."""
-    parts = []
-    for role, component, key in (("output activation", last, "op"), ("loss", model.loss, "loss")):
-        spec = spec_of(component)
-        if spec is None:
-            raise _Unplanned(f"the {role} {component!r} has no kernel_spec(): no kernel computes it")
-        parts.append(spec[key])
-    accuracy = spec_of(model.accuracy)
-    if accuracy is None:
-        raise _Unplanned(f"the accuracy {model.accuracy!r} has no kernel_spec(): no kernel computes it")
-    parts.append(accuracy["accuracy"])
-    head = HEADS.get(tuple(parts))
+def _head(model: Any, last: Any) -> tuple[int, LossSpec, AccuracySpec]:
+    """The head code of (output activation, loss, accuracy), from their specs, and the loss's and accuracy's specs."""
+    activation = spec_of(last, LAYER_SPECS)
+    if activation is None:
+        raise _Unplanned(f"the output activation {last!r} has no kernel_spec(): no kernel computes it")
+    loss = _required(model.loss, LossSpec, "the loss", "it")
+    accuracy = _required(model.accuracy, AccuracySpec, "the accuracy", "it")
+    name = activation.op if isinstance(activation, ActivationSpec) else LAYER_OPS[type(activation)]
+    parts = (name, loss.loss, accuracy.accuracy)
+    head = HEADS.get(parts)
     if head is None:
-        known = "; ".join(" + ".join(names) for names in HEADS)
+        known = "; ".join(entry.name for entry in HEADS.values())
         raise _Unplanned(f"no kernel computes the head {' + '.join(parts)} (kernels compute: {known})")
-    return head
+    return head.code, loss, accuracy
 
 
-def _update_rule(optimizer: Any) -> tuple[int, tuple]:
-    spec = spec_of(optimizer)
-    if spec is None or spec.get("update_rule") not in UPDATE_RULES:
-        raise _Unplanned(f"the optimizer {optimizer!r} has no kernel_spec(): no kernel computes its update")
-    return UPDATE_RULES[spec["update_rule"]], tuple(sorted(spec.get("constants", {}).items()))
+def _required(component: Any, kind: type[Spec], role: str, what: str) -> Spec:
+    spec = spec_of(component, (kind,))
+    if spec is None:
+        raise _Unplanned(f"{role} {component!r} has no kernel_spec(): no kernel computes {what}")
+    return spec
 
 
-def _precision(model: Any) -> float:
+def _precision(model: Any, accuracy: AccuracySpec) -> float:
     """The regression accuracy's tolerance as a host number (one copy per plan), or 0."""
-    precision = cast(dict, spec_of(model.accuracy)).get("precision")  # _head checked it
+    precision = accuracy.precision
     if precision is None:
         return 0.0
     return float(model.backend.to_numpy(precision)) if hasattr(precision, "shape") else float(precision)

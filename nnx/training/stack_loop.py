@@ -10,6 +10,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from nnx import _checks
@@ -19,11 +20,11 @@ from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
 from nnx.callbacks.divergence import DIVERGENCE_ACTIONS
 from nnx.callbacks.history import History
 from nnx.callbacks.progress import StackProgress, lines_every
-from nnx.errors import DivergenceError
 from nnx.optimizers import PARAMETERS
 from nnx.training.data import batches, checked_data, pair, steps
 from nnx.training.loop import is_auto, only_training, verbosity
 from nnx.training.stack_plan import OWNER, StackPlan, plan_stack
+from nnx.training.stack_records import Completed, StackRecords
 from nnx.training.stack_step import GenericStack, count_hits, export, stack_step
 
 MEMORY_BUDGET = 1 << 30  # bytes a stack may use by default; larger stacks run in chunks, one after another
@@ -52,8 +53,13 @@ def train_many(
     backend with the ``fast`` extra one compiled call per batch trains every model; elsewhere the generic stacked
     step runs (`nnx.training.explain_stack` says which). Everything is checked before anything changes.
 
+    Ctrl-C (KeyboardInterrupt) or any error while training stops it as `Model.train` stops: every model holds its
+    last completed epoch (a chunk not started: its models untouched), and the exception carries every model's
+    History, up to that epoch, as `histories`.
+
     Args:
-        models: finalized Models of one architecture on one backend (see `nnx.training.plan_stack`), distinct.
+        models: finalized Models of one architecture on one backend (see `nnx.training.plan_stack`), distinct and
+            built from their own layer objects.
         X: the training inputs, shared by every model: host data or an array of the models' backend.
         y: the targets, as `Model.train` takes them.
         epochs: epochs to train, an integer >= 1.
@@ -81,9 +87,11 @@ def train_many(
 
     Raises:
         TypeError: an argument has the wrong type.
-        ValueError: an argument has a wrong value, the models cannot stack, or a model's parameters are not
-            finite before training.
+        ValueError: an argument has a wrong value, the models cannot stack (two share a layer, ...), or a model's
+            parameters are not finite before training.
         DivergenceError: a model diverged and `on_divergence` is "raise".
+        KeyboardInterrupt: Ctrl-C while training; like any error raised while training, it carries `histories`
+            and each model holds its last completed epoch.
     """
     plan = plan_stack(models)
     epochs = _checks.positive_int(epochs, "epochs", OWNER)
@@ -109,14 +117,52 @@ def train_many(
             len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
         )
         histories: list = []
+        stopped = _Stopped()
         try:
             with first.backend.quiet_float_errors():  # a diverging model is frozen and reported, not warned about
                 for number, chunk in enumerate(chunks, start=1):
                     run.progress.start(number, len(chunks), len(chunk), epochs)
-                    histories += _train_stack(plan.part(chunk), chunk, X, y, run)
+                    histories += _train_stack(plan.part(chunk), chunk, X, y, run, stopped)
+        except BaseException as error:  # Ctrl-C too: every model keeps its last completed epoch
+            _explain_stop(error, histories, stopped, chunks, epochs)
+            raise
         finally:
             run.progress.close()  # also when a DivergenceError ("raise") or Ctrl-C ends the run
     return histories
+
+
+@dataclass
+class _Stopped:
+    """What the stack that an error stopped kept: its models' Histories and its last completed epoch."""
+
+    histories: list[History] = field(default_factory=list)
+    epoch: int = 0
+
+
+def _explain_stop(error: BaseException, finished: list, stopped: _Stopped, chunks: list, epochs: int) -> None:
+    """Give `error` every model's History as `error.histories` (an empty one for a model that never started) and,
+    where Python takes notes, a note saying which models finished, stopped or never started."""
+    done = len(finished)
+    current = next((chunk for chunk in chunks if chunk[0] == done), [])
+    untouched = sum(len(chunk) for chunk in chunks) - done - len(current)
+    stopped_histories = stopped.histories or [History() for _ in current]
+    _attach_histories(error, [*finished, *stopped_histories, *(History() for _ in range(untouched))])
+    parts = [f"models {_span(0, done)} finished all {epochs} epochs"] if done else []
+    if current and stopped.epoch:
+        parts.append(
+            f"models {_span(done, len(current))} hold their last completed epoch ({stopped.epoch} of {epochs})"
+        )
+    elif current:
+        parts.append(f"models {_span(done, len(current))} were not trained (stopped before their first epoch ended)")
+    if untouched:
+        parts.append(f"models {_span(done + len(current), untouched)} were not trained (their chunk never started)")
+    note = getattr(error, "add_note", None)
+    if note is not None:
+        note(f"{OWNER} stopped: {'; '.join(parts)}. error.histories holds every model's History")
+
+
+def _span(start: int, count: int) -> str:
+    return f"[{start}]" if count == 1 else f"[{start}:{start + count}]"
 
 
 def _validation(model: Any, validation_data: Any) -> tuple:
@@ -125,20 +171,16 @@ def _validation(model: Any, validation_data: Any) -> tuple:
     return _data(model, X_val, y_val, "validation")
 
 
+@dataclass
 class _Settings:
     """What every stack of one `train_many` call shares."""
 
-    def __init__(
-        self,
-        epochs: int,
-        batch_size: int | None,
-        validation: tuple | None,
-        action: str,
-        seed: int | None,
-        progress: StackProgress,
-    ):
-        self.epochs, self.batch_size, self.validation = epochs, batch_size, validation
-        self.action, self.seed, self.progress = action, seed, progress
+    epochs: int
+    batch_size: int | None
+    validation: tuple | None
+    action: str
+    seed: int | None
+    progress: StackProgress
 
 
 def _data(model: Any, X: Any, y: Any, what: str) -> tuple:
@@ -187,16 +229,29 @@ def _bytes_per_model(plan: StackPlan, rows: int) -> int:
     return itemsize * (parameters * (3 + 2 * len(program.slots)) + activations)
 
 
-def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> list[History]:
+def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings, stopped: _Stopped) -> list[History]:
     """Train one stack for every epoch; returns its models' Histories (each model is written back as it stops:
-    a diverged one at its last finite epoch, the others at the end)."""
-    backend = plan.backend
-    targets = _head_targets(plan, y)
-    stack = stack_step(plan, X, targets)
+    a diverged one at its last finite epoch, the others at the end). On any error (Ctrl-C too) every model not yet
+    written back gets its last completed epoch, and `stopped` the Histories up to it."""
+    records = StackRecords(chunk, run.validation is not None)
+    try:
+        targets = _head_targets(plan, y)
+        stack = stack_step(plan, X, targets)
+        records.completed = Completed(stack.state(), list(range(len(plan.models))), 0)
+        _epochs(plan, stack, records, X, targets, run)
+    except BaseException:
+        _keep_completed(plan, records, stopped)
+        raise
+    done = records.completed
+    _write_back(plan, done.members, done.state, done.epoch)
+    return records.histories()
+
+
+def _epochs(plan: StackPlan, stack: GenericStack, records: StackRecords, X, targets, run: _Settings) -> None:
+    """Run the epochs, each completed one kept as `records.completed` (replaced in one step: an error between
+    two steps finds the last completed epoch whole)."""
     members = list(range(len(plan.models)))  # stack positions -> positions in `plan`
-    streams = None if run.seed is None else _host.seeded_streams(run.seed + chunk[0], len(members))
-    records = _Records(len(members), run.validation is not None)
-    snapshot = stack.state()
+    streams = None if run.seed is None else _host.seeded_streams(run.seed + records.chunk[0], len(members))
     n_samples = X.shape[0]
     for epoch in range(1, run.epochs + 1):
         loss_sum = correct = reg_loss = 0
@@ -209,23 +264,37 @@ def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings) -> lis
         data_loss = loss_sum / n_samples
         accuracy = correct / (n_samples * _comparisons_per_sample(stack))
         probe = stack.finite_probe(data_loss + reg_loss)
-        host = _host_rows(backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
+        host = _host_rows(plan.backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
         validation = _validate(stack, plan, run) if run.batch_size is not None or epoch == run.epochs else None
         diverged = records.add(epoch, members, host, validation)
         if diverged:
-            _freeze(plan, members, diverged, snapshot, stack, records, epoch, steps(n_samples, run.batch_size), run)
+            _freeze(plan, members, diverged, records, epoch, steps(n_samples, run.batch_size), run)
             keep = [position for position in range(len(members)) if position not in diverged]
+            if run.action == "raise":  # every other model stops here too, at this (finite) epoch
+                others = {position: members[position] for position in keep}
+                records.completed = Completed(stack.state(), others, epoch)
+                raise records.raised(members[diverged[0]], epoch)
             members = [members[position] for position in keep]
             streams = None if streams is None else [streams[position] for position in keep]
-            if not members:
-                run.progress.epoch(epoch, records.losses, records.n_diverged)
-                break
-            stack.take(keep)
-        snapshot = stack.state()
+            if members:
+                stack.take(keep)
+        records.completed = Completed(stack.state(), members, epoch)
         run.progress.epoch(epoch, records.losses, records.n_diverged)
+        if not members:
+            break
     run.progress.close()
-    _write_back(plan, dict(enumerate(members)), stack.state(), epoch)
-    return records.histories()
+
+
+def _keep_completed(plan: StackPlan, records: StackRecords, stopped: _Stopped) -> None:
+    """After an error: write back every model not yet written back at the last completed epoch (none completed:
+    left untouched), and keep the Histories up to that epoch in `stopped`."""
+    done = records.completed
+    if done is not None:
+        pending = {position: member for position, member in done.members.items() if records.final[member] is None}
+        if done.epoch and pending:
+            _write_back(plan, pending, done.state, done.epoch)
+        records.drop_after(done.epoch)
+    stopped.histories, stopped.epoch = records.histories(), 0 if done is None else done.epoch
 
 
 def _head_targets(plan: StackPlan, y):
@@ -298,112 +367,14 @@ def _check_finite_start(plan: StackPlan) -> None:
             )
 
 
-class _Records:
-    """Every epoch's host metrics of a stack, kept as they came (one block per epoch: no work per model while it
-    trains), how each model ended, and the Histories built from them at the end."""
-
-    def __init__(self, n_models: int, validation: bool):
-        self.blocks: list[tuple] = []  # (epoch, members, host rows, validation rows or None, diverged positions)
-        self.validation = validation
-        self.final: list[dict | None] = [None] * n_models
-        self.n_diverged = 0
-
-    def add(self, epoch: int, members: list, host: list, validation) -> list[int]:
-        """Record an epoch; returns the stack positions of the models that are not finite (not recorded). The probe
-        (loss plus every parameter times 0) is checked once for all models, then per model only when it fails."""
-        diverged = []
-        if not math.isfinite(sum(row[4] for row in host)):
-            diverged = [position for position, row in enumerate(host) if not math.isfinite(row[4])]
-        self.blocks.append((epoch, members, host, validation, frozenset(diverged)))
-        return diverged
-
-    def losses(self) -> list[float]:
-        """The last epoch's losses of the models recorded in it."""
-        _, _, host, _, diverged = self.blocks[-1]
-        return [row[1] + row[2] for position, row in enumerate(host) if position not in diverged]
-
-    def last_loss(self, member: int) -> float | None:
-        """The loss of `member`'s last recorded epoch (before the current one), or None."""
-        if len(self.blocks) < 2:
-            return None
-        _, members, host, _, _ = self.blocks[-2]
-        row = host[members.index(member)]
-        return row[1] + row[2]
-
-    def diverged(self, member: int, epoch: int, step: int) -> DivergenceError:
-        last = self.last_loss(member)
-        self.final[member] = {"diverged": True, "epoch": epoch, "step": step, "loss": last}
-        self.n_diverged += 1
-        shown = "none was finite" if last is None else f"{last:.6g}"
-        return DivergenceError(
-            f"training diverged at epoch {epoch}: the loss or a parameter became NaN or infinite (last finite loss: "
-            f"{shown}). The parameters are restored to the last finite epoch; lower the learning rate or add decay",
-            epoch=epoch,
-            step=step,
-            last_finite_loss=last,
-        )
-
-    def histories(self) -> list[History]:
-        """One History per model: its epochs' columns and its final metrics (the last epoch's, unless it diverged)."""
-        rows: list[list] = [[] for _ in self.final]
-        validations: list[dict] = [{} for _ in self.final]
-        for epoch, members, host, validation, diverged in self.blocks:
-            for position, member in enumerate(members):
-                if position not in diverged:
-                    rows[member].append(host[position])
-                    if validation is not None:
-                        validations[member][epoch] = validation[position]
-        return [self._history(rows[member], validations[member], final) for member, final in enumerate(self.final)]
-
-    def _history(self, rows: list, validation: dict, final: dict | None) -> History:
-        epochs = list(range(1, len(rows) + 1))  # a model is recorded every epoch until it stops
-        accuracy, data_loss, reg_loss, lr, _ = (
-            (list(column) for column in zip(*rows, strict=True)) if rows else ([],) * 5
-        )
-        columns = {
-            "loss": [data + reg for data, reg in zip(data_loss, reg_loss, strict=True)],
-            "data_loss": data_loss,
-            "reg_loss": reg_loss,
-            "accuracy": accuracy,
-            "lr": lr,
-        }
-        if self.validation:
-            columns["val_loss"] = [validation[epoch][0] if epoch in validation else None for epoch in epochs]
-            columns["val_accuracy"] = [validation[epoch][1] if epoch in validation else None for epoch in epochs]
-        return History.from_columns(epochs, columns, _final(columns) if final is None else final)
-
-
-def _final(columns: dict) -> dict:
-    """The final metrics of a model that finished: its last epoch's (validation only where measured)."""
-    if not columns["loss"]:
-        return {}
-    final = {name: columns[name][-1] for name in ("loss", "data_loss", "reg_loss", "accuracy", "lr")}
-    if columns.get("val_loss", [None])[-1] is not None:
-        final.update(val_loss=columns["val_loss"][-1], val_accuracy=columns["val_accuracy"][-1])
-    return final
-
-
-def _freeze(plan, members, diverged, snapshot, stack, records, epoch, n_steps, run) -> None:
-    """Write the diverged models back at their last finite epoch, and say so as `run.action` asks ("raise": every
-    other model is written back as it is, and the error carries every History)."""
+def _freeze(plan, members, diverged, records, epoch, n_steps, run) -> None:
+    """Write the diverged models back at their last finite epoch (the last completed one), and warn if asked."""
     errors = [(members[position], records.diverged(members[position], epoch, n_steps - 1)) for position in diverged]
-    _write_back(plan, {position: members[position] for position in diverged}, snapshot, epoch - 1)
+    done = records.completed
+    _write_back(plan, {position: members[position] for position in diverged}, done.state, done.epoch)
     if run.action == "warn":
         for member, error in errors:
-            warnings.warn(f"{OWNER} models[{member}]: {error}", RuntimeWarning, stacklevel=4)
-    if run.action == "raise":
-        others = {position: member for position, member in enumerate(members) if position not in diverged}
-        _write_back(plan, others, stack.state(), epoch)
-        member, error = errors[0]
-        raised = DivergenceError(
-            f"{OWNER} models[{member}]: {error}; every model holds its last finite state, and this error's "
-            f".histories hold their Histories",
-            epoch=epoch,
-            step=error.step,
-            last_finite_loss=error.last_finite_loss,
-        )
-        _attach_histories(raised, records.histories())
-        raise raised
+            warnings.warn(f"{records.name(member)}: {error}", RuntimeWarning, stacklevel=5)
 
 
 def _attach_histories(error: BaseException, histories: list[History]) -> None:

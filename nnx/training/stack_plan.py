@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from nnx import _checks
-from nnx.backends.step_program import MOMENTUM_SGD, PLAIN_SGD, StepProgram
+from nnx.backends.specs import DenseSpec
+from nnx.backends.step_program import StepProgram
+from nnx.backends.tables import update_rule
 from nnx.errors import CallOrderError
 from nnx.training.plan import StepPlan, plan_step, spec_of
 
@@ -77,10 +79,12 @@ def plan_stack(models: Sequence[Any]) -> StackPlan:
     Raises:
         TypeError: `models` is not a list of Models.
         CallOrderError: a model is not finalized, or lacks a loss, optimizer or accuracy.
-        ValueError: the list is empty or names a model twice, the models differ in architecture or backend, or
-            a model's step cannot be planned; the message names the first such model.
+        ValueError: the list is empty or names a model twice, two models share a layer (or loss, optimizer,
+            accuracy) object, the models differ in architecture or backend, or a model's step cannot be planned;
+            the message names the first such model.
     """
     models = _model_list(models)
+    _own_components(models)
     plans = []
     for index, model in enumerate(models):
         plan = plan_step(model)
@@ -128,6 +132,24 @@ def _model_list(models: Any) -> list:
     return list(models)
 
 
+def _own_components(models: list) -> None:
+    """A ValueError naming the first two models that share a layer, loss, optimizer or accuracy object: trained as
+    one stack, each would be written back over the other."""
+    owners: dict[int, tuple[int, str, Any]] = {}
+    for index, model in enumerate(models):
+        parts = [(f"layer {position}", layer) for position, layer in enumerate(model.layers)]
+        parts += [(name, getattr(model, name)) for name in ("loss", "optimizer", "accuracy")]
+        for where, part in parts:
+            earlier = owners.setdefault(id(part), (index, where, part))
+            if earlier[0] != index:
+                raise ValueError(
+                    f"{OWNER} models[{earlier[0]}] and models[{index}] share one {where.split()[0]} object "
+                    f"({part!r}: models[{earlier[0]}]'s {earlier[1]}, models[{index}]'s {where}); each model would "
+                    f"end with the other's results. Build each model from new layer, loss, optimizer and accuracy "
+                    f"objects, or copy one with copy.deepcopy(model)"
+                )
+
+
 def _signature(model: Any, plan: StepPlan) -> list[tuple[str, str]]:
     """(where, what) for every part of `model` that a stack must share: layer kinds and sizes, dtype, head parts,
     loss, accuracy and optimizer classes."""
@@ -141,8 +163,7 @@ def _signature(model: Any, plan: StepPlan) -> list[tuple[str, str]]:
 
 
 def _layer_kind(layer: Any) -> str:
-    spec = spec_of(layer) or {}
-    if spec.get("op") == "dense":
+    if isinstance(spec_of(layer), DenseSpec):
         return repr(layer)
     return type(layer).__name__
 
@@ -162,12 +183,14 @@ def _same_structure(index: int, signature: list, first: list) -> None:
 
 
 def _one_update_rule(programs: list[StepProgram]) -> list[StepProgram]:
-    """The programs with one update rule: SGD without momentum runs as momentum SGD with momentum 0 (the same
-    numbers) when other models of the stack have momentum."""
+    """The programs with one update rule: a rule the table says stacks as another (SGD without momentum, as
+    momentum SGD with momentum 0: the same numbers) runs as that one when other models of the stack use it."""
     rules = {program.update_rule for program in programs}
-    if rules == {PLAIN_SGD, MOMENTUM_SGD}:
+    widened = {update_rule(rule).stacks_as: rule for rule in rules if update_rule(rule).stacks_as is not None}
+    if len(rules) == 2 and any(target in rules for target in widened):
+        target = next(target for target in widened if target in rules)
         programs = [
-            dataclasses.replace(program, update_rule=MOMENTUM_SGD) if program.update_rule == PLAIN_SGD else program
+            dataclasses.replace(program, update_rule=target) if program.update_rule == widened[target] else program
             for program in programs
         ]
     return programs

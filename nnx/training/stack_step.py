@@ -8,19 +8,9 @@ A compiled stack kernel (`nnx.backends.numba_stack`) runs the same programs and 
 
 from __future__ import annotations
 
-from nnx.backends.step_program import (
-    ADAGRAD,
-    ADAM,
-    MOMENTUM_SGD,
-    RELU,
-    RMSPROP,
-    SIGMOID_BINARY_CROSSENTROPY,
-    SOFTMAX_CROSSENTROPY,
-)
+from nnx.backends.tables import element_wise_op, head, update_rule
 from nnx.optimizers import PARAMETERS
 from nnx.training.stack_plan import StackPlan
-
-HYPERPARAMETERS = ("momentum", "epsilon", "rho", "beta_1", "beta_2")
 
 
 class Schedule:
@@ -100,26 +90,9 @@ class GenericStack:
 
     def head(self, outputs, y, *, backward: bool = False):
         """Per-sample losses (M, n), the accuracy's comparisons and, if asked, the loss gradient at `outputs`."""
-        ops, xp, program = self.ops, self.xp, self.program
-        epsilon = program.clip_epsilon
-        if program.head == SOFTMAX_CROSSENTROPY:
-            probabilities = ops.softmax(outputs)
-            losses = ops.categorical_crossentropy(probabilities, y, epsilon)
-            hits = xp.argmax(probabilities, axis=-1) == y
-            delta = ops.softmax_crossentropy_backward(probabilities, y) if backward else None
-        elif program.head == SIGMOID_BINARY_CROSSENTROPY:
-            probabilities = ops.sigmoid(outputs)
-            losses = ops.binary_crossentropy(probabilities, y, epsilon)
-            hits = xp.astype(probabilities > 0.5, probabilities.dtype) == y
-            delta = None
-            if backward:
-                gradient = ops.binary_crossentropy_backward(probabilities, y, epsilon)
-                delta = gradient * (1 - probabilities) * probabilities
-        else:
-            losses = ops.squared_error(outputs, y)
-            hits = xp.abs(outputs - y) < self.numbers["precision"]
-            delta = ops.squared_error_backward(outputs, y) if backward else None
-        return losses, hits, delta
+        program = self.program
+        generic = head(program.head).generic
+        return generic(self.ops, outputs, y, program.clip_epsilon, self.numbers["precision"], backward)
 
     def penalties(self):
         """Each model's L1/L2 penalty of its current parameters, (M,)."""
@@ -131,8 +104,12 @@ class GenericStack:
         return total
 
     def backward_and_update(self, delta, inputs, stages, rates) -> None:
-        ops, numbers = self.ops, self.numbers
-        learning_rate = self.xp.reshape(rates, (-1, 1, 1))
+        ops, numbers, xp = self.ops, self.numbers, self.xp
+        learning_rate = xp.reshape(rates, (-1, 1, 1))
+        rule = update_rule(self.program.update_rule)
+        step = None
+        if rule.counts_steps:
+            step = xp.reshape(xp.astype(self.schedule.iterations + 1, self.dtype), (-1, 1, 1))
         for layer in range(len(self.parameters) - 1, -1, -1):
             delta = _element_wise_backward(ops, stages[layer + 1], delta)
             weights, biases = self.parameters[layer]
@@ -143,34 +120,16 @@ class GenericStack:
                 ops.regularization_gradient(dbiases, biases, bias_l1, bias_l2),
             )
             for position, gradient in enumerate(gradients):
-                self._update(layer, position, gradient, learning_rate)
+                self._update(rule, layer, position, gradient, learning_rate, step)
             delta = dinputs
 
-    def _update(self, layer: int, position: int, gradient, learning_rate) -> None:
-        """One optimizer step of parameter `position` (0 weights, 1 biases) of Dense `layer`, for every model."""
-        ops, rule, numbers = self.ops, self.program.update_rule, self.numbers
-        values = self.parameters[layer][position]
+    def _update(self, rule, layer: int, position: int, gradient, learning_rate, step) -> None:
+        """One step of the update rule (an entry of the table) on parameter `position` (0 weights, 1 biases) of
+        Dense `layer`, for every model."""
         slot = {name: pairs[layer][position] for name, pairs in self.slots.items()}
-        if rule == MOMENTUM_SGD:
-            values, slot["momentums"] = ops.sgd_update(
-                values, gradient, learning_rate, slot["momentums"], numbers["momentum"]
-            )
-        elif rule == ADAGRAD:
-            values, slot["cache"] = ops.adagrad_update(
-                values, gradient, slot["cache"], learning_rate, numbers["epsilon"]
-            )
-        elif rule == RMSPROP:
-            values, slot["cache"] = ops.rmsprop_update(
-                values, gradient, slot["cache"], learning_rate, numbers["epsilon"], numbers["rho"]
-            )
-        elif rule == ADAM:
-            step = self.xp.reshape(self.xp.astype(self.schedule.iterations + 1, self.dtype), (-1, 1, 1))
-            values, slot["momentums"], slot["cache"] = ops.adam_update(
-                values, gradient, slot["momentums"], slot["cache"], learning_rate, numbers["epsilon"],
-                numbers["beta_1"], numbers["beta_2"], step,
-            )  # fmt: skip
-        else:
-            values = ops.sgd_update(values, gradient, learning_rate)[0]
+        values = rule.generic(
+            self.ops, self.parameters[layer][position], gradient, slot, learning_rate, self.numbers, step
+        )
         self.parameters[layer][position] = values
         for name, array in slot.items():
             self.slots[name][layer][position] = array
@@ -256,7 +215,8 @@ def _per_model_numbers(backend, plan: StackPlan, dtype) -> dict:
             return 0.0
         return backend.xp.reshape(backend.asarray(values, dtype=dtype), shape)
 
-    numbers = {name: column((p.constant(name) for p in programs), (-1, 1, 1)) for name in HYPERPARAMETERS}
+    constants = update_rule(plan.program.update_rule).constants
+    numbers = {name: column((p.constant(name) for p in programs), (-1, 1, 1)) for name in constants}
     numbers["precision"] = column((p.precision for p in programs), (-1, 1, 1))
     numbers["gradients"] = [
         [column((p.regularization[layer][k] for p in programs), (-1, 1, 1)) for k in range(4)]
@@ -293,10 +253,10 @@ def _element_wise(ops, chain, values, masks):
     """`values` after a stage's ReLUs and dropouts, and what their backward needs (no masks: dropout is off)."""
     saved = []
     for op in chain:
-        if op == RELU:
-            saved.append((op, values))
-            values = ops.relu_forward(values)
-        elif masks is not None:
+        if op < 0:
+            values, kept = element_wise_op(op).forward(ops, values)
+            saved.append((op, kept))
+        elif masks is not None:  # a dropout mask's index
             saved.append((op, masks[op]))
             values = values * masks[op]
     return values, saved
@@ -304,7 +264,7 @@ def _element_wise(ops, chain, values, masks):
 
 def _element_wise_backward(ops, saved, delta):
     for op, kept in reversed(saved):
-        delta = ops.relu_backward(delta, kept) if op == RELU else delta * kept
+        delta = element_wise_op(op).backward(ops, delta, kept) if op < 0 else delta * kept
     return delta
 
 
@@ -369,7 +329,7 @@ def stack_step(plan: StackPlan, X, targets) -> GenericStack:
     backend = plan.backend
     if backend.why_no_stack_kernel(plan.program) is None:
         kernel = backend.stack_kernel(plan.programs)
-        if kernel.prepare(X, targets):
+        if kernel.prepare(X, targets) is None:
             return KernelStack(plan, kernel)
     return GenericStack(plan)
 

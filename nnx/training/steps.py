@@ -6,11 +6,66 @@ Both are called as ``step(X_batch, y_batch)`` and return the step's (accuracy, d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 from nnx.backends.step_program import StepProgram
 from nnx.optimizers import PARAMETERS
-from nnx.training.plan import StepPlan
+from nnx.training import handoff
+from nnx.training.plan import StepPlan, plan_step
+
+
+@dataclass(frozen=True)
+class StepChoice:
+    """Which step `Model.train` runs, decided once: `choose_step` makes it, `training_step` runs it and
+    `explain_step` says it.
+
+    Attributes:
+        plan: the model's step plan.
+        kernel: the backend's kernel for the plan (prepared when data were given), or None.
+        reason: why the generic step runs, or None for the compiled step.
+        backend: the backend's name.
+        with_data: whether the choice saw the training data.
+    """
+
+    plan: StepPlan
+    kernel: Any
+    reason: str | None
+    backend: str
+    with_data: bool
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the backend's kernel runs the step."""
+        return self.reason is None
+
+    @property
+    def sentence(self) -> str:
+        """The choice and its reason, in one sentence."""
+        if self.reason is not None:
+            return f"generic step (layer by layer, on backend {self.backend!r}): {self.reason}"
+        sentence = (
+            f"compiled step: backend {self.backend!r} runs the whole training step (forward, loss, backward, "
+            f"update) as one kernel call per batch"
+        )
+        takes = getattr(self.kernel, "takes", None)
+        if self.with_data or takes is None:
+            return sentence
+        return f"{sentence}, for {takes} (other data runs the generic step; explain_step(X, y) checks yours)"
+
+
+def choose_step(model: Any, X: Any = None, y: Any = None) -> StepChoice:
+    """The step `Model.train` runs for `model` on checked data (X, y), or on the usual data when X is None: the one
+    decision that `training_step` follows and `explain_step` reports."""
+    plan = plan_step(model)
+    backend = model.backend
+    reason = plan.reason or backend.why_no_step_kernel(plan.program)
+    kernel = None
+    if reason is None:
+        kernel = backend.step_kernel(plan.program)
+        if X is not None:
+            reason = kernel.prepare(X, y)
+    return StepChoice(plan, kernel, reason, backend.name, X is not None)
 
 
 class GenericStep:
@@ -23,7 +78,7 @@ class GenericStep:
         model = self.model
         output = model.forward(X, training=True)
         data_loss, regularization_loss = model.loss.calculate(output, y, include_regularization=True)
-        accuracy = model.accuracy.calculate(model.output_layer_activation.predictions(output), y)
+        accuracy = model.accuracy.calculate(handoff.predictions(model, output, y), y)  # checked for yours
         model.backward(output, y)
         optimizer = model.optimizer
         optimizer.pre_update_params()
