@@ -30,7 +30,8 @@ from nnx.model import Model
 from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
 from nnx.training import train_many
 
-LAZY_MODULES = ("plot", "recipes", "sweep", "testing")  # imported on first use: matplotlib, Dask and the kit stay unloaded
+# imported on first use: matplotlib, Dask and the testing kit stay unloaded until then
+LAZY_MODULES = ("plot", "recipes", "sweep", "testing")
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -455,7 +455,9 @@ class RunningMean(Component):
         self.accumulated_count = 0
 
     def _accumulate(self, values: Array) -> None:
-        self.add_to_pass(self.xp.sum(values), math.prod(values.shape))
+        with self.backend.quiet_float_errors():  # finite values may sum past the dtype: inf, which divergence reports
+            total = self.xp.sum(values)
+        self.add_to_pass(total, math.prod(values.shape))
 
     def add_to_pass(self, total: Array, count: int) -> None:
         """Add a batch's precomputed sum to the epoch's sums (what a compiled training step does).

@@ -179,12 +179,15 @@ class Dense(Component):
         """Set `dweights`, `dbiases` (regularization gradients included) and `dinputs`.
 
         Args:
-            dvalues: The gradient of the loss with respect to `output`, shaped (samples, n_neurons).
+            dvalues: The gradient of the loss with respect to `output`, shaped (samples, n_neurons); a gradient of
+                another dtype is cast to the layer's, as `forward` casts its inputs, so the parameters keep theirs.
 
         Raises:
             CallOrderError: if `forward` has not run.
         """
         self._require_forward(dvalues)
+        if dvalues.dtype != self.weights.dtype:
+            dvalues = self.xp.astype(dvalues, self.weights.dtype)
         dweights, dbiases, self.dinputs = self.backend.dense_backward(self.inputs, self.weights, dvalues)
         self.dweights = self._regularized(dweights, self.weights, "weight")
         self.dbiases = self._regularized(dbiases, self.biases, "bias")
@@ -289,7 +292,8 @@ class Dropout(Component):
             self.binary_mask = None
             return
         self.binary_mask = self.backend.dropout_mask(tuple(inputs.shape), self.rate, inputs.dtype)
-        self.output = _checks.produced(inputs * self.binary_mask)
+        with self.backend.quiet_float_errors():  # rescaling values near the dtype's maximum gives inf, no warning
+            self.output = _checks.produced(inputs * self.binary_mask)
 
     def backward(self, dvalues: Array) -> None:
         """Set `dinputs`: the gradient through the same mask (or unchanged after an inference pass).
@@ -335,8 +339,8 @@ def check_trainable(layer: Any, optimizer: Any) -> None:
         )
     if getattr(layer, "dweights", None) is None or getattr(layer, "dbiases", None) is None:
         raise CallOrderError(
-            f"{optimizer!r}.update_params({layer!r}) found no dweights and dbiases: backward() has not run, or did "
-            f"not set them; run the backward pass first (a layer of your own with weights sets both)"
+            f"{optimizer!r}.update_params({layer!r}) was called before {layer!r}.backward() (it has no dweights "
+            f"and dbiases); run the backward pass first (a layer of your own with weights sets both in backward)"
         )
 
 
@@ -351,7 +355,7 @@ def trusted(component: Any) -> bool:
 
 def check_gradients(layer: Any, owner: Any) -> None:
     """`check_like` for the gradients that a layer of your own has (`dweights`, `dbiases`; None is skipped), for
-    `owner`; nnx's own layers compute theirs from checked inputs."""
+    `owner`: nnx's own compute theirs in their parameters' dtype and shape."""
     if trusted(layer):
         return
     for name, gradient, what in GRADIENTS:

@@ -23,27 +23,19 @@ if TYPE_CHECKING:
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
 PARAMETERS = {"weight": "weights", "bias": "biases"}  # slot prefix -> the layer array it shadows
-UPDATE_FIX = (
-    "return an array of that backend, shape and dtype, e.g. values - self.current_learning_rate * gradient (cast a "
-    "result of another dtype back with self.xp.astype(result, values.dtype))"
-)
-BASE_ATTRIBUTES = frozenset(
-    {"backend", "xp", "learning_rate", "current_learning_rate", "decay", "iterations", "state_version", "_state"}
-)  # what `Optimizer.__init__` sets: a subclass that skips it is told so on first use
+UPDATE_FIX = "return an array of that backend, shape and dtype (values - rate * gradient, cast with xp.astype)"
+BASE_ATTRIBUTES = {"backend", "xp", "learning_rate", "current_learning_rate", "decay", "iterations", "_state"}
 
 
 class Optimizer(Component):
     """The base of every optimizer: the book's learning-rate decay and the per-layer state.
 
     A step is `pre_update_params()` (the decay), `update_params(layer)` for each trainable layer, then
-    `post_update_params()` (the step count). A subclass defines `update_array`, and names the arrays it keeps per
-    parameter in `STATE_NAMES`.
+    `post_update_params()` (the step count). A subclass calls ``super().__init__(learning_rate, decay, xp=xp)`` in
+    its `__init__`, defines `update_array`, and names the arrays it keeps per parameter in `STATE_NAMES`.
 
     `state_version` changes whenever the state's arrays are replaced (an update, `load_state_dict`, `to`): a
     compiled step that keeps them in its own buffers then reads them again.
-
-    A subclass's `__init__` calls ``super().__init__(learning_rate, decay, xp=xp)`` (else a TypeError says so on
-    first use); `update_params` checks what `update_array` returns before the layer takes it.
 
     Args:
         learning_rate: The starting learning rate, a number > 0.
@@ -247,14 +239,10 @@ class Optimizer(Component):
 
     def update_params(self, layer: Any) -> None:
         """Update a layer's parameters from its gradients (in place where the backend can). The gradients, then
-        `update_array`'s results, are checked first (`nnx.layers.check_like`); a refusal undoes the step so far.
+        `update_array`'s results, are checked first (`nnx.layers.check_like`): a refusal undoes the step so far.
 
         Args:
             layer: A trainable layer (Dense, or your own with `weights` and `biases`) after its `backward`.
-
-        Raises:
-            TypeError: if the layer, a gradient or a result is not what `nnx.layers.check_like` takes.
-            ValueError: if a gradient or a result is not shaped like its parameter.
         """
         journal = self._journal
         entries = [] if journal is None else journal
