@@ -6,23 +6,20 @@ layer's first update; `state_dict()` and `load_state_dict()` are the one way in 
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from nnx import _checks
 from nnx._component import Array, BackendSpec, Component, copied_between
-from nnx.backends._host import dtype_name
 from nnx.backends.specs import OptimizerSpec
 from nnx.layers import check_gradients, check_like, check_trainable, trusted
+from nnx.optimizer_state import PARAMETERS, checked_state
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
-PARAMETERS = {"weight": "weights", "bias": "biases"}  # slot prefix -> the layer array it shadows
 UPDATE_FIX = "return an array of that backend, shape and dtype (values - rate * gradient, cast with xp.astype)"
 BASE_ATTRIBUTES = {"backend", "xp", "learning_rate", "current_learning_rate", "decay", "iterations", "_state"}
 
@@ -174,57 +171,13 @@ class Optimizer(Component):
             ValueError: if a value, slot name, layer position, shape or dtype does not fit.
         """
         layers = self.layers if layers is None else list(layers)
-        iterations, rate, slots = self._checked_state(state, layers)
+        iterations, rate, slots = checked_state(self, state, layers)
         xp = self.xp
         self.state = {
             layers[index]: {name: xp.asarray(value, copy=True) if copy else value for name, value in arrays.items()}
             for index, arrays in slots.items()
         }
         self.iterations, self.current_learning_rate = iterations, rate
-
-    def _checked_state(self, state: Any, layers: list[Any]) -> tuple[int, float, dict[int, dict[str, Array]]]:
-        if not isinstance(state, dict) or not {"iterations", "current_learning_rate", "slots"} <= state.keys():
-            raise TypeError(
-                f"{self!r}.load_state_dict() expected a dict with 'iterations', 'current_learning_rate' and "
-                f"'slots', got {_checks.describe(state)}; pass what state_dict() returns"
-            )
-        iterations = state["iterations"]
-        if not isinstance(iterations, numbers.Integral) or isinstance(iterations, bool) or iterations < 0:
-            raise ValueError(f"{self!r}.load_state_dict() 'iterations' must be a count >= 0, got {iterations!r}")
-        rate = state["current_learning_rate"]
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < cast(float, rate) < math.inf:
-            raise ValueError(
-                f"{self!r}.load_state_dict() 'current_learning_rate' must be a finite number > 0, got {rate!r}"
-            )
-        slots = state["slots"]
-        if not isinstance(slots, dict):
-            raise TypeError(
-                f"{self!r}.load_state_dict() 'slots' must be a dict from layer positions to arrays, got "
-                f"{_checks.describe(slots)}"
-            )
-        for index, arrays in slots.items():
-            self._check_slots(index, arrays, layers)
-        return int(iterations), float(rate), slots
-
-    def _check_slots(self, index: Any, arrays: Any, layers: list[Any]) -> None:
-        if not isinstance(index, int) or not 0 <= index < len(layers):
-            raise ValueError(
-                f"{self!r}.load_state_dict() has slots for layer position {index!r}, but there are {len(layers)} layers"
-            )
-        layer = layers[index]
-        expected = self.slot_names()
-        if not isinstance(arrays, dict) or sorted(arrays) != sorted(expected):
-            got = sorted(arrays) if isinstance(arrays, dict) else _checks.describe(arrays)
-            raise ValueError(f"{self!r}.load_state_dict() expected the slots {expected} for {layer!r}, got {got}")
-        for name, value in arrays.items():
-            like = getattr(layer, PARAMETERS[name.split("_", 1)[0]])
-            self._accept(value, f"{name} of {layer!r}")
-            if tuple(value.shape) != tuple(like.shape) or value.dtype != like.dtype:
-                raise ValueError(
-                    f"{self!r}.load_state_dict() {name} of {layer!r} must be {dtype_name(like.dtype)} "
-                    f"{tuple(like.shape)} like the layer's parameters, got {dtype_name(value.dtype)} "
-                    f"{tuple(value.shape)}"
-                )
 
     def pre_update_params(self) -> None:
         """Apply the decay before a step: current_learning_rate = learning_rate / (1 + decay * iterations)."""

@@ -84,10 +84,10 @@ def test_a_bad_update_is_refused_naming_the_optimizer_and_the_parameter(backend,
         float64_or_skip(backend)
     model = spiral_model(backend, optimizer=lambda: Returning(case))
     before = host_parameters(model)
-    expected = r"for the weights of Dense\(2 -> 8\) at layer 0, which are float32 \(2, 8\) on backend"
+    expected = "for the weights of Dense(2 -> 8) at layer 0, which are float32 (2, 8) on backend"
     with pytest.raises(error, match=rf"Returning\(learning_rate=0\.1, decay=0\.0\)\.update_array {received}") as info:
         model.train(X, Y, epochs=1, print_every=None)
-    assert expected.replace("\\", "") in str(info.value).replace("\\", "")
+    assert expected in str(info.value)
     assert "return an array of that backend, shape and dtype" in str(info.value)
     assert_unchanged(model, before)
 
