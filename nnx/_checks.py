@@ -26,7 +26,7 @@ from nnx.backends._base import describe_array
 from nnx.backends._host import dtype_name, quiet_float_errors
 
 _TRUSTED = contextvars.ContextVar("nnx_trusted_values", default=False)
-_seen: dict[tuple, tuple[weakref.ref, object]] = {}  # (id, check) -> (the array, its fingerprint or None)
+_seen: dict[tuple, tuple[weakref.ref, tuple | None]] = {}  # (id, check) -> (the array, its fingerprint or None)
 
 
 # Scalars ------------------------------------------------------------------------------------------------------------

@@ -215,7 +215,8 @@ class Component:
     def __repr__(self) -> str:
         if defined_by_nnx(type(self)):
             return f"{type(self).__name__}()"
-        kept = [(name, getattr(self, name, _ABSENT)) for name in _init_parameters(type(self)) if name != "xp"]
+        cls: Any = type(self)
+        kept = [(name, getattr(self, name, _ABSENT)) for name in _init_parameters(cls) if name != "xp"]
         return (
             f"{type(self).__name__}({', '.join(f'{name}={value!r}' for name, value in kept if value is not _ABSENT)})"
         )
@@ -363,12 +364,12 @@ def _config_definer(cls: type) -> type:
 
 
 @functools.cache
-def _init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+def _init_parameters(cls: Any) -> dict[str, inspect.Parameter]:
     """`cls.__init__`'s parameters, but `self` (read once per class: a repr and a label use them)."""
     return dict(list(inspect.signature(cls.__init__).parameters.items())[1:])
 
 
-def _argument_problems(cls: type, config: dict[str, Any]) -> list[str]:
+def _argument_problems(cls: Any, config: dict[str, Any]) -> list[str]:
     """Constructor arguments missing from the config; with Component's `from_config`, names it cannot pass."""
     name, parameters = cls.__name__, _init_parameters(cls)
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)

@@ -152,7 +152,7 @@ def _first_non_finite(model: Any) -> Any:
     except Exception:  # whatever a layer raises here, the DivergenceError goes out, with its general fix
         return None
     for layer in model.layers:
-        output = getattr(layer, "output", None)
+        output: Any = getattr(layer, "output", None)
         if backend.owns(output) and not math.isfinite(host_float(backend, model.xp.sum(output * 0))):
             return layer
     return None

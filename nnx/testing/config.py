@@ -14,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -44,7 +44,7 @@ print(json.dumps({"kind": kind, "config": loaded.saved_config(), "repr": repr(lo
 
 def constructor_arguments(cls: type) -> list[str]:
     """The arguments of `cls.__init__` that a config must keep (not the backend, an RNG or *args/**kwargs)."""
-    parameters = inspect.signature(cls.__init__).parameters.values()
+    parameters = inspect.signature(cast(Any, cls).__init__).parameters.values()
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     return [p.name for p in parameters if p.name not in NOT_CONFIG and p.kind not in variadic]
 

@@ -73,7 +73,7 @@ def parameter_gradients(layer: Any) -> dict[str, Any]:
 def widened(layer: Any, backend: Backend) -> None:
     """Give `layer` random float64 parameters (away from 0, where L1 has a kink) and a float64 `dtype`."""
     for index, name in enumerate(getattr(layer, "ARRAYS", ())):
-        value = getattr(layer, name, None)
+        value: Any = getattr(layer, name, None)
         if is_float(backend, value):
             values = away_from_zero(rng(10 + index).standard_normal(tuple(value.shape)) * 0.5)
             setattr(layer, name, backend.asarray(values, dtype="float64"))

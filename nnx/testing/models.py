@@ -22,7 +22,7 @@ from nnx.testing.numeric import SAMPLES, SEED, away_from_zero, rng
 FEATURES = 2  # the models' input width
 HIDDEN = 4
 # (output activation, its width, loss, accuracy) of each head a kernel computes
-HEADS = {
+HEADS: dict[str, tuple[Any, int, Any, Any]] = {
     "softmax": (Softmax, 3, CategoricalCrossentropy, Categorical),
     "sigmoid": (Sigmoid, 1, BinaryCrossentropy, lambda xp: Categorical(binary=True, xp=xp)),
     "linear": (Linear, 1, MeanSquaredError, Regression),

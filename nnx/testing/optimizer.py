@@ -4,13 +4,14 @@ survives a save, its dtype is kept, and every backend takes the same step."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from nnx.backends import Backend
 from nnx.io import model_bytes, model_from_bytes
 from nnx.layers import Dense
+from nnx.optimizers import Optimizer
 from nnx.testing import config, planned
 from nnx.testing.models import data, with_head
 from nnx.testing.numeric import BACKEND_FIX, DTYPE_FIX, compare, comparison_backends, dtype_of, host, rng
@@ -138,7 +139,7 @@ def saved_state(subject: Subject) -> None:
         twin = model_from_bytes(model_bytes(model), xp=backend)
     except Exception as error:
         raise Unmet(f"a model trained with it saves, but does not load: {error}", STATE_FIX) from None
-    ours, theirs = model.optimizer.state_dict(), twin.optimizer.state_dict()
+    ours, theirs = cast(Optimizer, model.optimizer).state_dict(), cast(Optimizer, twin.optimizer).state_dict()
     if (ours["iterations"], ours["current_learning_rate"]) != (theirs["iterations"], theirs["current_learning_rate"]):
         raise Unmet(
             f"a saved and loaded model's optimizer is at {theirs['iterations']} steps, not {ours['iterations']}",

@@ -4,12 +4,14 @@ steps by the planned step and by the generic, layer-by-layer step, from the same
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from nnx import backends
 from nnx.backends import Backend
+from nnx.backends.step_program import StepProgram
+from nnx.metrics import Accuracy
 from nnx.model import Model
 from nnx.testing.models import HEADS, around_layer, data, parameters, with_head
 from nnx.testing.numeric import SEED, difference, dtype_of, host, inputs, is_float, kept_rng, seeded
@@ -41,7 +43,7 @@ def layer_kernel(subject: Subject) -> None:
     def hidden(backend: Backend) -> Model:
         return around_layer(subject.build(backend), backend, width, out_width, dtype)
 
-    candidates = [("as a hidden layer", hidden, "softmax")]
+    candidates: list[tuple[str, Builder, str]] = [("as a hidden layer", hidden, "softmax")]
     for head in HEADS:
         candidates.append(
             (f"as the output activation of a {head} head", head_builder(subject, head, "activation"), head)
@@ -99,7 +101,7 @@ def agree(spec: Any, candidates: list[tuple[str, Builder, str]], dtype: str) -> 
             if not plan.planned:
                 reasons.append(f"{what}: {plan.reason}")
                 continue
-            why = backend.why_no_step_kernel(plan.program)
+            why = backend.why_no_step_kernel(cast(StepProgram, plan.program))
             if why is not None:
                 raise CheckSkipped(f"the numpy backend runs no compiled step here: {why}")
             return compared(spec, what, build, head, dtype, backend)
@@ -114,8 +116,8 @@ def compared(spec: Any, what: str, build: Builder, head: str, dtype: str, backen
     slow = build(backend)
     same_parameters(fast, slow)
     X, y = data(backend, head, dtype)
-    fast.accuracy.init(y)
-    slow.accuracy.init(y)
+    cast(Accuracy, fast.accuracy).init(y)
+    cast(Accuracy, slow.accuracy).init(y)
     step = training_step(fast, X, y)
     if not isinstance(step, PlannedStep):
         raise CheckSkipped(f"the compiled step does not take this model's data: {fast.explain_step()}")

@@ -143,7 +143,7 @@ def _explain_stop(error: BaseException, finished: list, stopped: _Stopped, chunk
     """Give `error` every model's History as `error.histories` (an empty one for a model that never started) and,
     where Python takes notes, a note saying which models finished, stopped or never started."""
     done = len(finished)
-    current = next((chunk for chunk in chunks if chunk[0] == done), [])
+    current: list = next((chunk for chunk in chunks if chunk[0] == done), [])
     untouched = sum(len(chunk) for chunk in chunks) - done - len(current)
     stopped_histories = stopped.histories or [History() for _ in current]
     _attach_histories(error, [*finished, *stopped_histories, *(History() for _ in range(untouched))])
