@@ -148,6 +148,20 @@ def test_numpy_scalars_in_a_config_are_saved_as_python_numbers(backend, tmp_path
     assert pickle.loads(pickle.dumps(layer)).slope == saved
 
 
+@pytest.mark.parametrize("scalar", [np.float64(0.3), np.float32(0.3), np.int64(2)], ids=["float64", "float32", "int64"])
+def test_a_numpy_scalar_hyperparameter_trains_in_float32_and_copies_as_a_number(backend, scalar):
+    """np.float64(0.3) * a float32 array is float64 in NumPy: at add() it becomes the Python number it holds."""
+    layer = RoundTripLeaky(scalar, xp=backend)
+    model = tiny_model(backend, layer)
+    assert type(layer.slope) is type(scalar.item())
+    X, y = spiral()
+    model.train(X, y, epochs=3, print_every=None)
+    assert all(str(layer.weights.dtype).endswith("float32") for layer in model.trainable_layers)
+    twin = copy.deepcopy(model)
+    assert twin.layers[1].slope == scalar.item()
+    assert pickle.loads(pickle.dumps(model)).layers[1].slope == scalar.item()
+
+
 @pytest.mark.parametrize(
     "value",
     [np.int64(3), np.float64(0.5), np.bool_(True), (np.float32(1.5), 2)],
