@@ -305,7 +305,7 @@ def check_config(component: Component, action: str) -> None:
         TypeError: naming the component, each problem that `config_problems` finds, and its fix.
     """
     for name in component.CONFIG:  # np.float64(0.3) would promote float32 arrays in its arithmetic: keep 0.3
-        value = getattr(component, name, None)
+        value: Any = getattr(component, name, None)
         if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
             setattr(component, name, value.item())
     problems = config_problems(component)
