@@ -156,6 +156,10 @@ def test_finite_inputs_never_leak_overflow_warnings(backend, call, error, expect
         np.testing.assert_array_equal(call(backend), expected)
         return
     component, message = expected
+    if message == BEYOND_FLOAT32 and not backend.has_dtype("float64"):
+        # a backend without float64 (JAX without x64) makes 1e300 inf when the array is made on it: what nnx then
+        # receives does hold infinities (host data is still checked on the host, before the copy)
+        message = f"(?:{BEYOND_FLOAT32}|NaN or infinite values)"
     info = assert_raises(error, lambda: call(backend))
     assert_message(info, component, message)
 
