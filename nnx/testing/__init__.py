@@ -10,6 +10,9 @@ A component's checks: gradients against central finite differences in float64 (i
 numbers on every available backend as on NumPy, shapes and the width the next layer sees, config round trips
 (`from_config`, `copy.deepcopy`, pickle, and a file loaded by a fresh process), NumPy scalars in the config, the dtype
 kept, errors on bad input, and, for a component with a `kernel_spec()`, the compiled step against the generic one.
+
+The kit is an edge, like data loading and plots: its references (finite differences, the numbers to compare) are
+computed with NumPy on the host from explicit `to_numpy` copies, never inside a training step.
 """
 
 from __future__ import annotations
