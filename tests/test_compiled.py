@@ -11,9 +11,10 @@ pytest.importorskip("numba", reason="the compiled training step needs numba (the
 import numba
 
 import nnx
-from nnx.backends import numba_kernels
+from nnx.backends import numba_columns
 from nnx.backends import numba_step as _compiled
 from nnx.backends import numpy as numpy_backend
+from nnx.callbacks import divergence
 from nnx.datasets import sine_data, spiral_data
 from nnx.training.data import checked_data
 from nnx.training.loop import training_step
@@ -183,8 +184,23 @@ def test_parallel_chunks_match(monkeypatch, kernel_calls):
     if numba.get_num_threads() < 2:
         pytest.skip("one thread: the parallel kernel is never used")
     monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 2)
-    monkeypatch.setattr(_compiled, "ROWS_PER_THREAD", 8)
+    monkeypatch.setattr(_compiled, "MIN_CHUNK_ROWS", 8)
     assert_same(*train_both(optimizer="rmsprop", l1=1e-4))
+
+
+def test_the_divergence_check_reads_the_kernels_own_probe(monkeypatch, kernel_calls):
+    reductions = []
+    original = divergence._finite_probe
+
+    def counted(loss, layers):
+        reductions.append(loss)
+        return original(loss, layers)
+
+    monkeypatch.setattr(divergence, "_finite_probe", counted)
+    X, y = data("softmax")
+    build(FAST, optimizer="sgd").train(X, y, epochs=5, print_every=None, check_every=1)
+    assert len(kernel_calls) == 5
+    assert reductions == [None]  # the check before training; the five checks after a step read the kernel's probe
 
 
 def test_divergence_stops_with_the_same_finite_parameters(kernel_calls):
@@ -308,13 +324,14 @@ def test_several_tiles_with_a_partial_one(head, parallel, monkeypatch, kernel_ca
         if numba.get_num_threads() < 2:
             pytest.skip("one thread: the parallel kernel is never used")
         monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 2)
-        monkeypatch.setattr(_compiled, "ROWS_PER_THREAD", 8)
+        monkeypatch.setattr(_compiled, "MIN_CHUNK_ROWS", 8)
     else:
         monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 10**9)
     X, y = data(head)
-    repeats = 1 + 3 * numba_kernels.TILE // X.shape[0]  # more than three tiles, and rarely a whole number of them
+    tile = min(numba_columns.MAX_TILE, numba_columns.TILE_ELEMENTS // 16)  # the widest stage has 16 features
+    repeats = 1 + 3 * tile // X.shape[0]  # more than three tiles, and rarely a whole number of them
     X, y = np.concatenate([X] * repeats)[:-7], np.concatenate([y] * repeats)[:-7]
-    assert X.shape[0] % numba_kernels.TILE
+    assert X.shape[0] % tile
     compiled, metrics, reference, expected = train_both_on(X, y, head, dropout=0.3, depth=3, optimizer="sgd")
     assert_same(compiled, metrics, reference, expected)
     assert kernel_calls and all(rows == X.shape[0] for rows in kernel_calls)

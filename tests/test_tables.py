@@ -107,19 +107,15 @@ def test_the_compiled_heads_raise_on_an_unknown_head(numba_ops):
     labels, targets = np.zeros(2, dtype=np.int64), np.zeros((2, 3))
     constants = np.array([2.0, 0.0, 1e-7, 1 - 1e-7])
     with pytest.raises(ValueError, match="unknown head code"):
-        numba_ops.head_rows(UNKNOWN, np.zeros((2, 3)), labels, targets, 0, constants, np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="unknown head code"):
         numba_ops.head_columns(
-            UNKNOWN, np.zeros((3, 2)), labels, targets, 0, constants, np.zeros((3, 2)), np.zeros((3, 2))
+            UNKNOWN, np.zeros((3, 2)), labels, targets, 0, constants, np.zeros((3, 2)), np.zeros((3, 2)), 2
         )
 
 
 def test_the_compiled_element_wise_ops_raise_on_an_unknown_op(numba_ops):
     ops, masks, columns = np.array([-UNKNOWN], dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
     with pytest.raises(ValueError, match="unknown element-wise op code"):
-        numba_ops.element_wise_rows(np.ones(6), np.ones(6), ops, masks, columns, 2, 0, 3)
-    with pytest.raises(ValueError, match="unknown element-wise op code"):
-        numba_ops.element_wise_columns(np.ones((3, 2)), np.ones((3, 2)), 0, ops, masks, columns, 2, 0)
+        numba_ops.element_wise_columns(np.ones((3, 2)), np.ones((3, 2)), 0, ops, masks, columns, 2, 0, 2)
 
 
 # Typed specs ---------------------------------------------------------------------------------------------------------

@@ -10,80 +10,85 @@ from numba import njit
 
 from nnx.backends.numba_ops import FASTMATH, element_wise_columns, head_columns
 
-TILE_ELEMENTS = 1 << 15  # rows per tile: this many values of the widest stage, at most MAX_TILE rows
-MAX_TILE = 256
+TILE_ELEMENTS = 1 << 17  # rows per tile: this many values of the widest stage, at most MAX_TILE rows
+MAX_TILE = 512
+LANES = 16  # rows are computed in runs of this many (a 512-bit vector of float32): a tile's last run is padded
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def columns_into(
-    gradient, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants
+    gradient, start, stop, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns,
+    head, constants,
 ):  # fmt: skip
-    """Forward, loss and backward of every row of `X`, adding the gradients into `gradient` (laid out as `params`);
-    returns (sum of the rows' losses, sum of their comparisons).
+    """Forward, loss and backward of rows [start, stop) of `X`, adding their gradients into `gradient` (laid out as
+    `params`); returns (sum of the rows' losses, sum of their comparisons).
 
     Each feature row of a stage gets its element-wise ops (ReLU, dropout) as soon as it is computed, and each row of
     input gradients its element-wise gradients, while the row is still in cache."""
     n_layers = layers.shape[0]
     n_rows = X.shape[0]
-    tile = max(1, min(n_rows, MAX_TILE, TILE_ELEMENTS // widths.max()))
+    tile = max(1, min(stop - start, MAX_TILE, TILE_ELEMENTS // widths.max()))
+    padded = -(-tile // LANES) * LANES
     stage_at = np.zeros(n_layers + 2, dtype=np.int64)
     for stage in range(n_layers + 1):
-        stage_at[stage + 1] = stage_at[stage] + widths[stage] * tile
+        stage_at[stage + 1] = stage_at[stage] + widths[stage] * padded
     values = np.empty(stage_at[-1], dtype=X.dtype)  # each stage's values, after its element-wise ops
     derivatives = np.empty(stage_at[-1], dtype=X.dtype)  # the gradients of those element-wise ops
-    delta = np.empty(widths.max() * tile, dtype=X.dtype)
-    previous = np.empty(widths.max() * tile, dtype=X.dtype)
+    delta = np.empty(widths.max() * padded, dtype=X.dtype)
+    previous = np.empty(widths.max() * padded, dtype=X.dtype)
     scratch = np.empty((3, tile), dtype=X.dtype)
+    blocks = np.empty(4 * padded, dtype=X.dtype)  # four rows of sums: a block of outputs, or of input gradients
+    sums = np.empty(16)
     loss_sum = 0.0
     correct = 0.0
-    for first in range(0, n_rows, tile):
-        count = min(tile, n_rows - first)
+    for first in range(start, stop, tile):
+        count = min(tile, stop - first)
+        lanes = -(-count // LANES) * LANES  # the rows past `count` hold zeros in, finite values through, 0 gradients
+        block = blocks[: 4 * lanes].reshape((4, lanes))  # C-contiguous: the loops over its rows vectorize
         for stage in range(n_layers + 1):
             width = widths[stage]
-            here = values[stage_at[stage] : stage_at[stage] + width * count].reshape((width, count))
-            slopes = derivatives[stage_at[stage] : stage_at[stage] + width * count].reshape((width, count))
+            here = values[stage_at[stage] : stage_at[stage] + width * lanes].reshape((width, lanes))
+            slopes = derivatives[stage_at[stage] : stage_at[stage] + width * lanes].reshape((width, lanes))
             ops = chain_ops[chain_starts[stage] : chain_starts[stage + 1]]
             if stage == 0:
                 for i in range(width):
                     for index in range(count):
                         here[i, index] = X[first + index, i]
-                    element_wise_columns(here, slopes, i, ops, masks, mask_columns, n_rows, first)
+                    for index in range(count, lanes):
+                        here[i, index] = 0
+                    element_wise_columns(here, slopes, i, ops, masks, mask_columns, n_rows, first, count)
             else:
                 n_inputs = widths[stage - 1]
-                inputs = values[stage_at[stage - 1] : stage_at[stage - 1] + n_inputs * count]
-                layer = layers[stage - 1]
+                inputs = values[stage_at[stage - 1] : stage_at[stage - 1] + n_inputs * lanes]
                 _dense_forward(
-                    inputs.reshape((n_inputs, count)),
-                    params,
-                    layer,
-                    here,
-                    slopes,
-                    ops,
-                    masks,
-                    mask_columns,
-                    n_rows,
-                    first,
-                )
+                    inputs.reshape((n_inputs, lanes)), params, layers[stage - 1], here, slopes, ops, masks,
+                    mask_columns, n_rows, first, count, block,
+                )  # fmt: skip
         width = widths[n_layers]
-        outputs = values[stage_at[n_layers] : stage_at[n_layers] + width * count].reshape((width, count))
-        out_delta = delta[: width * count]
-        loss, hits = head_columns(
-            head, outputs, labels, targets, first, constants, out_delta.reshape((width, count)), scratch
-        )
+        outputs = values[stage_at[n_layers] : stage_at[n_layers] + width * lanes].reshape((width, lanes))
+        out_delta = delta[: width * lanes].reshape((width, lanes))
+        loss, hits = head_columns(head, outputs, labels, targets, first, constants, out_delta, scratch, count)
+        for j in range(width):
+            for index in range(count, lanes):
+                out_delta[j, index] = 0  # padding rows add nothing to any gradient
         loss_sum += loss
         correct += hits
         if chain_starts[n_layers + 1] > chain_starts[n_layers]:
-            slopes = derivatives[stage_at[n_layers] : stage_at[n_layers] + width * count]
-            for index in range(out_delta.size):
-                out_delta[index] *= slopes[index]
+            slopes = derivatives[stage_at[n_layers] : stage_at[n_layers] + width * lanes]
+            flat = delta[: width * lanes]
+            for index in range(flat.size):
+                flat[index] *= slopes[index]
         for layer in range(n_layers - 1, -1, -1):
             n_inputs, n_outputs = widths[layer], widths[layer + 1]
-            out_delta = delta[: n_outputs * count].reshape((n_outputs, count))
-            inputs = values[stage_at[layer] : stage_at[layer] + n_inputs * count].reshape((n_inputs, count))
-            dinputs = previous[: n_inputs * count].reshape((n_inputs, count))
-            slopes = derivatives[stage_at[layer] : stage_at[layer] + n_inputs * count].reshape((n_inputs, count))
+            out_delta = delta[: n_outputs * lanes].reshape((n_outputs, lanes))
+            inputs = values[stage_at[layer] : stage_at[layer] + n_inputs * lanes].reshape((n_inputs, lanes))
+            dinputs = previous[: n_inputs * lanes].reshape((n_inputs, lanes))
+            slopes = derivatives[stage_at[layer] : stage_at[layer] + n_inputs * lanes].reshape((n_inputs, lanes))
             with_slopes = chain_starts[layer + 1] > chain_starts[layer]
-            _dense_backward(inputs, out_delta, params, gradient, layers[layer], dinputs, layer > 0, slopes, with_slopes)
+            _dense_backward(
+                inputs, out_delta, params, gradient, layers[layer], dinputs, layer > 0, slopes, with_slopes,
+                block, sums,
+            )  # fmt: skip
             delta, previous = previous, delta
     return loss_sum, correct
 
@@ -96,47 +101,67 @@ def _weight_at(layer, i, j):
     return layer[2] + i * layer[1] + j
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _dense_forward(inputs, params, layer, outputs, slopes, ops, masks, mask_columns, n_rows, first):
-    """outputs = weights^T inputs + biases for (width, rows) blocks, four inputs per pass over an output row; each
-    output row then gets the stage's element-wise ops. Rows are indexed in place (no views: no reference counting
-    in the loops)."""
-    n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
-    for j in range(n_outputs):
-        bias = params[biases_at + j]
-        i = 0
-        while i < n_inputs:
-            group = min(4, n_inputs - i)
-            _forward_group(inputs, params, layer, outputs, bias, i, j, group)
-            i += group
-        element_wise_columns(outputs, slopes, j, ops, masks, mask_columns, n_rows, first)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _weight(params, layer, i, j):
+    """Weight (input i, output j), or 0 past the layer's inputs or outputs (the padding of a partial block)."""
+    if i >= layer[0] or j >= layer[1]:
+        return params.dtype.type(0)
+    return params[_weight_at(layer, i, j)]
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _forward_group(inputs, params, layer, outputs, bias, i, j, group):
-    """Row j of `outputs` += the products of input rows i .. i + group - 1 with their weights (the first group
-    starts from the bias); a smaller group repeats row i with weight 0."""
-    kind = outputs.dtype.type
-    start = bias if i == 0 else kind(0)
-    i1, i2, i3 = (i + 1 if group > 1 else i), (i + 2 if group > 2 else i), (i + 3 if group > 3 else i)
-    w0 = params[_weight_at(layer, i, j)]
-    w1 = params[_weight_at(layer, i1, j)] if group > 1 else kind(0)
-    w2 = params[_weight_at(layer, i2, j)] if group > 2 else kind(0)
-    w3 = params[_weight_at(layer, i3, j)] if group > 3 else kind(0)
-    if i == 0:
-        for row in range(outputs.shape[1]):
-            outputs[j, row] = start + (
-                w0 * inputs[i, row] + w1 * inputs[i1, row] + w2 * inputs[i2, row] + w3 * inputs[i3, row]
-            )
-    else:
-        for row in range(outputs.shape[1]):
-            outputs[j, row] += w0 * inputs[i, row] + w1 * inputs[i1, row] + w2 * inputs[i2, row] + w3 * inputs[i3, row]
+def _weights(params, layer, i, j):
+    """Weights (input i, outputs j .. j + 3), 0 past the layer."""
+    return (
+        _weight(params, layer, i, j),
+        _weight(params, layer, i, j + 1),
+        _weight(params, layer, i, j + 2),
+        _weight(params, layer, i, j + 3),
+    )
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs, slopes, with_slopes):
+def _dense_forward(inputs, params, layer, outputs, slopes, ops, masks, mask_columns, n_rows, first, count, block):
+    """outputs = weights^T inputs + biases for (width, rows) blocks, summed in `block` four outputs at a time, four
+    inputs per pass over the rows (16 products for 8 rows read); each output row then gets the stage's element-wise
+    ops as it is copied out (`count`: the rows that are data). A partial block repeats its last row with weight 0."""
+    n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
+    lanes = inputs.shape[1]
+    for j in range(0, n_outputs, 4):
+        j1, j2, j3 = min(j + 1, n_outputs - 1), min(j + 2, n_outputs - 1), min(j + 3, n_outputs - 1)
+        c0, c1, c2, c3 = params[biases_at + j], params[biases_at + j1], params[biases_at + j2], params[biases_at + j3]
+        for i in range(0, n_inputs, 4):
+            _forward_block(inputs, params, layer, block, i, j, c0, c1, c2, c3)
+        for b in range(min(4, n_outputs - j)):
+            for row in range(lanes):
+                outputs[j + b, row] = block[b, row]
+            element_wise_columns(outputs, slopes, j + b, ops, masks, mask_columns, n_rows, first, count)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _forward_block(inputs, params, layer, block, i, j, c0, c1, c2, c3):
+    """block[b] += sum over a of weight (i + a, j + b) * input row i + a, for a, b in 0..3; the first inputs (i = 0)
+    start from the biases c0..c3 instead of the block's contents (a select, not a product: nothing read)."""
+    n_inputs = layer[0]
+    i1, i2, i3 = min(i + 1, n_inputs - 1), min(i + 2, n_inputs - 1), min(i + 3, n_inputs - 1)
+    w00, w01, w02, w03 = _weights(params, layer, i, j)
+    w10, w11, w12, w13 = _weights(params, layer, i + 1, j)
+    w20, w21, w22, w23 = _weights(params, layer, i + 2, j)
+    w30, w31, w32, w33 = _weights(params, layer, i + 3, j)
+    fresh = i == 0
+    for row in range(block.shape[1]):
+        a0, a1, a2, a3 = inputs[i, row], inputs[i1, row], inputs[i2, row], inputs[i3, row]
+        block[0, row] = (c0 if fresh else block[0, row]) + (w00 * a0 + w10 * a1 + w20 * a2 + w30 * a3)
+        block[1, row] = (c1 if fresh else block[1, row]) + (w01 * a0 + w11 * a1 + w21 * a2 + w31 * a3)
+        block[2, row] = (c2 if fresh else block[2, row]) + (w02 * a0 + w12 * a1 + w22 * a2 + w32 * a3)
+        block[3, row] = (c3 if fresh else block[3, row]) + (w03 * a0 + w13 * a1 + w23 * a2 + w33 * a3)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs, slopes, with_slopes, block, sums):
     """Add the weight and bias gradients of a tile; set dinputs, times the element-wise gradients of the inputs'
-    stage (`slopes`) when it has ops. Outputs go four at a time, so that each input row is read once per group."""
+    stage (`slopes`) when it has ops. Blocks of four inputs by four outputs: 16 weight-gradient sums per pass over
+    the rows, then four rows of input gradients summed in `block`, 16 products for 8 rows read."""
     n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
     count = inputs.shape[1]
     kind = inputs.dtype.type
@@ -145,51 +170,80 @@ def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinput
         for row in range(count):
             total += delta[j, row]
         gradient[biases_at + j] += total
-    for i in range(n_inputs):
-        j = 0
-        while j < n_outputs:
-            group = min(4, n_outputs - j)
-            _backward_group(inputs, dinputs, delta, params, gradient, layer, i, j, group, with_dinputs)
-            j += group
-        if with_dinputs and with_slopes:
-            for row in range(count):
-                dinputs[i, row] *= slopes[i, row]
+    for i in range(0, n_inputs, 4):
+        for j in range(0, n_outputs, 4):
+            _gradient_block(inputs, delta, layer, sums, i, j)
+            for a in range(min(4, n_inputs - i)):
+                for b in range(min(4, n_outputs - j)):
+                    gradient[_weight_at(layer, i + a, j + b)] += sums[4 * a + b]
+        if not with_dinputs:
+            continue
+        for j in range(0, n_outputs, 4):
+            _input_gradient_block(delta, params, layer, block, i, j)
+        for a in range(min(4, n_inputs - i)):
+            if with_slopes:
+                for row in range(count):
+                    dinputs[i + a, row] = block[a, row] * slopes[i + a, row]
+            else:
+                for row in range(count):
+                    dinputs[i + a, row] = block[a, row]
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _backward_group(inputs, dinputs, delta, params, gradient, layer, i, j, group, with_dinputs):
-    """Weight gradients of input i for outputs j .. j + group - 1, and their share of row i of dinputs (the first
-    group sets it); a smaller group repeats output j with weight 0."""
+def _input_gradient_block(delta, params, layer, block, i, j):
+    """block[a] += sum over b of weight (i + a, j + b) * delta row j + b, for a, b in 0..3; the first outputs
+    (j = 0) start from 0 instead of the block's contents (a select: nothing read)."""
+    n_outputs = layer[1]
+    j1, j2, j3 = min(j + 1, n_outputs - 1), min(j + 2, n_outputs - 1), min(j + 3, n_outputs - 1)
+    w00, w01, w02, w03 = _weights(params, layer, i, j)
+    w10, w11, w12, w13 = _weights(params, layer, i + 1, j)
+    w20, w21, w22, w23 = _weights(params, layer, i + 2, j)
+    w30, w31, w32, w33 = _weights(params, layer, i + 3, j)
+    zero = delta.dtype.type(0)
+    fresh = j == 0
+    for row in range(block.shape[1]):
+        d0, d1, d2, d3 = delta[j, row], delta[j1, row], delta[j2, row], delta[j3, row]
+        block[0, row] = (zero if fresh else block[0, row]) + (w00 * d0 + w01 * d1 + w02 * d2 + w03 * d3)
+        block[1, row] = (zero if fresh else block[1, row]) + (w10 * d0 + w11 * d1 + w12 * d2 + w13 * d3)
+        block[2, row] = (zero if fresh else block[2, row]) + (w20 * d0 + w21 * d1 + w22 * d2 + w23 * d3)
+        block[3, row] = (zero if fresh else block[3, row]) + (w30 * d0 + w31 * d1 + w32 * d2 + w33 * d3)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _gradient_block(inputs, delta, layer, sums, i, j):
+    """sums[4a + b] = sum over the rows of input row i + a times delta row j + b, for a, b in 0..3 (a partial block
+    repeats its last row; those sums are not used)."""
+    n_inputs, n_outputs = layer[0], layer[1]
+    i1, i2, i3 = min(i + 1, n_inputs - 1), min(i + 2, n_inputs - 1), min(i + 3, n_inputs - 1)
+    j1, j2, j3 = min(j + 1, n_outputs - 1), min(j + 2, n_outputs - 1), min(j + 3, n_outputs - 1)
     kind = inputs.dtype.type
-    j1, j2, j3 = (j + 1 if group > 1 else j), (j + 2 if group > 2 else j), (j + 3 if group > 3 else j)
-    w0 = params[_weight_at(layer, i, j)]
-    w1 = params[_weight_at(layer, i, j1)] if group > 1 else kind(0)
-    w2 = params[_weight_at(layer, i, j2)] if group > 2 else kind(0)
-    w3 = params[_weight_at(layer, i, j3)] if group > 3 else kind(0)
-    t0, t1, t2, t3 = kind(0), kind(0), kind(0), kind(0)
-    count = inputs.shape[1]
-    if with_dinputs:
-        first_group = j == 0  # the row's earlier contents are not read (a select, not a product: no NaN from them)
-        for row in range(count):
-            value = inputs[i, row]
-            d0, d1, d2, d3 = delta[j, row], delta[j1, row], delta[j2, row], delta[j3, row]
-            t0 += value * d0
-            t1 += value * d1
-            t2 += value * d2
-            t3 += value * d3
-            earlier = kind(0) if first_group else dinputs[i, row]
-            dinputs[i, row] = earlier + (w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3)
-    else:
-        for row in range(count):
-            value = inputs[i, row]
-            t0 += value * delta[j, row]
-            t1 += value * delta[j1, row]
-            t2 += value * delta[j2, row]
-            t3 += value * delta[j3, row]
-    gradient[_weight_at(layer, i, j)] += t0
-    if group > 1:
-        gradient[_weight_at(layer, i, j1)] += t1
-    if group > 2:
-        gradient[_weight_at(layer, i, j2)] += t2
-    if group > 3:
-        gradient[_weight_at(layer, i, j3)] += t3
+    t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = kind(0)
+    t20 = t21 = t22 = t23 = t30 = t31 = t32 = t33 = kind(0)
+    for row in range(inputs.shape[1]):
+        a0, a1, a2, a3 = inputs[i, row], inputs[i1, row], inputs[i2, row], inputs[i3, row]
+        d0, d1, d2, d3 = delta[j, row], delta[j1, row], delta[j2, row], delta[j3, row]
+        t00 += a0 * d0
+        t01 += a0 * d1
+        t02 += a0 * d2
+        t03 += a0 * d3
+        t10 += a1 * d0
+        t11 += a1 * d1
+        t12 += a1 * d2
+        t13 += a1 * d3
+        t20 += a2 * d0
+        t21 += a2 * d1
+        t22 += a2 * d2
+        t23 += a2 * d3
+        t30 += a3 * d0
+        t31 += a3 * d1
+        t32 += a3 * d2
+        t33 += a3 * d3
+    _store_sums(sums, t00, t01, t02, t03, t10, t11, t12, t13, t20, t21, t22, t23, t30, t31, t32, t33)
+
+
+@njit(cache=True, inline="always")
+def _store_sums(sums, t00, t01, t02, t03, t10, t11, t12, t13, t20, t21, t22, t23, t30, t31, t32, t33):
+    sums[0], sums[1], sums[2], sums[3] = t00, t01, t02, t03
+    sums[4], sums[5], sums[6], sums[7] = t10, t11, t12, t13
+    sums[8], sums[9], sums[10], sums[11] = t20, t21, t22, t23
+    sums[12], sums[13], sums[14], sums[15] = t30, t31, t32, t33

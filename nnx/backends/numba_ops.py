@@ -1,6 +1,6 @@
 """The ops of the compiled training-step kernels (Numba), one branch per entry of the tables
-(`nnx.backends.tables`): the element-wise ops and the heads, for tiles of rows (`numba_kernels`) and for tiles stored
-feature by feature (`numba_columns`), and the update rules. A code no branch knows raises ValueError.
+(`nnx.backends.tables`): the element-wise ops and the heads, for tiles stored feature by feature (`numba_columns`),
+and the update rules. A code no branch knows raises ValueError.
 """
 
 from __future__ import annotations
@@ -30,56 +30,21 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def element_wise_rows(values, derivatives, ops, masks, mask_columns, n_rows, first, width):
-    """ReLUs and dropout masks in order, in place on a tile's `values` (rows of `width`, from row `first`);
-    `derivatives` gets the product of their local gradients (the generic backward multiplies by the same 0/1 and
-    mask values); without ops it is left as it is, and not used."""
+def element_wise_columns(values, slopes, feature, ops, masks, mask_columns, n_rows, first, count):
+    """ReLUs and dropout masks in order, in place on row `feature` of a (width, rows) block whose first `count` rows
+    are data (the others padding); the same row of `slopes` gets the product of their local gradients (left as it
+    is without ops). Masks are laid out (n_rows, width) per dropout; padding rows get 0 from a dropout."""
     zero, one = values.dtype.type(0), values.dtype.type(1)
-    size = values.size
-    for position in range(ops.size):
-        op = ops[position]
-        if op == RELU:
-            if position == 0:
-                for index in range(size):
-                    value = values[index]
-                    derivatives[index] = one if value > zero else zero
-                    values[index] = zero if value <= zero else value
-            else:
-                for index in range(size):
-                    value = values[index]
-                    derivatives[index] = derivatives[index] if value > zero else zero
-                    values[index] = zero if value <= zero else value
-        elif op >= 0:  # a dropout mask's index
-            mask_at = n_rows * mask_columns[op] + first * width
-            mask = masks[mask_at : mask_at + size]
-            if position == 0:
-                for index in range(size):
-                    values[index] *= mask[index]
-                    derivatives[index] = mask[index]
-            else:
-                for index in range(size):
-                    values[index] *= mask[index]
-                    derivatives[index] *= mask[index]
-        else:
-            raise ValueError("unknown element-wise op code")
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def element_wise_columns(values, slopes, feature, ops, masks, mask_columns, n_rows, first):
-    """ReLUs and dropout masks in order, in place on row `feature` of a (width, rows) block; the same row of
-    `slopes` gets the product of their local gradients (left as it is without ops). Masks are laid out
-    (n_rows, width) per dropout."""
-    zero, one = values.dtype.type(0), values.dtype.type(1)
-    width, count = values.shape
+    width, lanes = values.shape
     for position in range(ops.size):
         op = ops[position]
         if op == RELU and position == 0:
-            for row in range(count):
+            for row in range(lanes):
                 value = values[feature, row]
                 slopes[feature, row] = one if value > zero else zero
                 values[feature, row] = zero if value <= zero else value
         elif op == RELU:
-            for row in range(count):
+            for row in range(lanes):
                 value = values[feature, row]
                 slopes[feature, row] = slopes[feature, row] if value > zero else zero
                 values[feature, row] = zero if value <= zero else value
@@ -89,111 +54,26 @@ def element_wise_columns(values, slopes, feature, ops, masks, mask_columns, n_ro
                 scale = masks[mask_at + row * width]
                 values[feature, row] *= scale
                 slopes[feature, row] = scale if position == 0 else slopes[feature, row] * scale
+            for row in range(count, lanes):
+                values[feature, row] = zero
+                slopes[feature, row] = zero
         else:
             raise ValueError("unknown element-wise op code")
-
-
-# Heads, on tiles of rows ------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def head_rows(head, outputs, labels, targets, first, constants, delta):
-    """The output activation, the tile's loss and comparisons, and the loss gradient at the head's inputs."""
-    if head == SOFTMAX_CROSSENTROPY:
-        return _softmax_rows(outputs, labels, first, constants, delta)
-    if head == SIGMOID_BINARY_CROSSENTROPY:
-        return _sigmoid_rows(outputs, targets, first, constants, delta)
-    if head == LINEAR_SQUARED_ERROR:
-        return _squared_error_rows(outputs, targets, first, constants, delta)
-    raise ValueError("unknown head code")
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _softmax_rows(outputs, labels, first, constants, delta):
-    """Each row's softmax, -log of its true class's (clipped) probability and whether its argmax is that class; the
-    rows of `delta` get (softmax - one-hot) / n_samples."""
-    kind = outputs.dtype.type
-    n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    width = outputs.shape[1]
-    loss_sum = 0.0
-    correct = 0.0
-    for row in range(outputs.shape[0]):
-        label = labels[first + row]
-        largest = outputs[row, 0]
-        for j in range(width):
-            largest = max(largest, outputs[row, j])
-        total = kind(0)
-        for j in range(width):
-            delta[row, j] = np.exp(outputs[row, j] - largest)
-            total += delta[row, j]
-        best = 0
-        for j in range(width):
-            delta[row, j] = delta[row, j] / total
-            if delta[row, j] > delta[row, best]:
-                best = j
-        confidence = clip_value(delta[row, label], low, high)
-        delta[row, label] -= kind(1)
-        for j in range(width):
-            delta[row, j] = delta[row, j] / n_samples
-        loss_sum += -np.log(confidence)
-        correct += 1.0 if best == label else 0.0
-    return loss_sum, correct
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _sigmoid_rows(outputs, targets, first, constants, delta):
-    """Each row's mean binary cross-entropy of its sigmoids and its correct outputs; `delta` gets the gradient."""
-    kind = outputs.dtype.type
-    n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    zero, one, half, width = kind(0), kind(1), kind(0.5), kind(outputs.shape[1])
-    loss_sum = 0.0
-    correct = 0.0
-    for row in range(outputs.shape[0]):
-        loss = zero
-        for j in range(outputs.shape[1]):
-            p = one / (one + np.exp(-outputs[row, j]))
-            y = targets[first + row, j]
-            clipped = clip_value(p, low, high)
-            loss += -(y * np.log(clipped) + (one - y) * np.log(one - clipped))
-            correct += 1.0 if (one if p > half else zero) == y else 0.0
-            gradient = -(y / clipped - (one - y) / (one - clipped)) / width / n_samples
-            delta[row, j] = gradient * (one - p) * p
-        loss_sum += loss / width
-    return loss_sum, correct
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _squared_error_rows(outputs, targets, first, constants, delta):
-    """Each row's mean squared error and its outputs within the precision; `delta` gets the gradient."""
-    kind = outputs.dtype.type
-    n_samples, precision = kind(constants[0]), constants[1]
-    width, two = kind(outputs.shape[1]), kind(2)
-    loss_sum = 0.0
-    correct = 0.0
-    for row in range(outputs.shape[0]):
-        loss = kind(0)
-        for j in range(outputs.shape[1]):
-            output, target = outputs[row, j], targets[first + row, j]
-            error = target - output
-            loss += error * error
-            correct += 1.0 if abs(output - target) < precision else 0.0
-            delta[row, j] = -two * error / width / n_samples
-        loss_sum += loss / width
-    return loss_sum, correct
 
 
 # Heads, on tiles stored feature by feature ----------------------------------------------------------------------
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def head_columns(head, outputs, labels, targets, first, constants, delta, scratch):
-    """The output activation, the tile's loss and comparisons, and the loss gradient at the head's inputs."""
+def head_columns(head, outputs, labels, targets, first, constants, delta, scratch, count):
+    """The output activation, the loss and comparisons of the first `count` rows of a tile, and the loss gradient at
+    the head's inputs (the rows past `count` are left as they are)."""
     if head == SOFTMAX_CROSSENTROPY:
-        return _softmax_columns(outputs, labels, first, constants, delta, scratch)
+        return _softmax_columns(outputs, labels, first, constants, delta, scratch, count)
     if head == SIGMOID_BINARY_CROSSENTROPY:
-        return _sigmoid_columns(outputs, targets, first, constants, delta)
+        return _sigmoid_columns(outputs, targets, first, constants, delta, count)
     if head == LINEAR_SQUARED_ERROR:
-        return _squared_error_columns(outputs, targets, first, constants, delta)
+        return _squared_error_columns(outputs, targets, first, constants, delta, count)
     raise ValueError("unknown head code")
 
 
@@ -206,12 +86,12 @@ def clip_value(value, low, high):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _softmax_columns(outputs, labels, first, constants, delta, scratch):
+def _softmax_columns(outputs, labels, first, constants, delta, scratch, count):
     """Each row's softmax, -log of its true class's (clipped) probability and whether its argmax is that class; the
     rows of `delta` get (softmax - one-hot) / n_samples."""
     kind = outputs.dtype.type
     n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    width, count = outputs.shape
+    width = outputs.shape[0]
     largest, total = scratch[0, :count], scratch[1, :count]
     for row in range(count):
         largest[row] = outputs[0, row]
@@ -285,11 +165,11 @@ def _exp_row(block, feature, scratch, bits, constants):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _sigmoid_columns(outputs, targets, first, constants, delta):
+def _sigmoid_columns(outputs, targets, first, constants, delta, count):
     """Each row's mean binary cross-entropy of its sigmoids and its correct outputs; `delta` gets the gradient."""
     kind = outputs.dtype.type
     n_samples, low, high = kind(constants[0]), kind(constants[2]), kind(constants[3])
-    width, count = outputs.shape
+    width = outputs.shape[0]
     zero, one, half, outputs_count = kind(0), kind(1), kind(0.5), kind(width)
     loss_sum = 0.0
     correct = 0.0
@@ -306,11 +186,11 @@ def _sigmoid_columns(outputs, targets, first, constants, delta):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _squared_error_columns(outputs, targets, first, constants, delta):
+def _squared_error_columns(outputs, targets, first, constants, delta, count):
     """Each row's mean squared error and its outputs within the precision; `delta` gets the gradient."""
     kind = outputs.dtype.type
     n_samples, precision = kind(constants[0]), constants[1]
-    width, count = outputs.shape
+    width = outputs.shape[0]
     outputs_count, two = kind(width), kind(2)
     loss_sum = 0.0
     correct = 0.0

@@ -1,5 +1,6 @@
 """The NumPy backend's compiled step for a stack of models (Numba): the `StepProgram` of every model, run for all of
-them in one call per batch, the models split across the cores (`numba_kernels.train_stack`).
+them in one call per batch, the models (and, for fewer models than threads, their rows) split across the cores
+(`numba_kernels`).
 
 Each model's parameters and optimizer slots are one row of an (M, size) buffer, laid out as the single-model kernel
 lays out its flat buffer; each model has its own hyperparameters, regularization and dropout masks.
@@ -9,30 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnx.backends._parallel import parallel_call
-from nnx.backends.numba_kernels import train_stack
-from nnx.backends.numba_step import NumbaStepKernel, fixed_hyperparameters, program_tables, rule_constants
+from nnx.backends.numba_step import NumbaStepKernel
 from nnx.backends.step_program import StepProgram
 
 
 class NumbaStackKernel(NumbaStepKernel):
     """Runs the programs of a stack of models (one structure, each model's own numbers) on NumPy arrays: one
-    compiled call per batch for all of them. Data preparation and the buffer layout are the single-model kernel's."""
+    compiled call per batch for all of them. Data preparation, the buffer layout and the kernel are the
+    single-model kernel's, which is this with one model."""
 
     def __init__(self, programs: tuple[StepProgram, ...]):
         super().__init__(programs[0])
-        self.programs = tuple(programs)
-        self.n_models = len(programs)
-        self.hypers = np.stack([fixed_hyperparameters(program, self.dtype) for program in programs])
-        self.regularizations = np.stack([program_tables(program)[2] for program in programs])
-        epsilons = [program.clip_epsilon for program in programs]
-        self.model_constants = np.array(
-            [[0, program.precision, epsilon, 1 - epsilon] for program, epsilon in zip(programs, epsilons, strict=True)]
-        )
-        constants = [rule_constants(program) for program in programs]
-        self.model_rule_constants = {name: np.array([c[name] for c in constants]) for name in self.rule.constants}
-        self.results = np.zeros((self.n_models, 3))
-        self.no_masks = np.zeros((self.n_models, 0), dtype=self.dtype)
+        self.set_programs(tuple(programs))
 
     def part(self, positions) -> NumbaStackKernel:
         """The kernel of the models at `positions` (prepared data kept)."""
@@ -42,13 +31,7 @@ class NumbaStackKernel(NumbaStepKernel):
 
     def new_buffers(self) -> list:
         """Zeroed (M, size) buffers for the parameters and each optimizer slot, one row per model."""
-        buffers = [np.zeros((self.n_models, self.size), dtype=self.dtype) for _ in range(1 + len(self.program.slots))]
-        empty = np.zeros((self.n_models, 0), dtype=self.dtype)
-        first, second = (*buffers[1:], empty, empty)[:2]
-        self.params = buffers[0]
-        self.rest = (*self.tables, self.model_constants, first, second, self.segments, self.regularizations)
-        self.rest += (self.update_rule, self.hypers, self.results)
-        return buffers
+        return self.stacked_buffers()
 
     def stacked_views(self, buffer) -> list[list]:
         """[[weights (M, n_inputs, n_outputs), biases (M, 1, n_outputs)] per Dense] as views of an (M, size)
@@ -67,7 +50,8 @@ class NumbaStackKernel(NumbaStepKernel):
         """Train every model on one batch in one compiled call, updating the buffers in place. `masks`: per dropout
         an (M, n_samples, width) array; `learning_rates` and `steps` (from 1): (M,) arrays.
 
-        Returns an (M, 3) array of each model's (sum of sample losses, sum of comparisons, regularization loss)."""
+        Returns an (M, 4) array of each model's (sum of sample losses, sum of comparisons, regularization loss,
+        finite probe: NaN or inf unless its loss and updated parameters are all finite)."""
         n_models = self.n_models
         self.model_constants[:, 0] = X_batch.shape[0]
         hypers = self.hypers  # in the model dtype, as the generic update rounds them
@@ -76,8 +60,5 @@ class NumbaStackKernel(NumbaStepKernel):
             for offset, numbers in enumerate(self.rule.step_numbers(self.model_rule_constants, steps)):
                 hypers[:, self.step_at + offset] = numbers
         mask = np.concatenate([m.reshape(n_models, -1) for m in masks], axis=1) if masks else self.no_masks
-        if self.labels:
-            parallel_call(train_stack, X_batch, targets, self.no_targets, mask, self.params, *self.rest)
-        else:
-            parallel_call(train_stack, X_batch, self.no_labels, targets, mask, self.params, *self.rest)
+        self._call(X_batch, targets, mask)
         return self.results

@@ -1,13 +1,15 @@
 """The NumPy backend's compiled training step (Numba, the ``fast`` extra): a `StepProgram` run over packed buffers.
 
-One pass over the rows (`numba_kernels`), a tile of rows at a time, runs the forward pass, the loss and the backward
-pass of each tile while it is in cache, then the regularization and the optimizer update, in one call. It sees
-arrays, integer codes and scalars only.
+It is the stack kernel (`numba_kernels`) for one model: one call per batch runs the forward pass, the loss and the
+backward pass a tile of rows at a time, stored feature by feature (`numba_columns`), then the regularization and
+the optimizer update. Large batches split their rows across the threads. It sees arrays, integer codes and scalars
+only.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numba
 import numpy as np
@@ -17,10 +19,10 @@ from nnx.backends.numba_kernels import train_parallel, train_serial
 from nnx.backends.step_program import FLOAT_DTYPES, StepProgram
 from nnx.backends.tables import KERNEL_NUMBERS, head, update_rule
 
-MAX_LAYER_SIZE = 65536  # n_inputs * n_outputs above which BLAS (the generic step) beats a row-wise kernel
+MAX_LAYER_SIZE = 65536  # n_inputs * n_outputs above which BLAS (the generic step) beats the kernel
 NARROW = 16  # Dense layers with fewer outputs are stored transposed, so that their loops run along the inputs
-PARALLEL_MIN_ROWS = 128  # smaller batches run on one thread: waking the threads costs about what they save
-ROWS_PER_THREAD = 64
+PARALLEL_MIN_ROWS = 256  # fewer rows (all models together) run on the calling thread: waking the threads costs more
+MIN_CHUNK_ROWS = 128  # a model's rows are split across the threads in runs of at least this many
 # Columns of the layer table, one row per Dense layer.
 N_INPUTS, N_OUTPUTS, WEIGHTS_AT, BIASES_AT, TRANSPOSED = range(5)
 
@@ -54,31 +56,50 @@ class NumbaStepKernel:
         self.update_rule = program.update_rule
         self.rule = update_rule(program.update_rule)
         self.outputs = program.widths[-1]
-        self.tables, self.segments, self.regularization = program_tables(program)
+        self.tables, self.segments, _ = program_tables(program)
         self.layers = self.tables[0]
         self.size = int(self.segments[-1, 1])
-        self.hyper = fixed_hyperparameters(program, self.dtype)
         self.rule_constants = rule_constants(program)
         self.step_at = 2 + len(self.rule.kernel_numbers(self.rule_constants))  # where the per-step numbers go
         self.kind = self.dtype.type
         self.nothing = np.zeros(0, dtype=self.dtype)
         self.no_labels = np.zeros(0, dtype=np.int64)
         self.no_targets = np.zeros((0, 0), dtype=self.dtype)
-        self.no_slots = (self.nothing, self.nothing)
-        epsilon = program.clip_epsilon
-        self.constants = np.array([0, program.precision, epsilon, 1 - epsilon])  # n_samples is set per batch
+        self.threads = numba.get_num_threads()  # read once: asking costs about a microsecond
         self.X = self.y = self.prepared = None
+        self.set_programs((program,))
+
+    def set_programs(self, programs: tuple[StepProgram, ...]) -> None:
+        """Each model's own numbers, one row per model: hyperparameters, regularization, constants (the number of
+        samples is set per batch) and update-rule constants."""
+        self.programs = tuple(programs)
+        self.n_models = len(programs)
+        self.hypers = np.stack([fixed_hyperparameters(program, self.dtype) for program in programs])
+        self.regularizations = np.stack([program_tables(program)[2] for program in programs])
+        self.model_constants = np.array(
+            [[0, program.precision, program.clip_epsilon, 1 - program.clip_epsilon] for program in programs]
+        )
+        constants = [rule_constants(program) for program in programs]
+        self.model_rule_constants = {name: np.array([c[name] for c in constants]) for name in self.rule.constants}
+        self.results = np.zeros((self.n_models, 4))
+        self.no_masks = np.zeros((self.n_models, 0), dtype=self.dtype)
 
     # Buffers ---------------------------------------------------------------------------------------------------
 
     def new_buffers(self) -> list:
         """Zeroed flat buffers for the parameters and each optimizer slot: the ones `run` updates. The plan that
         asked for them owns them; `views` shapes them as the layers' arrays."""
-        buffers = [np.zeros(self.size, dtype=self.dtype) for _ in range(1 + len(self.program.slots))]
-        first, second = (*buffers[1:], self.nothing, self.nothing)[:2]
+        return [buffer.reshape(self.size) for buffer in self.stacked_buffers()]
+
+    def stacked_buffers(self) -> list:
+        """Zeroed (M, size) buffers for the parameters and each optimizer slot, one row per model; the kernel
+        updates them."""
+        buffers = [np.zeros((self.n_models, self.size), dtype=self.dtype) for _ in range(1 + len(self.program.slots))]
+        empty = np.zeros((self.n_models, 0), dtype=self.dtype)
+        first, second = (*buffers[1:], empty, empty)[:2]
         self.params = buffers[0]
-        self.rest = (*self.tables, self.constants, first, second, self.segments, self.regularization)
-        self.rest += (self.update_rule, self.hyper)
+        self.rest = (*self.tables, self.model_constants, first, second, self.segments, self.regularizations)
+        self.rest += (self.update_rule, self.hypers, self.results)
         return buffers
 
     def views(self, flat) -> list[tuple]:
@@ -149,22 +170,31 @@ class NumbaStepKernel:
         loss and accuracy add to their epoch (as their generic `calculate` would).
         """
         n_samples = X_batch.shape[0]
-        self.constants[0] = n_samples
-        hyper = self.hyper  # in the model's dtype, as the generic update rounds them
+        self.model_constants[0, 0] = n_samples
+        hyper = self.hypers[0]  # in the model's dtype, as the generic update rounds them
         hyper[0], hyper[1] = -learning_rate, learning_rate
         if self.rule.step_numbers is not None:
             numbers = self.rule.step_numbers(self.rule_constants, step)
             hyper[self.step_at : self.step_at + len(numbers)] = numbers
-        mask = np.concatenate([m.reshape(-1) for m in masks]) if masks else self.nothing
-        if self.labels:
-            loss_sum, correct, reg_loss = run_kernel(X_batch, targets, self.no_targets, mask, self.params, self.rest)
-            count = n_samples
-        else:
-            loss_sum, correct, reg_loss = run_kernel(X_batch, self.no_labels, targets, mask, self.params, self.rest)
-            count = n_samples * self.outputs
+        mask = np.concatenate([m.reshape(1, -1) for m in masks], axis=1) if masks else self.no_masks
+        self._call(X_batch, targets, mask)
+        loss_sum, correct, reg_loss = self.results[0, :3]
+        count = n_samples if self.labels else n_samples * self.outputs
         kind = self.kind
         correct = np.float32(correct)
         return correct / count, kind(loss_sum / n_samples), kind(reg_loss), kind(loss_sum), correct, count
+
+    def finite_probe(self):
+        """The last step's finite probe: its loss plus sum(p * 0) over the updated parameters, NaN or inf unless
+        all of them are finite (computed in the kernel, nothing more to reduce)."""
+        return self.results[0, 3]
+
+    def _call(self, X_batch, targets, mask) -> None:
+        """The one compiled call for a batch (every model), its results in `self.results`."""
+        if self.labels:
+            run_kernel(X_batch, targets, self.no_targets, mask, self.params, self.rest, self.threads)
+        else:
+            run_kernel(X_batch, self.no_labels, targets, mask, self.params, self.rest, self.threads)
 
 
 @functools.lru_cache(maxsize=64)
@@ -269,13 +299,21 @@ def _row_offset(batch, full) -> int | None:
     return start if start >= 0 and start + batch.shape[0] <= full.shape[0] else None
 
 
-def run_kernel(X, labels, targets, masks, params, rest):
-    """Train on one batch in one compiled call: (sum of sample losses, sum of comparisons, regularization loss).
-    `rest` holds the program's tables, the constants, the optimizer slots, the segments and their regularization,
-    the update rule and its numbers (`train_serial`'s other arguments, in order)."""
-    n_samples = X.shape[0]
-    if n_samples >= PARALLEL_MIN_ROWS:  # asking Numba for its thread count costs more than a small step
-        threads = min(numba.get_num_threads(), n_samples // ROWS_PER_THREAD)
-        if threads > 1:
-            return parallel_call(train_parallel, X, labels, targets, masks, params, *rest, threads)
-    return train_serial(X, labels, targets, masks, params, *rest)
+def run_kernel(X, labels, targets, masks, params, rest, threads: int) -> None:
+    """Train every model (row of `params`) on one batch in one compiled call, its results in the last array of
+    `rest`, which holds the program's tables, the constants, the optimizer slots, the segments and their
+    regularization, the update rule, its numbers and the results (`train_serial`'s other arguments, in order)."""
+    parallel, chunks = work_split(params.shape[0], X.shape[0], threads)
+    if parallel:
+        parallel_call(train_parallel, X, labels, targets, masks, params, *rest, chunks)
+    else:
+        train_serial(X, labels, targets, masks, params, *rest, chunks)
+
+
+def work_split(n_models: int, n_rows: int, threads: int) -> tuple[bool, int]:
+    """(whether to run on the threads, into how many runs each model's rows split): the models across the threads,
+    and each model's rows too when there are fewer models than threads, so that the pieces divide evenly."""
+    if threads < 2 or n_models * n_rows < PARALLEL_MIN_ROWS:
+        return False, 1
+    chunks = threads // math.gcd(n_models, threads)
+    return True, max(1, min(chunks, n_rows // MIN_CHUNK_ROWS))

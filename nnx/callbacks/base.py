@@ -35,6 +35,9 @@ class Run:
         divergence: the DivergenceError when training diverged, else None.
         save_error: the SaveError of a checkpoint that could not be written (it stops training), else None.
         host_watchers: functions ``watch(run, values)`` called with every new host copy of the metrics.
+        finite_probe: the step's own finite check, or None: a function that returns a device value that is NaN or
+            inf unless the last step's loss and updated parameters are all finite (the compiled step computes it),
+            or None when it has none for that step.
     """
 
     def __init__(self, model: Any, *, epochs: int, steps: int, batch_size: int | None, first_epoch: int = 1):
@@ -52,6 +55,7 @@ class Run:
         self.divergence: DivergenceError | None = None
         self.save_error: SaveError | None = None  # a checkpoint that could not be written stops the run
         self.host_watchers: list[Callable[[Run, dict[str, float]], None]] = []
+        self.finite_probe: Callable[[], Any] | None = None
         self._host: tuple[dict[str, Any], dict[str, float]] | None = None
 
     @property

@@ -85,9 +85,12 @@ class DivergenceGuard(Callback):
         self._diverged(run, "a parameter" if loss is None else "the loss or a parameter")
 
     def _finite(self, run: Run, loss: Any) -> bool:
-        """One reduction over the loss and every parameter: NaN unless all are finite (x * 0 keeps NaN/inf)."""
+        """Whether the loss and every parameter are finite: the step's own probe when it has one (the compiled step
+        computes it in the kernel), else one reduction over the parameters (x * 0 keeps NaN/inf); one host copy."""
         model = run.model
-        value = host_float(model.backend, _finite_probe(loss, model.trainable_layers))
+        step_probe = run.finite_probe() if run.finite_probe is not None and loss is not None else None
+        probe = _finite_probe(loss, model.trainable_layers) if step_probe is None else loss + step_probe * 0
+        value = host_float(model.backend, probe)
         if not math.isfinite(value):
             return False
         if loss is not None:

@@ -75,6 +75,7 @@ def train(
             model, epochs=epochs, steps=steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch
         )
         step = training_step(model, X, y)
+        run.finite_probe = getattr(step, "finite_probe", None)
         try:
             with _checks.trusted(), model.backend.quiet_float_errors():
                 _loop(model, run, callback, X, y, step)

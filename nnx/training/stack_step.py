@@ -280,6 +280,7 @@ class KernelStack(GenericStack):
     def _bind(self, kernel) -> None:
         """Copy the current arrays into `kernel`'s new buffers and make their views the stack's arrays."""
         self.kernel = kernel
+        self.probes = None  # the kernel's finite probes of its last step, while nothing else has run since
         self.buffers = kernel.new_buffers()
         views = [kernel.stacked_views(buffer) for buffer in self.buffers]
         for group, view_group in zip([self.parameters, *self.slots.values()], views, strict=True):
@@ -300,12 +301,15 @@ class KernelStack(GenericStack):
         results = self.kernel.run_stack(X, targets, masks, rates, self.schedule.iterations + 1)
         self.schedule.advance()
         xp = self.xp
-        losses, hits, penalties = (results[:, column] for column in range(3))
+        losses, hits, penalties, self.probes = (results[:, column] for column in range(4))
         return xp.astype(losses, self.dtype), xp.astype(hits, xp.float32), xp.astype(penalties, self.dtype)
 
     def finite_probe(self, losses):
-        """`losses` plus each model's sum(p * 0) over its row of the parameter buffer."""
-        return losses + self.xp.sum(self.buffers[0] * 0, axis=1)
+        """`losses` plus the probe the kernel computed in its last step (its loss and sum(p * 0) over the updated
+        parameters), or plus each model's sum(p * 0) over its row of the parameter buffer when none is current."""
+        if self.probes is None:
+            return losses + self.xp.sum(self.buffers[0] * 0, axis=1)
+        return losses + self.probes * 0
 
     def state(self) -> dict:
         """Copies of the buffers (the kernel writes into the buffers themselves), how to view them as the stacked

@@ -112,6 +112,7 @@ class PlannedStep:
         self.bound: tuple = ()
         self.state_version: Any = None
         self.usable = False  # bound on the first step, so that nothing changes before training starts
+        self.kernel_ran = False
 
     def __call__(self, X_batch: Any, y_batch: Any) -> tuple[Any, Any, Any]:
         if not (self.usable and self._current()) and not self._bind():
@@ -126,6 +127,7 @@ class PlannedStep:
         optimizer.pre_update_params()
         metrics = self.kernel.run(X_batch, targets, masks, optimizer.current_learning_rate, optimizer.iterations + 1)
         optimizer.post_update_params()
+        self.kernel_ran = True
         self.loss.add_to_pass(metrics[3], n_samples)
         self.accuracy.add_to_pass(metrics[4], metrics[5])
         return metrics[:3]
@@ -135,7 +137,17 @@ class PlannedStep:
         replaced them); they are read again before the next kernel call."""
         result = self.generic(X_batch, y_batch)
         self.state_version = None
+        self.kernel_ran = False
         return result
+
+    def finite_probe(self) -> Any:
+        """The kernel's finite probe of the last step (NaN or inf unless its loss and updated parameters are all
+        finite), or None: the last step was not the kernel's, something replaced the parameters since, or the
+        kernel computes none."""
+        probe = getattr(self.kernel, "finite_probe", None)
+        if probe is None or not (self.kernel_ran and self.usable and self._current()):
+            return None
+        return probe()
 
     def _current(self) -> bool:
         """Whether the layers and the optimizer still hold this step's views (nothing replaced them)."""
