@@ -47,13 +47,13 @@ def compile_on():
 def kernel_calls(monkeypatch):
     """How many batches went through the compiled kernel."""
     calls = []
-    original = _compiled.run_kernel
+    original = _compiled.NumbaStepKernel.run
 
-    def counted(*args):
-        calls.append(args[0].shape[0])
-        return original(*args)
+    def counted(self, X_batch, *args):
+        calls.append(X_batch.shape[0])
+        return original(self, X_batch, *args)
 
-    monkeypatch.setattr(_compiled, "run_kernel", counted)
+    monkeypatch.setattr(_compiled.NumbaStepKernel, "run", counted)
     return calls
 
 

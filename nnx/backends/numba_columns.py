@@ -37,6 +37,7 @@ def columns_into(
     delta = np.empty(widths.max() * padded, dtype=X.dtype)
     previous = np.empty(widths.max() * padded, dtype=X.dtype)
     scratch = np.empty((3, tile), dtype=X.dtype)
+    grid, grid_at = _padded_weights(params, layers)
     blocks = np.empty(4 * padded, dtype=X.dtype)  # four rows of sums: a block of outputs, or of input gradients
     sums = np.empty(16)
     loss_sum = 0.0
@@ -61,8 +62,8 @@ def columns_into(
                 n_inputs = widths[stage - 1]
                 inputs = values[stage_at[stage - 1] : stage_at[stage - 1] + n_inputs * lanes]
                 _dense_forward(
-                    inputs.reshape((n_inputs, lanes)), params, layers[stage - 1], here, slopes, ops, masks,
-                    mask_columns, n_rows, first, count, block,
+                    inputs.reshape((n_inputs, lanes)), params, layers[stage - 1], grid[grid_at[stage - 1] :], here,
+                    slopes, ops, masks, mask_columns, n_rows, first, count, block,
                 )  # fmt: skip
         width = widths[n_layers]
         outputs = values[stage_at[n_layers] : stage_at[n_layers] + width * lanes].reshape((width, lanes))
@@ -86,8 +87,8 @@ def columns_into(
             slopes = derivatives[stage_at[layer] : stage_at[layer] + n_inputs * lanes].reshape((n_inputs, lanes))
             with_slopes = chain_starts[layer + 1] > chain_starts[layer]
             _dense_backward(
-                inputs, out_delta, params, gradient, layers[layer], dinputs, layer > 0, slopes, with_slopes,
-                block, sums,
+                inputs, out_delta, grid[grid_at[layer] :], gradient, layers[layer], dinputs, layer > 0, slopes,
+                with_slopes, block, sums,
             )  # fmt: skip
             delta, previous = previous, delta
     return loss_sum, correct
@@ -101,27 +102,39 @@ def _weight_at(layer, i, j):
     return layer[2] + i * layer[1] + j
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _weight(params, layer, i, j):
-    """Weight (input i, output j), or 0 past the layer's inputs or outputs (the padding of a partial block)."""
-    if i >= layer[0] or j >= layer[1]:
-        return params.dtype.type(0)
-    return params[_weight_at(layer, i, j)]
+@njit(cache=True, fastmath=FASTMATH)
+def _padded_weights(params, layers):
+    """Every Dense layer's weights as an (inputs, outputs) grid padded with zeros to multiples of four, one after
+    another, and where each starts: a block of four by four reads its weights without checks or transposes."""
+    grid_at = np.zeros(layers.shape[0] + 1, dtype=np.int64)
+    for index in range(layers.shape[0]):
+        grid_at[index + 1] = grid_at[index] + _padded(layers[index, 0]) * _padded(layers[index, 1])
+    grid = np.zeros(grid_at[-1], dtype=params.dtype)
+    for index in range(layers.shape[0]):
+        layer = layers[index]
+        stride = _padded(layer[1])
+        for i in range(layer[0]):
+            for j in range(layer[1]):
+                grid[grid_at[index] + i * stride + j] = params[_weight_at(layer, i, j)]
+    return grid, grid_at
+
+
+@njit(cache=True, inline="always")
+def _padded(width):
+    return (width + 3) // 4 * 4
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _weights(params, layer, i, j):
-    """Weights (input i, outputs j .. j + 3), 0 past the layer."""
-    return (
-        _weight(params, layer, i, j),
-        _weight(params, layer, i, j + 1),
-        _weight(params, layer, i, j + 2),
-        _weight(params, layer, i, j + 3),
-    )
+def _weights(grid, layer, i, j):
+    """Weights (input i, outputs j .. j + 3) from a layer's padded grid (0 past the layer)."""
+    at = i * _padded(layer[1]) + j
+    return grid[at], grid[at + 1], grid[at + 2], grid[at + 3]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _dense_forward(inputs, params, layer, outputs, slopes, ops, masks, mask_columns, n_rows, first, count, block):
+def _dense_forward(
+    inputs, params, layer, grid, outputs, slopes, ops, masks, mask_columns, n_rows, first, count, block
+):  # fmt: skip
     """outputs = weights^T inputs + biases for (width, rows) blocks, summed in `block` four outputs at a time, four
     inputs per pass over the rows (16 products for 8 rows read); each output row then gets the stage's element-wise
     ops as it is copied out (`count`: the rows that are data). A partial block repeats its last row with weight 0."""
@@ -131,7 +144,7 @@ def _dense_forward(inputs, params, layer, outputs, slopes, ops, masks, mask_colu
         j1, j2, j3 = min(j + 1, n_outputs - 1), min(j + 2, n_outputs - 1), min(j + 3, n_outputs - 1)
         c0, c1, c2, c3 = params[biases_at + j], params[biases_at + j1], params[biases_at + j2], params[biases_at + j3]
         for i in range(0, n_inputs, 4):
-            _forward_block(inputs, params, layer, block, i, j, c0, c1, c2, c3)
+            _forward_block(inputs, grid, layer, block, i, j, c0, c1, c2, c3)
         for b in range(min(4, n_outputs - j)):
             for row in range(lanes):
                 outputs[j + b, row] = block[b, row]
@@ -139,15 +152,15 @@ def _dense_forward(inputs, params, layer, outputs, slopes, ops, masks, mask_colu
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _forward_block(inputs, params, layer, block, i, j, c0, c1, c2, c3):
+def _forward_block(inputs, grid, layer, block, i, j, c0, c1, c2, c3):
     """block[b] += sum over a of weight (i + a, j + b) * input row i + a, for a, b in 0..3; the first inputs (i = 0)
     start from the biases c0..c3 instead of the block's contents (a select, not a product: nothing read)."""
     n_inputs = layer[0]
     i1, i2, i3 = min(i + 1, n_inputs - 1), min(i + 2, n_inputs - 1), min(i + 3, n_inputs - 1)
-    w00, w01, w02, w03 = _weights(params, layer, i, j)
-    w10, w11, w12, w13 = _weights(params, layer, i + 1, j)
-    w20, w21, w22, w23 = _weights(params, layer, i + 2, j)
-    w30, w31, w32, w33 = _weights(params, layer, i + 3, j)
+    w00, w01, w02, w03 = _weights(grid, layer, i, j)
+    w10, w11, w12, w13 = _weights(grid, layer, i + 1, j)
+    w20, w21, w22, w23 = _weights(grid, layer, i + 2, j)
+    w30, w31, w32, w33 = _weights(grid, layer, i + 3, j)
     fresh = i == 0
     for row in range(block.shape[1]):
         a0, a1, a2, a3 = inputs[i, row], inputs[i1, row], inputs[i2, row], inputs[i3, row]
@@ -158,7 +171,7 @@ def _forward_block(inputs, params, layer, block, i, j, c0, c1, c2, c3):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinputs, slopes, with_slopes, block, sums):
+def _dense_backward(inputs, delta, grid, gradient, layer, dinputs, with_dinputs, slopes, with_slopes, block, sums):
     """Add the weight and bias gradients of a tile; set dinputs, times the element-wise gradients of the inputs'
     stage (`slopes`) when it has ops. Blocks of four inputs by four outputs: 16 weight-gradient sums per pass over
     the rows, then four rows of input gradients summed in `block`, 16 products for 8 rows read."""
@@ -179,7 +192,7 @@ def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinput
         if not with_dinputs:
             continue
         for j in range(0, n_outputs, 4):
-            _input_gradient_block(delta, params, layer, block, i, j)
+            _input_gradient_block(delta, grid, layer, block, i, j)
         for a in range(min(4, n_inputs - i)):
             if with_slopes:
                 for row in range(count):
@@ -190,15 +203,15 @@ def _dense_backward(inputs, delta, params, gradient, layer, dinputs, with_dinput
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _input_gradient_block(delta, params, layer, block, i, j):
+def _input_gradient_block(delta, grid, layer, block, i, j):
     """block[a] += sum over b of weight (i + a, j + b) * delta row j + b, for a, b in 0..3; the first outputs
     (j = 0) start from 0 instead of the block's contents (a select: nothing read)."""
     n_outputs = layer[1]
     j1, j2, j3 = min(j + 1, n_outputs - 1), min(j + 2, n_outputs - 1), min(j + 3, n_outputs - 1)
-    w00, w01, w02, w03 = _weights(params, layer, i, j)
-    w10, w11, w12, w13 = _weights(params, layer, i + 1, j)
-    w20, w21, w22, w23 = _weights(params, layer, i + 2, j)
-    w30, w31, w32, w33 = _weights(params, layer, i + 3, j)
+    w00, w01, w02, w03 = _weights(grid, layer, i, j)
+    w10, w11, w12, w13 = _weights(grid, layer, i + 1, j)
+    w20, w21, w22, w23 = _weights(grid, layer, i + 2, j)
+    w30, w31, w32, w33 = _weights(grid, layer, i + 3, j)
     zero = delta.dtype.type(0)
     fresh = j == 0
     for row in range(block.shape[1]):

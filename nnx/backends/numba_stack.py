@@ -53,12 +53,15 @@ class NumbaStackKernel(NumbaStepKernel):
         Returns an (M, 4) array of each model's (sum of sample losses, sum of comparisons, regularization loss,
         finite probe: NaN or inf unless its loss and updated parameters are all finite)."""
         n_models = self.n_models
-        self.model_constants[:, 0] = X_batch.shape[0]
         hypers = self.hypers  # in the model dtype, as the generic update rounds them
         hypers[:, 0], hypers[:, 1] = -learning_rates, learning_rates
         if self.rule.step_numbers is not None:
             for offset, numbers in enumerate(self.rule.step_numbers(self.model_rule_constants, steps)):
                 hypers[:, self.step_at + offset] = numbers
-        mask = np.concatenate([m.reshape(n_models, -1) for m in masks], axis=1) if masks else self.no_masks
-        self._call(X_batch, targets, mask)
+        if masks:
+            self.cached = None
+            self.model_constants[:, 0] = X_batch.shape[0]
+            self._call(X_batch, targets, np.concatenate([m.reshape(n_models, -1) for m in masks], axis=1))
+        else:
+            self._cached_call(X_batch, targets)()
         return self.results

@@ -67,6 +67,7 @@ class NumbaStepKernel:
         self.no_targets = np.zeros((0, 0), dtype=self.dtype)
         self.threads = numba.get_num_threads()  # read once: asking costs about a microsecond
         self.X = self.y = self.prepared = None
+        self.cached: tuple | None = None  # (inputs, targets, the bound compiled call): see `_cached_call`
         self.set_programs((program,))
 
     def set_programs(self, programs: tuple[StepProgram, ...]) -> None:
@@ -100,6 +101,7 @@ class NumbaStepKernel:
         self.params = buffers[0]
         self.rest = (*self.tables, self.model_constants, first, second, self.segments, self.regularizations)
         self.rest += (self.update_rule, self.hypers, self.results)
+        self.cached = None
         return buffers
 
     def views(self, flat) -> list[tuple]:
@@ -170,19 +172,37 @@ class NumbaStepKernel:
         loss and accuracy add to their epoch (as their generic `calculate` would).
         """
         n_samples = X_batch.shape[0]
-        self.model_constants[0, 0] = n_samples
         hyper = self.hypers[0]  # in the model's dtype, as the generic update rounds them
-        hyper[0], hyper[1] = -learning_rate, learning_rate
+        hyper[0] = -learning_rate
+        hyper[1] = learning_rate
         if self.rule.step_numbers is not None:
             numbers = self.rule.step_numbers(self.rule_constants, step)
             hyper[self.step_at : self.step_at + len(numbers)] = numbers
-        mask = np.concatenate([m.reshape(1, -1) for m in masks], axis=1) if masks else self.no_masks
-        self._call(X_batch, targets, mask)
-        loss_sum, correct, reg_loss = self.results[0, :3]
+        if masks:
+            self.cached = None
+            self.model_constants[:, 0] = n_samples
+            self._call(X_batch, targets, np.concatenate([m.reshape(1, -1) for m in masks], axis=1))
+        else:
+            self._cached_call(X_batch, targets)()
+        loss_sum, correct, reg_loss, _ = self.results[0].tolist()
         count = n_samples if self.labels else n_samples * self.outputs
         kind = self.kind
         correct = np.float32(correct)
         return correct / count, kind(loss_sum / n_samples), kind(reg_loss), kind(loss_sum), correct, count
+
+    def _cached_call(self, X_batch, targets):
+        """The compiled call for this batch without dropout masks, its arguments bound once per batch arrays (the
+        whole set, batch after batch, is the same arrays)."""
+        cached = self.cached
+        if cached is not None and cached[0] is X_batch and cached[1] is targets:
+            return cached[2]
+        self.model_constants[:, 0] = X_batch.shape[0]
+        labels, others = (targets, self.no_targets) if self.labels else (self.no_labels, targets)
+        parallel, chunks = work_split(self.n_models, X_batch.shape[0], self.threads)
+        kernel = functools.partial(parallel_call, train_parallel) if parallel else train_serial
+        call = functools.partial(kernel, X_batch, labels, others, self.no_masks, self.params, *self.rest, chunks)
+        self.cached = (X_batch, targets, call)
+        return call
 
     def finite_probe(self):
         """The last step's finite probe: its loss plus sum(p * 0) over the updated parameters, NaN or inf unless
