@@ -127,6 +127,12 @@ def stacked(arrays: list, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype=dtype)
 
 
+def per_model_columns(blocks: list) -> list[list[list[float]]]:
+    """Epoch blocks of per-model host rows ((M, k) arrays, one per epoch, the same M) as each model's k columns of
+    Python floats, in one pass: result[m][c] is column c of model m over the epochs."""
+    return np.stack(blocks, axis=2).tolist()
+
+
 def drawn_seed(limit: int) -> int:
     """A seed in [0, limit) drawn from NumPy's global RNG (so that ``nnx.seed`` makes it reproducible)."""
     return int(np.random.randint(0, limit))

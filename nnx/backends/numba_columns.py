@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from nnx.backends.numba_ops import FASTMATH, element_wise_columns, head_columns
+from nnx.backends.tables import RELU
 
 TILE_ELEMENTS = 1 << 17  # rows per tile: this many values of the widest stage, at most MAX_TILE rows
 MAX_TILE = 512
@@ -145,10 +146,24 @@ def _dense_forward(
         c0, c1, c2, c3 = params[biases_at + j], params[biases_at + j1], params[biases_at + j2], params[biases_at + j3]
         for i in range(0, n_inputs, 4):
             _forward_block(inputs, grid, layer, block, i, j, c0, c1, c2, c3)
+        only_relu = ops.size == 1 and ops[0] == RELU  # the usual chain: ReLU fused into the copy
         for b in range(min(4, n_outputs - j)):
+            if only_relu:
+                _relu_out(block, b, outputs, slopes, j + b)
+                continue
             for row in range(lanes):
                 outputs[j + b, row] = block[b, row]
             element_wise_columns(outputs, slopes, j + b, ops, masks, mask_columns, n_rows, first, count)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _relu_out(block, b, outputs, slopes, feature):
+    """Row `feature` of `outputs` = ReLU of row b of `block`, and of `slopes` its gradient (NaN stays NaN)."""
+    zero, one = block.dtype.type(0), block.dtype.type(1)
+    for row in range(block.shape[1]):
+        value = block[b, row]
+        slopes[feature, row] = one if value > zero else zero
+        outputs[feature, row] = zero if value <= zero else value
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -177,12 +192,8 @@ def _dense_backward(inputs, delta, grid, gradient, layer, dinputs, with_dinputs,
     the rows, then four rows of input gradients summed in `block`, 16 products for 8 rows read."""
     n_inputs, n_outputs, biases_at = layer[0], layer[1], layer[3]
     count = inputs.shape[1]
-    kind = inputs.dtype.type
-    for j in range(n_outputs):
-        total = kind(0)
-        for row in range(count):
-            total += delta[j, row]
-        gradient[biases_at + j] += total
+    for j in range(0, n_outputs, 4):
+        _bias_block(delta, gradient, biases_at, n_outputs, j)
     for i in range(0, n_inputs, 4):
         for j in range(0, n_outputs, 4):
             _gradient_block(inputs, delta, layer, sums, i, j)
@@ -200,6 +211,26 @@ def _dense_backward(inputs, delta, grid, gradient, layer, dinputs, with_dinputs,
             else:
                 for row in range(count):
                     dinputs[i + a, row] = block[a, row]
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _bias_block(delta, gradient, biases_at, n_outputs, j):
+    """Add the sums of delta rows j .. j + 3 (those that exist) to their bias gradients, in one pass."""
+    j1, j2, j3 = min(j + 1, n_outputs - 1), min(j + 2, n_outputs - 1), min(j + 3, n_outputs - 1)
+    kind = delta.dtype.type
+    t0 = t1 = t2 = t3 = kind(0)
+    for row in range(delta.shape[1]):
+        t0 += delta[j, row]
+        t1 += delta[j1, row]
+        t2 += delta[j2, row]
+        t3 += delta[j3, row]
+    gradient[biases_at + j] += t0
+    if j + 1 < n_outputs:
+        gradient[biases_at + j1] += t1
+    if j + 2 < n_outputs:
+        gradient[biases_at + j2] += t2
+    if j + 3 < n_outputs:
+        gradient[biases_at + j3] += t3
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")

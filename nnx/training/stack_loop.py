@@ -264,7 +264,7 @@ def _epochs(plan: StackPlan, stack: GenericStack, records: StackRecords, X, targ
         data_loss = loss_sum / n_samples
         accuracy = correct / (n_samples * _comparisons_per_sample(stack))
         probe = stack.finite_probe(data_loss + reg_loss)
-        host = _host_rows(plan.backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
+        host = _host_block(plan.backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
         validation = _validate(stack, plan, run) if run.batch_size is not None or epoch == run.epochs else None
         diverged = records.add(epoch, members, host, validation)
         if diverged:
@@ -328,10 +328,14 @@ def _masks(stack: GenericStack, plan: StackPlan, members: list, streams, n_sampl
 
 def _host_rows(backend, values: list) -> list[list[float]]:
     """The per-model values (each (M,) on the device) as host floats, one row per model: one transfer."""
+    return _host_block(backend, values).tolist()
+
+
+def _host_block(backend, values: list):
+    """The per-model values (each (M,) on the device) as one (M, len(values)) host array: one transfer."""
     xp = backend.xp
     wide = backend.wide_float
-    stacked = xp.stack([xp.astype(value, wide) for value in values], axis=1)
-    return backend.to_numpy(stacked).tolist()
+    return backend.to_numpy(xp.stack([xp.astype(value, wide) for value in values], axis=1))
 
 
 def _validate(stack: GenericStack, plan: StackPlan, run: _Settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from nnx.backends import _host
 from nnx.callbacks.history import History
 from nnx.errors import DivergenceError
 from nnx.training.stack_plan import OWNER
@@ -39,19 +40,22 @@ class StackRecords:
         """Forget the epochs after `epoch` (an epoch an error interrupted before it completed)."""
         self.blocks = [block for block in self.blocks if block[0] <= epoch]
 
-    def add(self, epoch: int, members: list, host: list, validation) -> list[int]:
-        """Record an epoch; returns the stack positions of the models that are not finite (not recorded). The probe
-        (loss plus every parameter times 0) is checked once for all models, then per model only when it fails."""
+    def add(self, epoch: int, members: list, host, validation) -> list[int]:
+        """Record an epoch's host rows (an (M, 5) host array: accuracy, data loss, regularization loss, learning
+        rate, finite probe); returns the stack positions of the models that are not finite (not recorded). The
+        probe (loss plus every parameter times 0) is checked once for all models, then per model only when it
+        fails."""
         diverged = []
-        if not math.isfinite(sum(row[4] for row in host)):
-            diverged = [position for position, row in enumerate(host) if not math.isfinite(row[4])]
+        if not math.isfinite(float(host[:, 4].sum())):
+            diverged = [position for position, value in enumerate(host[:, 4].tolist()) if not math.isfinite(value)]
         self.blocks.append((epoch, members, host, validation, frozenset(diverged)))
         return diverged
 
     def losses(self) -> list[float]:
         """The last epoch's losses of the models recorded in it."""
         _, _, host, _, diverged = self.blocks[-1]
-        return [row[1] + row[2] for position, row in enumerate(host) if position not in diverged]
+        losses = (host[:, 1] + host[:, 2]).tolist()
+        return [loss for position, loss in enumerate(losses) if position not in diverged]
 
     def last_loss(self, member: int) -> float | None:
         """The loss of `member`'s last recorded epoch (before the current one), or None."""
@@ -59,7 +63,7 @@ class StackRecords:
             return None
         _, members, host, _, _ = self.blocks[-2]
         row = host[members.index(member)]
-        return row[1] + row[2]
+        return float(row[1] + row[2])
 
     def diverged(self, member: int, epoch: int, step: int) -> DivergenceError:
         last = self.last_loss(member)
@@ -88,22 +92,35 @@ class StackRecords:
 
     def histories(self) -> list[History]:
         """One History per model: its epochs' columns and its final metrics (the last epoch's, unless it diverged)."""
-        rows: list[list] = [[] for _ in self.final]
+        columns: list[list[list[float]]] = [[[] for _ in range(5)] for _ in self.final]
         validations: list[dict] = [{} for _ in self.final]
-        for epoch, members, host, validation, diverged in self.blocks:
+        for run in self._runs():
+            members, diverged = run[0][1], run[-1][4]
+            per_model = _host.per_model_columns([host for _, _, host, _, _ in run])
             for position, member in enumerate(members):
-                if position not in diverged:
-                    rows[member].append(host[position])
+                kept = len(run) - (position in diverged)  # a model that diverged misses the run's last epoch
+                for column, values in zip(columns[member], per_model[position], strict=True):
+                    column += values[:kept]
+                for epoch, _, _, validation, _ in run[:kept]:
                     if validation is not None:
                         validations[member][epoch] = validation[position]
-        return [self._history(rows[member], validations[member], final) for member, final in enumerate(self.final)]
+        return [self._history(columns[member], validations[member], final) for member, final in enumerate(self.final)]
 
-    def _history(self, rows: list, validation: dict, final: dict | None) -> History:
-        epochs = list(range(1, len(rows) + 1))  # a model is recorded every epoch until it stops
-        accuracy, data_loss, reg_loss, lr, _ = (
-            (list(column) for column in zip(*rows, strict=True)) if rows else ([],) * 5
-        )
-        columns = {
+    def _runs(self) -> list[list[tuple]]:
+        """The blocks cut into runs with the same members (a model leaves the stack after the epoch it diverged
+        in, so it can miss only a run's last epoch)."""
+        runs: list[list[tuple]] = []
+        for block in self.blocks:
+            if runs and runs[-1][-1][1] is block[1] and not runs[-1][-1][4]:
+                runs[-1].append(block)
+            else:
+                runs.append([block])
+        return runs
+
+    def _history(self, columns: list, validation: dict, final: dict | None) -> History:
+        accuracy, data_loss, reg_loss, lr, _ = columns
+        epochs = list(range(1, len(accuracy) + 1))  # a model is recorded every epoch until it stops
+        named = {
             "loss": [data + reg for data, reg in zip(data_loss, reg_loss, strict=True)],
             "data_loss": data_loss,
             "reg_loss": reg_loss,
@@ -111,9 +128,9 @@ class StackRecords:
             "lr": lr,
         }
         if self.validation:
-            columns["val_loss"] = [validation[epoch][0] if epoch in validation else None for epoch in epochs]
-            columns["val_accuracy"] = [validation[epoch][1] if epoch in validation else None for epoch in epochs]
-        return History.from_columns(epochs, columns, _final(columns) if final is None else final)
+            named["val_loss"] = [validation[epoch][0] if epoch in validation else None for epoch in epochs]
+            named["val_accuracy"] = [validation[epoch][1] if epoch in validation else None for epoch in epochs]
+        return History.from_columns(epochs, named, _final(named) if final is None else final)
 
 
 def _final(columns: dict) -> dict:
