@@ -144,9 +144,12 @@ def _dense_forward(
     for j in range(0, n_outputs, 4):
         j1, j2, j3 = min(j + 1, n_outputs - 1), min(j + 2, n_outputs - 1), min(j + 3, n_outputs - 1)
         c0, c1, c2, c3 = params[biases_at + j], params[biases_at + j1], params[biases_at + j2], params[biases_at + j3]
+        only_relu = ops.size == 1 and ops[0] == RELU  # the usual chain: ReLU fused into the copy
+        if only_relu and n_inputs <= 4 and j + 4 <= n_outputs:  # one pass, straight into the outputs
+            _inputs_to_relu(inputs, grid, layer, outputs, slopes, j, c0, c1, c2, c3)
+            continue
         for i in range(0, n_inputs, 4):
             _forward_block(inputs, grid, layer, block, i, j, c0, c1, c2, c3)
-        only_relu = ops.size == 1 and ops[0] == RELU  # the usual chain: ReLU fused into the copy
         for b in range(min(4, n_outputs - j)):
             if only_relu:
                 _relu_out(block, b, outputs, slopes, j + b)
@@ -154,6 +157,33 @@ def _dense_forward(
             for row in range(lanes):
                 outputs[j + b, row] = block[b, row]
             element_wise_columns(outputs, slopes, j + b, ops, masks, mask_columns, n_rows, first, count)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _inputs_to_relu(inputs, grid, layer, outputs, slopes, j, c0, c1, c2, c3):
+    """Output rows j .. j + 3 of a layer with at most four inputs, ReLU and its gradient applied, in one pass over
+    the rows (no block in between)."""
+    n_inputs = layer[0]
+    i1, i2, i3 = min(1, n_inputs - 1), min(2, n_inputs - 1), min(3, n_inputs - 1)
+    w00, w01, w02, w03 = _weights(grid, layer, 0, j)
+    w10, w11, w12, w13 = _weights(grid, layer, 1, j)
+    w20, w21, w22, w23 = _weights(grid, layer, 2, j)
+    w30, w31, w32, w33 = _weights(grid, layer, 3, j)
+    zero, one = outputs.dtype.type(0), outputs.dtype.type(1)
+    for row in range(outputs.shape[1]):
+        a0, a1, a2, a3 = inputs[0, row], inputs[i1, row], inputs[i2, row], inputs[i3, row]
+        v0 = c0 + (w00 * a0 + w10 * a1 + w20 * a2 + w30 * a3)
+        v1 = c1 + (w01 * a0 + w11 * a1 + w21 * a2 + w31 * a3)
+        v2 = c2 + (w02 * a0 + w12 * a1 + w22 * a2 + w32 * a3)
+        v3 = c3 + (w03 * a0 + w13 * a1 + w23 * a2 + w33 * a3)
+        slopes[j, row] = one if v0 > zero else zero
+        slopes[j + 1, row] = one if v1 > zero else zero
+        slopes[j + 2, row] = one if v2 > zero else zero
+        slopes[j + 3, row] = one if v3 > zero else zero
+        outputs[j, row] = zero if v0 <= zero else v0
+        outputs[j + 1, row] = zero if v1 <= zero else v1
+        outputs[j + 2, row] = zero if v2 <= zero else v2
+        outputs[j + 3, row] = zero if v3 <= zero else v3
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -196,7 +226,10 @@ def _dense_backward(inputs, delta, grid, gradient, layer, dinputs, with_dinputs,
         _bias_block(delta, gradient, biases_at, n_outputs, j)
     for i in range(0, n_inputs, 4):
         for j in range(0, n_outputs, 4):
-            _gradient_block(inputs, delta, layer, sums, i, j)
+            if n_inputs - i <= 2:  # the last one or two inputs (a 2-d dataset's): half the products
+                _gradient_pair(inputs, delta, layer, sums, i, j)
+            else:
+                _gradient_block(inputs, delta, layer, sums, i, j)
             for a in range(min(4, n_inputs - i)):
                 for b in range(min(4, n_outputs - j)):
                     gradient[_weight_at(layer, i + a, j + b)] += sums[4 * a + b]
@@ -251,6 +284,29 @@ def _input_gradient_block(delta, grid, layer, block, i, j):
         block[1, row] = (zero if fresh else block[1, row]) + (w10 * d0 + w11 * d1 + w12 * d2 + w13 * d3)
         block[2, row] = (zero if fresh else block[2, row]) + (w20 * d0 + w21 * d1 + w22 * d2 + w23 * d3)
         block[3, row] = (zero if fresh else block[3, row]) + (w30 * d0 + w31 * d1 + w32 * d2 + w33 * d3)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _gradient_pair(inputs, delta, layer, sums, i, j):
+    """`_gradient_block` for the last one or two inputs: sums[0..7] (the others are not used)."""
+    n_inputs, n_outputs = layer[0], layer[1]
+    i1 = min(i + 1, n_inputs - 1)
+    j1, j2, j3 = min(j + 1, n_outputs - 1), min(j + 2, n_outputs - 1), min(j + 3, n_outputs - 1)
+    kind = inputs.dtype.type
+    t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = kind(0)
+    for row in range(inputs.shape[1]):
+        a0, a1 = inputs[i, row], inputs[i1, row]
+        d0, d1, d2, d3 = delta[j, row], delta[j1, row], delta[j2, row], delta[j3, row]
+        t00 += a0 * d0
+        t01 += a0 * d1
+        t02 += a0 * d2
+        t03 += a0 * d3
+        t10 += a1 * d0
+        t11 += a1 * d1
+        t12 += a1 * d2
+        t13 += a1 * d3
+    sums[0], sums[1], sums[2], sums[3] = t00, t01, t02, t03
+    sums[4], sums[5], sums[6], sums[7] = t10, t11, t12, t13
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
