@@ -1,6 +1,8 @@
-"""Per-epoch time of the book's chapter-10 spiral network: nnx, plain NumPy and PyTorch side by side, with a floor.
+"""Per-epoch time of the book's chapter-10 spiral network: nnx, plain NumPy, PyTorch and JAX side by side, with a
+floor.
 
 python benchmarks/bench.py [--quick] [--sizes spiral-300 30k 300k] [--optimizers sgd adam] [--backends numpy]
+    [--no-jax]
 """
 
 from __future__ import annotations
@@ -143,14 +145,17 @@ def spiral_model(hidden: int, optimizer) -> nnx.Model:
     return model
 
 
-def model_train(label: str, backend, X_host, y_host, hidden: int, optimizer: str, compiled: bool) -> Candidate:
-    """`Model.train` on the same network; `compiled=False` turns the backend's compiled step off."""
+def model_train(
+    label: str, backend, X_host, y_host, hidden: int, optimizer: str, compiled: bool, threads: int | None = None
+) -> Candidate:
+    """`Model.train` on the same network; `compiled=False` turns the backend's compiled step off; `threads` sets
+    Numba's thread count while it trains (None: the default, all the cores)."""
     X, y = backend.asarray(X_host, dtype="float32"), backend.asarray(y_host)
     with nnx.backends.use(backend):
         model = spiral_model(hidden, nnx_optimizer(optimizer, backend))
 
     def run(epochs: int) -> None:
-        with compile_setting(backend, compiled):
+        with compile_setting(backend, compiled), numba_thread_count(threads):
             model.train(X, y, epochs=epochs, print_every=None)
 
     def compiled_step_used() -> bool:
@@ -160,6 +165,22 @@ def model_train(label: str, backend, X_host, y_host, hidden: int, optimizer: str
     candidate = Candidate(label, True, run, backend.synchronize, notes={"backend": backend.name}, compiles=compiled)
     candidate.notes["compiled_step_used"] = compiled_step_used
     return candidate
+
+
+@contextlib.contextmanager
+def numba_thread_count(threads: int | None):
+    """Numba's thread count set to `threads` for the block (None: left as it is)."""
+    if threads is None or importlib.util.find_spec("numba") is None:
+        yield
+        return
+    import numba
+
+    saved = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
 
 
 def nnx_candidates(backends: list, X, y, hidden: int, optimizer: str, generic: bool) -> list[Candidate]:
@@ -172,6 +193,9 @@ def nnx_candidates(backends: list, X, y, hidden: int, optimizer: str, generic: b
             candidates.append(layer_loop(f"loop {backend.name} generic", reference, X, y, hidden, optimizer))
         if backend.name == "numpy":
             candidates.append(model_train("train compiled", backend, X, y, hidden, optimizer, compiled=True))
+            if (os.cpu_count() or 1) > 1 and importlib.util.find_spec("numba") is not None:
+                one = model_train("train compiled 1 thread", backend, X, y, hidden, optimizer, True, threads=1)
+                candidates.append(one)
             if generic:
                 candidates.append(model_train("train generic", backend, X, y, hidden, optimizer, compiled=False))
     return candidates
@@ -292,6 +316,67 @@ def torch_candidates(torch, X, y, hidden: int, optimizer: str) -> list[Candidate
         return []
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     return [torch_candidate(torch, device, X, y, hidden, optimizer) for device in devices]
+
+
+# JAX ----------------------------------------------------------------------------------------------------------------
+
+
+def import_jax(enabled: bool):
+    if not enabled:
+        return None
+    try:
+        import jax
+    except ImportError:
+        print("JAX is not installed: running without the JAX column (pip install 'jax[cpu]')")
+        return None
+    return jax
+
+
+def jax_candidate(jax, X, y, hidden: int, optimizer: str) -> Candidate:
+    """JAX: the same network and update rule as one `jax.jit`-compiled step (forward, loss, gradients by
+    `jax.grad`, update), called once per epoch with the data on the device; same initial weights."""
+    jnp = jax.numpy
+    params = {name: jnp.asarray(value) for name, value in initial_weights(hidden).items()}
+    inputs, labels = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
+
+    def loss(p, inputs, labels):
+        hidden_values = jnp.maximum(inputs @ p["w1"] + p["b1"], 0)
+        log_probabilities = jax.nn.log_softmax(hidden_values @ p["w2"] + p["b2"])
+        return -jnp.mean(jnp.take_along_axis(log_probabilities, labels[:, None], axis=1))
+
+    settings = OPTIMIZERS[optimizer]
+    (beta_1, beta_2) = ADAM_BETAS
+
+    @jax.jit
+    def step(p, state, inputs, labels):
+        grads = jax.grad(loss)(p, inputs, labels)
+        if optimizer == "sgd":
+            return {k: p[k] - settings["learning_rate"] * grads[k] for k in p}, state
+        moments, caches, count = state
+        rate = settings["learning_rate"] / (1 + settings["decay"] * count)
+        count = count + 1
+        moments = {k: beta_1 * moments[k] + (1 - beta_1) * grads[k] for k in p}
+        caches = {k: beta_2 * caches[k] + (1 - beta_2) * grads[k] ** 2 for k in p}
+        updated = {
+            k: p[k]
+            - rate * (moments[k] / (1 - beta_1**count)) / (jnp.sqrt(caches[k] / (1 - beta_2**count)) + ADAM_EPSILON)
+            for k in p
+        }
+        return updated, (moments, caches, count)
+
+    zeros = {k: jnp.zeros_like(v) for k, v in params.items()}
+    holder = {"params": params, "state": (zeros, zeros, jnp.float32(0))}
+
+    def run(epochs: int) -> None:
+        p, state = holder["params"], holder["state"]
+        for _ in range(epochs):
+            p, state = step(p, state, inputs, labels)
+        holder["params"], holder["state"] = p, state
+
+    def synchronize() -> None:
+        jax.block_until_ready(holder["params"])
+
+    return Candidate("jax jit", False, run, synchronize, notes={"jax": jax.__version__}, compiles=True)
 
 
 # Memory -------------------------------------------------------------------------------------------------------------
@@ -635,20 +720,23 @@ def print_time_table(optimizer: str, runs: list[dict], names: list[str]) -> None
 
 def print_ratio_table(runs: list[dict], names: list[str]) -> None:
     nnx_names = [name for name in names if name.startswith(("loop", "train"))]
+    peers = ("torch cpu", "jax jit", "plain numpy")
     rows = []
     for run in runs:
         times = run["ms"]
-        rows.append(
-            [
-                run["size"],
-                *(
-                    f"{ratio(times.get(n), times.get('torch cpu'))} | {ratio(times.get(n), run['floor_s'])} | "
-                    f"{ratio(times.get(n), times.get('plain numpy'))}"
-                    for n in nnx_names
-                ),
-            ]
+        cells = (
+            " | ".join([ratio(times.get(n), run["floor_s"]), *(ratio(times.get(n), times.get(p)) for p in peers)])
+            for n in nnx_names
         )
-    print_table("ratios: nnx / torch cpu | nnx / floor | nnx / plain numpy", ["size", *nnx_names], rows)
+        rows.append([run["size"], *cells])
+    print_table(f"ratios: nnx / floor | nnx / {' | nnx / '.join(peers)}", ["size", *nnx_names], rows)
+    rows = [
+        [run["size"], ratio(run["ms"].get("train compiled 1 thread"), run["ms"].get("train compiled"))]
+        for run in runs
+        if "train compiled 1 thread" in run["ms"]
+    ]
+    if rows:
+        print_table("threads: Model.train compiled, 1 thread / all threads", ["size", "speed-up"], rows)
 
 
 def print_memory_table(runs: list[dict], names: list[str]) -> None:
@@ -723,6 +811,7 @@ def run_size(size: str, optimizer: str, backends: list, torch, machine: dict, ar
     candidates = [
         *nnx_candidates(usable, X, y, hidden, optimizer, generic=everything),
         *torch_candidates(torch, X, y, hidden, optimizer),
+        *([jax_candidate(args.jax, X, y, hidden, optimizer)] if args.jax is not None else []),
         plain_numpy(X, y, hidden, optimizer),
     ]
     print(f"{size} (N={len(y)}, H={hidden}) {optimizer}: {', '.join(c.name for c in candidates)}", flush=True)
@@ -796,6 +885,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run: one repeat, fewer scaling sizes")
     parser.add_argument("--repeats", type=int, default=7, help="most repeats per candidate (default 7)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX out even where it is installed")
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
@@ -821,7 +911,9 @@ def main() -> None:
     started = time.perf_counter()
     backends = chosen_backends(args.backends)
     torch = import_torch(args.torch_threads)
+    args.jax = import_jax(not args.no_jax)
     info = environment(torch, backends)
+    info["versions"]["jax"] = version_of("jax") if args.jax is not None else None
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, torch threads {info['threads']['torch']}, "
         f"load average {info['machine']['load_average_at_start']} (other work on the CPUs adds noise)"
@@ -839,7 +931,8 @@ def main() -> None:
         print_first_calls(chosen)
     print_scaling(scaled)
     total_s = time.perf_counter() - started
-    result = {**info, "floor_machine": machine, "args": vars(args), "runs": runs, "scaling": scaled}
+    settings = {key: value for key, value in vars(args).items() if key != "jax"}
+    result = {**info, "floor_machine": machine, "args": settings, "runs": runs, "scaling": scaled}
     result.update(total_s=total_s, process_peak_rss_bytes=max_rss_bytes(), load_average_at_end=load_average())
     path = write_results(result, args.out)
     print(f"\ntotal {total_s:.0f} s, process peak RSS {mib(max_rss_bytes())} MiB; results in {path}")

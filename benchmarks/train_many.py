@@ -1,6 +1,6 @@
-"""Time `nnx.train_many` (many small spiral networks as one stacked computation) against solo runs and PyTorch.
+"""Time `nnx.train_many` (many small spiral networks as one stacked computation) against solo runs, PyTorch and JAX.
 
-python benchmarks/train_many.py [--quick] [--repeats 3] [--torch-threads 2] [--no-scaling] [--no-gpu]
+python benchmarks/train_many.py [--quick] [--repeats 3] [--torch-threads 2] [--no-scaling] [--no-gpu] [--no-jax]
 """
 
 from __future__ import annotations
@@ -23,12 +23,18 @@ from pathlib import Path
 import numpy as np
 from bench import (  # benchmarks/bench.py, beside this file
     compile_setting,
+    copy_gbps,
     environment,
+    floor_seconds,
+    import_jax,
     load_average,
+    matmul_gflops,
     max_rss_bytes,
+    numba_thread_count,
     peak_rss_bytes,
     reset_peak_rss,
     rss_bytes,
+    version_of,
     write_results,
 )
 from bench import spiral_model as bench_spiral_model
@@ -49,11 +55,15 @@ CELL_TARGET_S, CELL_PROBE_S, CELL_MAX_EPOCHS = 1.0, 0.25, 10_001
 CELL_TIMEOUT_S = 300
 CELL_MAX_EPOCH_S = 30.0  # a cell whose epoch would take longer (predicted from the smaller cells) is skipped
 GPU_MODELS, GPU_EPOCHS = (64, 256, 1024, 4096), 201
+STACK, SOLO = "train_many, compiled stack", "solo Model.train, compiled step"
+STACK_ONE_THREAD = "train_many, compiled stack, 1 thread"
+TORCH_STACK, JAX_STACK = "PyTorch eager, stacked (bmm)", "JAX vmap + jit + lax.scan"
 GOALS = {  # name: (measured key, comparison, bound)
-    "compiled stack <= 25 us per model-epoch": ("compiled_us", "<=", 25.0),
-    "throughput >= 10x solo generic": ("vs_solo_generic", ">=", 10.0),
+    "compiled stack <= 10 us per model-epoch": ("compiled_us", "<=", 10.0),
+    "time <= 0.10x PyTorch stacked": ("vs_torch", "<=", 0.10),
+    "time <= 0.15x JAX vmap + jit + lax.scan": ("vs_jax", "<=", 0.15),
     "throughput >= 3x solo compiled": ("vs_solo_compiled", ">=", 3.0),
-    "time <= 0.15x PyTorch stacked": ("vs_torch", "<=", 0.15),
+    "two threads >= 1.8x one thread": ("thread_speedup", ">=", 1.8),
 }
 SCALING_NOTE = (
     "Each cell runs in a fresh process: a warm-up call (it compiles), one epoch for the memory, then fresh models "
@@ -107,10 +117,11 @@ def timed(function: Callable[[], object]) -> tuple[float, object]:
 # Headline: nnx -------------------------------------------------------------------------------------------------------
 
 
-def stack_run(X, y, count: int, epochs: int, compiled: bool) -> dict:
-    """`nnx.train_many` over `count` fresh models, on the compiled stack or the generic stacked path."""
+def stack_run(X, y, count: int, epochs: int, compiled: bool, threads: int | None = None) -> dict:
+    """`nnx.train_many` over `count` fresh models, on the compiled stack or the generic stacked path; `threads`
+    sets Numba's thread count while it trains (None: all the cores)."""
     models = build_models(count)
-    with compile_setting(NUMPY, compiled):
+    with compile_setting(NUMPY, compiled), numba_thread_count(threads):
         seconds, histories = timed(lambda: nnx.train_many(models, X, y, epochs=epochs, verbose=0))
     return {"seconds": seconds, "models": count, **final_metrics(histories)}
 
@@ -181,36 +192,107 @@ def torch_stack_run(torch, X, y, count: int, epochs: int) -> dict:
     return {"seconds": seconds, "models": count, "loss": losses.mean().item(), "accuracy": accuracy.mean().item()}
 
 
+# Headline: JAX -------------------------------------------------------------------------------------------------------
+
+
+def jax_stack(jax, X, y, count: int, epochs: int):
+    """The same stack in JAX as one XLA program: one model's step (`jax.grad` of its mean cross-entropy, then SGD
+    with its rate lr_m / (1 + decay_m * step)) mapped over the models with `jax.vmap`, the epochs a `jax.lax.scan`,
+    the whole run `jax.jit`-compiled. Returns (run, parameters): `run(parameters)` trains every epoch."""
+    jnp = jax.numpy
+    rng = np.random.default_rng(1)
+    shapes = [((count, INPUTS, HIDDEN), 0.01), ((count, 1, HIDDEN), 0.0), ((count, HIDDEN, CLASSES), 0.01)]
+    shapes.append(((count, 1, CLASSES), 0.0))
+    parameters = tuple(jnp.asarray((scale * rng.standard_normal(shape)).astype(np.float32)) for shape, scale in shapes)
+    rates, decays = (jnp.asarray(v, dtype=jnp.float32) for v in hyperparameters(count))
+    inputs, labels = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
+
+    def loss(params):
+        w1, b1, w2, b2 = params
+        logits = jnp.maximum(inputs @ w1 + b1, 0) @ w2 + b2
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1))
+
+    def model_step(params, rate):
+        grads = jax.grad(loss)(params)
+        return tuple(p - rate * g for p, g in zip(params, grads, strict=True))
+
+    def epoch(params, step):
+        return jax.vmap(model_step)(params, rates / (1 + decays * step)), None
+
+    def metrics(params):
+        w1, b1, w2, b2 = params
+        logits = jnp.maximum(inputs @ w1 + b1, 0) @ w2 + b2
+        return loss(params), jnp.mean(jnp.argmax(logits, axis=1) == labels)
+
+    @jax.jit
+    def run(params):
+        trained, _ = jax.lax.scan(epoch, params, jnp.arange(epochs, dtype=jnp.float32))
+        return trained, *jax.vmap(metrics)(trained)
+
+    return run, parameters
+
+
+def jax_stack_run(run, parameters, count: int) -> dict:
+    """One timed call of a compiled `jax_stack` (its first call compiles it, and is not timed)."""
+    seconds, (_, losses, accuracies) = timed(lambda: jax_block(run(parameters)))
+    return {"seconds": seconds, "models": count, "loss": float(losses.mean()), "accuracy": float(accuracies.mean())}
+
+
+def jax_block(result):
+    """`result` once every array in it is computed (JAX dispatches asynchronously)."""
+    for array in (*result[0], *result[1:]):
+        array.block_until_ready()
+    return result
+
+
 # Headline: timing and goals ------------------------------------------------------------------------------------------
 
 
-def headline_candidates(X, y, epochs: int, torch) -> dict[str, Callable[[], dict]]:
+def headline_candidates(X, y, epochs: int, torch, jax) -> dict[str, Callable[[], dict]]:
     count = HEADLINE_MODELS
     candidates = {
-        "train_many, compiled stack": lambda: stack_run(X, y, count, epochs, compiled=True),
+        STACK: lambda: stack_run(X, y, count, epochs, compiled=True),
         "train_many, generic stack": lambda: stack_run(X, y, count, epochs, compiled=False),
         "solo Model.train, generic step": lambda: solo_run(X, y, count, epochs, False, SOLO_GENERIC_SUBSET),
-        "solo Model.train, compiled step": lambda: solo_run(X, y, count, epochs, compiled=True),
+        SOLO: lambda: solo_run(X, y, count, epochs, compiled=True),
     }
+    if (os.cpu_count() or 1) > 1:
+        candidates[STACK_ONE_THREAD] = lambda: stack_run(X, y, count, epochs, compiled=True, threads=1)
     if torch is not None:
-        candidates["PyTorch eager, stacked (bmm)"] = lambda: torch_stack_run(torch, X, y, count, epochs)
+        candidates[TORCH_STACK] = lambda: torch_stack_run(torch, X, y, count, epochs)
+    if jax is not None:
+        run, parameters = jax_stack(jax, X, y, count, epochs)
+        jax_block(run(parameters))  # the first call compiles the whole run: not timed
+        candidates[JAX_STACK] = lambda: jax_stack_run(run, parameters, count)
     return candidates
 
 
-def headline(args, torch) -> dict:
+def headline(args, torch, jax) -> dict:
     """The candidates round-robin, `repeats` times each, so that noise on the machine hits them alike."""
     X, y = spiral(HEADLINE_SAMPLES)
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
     print(f"headline: M={HEADLINE_MODELS}, N={len(y)}, H={HIDDEN}, {epochs} epochs, {args.repeats} repeats", flush=True)
     first_calls = warm_up(X, y, HEADLINE_MODELS)
-    candidates = headline_candidates(X, y, epochs, torch)
+    candidates = headline_candidates(X, y, epochs, torch, jax)
     runs = {name: [] for name in candidates}
     for _ in range(args.repeats):
         for name, run in candidates.items():
             runs[name].append(run())
             print(f"  {name}: {runs[name][-1]['seconds']:.2f} s", flush=True)
     rows = {name: headline_row(results, epochs) for name, results in runs.items()}
-    return {"models": HEADLINE_MODELS, "samples": len(y), "epochs": epochs, "first_calls": first_calls, "rows": rows}
+    machine = {"matmul_gflops": matmul_gflops(), "copy_gbps": copy_gbps()}
+    floor_us = floor_seconds(len(y), HIDDEN, "sgd", y.itemsize, machine) * 1e6
+    for row in rows.values():
+        row["floor_multiple"] = row["us_per_model_epoch"] / floor_us
+    return {
+        "models": HEADLINE_MODELS,
+        "samples": len(y),
+        "epochs": epochs,
+        "first_calls": first_calls,
+        "rows": rows,
+        "floor_machine": machine,
+        "floor_us_per_model_epoch": floor_us,
+    }
 
 
 def headline_row(results: list[dict], epochs: int) -> dict:
@@ -229,13 +311,14 @@ def headline_row(results: list[dict], epochs: int) -> dict:
 
 def goals(rows: dict) -> dict:
     us = {name: row["us_per_model_epoch"] for name, row in rows.items()}
-    compiled = us["train_many, compiled stack"]
-    torch_us = us.get("PyTorch eager, stacked (bmm)")
+    compiled = us[STACK]
+    torch_us, jax_us, one_thread = us.get(TORCH_STACK), us.get(JAX_STACK), us.get(STACK_ONE_THREAD)
     measured = {
         "compiled_us": compiled,
-        "vs_solo_generic": us["solo Model.train, generic step"] / compiled,
-        "vs_solo_compiled": us["solo Model.train, compiled step"] / compiled,
+        "vs_solo_compiled": us[SOLO] / compiled,
         "vs_torch": None if torch_us is None else compiled / torch_us,
+        "vs_jax": None if jax_us is None else compiled / jax_us,
+        "thread_speedup": None if one_thread is None else one_thread / compiled,
     }
     return {name: goal_result(measured[key], op, bound) for name, (key, op, bound) in GOALS.items()}
 
@@ -410,8 +493,9 @@ def headline_markdown(result: dict) -> str:
         timed_note = "" if row["models_timed"] == result["models"] else f" ({row['models_timed']} timed, scaled)"
         us, best = row["us_per_model_epoch"], row["best_us_per_model_epoch"]
         metrics = [f"{row['loss']:.3f}", f"{row['accuracy']:.3f}"]
-        table.append([name + timed_note, f"{us:.1f}", f"{best:.1f}", f"{us / compiled:.2f}x", *metrics])
-    header = ["implementation", "µs per model-epoch", "best", "time vs compiled stack", "mean final loss"]
+        floor = f"{row['floor_multiple']:.1f}x"
+        table.append([name + timed_note, f"{us:.1f}", f"{best:.1f}", floor, f"{us / compiled:.2f}x", *metrics])
+    header = ["implementation", "µs per model-epoch", "best", "vs floor", "time vs compiled stack", "mean final loss"]
     return markdown([*header, "mean accuracy"], table)
 
 
@@ -555,6 +639,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-scaling", action="store_true", help="skip the M x N scaling grid")
     parser.add_argument("--no-gpu", action="store_true", help="skip the CuPy section")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX out even where it is installed")
     parser.add_argument("--cell", nargs=3, metavar=("M", "N", "PATH"), help="internal: one grid cell, as JSON")
     args = parser.parse_args()
     if args.quick:
@@ -569,7 +654,9 @@ def main() -> None:
         return
     started = time.perf_counter()
     torch = import_torch(args.torch_threads)
-    result = {**run_info(torch), "args": vars(args), "headline": headline(args, torch)}
+    jax = import_jax(not args.no_jax)
+    result = {**run_info(torch), "args": vars(args), "headline": headline(args, torch, jax)}
+    result["versions"]["jax"] = version_of("jax") if jax is not None else None
     result["goals"] = goals(result["headline"]["rows"])
     result["scaling"] = None if args.no_scaling else scaling(args.quick)
     result["gpu"] = None if args.no_gpu else gpu(args.quick)

@@ -21,8 +21,8 @@ from nnx.backends.tables import KERNEL_NUMBERS, head, update_rule
 
 MAX_LAYER_SIZE = 65536  # n_inputs * n_outputs above which BLAS (the generic step) beats the kernel
 NARROW = 16  # Dense layers with fewer outputs are stored transposed, so that their loops run along the inputs
-PARALLEL_MIN_ROWS = 256  # fewer rows (all models together) run on the calling thread: waking the threads costs more
-MIN_CHUNK_ROWS = 128  # a model's rows are split across the threads in runs of at least this many
+PARALLEL_MIN_ROWS = 512  # fewer rows (all models together) run on the calling thread: waking the threads costs more
+MIN_CHUNK_ROWS = 256  # a model's rows are split across the threads in runs of at least this many
 # Columns of the layer table, one row per Dense layer.
 N_INPUTS, N_OUTPUTS, WEIGHTS_AT, BIASES_AT, TRANSPOSED = range(5)
 

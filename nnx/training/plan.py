@@ -60,21 +60,29 @@ def spec_of(component: Any, kinds: tuple[type, ...] = SPEC_TYPES) -> Any:
     """
     if component is None or "kernel_spec" not in vars(type(component)):
         return None
-    label = getattr(component, "label", None) or repr(component)
-    expected = ", ".join(kind.__name__ for kind in kinds) + " (from nnx.training) or None"
     try:
         spec = component.kernel_spec()
     except Exception as error:
+        label, expected = _label(component), _expected(kinds)
         raise TypeError(
             f"{label}.kernel_spec() raised {type(error).__name__}: {error}. It must return one of {expected}; fix "
             f"it, or delete kernel_spec() so that the generic step computes {label}"
         ) from error
     if spec is not None and not isinstance(spec, kinds):
+        label, expected = _label(component), _expected(kinds)
         raise TypeError(
             f"{label}.kernel_spec() must return one of {expected}, got {type(spec).__name__} {spec!r}; return e.g. "
             f"{kinds[0].__name__}(...), or None so that the generic step computes {label}"
         )
     return spec
+
+
+def _label(component: Any) -> str:
+    return getattr(component, "label", None) or repr(component)
+
+
+def _expected(kinds: tuple[type, ...]) -> str:
+    return ", ".join(kind.__name__ for kind in kinds) + " (from nnx.training) or None"
 
 
 def check_specs(model: Any) -> None:

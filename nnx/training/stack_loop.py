@@ -111,7 +111,8 @@ def train_many(
         with first.backend.quiet_float_errors():
             for model in plan.models:
                 model.accuracy.init(y)
-        plan = plan_stack(plan.models)  # again: the regression accuracy's precision is known now
+        if plan.program.head != SOFTMAX_CROSSENTROPY:
+            plan = plan_stack(plan.models)  # again: the regression accuracy's precision is known now
         run = _Settings(epochs, batch_size, validation, action, seed, StackProgress(verbose, every))
         chunks = _chunks(
             len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
