@@ -215,7 +215,7 @@ def test_compile_false_turns_the_numba_kernels_off(fast, monkeypatch):
     if not hasattr(fast, "compile"):
         pytest.skip(f"{fast.name}: no Numba kernels")
     calls = []
-    monkeypatch.setattr(fast, "_parallel", lambda elements: calls.append(elements))
+    monkeypatch.setattr(fast, "_fused", lambda elements: calls.append(elements))
     values = _arrays(fast, "float32", (20_000, 7))[0]
     np.testing.assert_array_equal(fast.relu_forward(values), np.maximum(values, 0))
     assert calls == [140_000]
@@ -223,8 +223,19 @@ def test_compile_false_turns_the_numba_kernels_off(fast, monkeypatch):
     fast.compile = False
     try:
         assert fast._parallel(10**9) is None
+        assert fast._fused(10**9) is None
     finally:
         fast.compile = True
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 7, 8, 33])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_row_reductions_give_numpys_bits(columns, dtype):
+    rng = np.random.default_rng(columns)
+    values = (rng.standard_normal((5003, columns)) * 10 ** rng.uniform(-4, 4, (5003, columns))).astype(dtype)
+    for ufunc in (np.add, np.maximum):
+        expected = ufunc.reduce(values, axis=1, keepdims=True)
+        np.testing.assert_array_equal(numpy_backends._row_reduce(ufunc, values), expected)
 
 
 def test_reference_backend_has_no_fast_path_and_shares_the_arrays(fast):

@@ -1,5 +1,7 @@
-"""Multi-threaded element-wise kernels for large arrays on the CPU (Numba, the ``fast`` extra): one pass over the
-data, split across the cores, with no temporaries. `FastNumpyBackend` uses them for large arrays."""
+"""Element-wise kernels for the CPU (Numba, the ``fast`` extra): one pass over the data with no temporaries, split
+across the cores for large arrays (the ``parallel`` ones) or on the calling thread for mid-sized ones (the
+``serial`` ones: there BLAS's threads, still spinning after a product, would fight the kernels' threads for the
+cores). `FastNumpyBackend` chooses by size."""
 
 from __future__ import annotations
 
@@ -54,6 +56,18 @@ def relu_backward(dvalues, inputs):
     return dinputs
 
 
+def relu_forward_serial(inputs):
+    output = np.empty_like(inputs)
+    _relu_forward_flat(inputs.reshape(-1), output.reshape(-1))
+    return output
+
+
+def relu_backward_serial(dvalues, inputs):
+    dinputs = np.empty_like(dvalues)
+    _relu_backward_flat(dvalues.reshape(-1), inputs.reshape(-1), dinputs.reshape(-1))
+    return dinputs
+
+
 def narrow_dense_forward(inputs, weights, biases):
     """inputs @ weights + biases for a layer with few inputs, in one pass over the (n, n_neurons) output."""
     output = np.empty((inputs.shape[0], weights.shape[1]), dtype=inputs.dtype)
@@ -81,6 +95,21 @@ def _relu_backward(dvalues, inputs, dinputs):
     for i in prange(dvalues.shape[0]):
         for j in range(dvalues.shape[1]):
             dinputs[i, j] = dvalues[i, j] * (one if inputs[i, j] > zero else zero)  # a multiply: NaN * 0 stays NaN
+
+
+@njit(cache=True)
+def _relu_forward_flat(inputs, output):
+    zero = inputs.dtype.type(0)
+    for index in range(inputs.size):
+        value = inputs[index]
+        output[index] = zero if value <= zero else value  # NaN stays NaN, as with np.maximum
+
+
+@njit(cache=True)
+def _relu_backward_flat(dvalues, inputs, dinputs):
+    zero, one = dvalues.dtype.type(0), dvalues.dtype.type(1)
+    for index in range(dvalues.size):
+        dinputs[index] = dvalues[index] * (one if inputs[index] > zero else zero)  # NaN * 0 stays NaN
 
 
 @njit(cache=True, parallel=True)

@@ -17,9 +17,11 @@ from nnx.backends._base import Backend
 
 COMPILE_ENV_VAR = "NNX_COMPILE"
 COLUMN_SUM_BY_PRODUCT = 4096  # rows from which a product with ones beats NumPy's column sum
+NARROW_ROWS = 7  # rows of at most this many values are reduced column by column (from 8 on NumPy sums in pairs)
 # Arrays from this size on go to the multi-threaded kernels (with Numba). Below it they lose: BLAS's threads still
 # spin for a few milliseconds after each product, and fight the kernels' threads for the cores.
 PARALLEL_MIN_ELEMENTS = 1 << 23
+FUSED_MIN_ELEMENTS = 1 << 15  # from here on the element-wise Numba kernels (one pass, no temporary) pay for the call
 
 
 class NumpyBackend(Backend):
@@ -80,19 +82,25 @@ class FastNumpyBackend(NumpyBackend):
         return inputs.T @ dvalues, self._column_sums(dvalues), dvalues @ weights.T
 
     def relu_forward(self, inputs):
-        parallel = self._parallel(inputs.size)
-        return parallel.relu_forward(inputs) if parallel and parallel.takes(inputs) else np.maximum(inputs, 0)
+        kernels = self._fused(inputs.size)
+        if kernels is None or not kernels.takes(inputs):
+            return np.maximum(inputs, 0)
+        if inputs.size >= PARALLEL_MIN_ELEMENTS:
+            return kernels.relu_forward(inputs)
+        return kernels.relu_forward_serial(inputs)
 
     def relu_backward(self, dvalues, inputs):
-        parallel = self._parallel(dvalues.size)
-        if parallel and parallel.takes(dvalues, inputs):
-            return parallel.relu_backward(dvalues, inputs)
-        return np.multiply(dvalues, inputs > 0)
+        kernels = self._fused(dvalues.size)
+        if kernels is None or not kernels.takes(dvalues, inputs):
+            return np.multiply(dvalues, inputs > 0)
+        if dvalues.size >= PARALLEL_MIN_ELEMENTS:
+            return kernels.relu_backward(dvalues, inputs)
+        return kernels.relu_backward_serial(dvalues, inputs)
 
     def softmax(self, inputs):
-        exponentials = inputs - inputs.max(axis=1, keepdims=True)
+        exponentials = inputs - _row_reduce(np.maximum, inputs)
         np.exp(exponentials, out=exponentials)
-        exponentials /= exponentials.sum(axis=1, keepdims=True)
+        exponentials /= _row_reduce(np.add, exponentials)
         return exponentials
 
     def categorical_crossentropy(self, probabilities, labels, epsilon: float):
@@ -148,7 +156,12 @@ class FastNumpyBackend(NumpyBackend):
     def _parallel(self, elements: int):
         """The multi-threaded Numba kernels for arrays of this many elements, or None (small arrays, no Numba, or
         `compile` off)."""
-        if elements < PARALLEL_MIN_ELEMENTS or not self.compile or not _numba_installed():
+        return self._fused(elements) if elements >= PARALLEL_MIN_ELEMENTS else None
+
+    def _fused(self, elements: int):
+        """The Numba element-wise kernels for arrays of this many elements, or None (small arrays, no Numba, or
+        `compile` off)."""
+        if elements < FUSED_MIN_ELEMENTS or not self.compile or not _numba_installed():
             return None
         return _kernels("_parallel")
 
@@ -200,6 +213,18 @@ def _numba_installed() -> bool:
 def _kernels(name: str):
     """This backend's Numba kernel module `name`, loaded on first use: Numba is an optional extra."""
     return importlib.import_module(f"nnx.backends.{name}")
+
+
+def _row_reduce(ufunc, values):
+    """`ufunc` (np.maximum or np.add) reduced along each row, kept as a column: for few columns (a classifier's
+    outputs) one vectorized pass per column, which NumPy's reduction along a short axis is many times slower than.
+    The columns are combined left to right, as NumPy's reduction of a short row does: the same bits."""
+    if values.ndim != 2 or values.shape[1] > NARROW_ROWS or values.shape[1] < 2:
+        return ufunc.reduce(values, axis=-1, keepdims=True)
+    result = values[:, 0].copy()
+    for column in range(1, values.shape[1]):
+        ufunc(result, values[:, column], out=result)
+    return result[:, None]
 
 
 def _scaled_step(gradient, cache, learning_rate: float, epsilon: float):
