@@ -112,21 +112,44 @@ def _softmax_columns(outputs, labels, first, constants, delta, scratch, count):
     for j in range(width):
         for row in range(count):
             delta[j, row] = delta[j, row] / total[row]
+    correct = _argmax_hits(delta, labels, first, scratch[0, :count], scratch[1, :count])
     loss_sum = 0.0
-    correct = 0.0
+    product = 1.0  # the clipped confidences multiplied in float64, a log taken only before it could underflow
     for row in range(count):
         label = labels[first + row]
-        best = 0
-        for j in range(1, width):
-            if delta[j, row] > delta[best, row]:
-                best = j
-        loss_sum += -np.log(clip_value(delta[label, row], low, high))
-        correct += 1.0 if best == label else 0.0
+        product *= np.float64(clip_value(delta[label, row], low, high))
+        if product < TINY_PRODUCT:
+            loss_sum -= np.log(product)
+            product = 1.0
         delta[label, row] -= kind(1)
+    loss_sum -= np.log(product)
     for j in range(width):
         for row in range(count):
             delta[j, row] = delta[j, row] / n_samples
     return loss_sum, correct
+
+
+TINY_PRODUCT = 1e-250  # times a clipped confidence (>= about 1e-38) stays a normal float64
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _argmax_hits(probabilities, labels, first, best_value, best):
+    """How many rows (columns of `probabilities`, a (classes, rows) block) have their largest value (the first, on
+    a tie) at their label; one vectorized pass per class."""
+    count = best.size
+    for row in range(count):
+        best_value[row] = probabilities[0, row]
+        best[row] = 0
+    for j in range(1, probabilities.shape[0]):
+        for row in range(count):
+            value = probabilities[j, row]
+            better = value > best_value[row]
+            best_value[row] = value if better else best_value[row]
+            best[row] = j if better else best[row]
+    hits = 0.0
+    for row in range(count):
+        hits += 1.0 if best[row] == labels[first + row] else 0.0
+    return hits
 
 
 # exp(x) for x <= 0, vectorized: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor polynomial of degree 13
