@@ -146,10 +146,17 @@ def _dense_forward(
         c0, c1, c2, c3 = params[biases_at + j], params[biases_at + j1], params[biases_at + j2], params[biases_at + j3]
         only_relu = ops.size == 1 and ops[0] == RELU  # the usual chain: ReLU fused into the copy
         if only_relu and n_inputs <= 4 and j + 4 <= n_outputs:  # one pass, straight into the outputs
-            _inputs_to_relu(inputs, grid, layer, outputs, slopes, j, c0, c1, c2, c3)
+            if n_inputs == 2:  # a 2-d dataset (the book's spiral): half the products of four inputs
+                _two_inputs_to_relu(inputs, grid, layer, outputs, slopes, j, c0, c1, c2, c3)
+            else:
+                _inputs_to_relu(inputs, grid, layer, outputs, slopes, j, c0, c1, c2, c3)
             continue
+        three = n_outputs - j == 3  # the book's three classes: a quarter fewer products than a block of four
         for i in range(0, n_inputs, 4):
-            _forward_block(inputs, grid, layer, block, i, j, c0, c1, c2, c3)
+            if three:
+                _forward_block3(inputs, grid, layer, block, i, j, c0, c1, c2)
+            else:
+                _forward_block(inputs, grid, layer, block, i, j, c0, c1, c2, c3)
         for b in range(min(4, n_outputs - j)):
             if only_relu:
                 _relu_out(block, b, outputs, slopes, j + b)
@@ -157,6 +164,28 @@ def _dense_forward(
             for row in range(lanes):
                 outputs[j + b, row] = block[b, row]
             element_wise_columns(outputs, slopes, j + b, ops, masks, mask_columns, n_rows, first, count)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _two_inputs_to_relu(inputs, grid, layer, outputs, slopes, j, c0, c1, c2, c3):
+    """`_inputs_to_relu` for a layer with two inputs."""
+    w00, w01, w02, w03 = _weights(grid, layer, 0, j)
+    w10, w11, w12, w13 = _weights(grid, layer, 1, j)
+    zero, one = outputs.dtype.type(0), outputs.dtype.type(1)
+    for row in range(outputs.shape[1]):
+        a0, a1 = inputs[0, row], inputs[1, row]
+        v0 = c0 + (w00 * a0 + w10 * a1)
+        v1 = c1 + (w01 * a0 + w11 * a1)
+        v2 = c2 + (w02 * a0 + w12 * a1)
+        v3 = c3 + (w03 * a0 + w13 * a1)
+        slopes[j, row] = one if v0 > zero else zero
+        slopes[j + 1, row] = one if v1 > zero else zero
+        slopes[j + 2, row] = one if v2 > zero else zero
+        slopes[j + 3, row] = one if v3 > zero else zero
+        outputs[j, row] = zero if v0 <= zero else v0
+        outputs[j + 1, row] = zero if v1 <= zero else v1
+        outputs[j + 2, row] = zero if v2 <= zero else v2
+        outputs[j + 3, row] = zero if v3 <= zero else v3
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -196,7 +225,7 @@ def _relu_out(block, b, outputs, slopes, feature):
         outputs[feature, row] = zero if value <= zero else value
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _forward_block(inputs, grid, layer, block, i, j, c0, c1, c2, c3):
     """block[b] += sum over a of weight (i + a, j + b) * input row i + a, for a, b in 0..3; the first inputs (i = 0)
     start from the biases c0..c3 instead of the block's contents (a select, not a product: nothing read)."""
@@ -284,6 +313,23 @@ def _input_gradient_block(delta, grid, layer, block, i, j):
         block[1, row] = (zero if fresh else block[1, row]) + (w10 * d0 + w11 * d1 + w12 * d2 + w13 * d3)
         block[2, row] = (zero if fresh else block[2, row]) + (w20 * d0 + w21 * d1 + w22 * d2 + w23 * d3)
         block[3, row] = (zero if fresh else block[3, row]) + (w30 * d0 + w31 * d1 + w32 * d2 + w33 * d3)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _forward_block3(inputs, grid, layer, block, i, j, c0, c1, c2):
+    """`_forward_block` for the last three outputs: block rows 0 to 2."""
+    n_inputs = layer[0]
+    i1, i2, i3 = min(i + 1, n_inputs - 1), min(i + 2, n_inputs - 1), min(i + 3, n_inputs - 1)
+    w00, w01, w02, _ = _weights(grid, layer, i, j)
+    w10, w11, w12, _ = _weights(grid, layer, i + 1, j)
+    w20, w21, w22, _ = _weights(grid, layer, i + 2, j)
+    w30, w31, w32, _ = _weights(grid, layer, i + 3, j)
+    fresh = i == 0
+    for row in range(block.shape[1]):
+        a0, a1, a2, a3 = inputs[i, row], inputs[i1, row], inputs[i2, row], inputs[i3, row]
+        block[0, row] = (c0 if fresh else block[0, row]) + (w00 * a0 + w10 * a1 + w20 * a2 + w30 * a3)
+        block[1, row] = (c1 if fresh else block[1, row]) + (w01 * a0 + w11 * a1 + w21 * a2 + w31 * a3)
+        block[2, row] = (c2 if fresh else block[2, row]) + (w02 * a0 + w12 * a1 + w22 * a2 + w32 * a3)
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
