@@ -152,6 +152,19 @@ class Backend(Kernels):
         narrower = cast(str, narrower)  # dtype() raised otherwise
         return _host.narrowed(host_array, narrower, self.name), narrower
 
+    def host_floats(self, values: list) -> list[float]:
+        """Python floats of many 0-d arrays of this backend (a run's per-epoch metrics): one transfer for all.
+
+        Args:
+            values: 0-d arrays of this backend, at least one.
+
+        Returns:
+            Their values, in order.
+        """
+        xp = self.xp
+        stacked = xp.stack([xp.asarray(value) for value in values])
+        return [float(value) for value in self.to_numpy(stacked).tolist()]
+
     def to_numpy(self, x: Array) -> np.ndarray:
         """Copy an array to the host: the explicit device -> host transfer. Every backend overrides it.
 

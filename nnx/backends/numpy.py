@@ -31,6 +31,9 @@ class NumpyBackend(Backend):
     def to_numpy(self, x):
         return np.array(x, copy=True, order="C")  # C order: a compiled step's transposed views come back as rows
 
+    def host_floats(self, values: list) -> list[float]:
+        return np.asarray(values).tolist()  # NumPy scalars and 0-d arrays are on the host already: no stacking
+
     def plain(self, x, what: str = "inputs"):
         if type(x) is np.ndarray or not isinstance(x, np.ndarray):
             return x

@@ -186,9 +186,7 @@ class History(Callback, Mapping):
         backend = cast("Backend", self._backend)  # set by on_train_begin
         if not values or any(isinstance(value, (int, float)) for value in values):
             return [host_float(backend, value) for value in values]
-        xp = backend.xp
-        stacked = xp.stack([xp.asarray(value) for value in values])
-        return [float(value) for value in backend.to_numpy(stacked).tolist()]
+        return backend.host_floats(values)
 
     # Notebook views ---------------------------------------------------------------------------------------------
 
