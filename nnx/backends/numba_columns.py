@@ -1,6 +1,7 @@
 """The compiled forward, loss and backward pass of one model of a stack (Numba), with activations stored feature
 by feature: each stage of a tile of rows is a (width, rows) block, so that every inner loop runs along the rows,
-long and contiguous, whatever the layer widths. `numba_kernels.train_stack` runs it for every model of a stack.
+long and contiguous, whatever the layer widths. `numba_kernels` runs it for every model of a stack (one model for
+`Model.train`), on a run of the rows.
 """
 
 from __future__ import annotations
