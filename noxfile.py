@@ -137,13 +137,14 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Per-epoch timings: nnx, plain NumPy and PyTorch side by side (benchmarks/bench.py; posargs go to it), then
-    many models trained as one stack with `nnx.train_many` (benchmarks/train_many.py)."""
+    """Per-epoch timings: nnx, plain NumPy, PyTorch and JAX side by side (benchmarks/bench.py; posargs go to it),
+    then many models trained as one stack with `nnx.train_many` against PyTorch and JAX (benchmarks/train_many.py)."""
     session.install("-e", ".[fast]", "threadpoolctl", "pyinstrument")
-    try:
-        session.install("torch")
-    except nox.command.CommandFailed:
-        session.log("PyTorch did not install: benchmarking without it")
+    for peer in ("torch", "jax[cpu]"):
+        try:
+            session.install(peer)
+        except nox.command.CommandFailed:
+            session.log(f"{peer} did not install: benchmarking without it")
     session.run("python", "benchmarks/bench.py", *session.posargs)
     session.run("python", "benchmarks/train_many.py")
 

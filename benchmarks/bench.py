@@ -46,6 +46,7 @@ ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-7
 MIN_REPEAT_S = 0.05  # a repeat runs enough epochs to last this long
 CALIBRATION_ROUNDS = 5  # at most this many calls to find the epochs per repeat
 REPEAT_BUDGET_S = 2.5  # repeats per candidate: as many as fit (at most --repeats, at least 3)
+QUIET_S = 0.2  # the pause before each timed repeat
 HEAVY_EPOCH_S = 1.0  # from here on the first call is the warm-up and the last repeat is also the memory epoch
 MIB = 1024 * 1024
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -508,7 +509,10 @@ def prepare(candidate: Candidate, torch, max_repeats: int) -> None:
 
 def time_repeat(candidate: Candidate, torch, last: bool) -> None:
     """One timed repeat, with the process's system time and minor page faults per epoch beside it; a heavy
-    candidate's last repeat (a single epoch) also measures its memory."""
+    candidate's last repeat (a single epoch) also measures its memory. It starts after a pause in which the other
+    libraries' idle threads stop spinning (OpenBLAS's spin for about 0.1 s after a product): each repeat gets the
+    cores as a program running alone would."""
+    time.sleep(QUIET_S)
     before = resource.getrusage(resource.RUSAGE_SELF)
     if last and candidate.traced_repeat:
         candidate.synchronize()
@@ -595,8 +599,8 @@ def floor_seconds(samples: int, hidden: int, optimizer: str, label_bytes: int, m
 # Time versus N ------------------------------------------------------------------------------------------------------
 
 
-def scaling(backend, torch, samples_list, max_repeats: int) -> dict:
-    """nnx layer loop and Model.train (numpy, SGD) at growing N: time per sample and the log-log slope."""
+def scaling(backend, torch, samples_list, max_repeats: int, machine: dict) -> dict:
+    """nnx layer loop and Model.train (numpy, SGD) at growing N: time per sample, the floor and the log-log slope."""
     rows = []
     for samples in samples_list:
         X, y = spiral(samples)
@@ -605,7 +609,8 @@ def scaling(backend, torch, samples_list, max_repeats: int) -> dict:
             model_train("train", backend, X, y, SCALING_HIDDEN, "sgd", compiled=True),
         ]
         done = benchmark(candidates, torch, max_repeats)
-        rows.append({"samples": len(y), **{c.name: c.median_s for c in done}})
+        floor_s = floor_seconds(len(y), SCALING_HIDDEN, "sgd", y.itemsize, machine)
+        rows.append({"samples": len(y), "floor_s": floor_s, **{c.name: c.median_s for c in done}})
     names = [name for name in ("loop numpy", "train") if all(name in row for row in rows)]
     slopes = {name: log_log_slope([r["samples"] for r in rows], [r[name] for r in rows]) for name in names}
     return {"hidden": SCALING_HIDDEN, "optimizer": "sgd", "rows": rows, "slopes": slopes}
@@ -901,7 +906,7 @@ def run_all(args, backends: list, torch, machine: dict) -> tuple[list[dict], dic
     runs = [run_size(size, opt, backends, torch, machine, args) for size in small for opt in args.optimizers]
     print("time vs N", flush=True)
     scaling_samples = SCALING_SAMPLES[:3] if args.quick else SCALING_SAMPLES
-    scaled = scaling(nnx.backends.get("numpy"), torch, scaling_samples, args.repeats)
+    scaled = scaling(nnx.backends.get("numpy"), torch, scaling_samples, args.repeats, machine)
     runs += [run_size(size, opt, backends, torch, machine, args) for size in big for opt in args.optimizers]
     return runs, scaled
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from bench import (  # benchmarks/bench.py, beside this file
+    QUIET_S,
     compile_setting,
     copy_gbps,
     environment,
@@ -277,6 +278,7 @@ def headline(args, torch, jax) -> dict:
     runs = {name: [] for name in candidates}
     for _ in range(args.repeats):
         for name, run in candidates.items():
+            time.sleep(QUIET_S)  # the other libraries' idle threads stop spinning first
             runs[name].append(run())
             print(f"  {name}: {runs[name][-1]['seconds']:.2f} s", flush=True)
     rows = {name: headline_row(results, epochs) for name, results in runs.items()}
@@ -659,6 +661,9 @@ def main() -> None:
     result["versions"]["jax"] = version_of("jax") if jax is not None else None
     result["goals"] = goals(result["headline"]["rows"])
     result["scaling"] = None if args.no_scaling else scaling(args.quick)
+    for grid_cell_result in result["scaling"] or []:
+        machine = result["headline"]["floor_machine"]
+        grid_cell_result["floor_us"] = floor_seconds(grid_cell_result["samples"], HIDDEN, "sgd", 8, machine) * 1e6
     result["gpu"] = None if args.no_gpu else gpu(args.quick)
     result["memory_method"] = memory_epoch.__doc__
     print("\n" + report(result))

@@ -58,10 +58,11 @@ def kernel_calls(monkeypatch):
 
 
 def build(backend, head="softmax", *, optimizer="adam", hidden=16, dropout=0.0, l1=0.0, l2=0.0, depth=2, **options):
-    """A small model on `backend`, initialised from seed 0 so that two builds start from the same weights."""
+    """A small model on `backend`, initialised from seed 0 (or `seed`) so that two builds start from the same
+    weights."""
     dtype = options.get("dtype")
     inputs, outputs = {"softmax": (2, 3), "sigmoid": (2, 1), "linear": (1, 1)}[head]
-    nnx.seed(0)
+    nnx.seed(options.get("seed", 0))
     with nnx.backends.use(backend):
         model = nnx.Model()
         width = inputs
@@ -388,3 +389,41 @@ def test_the_plan_sees_and_affects_the_live_parameters(kernel_calls):
     for layer in compiled.trainable_layers:  # standalone arrays again, not views of the step's buffers
         assert layer.weights.base is None and layer.weights.flags.c_contiguous
         assert all(value.base is None for value in compiled.optimizer.state[layer].values())
+
+
+# How a batch splits across the threads ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("models", "rows", "threads", "expected"),
+    [
+        (1, 300, 2, (False, 1)),  # the book's spiral: one thread (waking another costs more than it saves)
+        (1, 30_000, 2, (True, 2)),  # one model, many rows: its rows split across both threads
+        (1, 30_000, 1, (False, 1)),
+        (64, 300, 2, (True, 1)),  # many models: the models split across the threads
+        (3, 30_000, 2, (True, 2)),  # fewer models than threads would leave one idle: 6 pieces, 3 per thread
+        (3, 30_000, 4, (True, 4)),
+        (1, 600, 8, (True, 2)),  # no run of rows shorter than MIN_CHUNK_ROWS
+    ],
+)
+def test_work_split(models, rows, threads, expected):
+    assert _compiled.work_split(models, rows, threads) == expected
+
+
+def test_a_stack_of_fewer_models_than_threads_splits_rows_and_matches_solo_runs(monkeypatch):
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread: rows are never split")
+    monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 2)
+    monkeypatch.setattr(_compiled, "MIN_CHUNK_ROWS", 8)
+    X, y = data("softmax", samples=40)
+    stacked = [build(FAST, dtype="float64", optimizer="adam", l2=1e-3, seed=seed) for seed in (0, 1, 2)]
+    nnx.train_many(stacked, X, y, epochs=4, print_every=None)
+    for seed, model in enumerate(stacked):
+        solo = build(FAST, dtype="float64", optimizer="adam", l2=1e-3, seed=seed)
+        monkeypatch.setattr(_compiled, "PARALLEL_MIN_ROWS", 10**9)  # one piece: the rows in one run
+        solo.train(X, y, epochs=4, print_every=None)
+        for (weights, biases), (solo_weights, solo_biases) in zip(
+            model.get_parameters(), solo.get_parameters(), strict=True
+        ):
+            np.testing.assert_allclose(weights, solo_weights, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(biases, solo_biases, rtol=1e-9, atol=1e-12)

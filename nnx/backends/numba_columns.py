@@ -34,13 +34,13 @@ def columns_into(
     stage_at = np.zeros(n_layers + 2, dtype=np.int64)
     for stage in range(n_layers + 1):
         stage_at[stage + 1] = stage_at[stage] + widths[stage] * padded
-    values = np.empty(stage_at[-1], dtype=X.dtype)  # each stage's values, after its element-wise ops
-    derivatives = np.empty(stage_at[-1], dtype=X.dtype)  # the gradients of those element-wise ops
-    delta = np.empty(widths.max() * padded, dtype=X.dtype)
-    previous = np.empty(widths.max() * padded, dtype=X.dtype)
+    values = _aligned(stage_at[-1], X)  # each stage's values, after its element-wise ops
+    derivatives = _aligned(stage_at[-1], X)  # the gradients of those element-wise ops
+    delta = _aligned(widths.max() * padded, X)
+    previous = _aligned(widths.max() * padded, X)
     scratch = np.empty((3, tile), dtype=X.dtype)
     grid, grid_at = _padded_weights(params, layers)
-    blocks = np.empty(4 * padded, dtype=X.dtype)  # four rows of sums: a block of outputs, or of input gradients
+    blocks = _aligned(4 * padded, X)  # four rows of sums: a block of outputs, or of input gradients
     sums = np.empty(16)
     loss_sum = 0.0
     correct = 0.0
@@ -94,6 +94,15 @@ def columns_into(
             )  # fmt: skip
             delta, previous = previous, delta
     return loss_sum, correct
+
+
+@njit(cache=True)
+def _aligned(size, like):
+    """An uninitialised 1-d array of `size` values of `like`'s dtype that starts on a 64-byte boundary (a cache line):
+    every row of LANES values then does, and no vector load straddles two lines, wherever the allocator put it."""
+    raw = np.empty(size + 64 // like.itemsize, dtype=like.dtype)
+    skip = (-raw.ctypes.data % 64) // like.itemsize
+    return raw[skip : skip + size]
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
