@@ -1,6 +1,6 @@
 """The compiled kernels never index outside an array: every head, dropout, partial tiles and batches, float64, and a
-stack whose rows split across the threads, run once with Numba's bounds checks on (a fresh process: the checks are
-compiled in, so the kernels compile again, apart from the cached ones)."""
+stack whose rows split across the threads, run once with Numba's bounds checks on (a fresh process with a cache of
+its own: the checks are compiled in, so the kernels compile again; about a minute)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 def test_the_kernels_stay_in_bounds(tmp_path):
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path), "NNX_BACKEND": "numpy"}
     result = subprocess.run(
