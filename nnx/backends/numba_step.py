@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from typing import cast
 
 import numba
 import numpy as np
@@ -198,8 +200,7 @@ class NumbaStepKernel:
             return cached[2]
         self.model_constants[:, 0] = X_batch.shape[0]
         labels, others = (targets, self.no_targets) if self.labels else (self.no_labels, targets)
-        parallel, chunks = work_split(self.n_models, X_batch.shape[0], self.threads)
-        kernel = functools.partial(parallel_call, train_parallel) if parallel else train_serial
+        kernel, chunks = launcher(self.n_models, X_batch.shape[0], self.threads)
         call = functools.partial(kernel, X_batch, labels, others, self.no_masks, self.params, *self.rest, chunks)
         self.cached = (X_batch, targets, call)
         return call
@@ -323,11 +324,16 @@ def run_kernel(X, labels, targets, masks, params, rest, threads: int) -> None:
     """Train every model (row of `params`) on one batch in one compiled call, its results in the last array of
     `rest`, which holds the program's tables, the constants, the optimizer slots, the segments and their
     regularization, the update rule, its numbers and the results (`train_serial`'s other arguments, in order)."""
-    parallel, chunks = work_split(params.shape[0], X.shape[0], threads)
-    if parallel:
-        parallel_call(train_parallel, X, labels, targets, masks, params, *rest, chunks)
-    else:
-        train_serial(X, labels, targets, masks, params, *rest, chunks)
+    kernel, chunks = launcher(params.shape[0], X.shape[0], threads)
+    kernel(X, labels, targets, masks, params, *rest, chunks)
+
+
+def launcher(n_models: int, n_rows: int, threads: int) -> tuple[Callable[..., None], int]:
+    """The compiled function that trains `n_models` models on a batch of `n_rows` (on the threads, or on the
+    calling thread), and into how many runs each model's rows split (see `work_split`)."""
+    parallel, chunks = work_split(n_models, n_rows, threads)
+    kernel = functools.partial(parallel_call, train_parallel) if parallel else train_serial
+    return cast(Callable[..., None], kernel), chunks
 
 
 def work_split(n_models: int, n_rows: int, threads: int) -> tuple[bool, int]:
