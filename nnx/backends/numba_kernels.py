@@ -24,6 +24,16 @@ def train_parallel(
     n_models = params.shape[0]
     gradients = np.zeros((n_models, chunks, params.shape[1]), dtype=params.dtype)
     sums = np.zeros((n_models, chunks, 2))
+    if chunks == 1:  # one piece per model: its update follows in the same pass over the threads
+        for model in prange(n_models):
+            _piece(
+                model, 1, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns,
+                head, constants, gradients, sums,
+            )  # fmt: skip
+            _finish(
+                model, params, gradients, sums, first, second, segments, regularization, update_rule, hyper, results
+            )
+        return
     for piece in prange(n_models * chunks):
         _piece(
             piece, chunks, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns,
