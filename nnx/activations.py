@@ -7,6 +7,8 @@ accuracy compares with the targets.
 
 from __future__ import annotations
 
+from typing import Any
+
 from nnx import _checks
 from nnx._component import Array, Component
 from nnx.backends.specs import ActivationSpec
@@ -30,6 +32,18 @@ class ReLU(Component):
             ``ActivationSpec("relu")``.
         """
         return ActivationSpec("relu")
+
+    def to_onnx(self, graph: Any, inputs: str) -> str:
+        """Add this activation to an ONNX graph being exported: one `Relu` node.
+
+        Args:
+            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
+            inputs: the name of this activation's input in it.
+
+        Returns:
+            The name of its output.
+        """
+        return graph.node("Relu", [inputs])
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to max(0, inputs).
@@ -82,6 +96,18 @@ class Softmax(Component):
             ``ActivationSpec("softmax")``.
         """
         return ActivationSpec("softmax")
+
+    def to_onnx(self, graph: Any, inputs: str) -> str:
+        """Add this activation to an ONNX graph being exported: one `Softmax` node over the last axis.
+
+        Args:
+            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
+            inputs: the name of this activation's input in it.
+
+        Returns:
+            The name of its output.
+        """
+        return graph.node("Softmax", [inputs], axis=-1)
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to exp(inputs) / sum(exp(inputs)) along each row.
@@ -137,6 +163,18 @@ class Sigmoid(Component):
         """
         return ActivationSpec("sigmoid")
 
+    def to_onnx(self, graph: Any, inputs: str) -> str:
+        """Add this activation to an ONNX graph being exported: one `Sigmoid` node.
+
+        Args:
+            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
+            inputs: the name of this activation's input in it.
+
+        Returns:
+            The name of its output.
+        """
+        return graph.node("Sigmoid", [inputs])
+
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to 1 / (1 + exp(-inputs)).
 
@@ -187,6 +225,18 @@ class Linear(Component):
             ``ActivationSpec("linear")``.
         """
         return ActivationSpec("linear")
+
+    def to_onnx(self, graph: Any, inputs: str) -> str:
+        """Add this activation to an ONNX graph being exported: one `Identity` node.
+
+        Args:
+            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
+            inputs: the name of this activation's input in it.
+
+        Returns:
+            The name of its output.
+        """
+        return graph.node("Identity", [inputs])
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to `inputs`.

@@ -1,8 +1,10 @@
-"""The `nnx` command: ``nnx info`` (what to paste into a bug report) and ``nnx sweep`` (chapter 10's search)."""
+"""The `nnx` command: ``nnx info`` (what to paste into a bug report), ``nnx sweep`` (chapter 10's search) and
+``nnx export`` (a saved model as an ONNX file)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import sys
@@ -12,6 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 from nnx import backends
 from nnx._version import __version__
 from nnx.backends._active import chosen_by_use
+from nnx.errors import CheckpointError
+from nnx.model import Model
 from nnx.sweep.cli import main as sweep_main
 
 LIBRARIES = (
@@ -99,7 +103,52 @@ def sweep(argv: Sequence[str] | None = None) -> int:
     return sweep_main(argv)
 
 
-COMMANDS = {"info": info, "sweep": sweep}
+def export(argv: Sequence[str] | None = None) -> int:
+    """``nnx export MODEL.nnx MODEL.onnx [--overwrite] [--import MODULE]``: load a model written by `Model.save` and
+    write its inference graph with `Model.export_onnx`; returns the exit status (1 when it could not)."""
+    parser = argparse.ArgumentParser(
+        prog="nnx export", description="Write a saved model's inference graph as an ONNX file (the onnx extra)."
+    )
+    parser.add_argument("model", help="a model file written by Model.save (.nnx)")
+    parser.add_argument("output", help="the ONNX file to write (.onnx); its folder must exist")
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    parser.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first: the one defining your own layers (repeat for several)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        model = _load_for_export(args.model, args.modules)
+        written = model.export_onnx(args.output, overwrite=args.overwrite)
+    except (ImportError, OSError, CheckpointError, TypeError, ValueError) as error:
+        print(f"nnx export: {error}{_export_hint(error, args.modules)}", file=sys.stderr)
+        return 1
+    print(f"nnx export: wrote {written} ({len(model.layers)} layers, {model.epochs_trained} epochs trained)")
+    return 0
+
+
+def _load_for_export(path: str, modules: Sequence[str]) -> Model:
+    """The model saved at `path`, after importing `modules` (from the current folder too, as `python -m` would)."""
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        importlib.import_module(name)
+    return Model.load(path)
+
+
+def _export_hint(error: Exception, modules: Sequence[str]) -> str:
+    if isinstance(error, FileExistsError):
+        return " (on the command line: --overwrite)"
+    if "does not define" in str(error) and not modules:
+        return ". On the command line: --import MODULE, the module that defines your layers"
+    return ""
+
+
+COMMANDS = {"export": export, "info": info, "sweep": sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,6 +171,7 @@ def _usage() -> str:
     return (
         "usage: nnx <command> [options]\n\n"
         "commands:\n"
+        "  export  write a saved model (.nnx) as an ONNX file for other runtimes\n"
         "  info    versions, backends (usable or why not), devices and the active backend\n"
         "  sweep   train the spiral network over a grid or random sample of hyperparameters\n\n"
         "nnx <command> --help shows a command's options"

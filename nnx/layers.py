@@ -147,6 +147,20 @@ class Dense(Component):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.n_inputs} -> {self.n_neurons})"
 
+    def to_onnx(self, graph: Any, inputs: str) -> str:
+        """Add this layer to an ONNX graph being exported: one `Gemm` node (inputs @ weights + biases).
+
+        Args:
+            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
+            inputs: the name of this layer's input in it.
+
+        Returns:
+            The name of this layer's output.
+        """
+        weights = graph.constant(self.weights, name=f"layer{self.position}.weights")
+        biases = graph.constant(self.biases, name=f"layer{self.position}.biases")
+        return graph.node("Gemm", [inputs, weights, biases], name=f"layer{self.position}.dense")
+
     def to(self, spec: BackendSpec) -> Self:
         """Move the weights and biases to another backend (through the host), keeping their dtype.
 
@@ -277,6 +291,18 @@ class Dropout(Component):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({1 - self.rate:g})"
+
+    def to_onnx(self, graph: Any, inputs: str) -> str:
+        """Add this layer to an ONNX graph being exported: nothing, as inference keeps every input.
+
+        Args:
+            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
+            inputs: the name of this layer's input in it.
+
+        Returns:
+            `inputs`, unchanged.
+        """
+        return inputs
 
     def forward(self, inputs: Array, training: bool = True) -> None:
         """Set `output`: the inputs masked and rescaled when `training`, unchanged otherwise.

@@ -7,6 +7,7 @@ Training is `nnx.training` (its data checks `nnx.training.data`); what a Model c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from nnx import backends, io
@@ -321,6 +322,29 @@ class Model(Component):
             training: None for a plain model file; a JSON-friendly dict (the epoch, ...) makes a checkpoint.
         """
         io.save_model(self, path, training=training)
+
+    def export_onnx(self, path: FilePath, *, overwrite: bool = False) -> Path:
+        """Write the inference graph (no dropout) as an ONNX file for other runtimes (the ``onnx`` extra).
+
+        Dense becomes `Gemm`; ReLU, Sigmoid, Softmax and Linear their ONNX ops; Dropout nothing. The file has opset 17,
+        the model's dtype, an input "inputs" and an output "outputs" with a dynamic batch size, and metadata (nnx's
+        version, this summary, the class count). Parameters are copied to the host through the backend, so a model
+        on any backend gives the same file. A layer of your own exports through its `to_onnx(graph, inputs)`.
+
+        Args:
+            path: The file to write, ending in .onnx (the folder must exist); it is replaced in one step.
+            overwrite: Whether to replace an existing file (False, the default, refuses to).
+
+        Returns:
+            The absolute path written.
+
+        Raises:
+            CallOrderError: the model is not finalized.
+            FileExistsError: the file exists and `overwrite` is False.
+            ImportError: the `onnx` package is not installed.
+            TypeError: a layer has no `to_onnx` method (the message says how to add one).
+        """
+        return io.export_onnx(self, path, overwrite=overwrite, summary=model_summary.text(self))
 
     @staticmethod
     def load(path: FilePath, xp: BackendSpec = None, *, components: Components = None) -> Model:
