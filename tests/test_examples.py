@@ -175,9 +175,22 @@ def test_examples_are_short_and_compute_on_the_backend():
         assert len(text.splitlines()) <= 90, path.name
 
 
-@pytest.mark.parametrize("script", ["spiral.py", "spiral_adam.py", "binary.py", "sine.py", "fashion_mnist.py"])
+@pytest.mark.parametrize(
+    "script", ["spiral.py", "spiral_adam.py", "binary.py", "sine.py", "fashion_mnist.py", "onnx_export.py"]
+)
 def test_examples_explain_themselves_and_their_options(script):
     result = run(script, "--help")
     assert result.returncode == 0, result.stderr
     assert "python examples/" + script in result.stdout and "--backend BACKEND" in result.stdout
     assert "--epochs EPOCHS" in result.stdout and "(default: " in result.stdout
+
+
+def test_the_onnx_example_exports_and_runs_the_file(backend, tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the test extra) is not installed")
+    target = tmp_path / "spiral.onnx"
+    result = run("onnx_export.py", "--epochs", "50", "--output", str(target), backend=backend.name)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == f"exported: {target}" and target.is_file()
+    assert re.match(r"^onnxruntime: 300 rows, accuracy 0\.\d{3}$", lines[2])
+    assert float(lines[3].rsplit(" ", 1)[1]) < 1e-5

@@ -71,3 +71,15 @@ def test_the_custom_layer_backward_matches_finite_differences(tmp_path, monkeypa
             outputs.append(layer.output.sum())
         numeric.append((outputs[0] - outputs[1]) / (2 * step))
     np.testing.assert_allclose(layer.dinputs[0], numeric, rtol=1e-6)
+
+
+ONNX_BLOCK = next(index for index, block in enumerate(BLOCKS) if "def to_onnx" in block)
+
+
+def test_the_guides_layer_exports_to_onnx_as_it_predicts(backend, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the test extra) is not installed")
+    namespace = run_example(ONNX_BLOCK, backend, tmp_path, monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "['Gemm', 'LeakyRelu', 'Gemm', 'Softmax']"
+    assert float(lines[1].rsplit(" ", 1)[1]) < 1e-5
+    assert namespace["model"].backend is backend and (tmp_path / "leaky.onnx").is_file()
