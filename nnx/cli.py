@@ -30,6 +30,10 @@ LIBRARIES = (
     ("tqdm", "tqdm"),
     ("matplotlib", "matplotlib"),
     ("Dask", "distributed"),
+    ("ONNX", "onnx"),
+    ("onnxruntime", "onnxruntime"),
+    ("tensorboardX", "tensorboardX"),
+    ("MLflow", ("mlflow", "mlflow-skinny")),
 )
 
 
