@@ -230,8 +230,9 @@ def test_a_layer_with_to_onnx_exports(backend, tmp_path):
     assert_matches_predict(model, path, X, "float32")
 
 
-def test_a_stored_constant_takes_the_models_dtype(tmp_path):
-    model = with_layer(ScaledByConstant(0.5), dtype="float64")
+def test_a_stored_constant_takes_the_models_dtype(backend, tmp_path):
+    float64_or_skip(backend)
+    model = with_layer(ScaledByConstant(0.5, xp=backend), backend, dtype="float64")
     X = np.random.default_rng(0).standard_normal((20, 2))
     path = model.export_onnx(tmp_path / "model.onnx")
     assert_matches_predict(model, path, X, "float64")

@@ -27,6 +27,7 @@ __all__ = [
     "available",
     "current",
     "get",
+    "last_seed",
     "register",
     "registered",
     "seed",
@@ -314,6 +315,15 @@ def seed(value: int) -> None:
     _last_seed = value
     for backend in _loaded.values():
         backend.seed(value)
+
+
+def last_seed() -> int | None:
+    """The value nnx was last seeded with (`seed`), for logging a run's settings.
+
+    Returns:
+        The last `seed` value in this process, or None when `seed` has not been called.
+    """
+    return _last_seed
 
 
 for _name, _module in _BUILTIN.items():

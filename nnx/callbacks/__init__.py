@@ -13,7 +13,9 @@ from nnx.callbacks.book import BookLog, Validation
 from nnx.callbacks.checkpoint import Checkpoint
 from nnx.callbacks.divergence import DivergenceGuard, check_finite
 from nnx.callbacks.history import History
+from nnx.callbacks.mlflow import MLflow
 from nnx.callbacks.progress import LogLines, ProgressBar
+from nnx.callbacks.tensorboard import TensorBoard
 
 __all__ = [
     "BookLog",
@@ -22,8 +24,10 @@ __all__ = [
     "DivergenceGuard",
     "History",
     "LogLines",
+    "MLflow",
     "ProgressBar",
     "Run",
+    "TensorBoard",
     "Validation",
     "check_finite",
 ]

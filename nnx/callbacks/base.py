@@ -28,6 +28,7 @@ class Run:
         epoch: the current epoch, from `first_epoch` (first_epoch - 1 before the first one).
         completed_epoch: the last epoch that ran to its end.
         step: the step within the epoch, from 0.
+        batch: the (X, y) batch of the latest step (references to the loop's arrays), or None before the first.
         global_step: steps run so far in this call.
         metrics: the latest "accuracy", "data_loss" and "reg_loss", on the device ({} before the first step).
         logs: host numbers that callbacks add, such as "val_loss" and "val_accuracy".
@@ -49,6 +50,7 @@ class Run:
         self.epoch = self.completed_epoch = first_epoch - 1
         self.step = 0
         self.global_step = 0
+        self.batch: tuple[Any, Any] | None = None
         self.metrics: dict[str, Any] = {}
         self.logs: dict[str, Any] = {}
         self.stop = False

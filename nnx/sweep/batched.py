@@ -252,6 +252,7 @@ def _stacked_record(trial: Trial, history, seconds: float, stopped: BaseExceptio
         shift = 1
     else:
         curves = {"epoch": epochs, "loss": list(losses), "accuracy": list(accuracies)}
+        curves.update({name: list(column) for name, column in history.history.items() if name not in curves})
         shift = 0
     if final.get("diverged"):
         return trial_record(

@@ -23,6 +23,7 @@ examples:
   nnx sweep --factory my_models:build --param units=32,64 --lr 0.01,0.05 --epochs 300 --batch-size 128
   nnx sweep --lr 0.5,1.0 --dask tcp://scheduler:8786
   nnx sweep --lr 0.5,0.85,1.0 --decay 0,1e-3 --epochs 501 --batched
+  nnx sweep --lr 0.5,1.0 --decay 0,1e-3 --epochs 1001 --tensorboard runs --mlflow spiral
 
 A factory is build(**params) -> (model, X, y) or (model, X, y, validation_data), model a finalized nnx.Model;
 each trial seeds NumPy (--seed), calls it with the trial's values and trains with model.train(X, y, epochs=...).
@@ -102,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
         "ones by rounding that training amplifies: within 1e-4 relative for the --batched example below "
         "(measured 6.2e-6), more for long or momentum runs (see help(nnx.sweep.run))",
     )
+    how.add_argument("--tensorboard", metavar="DIR", help="write one TensorBoard run per trial into DIR")
+    how.add_argument(
+        "--mlflow",
+        metavar="EXPERIMENT",
+        help="log the sweep to this MLflow experiment: a parent run with one nested run per trial (where: "
+        "$MLFLOW_TRACKING_URI)",
+    )
     how.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     return parser
 
@@ -153,6 +161,8 @@ def _options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
         "csv": args.csv,
         "progress": False if args.no_progress else None,
         "batched": args.batched,
+        "tensorboard": args.tensorboard,
+        "mlflow": args.mlflow,
     }
 
 

@@ -15,6 +15,7 @@ from nnx.sweep.executors import connect, importing_main_in_a_worker, run_trials
 from nnx.sweep.plan import planned_trials, worker_count
 from nnx.sweep.result import CsvLog, SweepInterrupted, SweepResult
 from nnx.sweep.space import OWNER, LogUniform, normalize
+from nnx.sweep.tracking import SweepTracking
 from nnx.sweep.trials import Trial
 
 
@@ -35,6 +36,8 @@ def run(
     csv: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
     batched: bool = False,
+    tensorboard: str | os.PathLike[str] | None = None,
+    mlflow: str | None = None,
 ) -> SweepResult:
     """Train one model per combination of hyperparameters, where asked, and rank the trials: chapter 10's trial
     and error as one call (``nnx sweep`` on the command line).
@@ -96,6 +99,12 @@ def run(
         progress: a tqdm bar over the trials on stderr; None shows it when stderr is a terminal.
         batched: train the trials of one architecture together as one stack with `nnx.train_many` (a compiled
             kernel over the models on CPU), as described above.
+        tensorboard: a folder that gets one TensorBoard run per trial as it finishes ("trial3,lr=0.5,decay=0":
+            its metric curves and, for the HParams view, its hyperparameters, settings and status); None for none.
+        mlflow: an MLflow experiment (made if missing) that gets a parent run for the sweep (its space and
+            settings) with one nested run per trial (hyperparameters, metric history with the epochs as steps,
+            status; a failed trial's error as the tag "error"); Ctrl-C ends the parent run as KILLED. MLflow's own
+            setting says where (``mlflow.set_tracking_uri`` or $MLFLOW_TRACKING_URI). None for none.
 
     Returns:
         The trials, with their ranking, table, CSV and loss plot.
@@ -103,7 +112,8 @@ def run(
     Raises:
         TypeError: an argument has the wrong type.
         ValueError: an argument has a wrong value (an unknown hyperparameter, a range in a grid, ...).
-        ImportError: the factory's module cannot be imported, or Dask is needed and not installed.
+        ImportError: the factory's module cannot be imported, or Dask, tensorboardX or MLflow is needed and not
+            installed.
         ConnectionError: the Dask scheduler or its workers cannot be reached.
         SweepInterrupted: Ctrl-C cancelled the pending trials; its `result` holds the finished ones.
     """
@@ -131,12 +141,14 @@ def run(
             f"{OWNER} was called while a worker process imported your script: call nnx.sweep.run(...) under "
             f"`if __name__ == '__main__':` (local workers start with 'spawn', which imports the main module)"
         )
+    tracking = SweepTracking(tensorboard, mlflow)  # the folder and the packages, before any trial trains
     result = _empty_result(space, trials)
     client, owned = connect(dask, dask_timeout) if dask is not None else (None, False)
     log = None
     try:
         log = CsvLog(csv, result.columns()) if csv is not None else None
-        return _collect(result, run_trials(trials, workers, client, batched), log, progress)
+        with tracking.session(space, result):
+            return _collect(result, run_trials(trials, workers, client, batched), log, progress, tracking.trial)
     finally:
         if log is not None:
             log.close(result)
@@ -158,11 +170,14 @@ def _empty_result(space, trials: list[Trial]) -> SweepResult:
     return SweepResult(varied=varied, params=list(first.params), settings=list(first.settings), planned=len(trials))
 
 
-def _collect(result: SweepResult, results: Generator[dict, None, None], log: Any, progress: Any) -> SweepResult:
+def _collect(
+    result: SweepResult, results: Generator[dict, None, None], log: Any, progress: Any, track: Callable[[dict], None]
+) -> SweepResult:
     bar = _progress_bar(progress, result.planned)
     try:
         for trial in results:
             result.trials.append(trial)
+            track(trial)
             if log is not None:
                 log.write(result.row(trial))
             bar.update(trial)

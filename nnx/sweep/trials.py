@@ -77,6 +77,7 @@ def _train_factory(trial: Trial, curves: dict) -> tuple[float, float | None]:
         )
     curves.update(epoch=list(history.epoch), loss=history.history.get("loss", []))
     curves["accuracy"] = history.history.get("accuracy", [])
+    curves.update({name: column for name, column in history.history.items() if name not in curves})  # lr, val_loss...
     final = history.final
     if final.get("diverged"):
         raise divergence_error(final.get("epoch"), final.get("loss"))

@@ -174,7 +174,7 @@ def _loop(model: Any, run: Run, callback: CallbackList, X: Any, y: Any, train_st
             run.epoch = epoch - 1
             break
         for step, (X_batch, y_batch) in enumerate(whole if run.batch_size is None else batches(X, y, run.batch_size)):
-            run.step = step
+            run.step, run.batch = step, (X_batch, y_batch)
             run.set_metrics(*train_step(X_batch, y_batch))
             run.global_step += 1
             callback.on_step_end(run)

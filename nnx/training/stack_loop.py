@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnx import _checks
+from nnx._component import FilePath
 from nnx.backends import _host
 from nnx.backends._host import SEED_LIMIT, checked_seed
 from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
 from nnx.callbacks.divergence import DIVERGENCE_ACTIONS
 from nnx.callbacks.history import History
 from nnx.callbacks.progress import StackProgress, lines_every
+from nnx.callbacks.tensorboard import runs_folder, write_models
 from nnx.optimizers import PARAMETERS
 from nnx.training.data import batches, checked_data, pair, steps
 from nnx.training.loop import is_auto, only_training, verbosity
@@ -43,6 +45,7 @@ def train_many(
     on_divergence: str = "stop",
     seed: int | None = None,
     memory_budget: int | None = None,
+    tensorboard: FilePath | None = None,
 ) -> list[History]:
     """Train many models of one architecture on the same data as one stacked computation.
 
@@ -80,6 +83,9 @@ def train_many(
             global RNG (so `nnx.seed` makes runs repeatable).
         memory_budget: bytes a stack may use, an integer >= 1; larger stacks train in chunks, one after another.
             None is 1 GiB.
+        tensorboard: a folder that gets one TensorBoard run per model after training (also when an error or Ctrl-C
+            stops it, for the epochs trained), named by its index and the hyperparameters that differ between the
+            models ("model0,learning_rate=0.05"); None for none.
 
     Returns:
         One `History` per model, in order. A diverged model's `final` is {"diverged": True, "epoch", "step",
@@ -104,6 +110,7 @@ def train_many(
     X, y = _data(first, X, y, "training")
     validation = None if validation_data is None else _validation(first, validation_data)
     seed = _first_seed(seed, plan)
+    runs = None if tensorboard is None else runs_folder(tensorboard, f"{OWNER} tensorboard")
     _check_finite_start(plan)
     with contextlib.ExitStack() as locks:
         for model in plan.models:
@@ -126,10 +133,18 @@ def train_many(
                     histories += _train_stack(plan.part(chunk), chunk, X, y, run, stopped)
         except BaseException as error:  # Ctrl-C too: every model keeps its last completed epoch
             _explain_stop(error, histories, stopped, chunks, epochs)
+            _log_runs(runs, plan.models, error.histories, epochs, batch_size, error)  # type: ignore[attr-defined]
             raise
         finally:
             run.progress.close()  # also when a DivergenceError ("raise") or Ctrl-C ends the run
+    _log_runs(runs, plan.models, histories, epochs, batch_size)
     return histories
+
+
+def _log_runs(folder, models: list, histories: list, epochs: int, batch_size, stopped_by=None) -> None:
+    """One TensorBoard run per model in `folder` (None: none); `stopped_by`: the error that stopped training."""
+    if folder is not None:
+        write_models(folder, models, histories, epochs=epochs, batch_size=batch_size, stopped_by=stopped_by)
 
 
 @dataclass
