@@ -69,7 +69,8 @@ def require_supported_python(session: nox.Session) -> None:
 def quick(session: nox.Session) -> None:
     """The quick check, on the Python that runs nox: the suite over every backend (CuPy where there is a GPU) with
     the `fast` extra, so `Model.train` on NumPy takes the compiled step, without the full-length acceptance runs and
-    the whole matrices of the export and tracking integrations (a sample of each runs); then ruff and mypy. This is what the README's `python -m nox` runs."""
+    the whole matrices of the export and tracking integrations (a sample of each runs); then ruff and mypy. This is
+    what the README's `python -m nox` runs."""
     require_supported_python(session)
     session.install("-e", f".[test,fast{cuda_extra() or ''}]", *LINT_TOOLS)
     run_pytest(session, ",".join(BACKENDS), "-m", "not slow and not integration")

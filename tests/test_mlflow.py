@@ -87,6 +87,41 @@ def test_the_onnx_file_is_logged_when_onnx_is_installed(store):
     assert names == ["model/model.nnx", "model/model.onnx"]
 
 
+class Halved(nnx.Component):
+    """A layer of the user's without an ONNX export."""
+
+    def forward(self, inputs, training=False):
+        self.output = inputs * 0.5
+
+    def backward(self, dvalues):
+        self.dinputs = dvalues * 0.5
+
+
+def test_a_model_without_an_onnx_export_still_logs_its_model_file(store):
+    pytest.importorskip("onnx")
+    model, X, y = build()
+    model.layers.insert(2, Halved())  # after the ReLU: the width stays
+    model.finalize()
+    with pytest.warns(UserWarning, match=r"ONNX export is left out of the run .*Halved\(\), has no ONNX export"):
+        history = model.train(X, y, epochs=2, verbose=0, callbacks=[MLflow()])
+    (run,) = runs()
+    names = [item.path for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "model")]
+    assert names == ["model/model.nnx"] and run.info.status == "FINISHED"
+    assert_metrics_equal_history(run.info.run_id, history)
+
+
+def test_the_default_store_sqlite_works_with_the_extra(tmp_path, monkeypatch):
+    pytest.importorskip("sqlalchemy", reason="the mlflow extra's SQLAlchemy is not installed")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # MLflow's default: sqlite:///mlflow.db in the current folder
+    model, X, y = build()
+    history = model.train(X, y, epochs=3, verbose=0, callbacks=[MLflow("default store")])
+    assert (tmp_path / "mlflow.db").is_file()
+    (run,) = runs()
+    assert (run.info.run_name, run.info.status) == ("default store", "FINISHED")
+    assert_metrics_equal_history(run.info.run_id, history)
+
+
 def test_the_active_run_is_used_and_left_open(store):
     model, X, y = build()
     with mlflow.start_run(run_name="mine") as active:

@@ -308,10 +308,10 @@ class MLflow(Callback):
         if tracker.call(run.model.save, model_file, training=None) is None and tracker.failure is None:  # type: ignore[union-attr]
             files.append((model_file, "model"))
         if importlib.util.find_spec("onnx") is not None and hasattr(run.model, "export_onnx"):
-            onnx_file = folder / "model.onnx"
-            tracker.call(run.model.export_onnx, onnx_file, overwrite=True)  # type: ignore[union-attr]
-            if tracker.failure is None:  # type: ignore[union-attr]
-                files.append((onnx_file, "model"))
+            try:
+                files.append((run.model.export_onnx(folder / "model.onnx", overwrite=True), "model"))
+            except (TypeError, ValueError) as error:  # a layer without an export: log the rest all the same
+                _checks.warn(f"{OWNER}: the model's ONNX export is left out of the run ({error})")
         return files
 
 
