@@ -40,7 +40,8 @@ class SweepResult:
     Each trial is a dict: ``trial`` (its number), ``params`` (the hyperparameters it trained with), ``settings``
     (epochs, seed, backend, ...), ``status`` ("ok" or "failed"), ``loss`` and ``accuracy`` (final), ``best_epoch``
     and ``best_loss``, ``seconds`` (wall time), ``error`` ("Type: message" when failed) and ``history``
-    (``{"epoch": [...], "loss": [...], "accuracy": [...]}``, up to the failure for a failed run).
+    (``{"epoch": [...], "loss": [...], "accuracy": [...]}``, and a factory's trials every other column of their
+    History, such as "val_loss"; up to the failure for a failed run).
 
     Attributes:
         trials: the trial dicts, in trial order.
