@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib
 import math
 import numbers
 import os
 import sys
 import warnings
 import weakref
-from types import FrameType
+from types import FrameType, ModuleType
 
 import array_api_compat
 
@@ -436,3 +437,12 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def extra_module(name: str, problem: str) -> ModuleType:
+    """The optional package `name`, imported now, or an ImportError saying `problem` (what needs it and what to
+    install): how nnx loads the packages of its extras, only when a feature needs one."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise ImportError(problem) from error

@@ -37,14 +37,11 @@ def mlflow_module(owner: str = OWNER) -> ModuleType:
     Raises:
         ImportError: mlflow is not installed.
     """
-    try:
-        import mlflow
-    except ImportError as error:
-        raise ImportError(
-            f"{owner} logs runs with MLflow, which is not installed; install it with: {INSTALL} (or the full "
-            f"mlflow package, which adds its UI)"
-        ) from error
-    return mlflow
+    problem = (
+        f"{owner} logs runs with MLflow, which is not installed; install it with: {INSTALL} (or the full mlflow "
+        f"package, which adds its UI)"
+    )
+    return _checks.extra_module("mlflow", problem)
 
 
 class Tracker:

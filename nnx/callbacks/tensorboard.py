@@ -36,13 +36,8 @@ def tensorboardx(owner: str = OWNER) -> ModuleType:
     Raises:
         ImportError: tensorboardX is not installed.
     """
-    try:
-        import tensorboardX
-    except ImportError as error:
-        raise ImportError(
-            f"{owner} writes TensorBoard logs with tensorboardX, which is not installed; install it with: {INSTALL}"
-        ) from error
-    return tensorboardX
+    problem = f"{owner} writes TensorBoard logs with tensorboardX, which is not installed; install it with: {INSTALL}"
+    return _checks.extra_module("tensorboardX", problem)
 
 
 def log_folder(path: FilePath, owner: str = OWNER) -> Path:

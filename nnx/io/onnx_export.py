@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nnx import _checks
 from nnx._component import FilePath
 from nnx._paths import atomic_write, output_path
 from nnx._version import __version__
@@ -30,15 +31,6 @@ HOW_TO_EXPORT = (
     "give its class a method to_onnx(self, graph, inputs) that adds its nodes with graph.node(...) (and its arrays "
     "with graph.constant(...)) and returns the name of its output; see 'Write a layer, loss or optimizer' in the docs"
 )
-
-
-def import_onnx() -> Any:
-    """The `onnx` package, or an ImportError that says which extra installs it."""
-    try:
-        import onnx
-    except ImportError as error:
-        raise ImportError(INSTALL_HINT) from error
-    return onnx
 
 
 class OnnxGraph:
@@ -60,7 +52,7 @@ class OnnxGraph:
         self.backend = backend
         self.dtype = dtype
         self.opset = OPSET
-        self.onnx = import_onnx()
+        self.onnx = _checks.extra_module("onnx", INSTALL_HINT)
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.names: set[str] = {INPUT_NAME}
