@@ -14,6 +14,7 @@ from typing import Any
 
 from nnx import backends
 from nnx.backends._host import dtype_name
+from nnx.layers import Dropout
 
 Plain = str | int | float
 REGULARIZERS = (
@@ -77,7 +78,7 @@ def _layers(layers: Iterable[Any]) -> dict[str, Plain]:
                 strength = getattr(layer, attribute, 0)
                 if strength:
                     values[f"dense{dense}_{short}"] = plain(strength)
-        elif type(layer).__name__ == "Dropout" and hasattr(layer, "rate"):
+        elif isinstance(layer, Dropout):
             dropout += 1
             dropped = float(f"{1 - layer.rate:.12g}")  # the attribute holds the fraction kept: 1 - (1 - 0.1)
             values[f"dropout{dropout}_rate"] = dropped
