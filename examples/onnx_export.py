@@ -1,11 +1,13 @@
 """The book's chapter-10 network trained with the Model, exported to ONNX and run with onnxruntime (the onnx extra
 writes the file; onnxruntime, or any ONNX runtime, runs it without nnx):
 
-python examples/onnx_export.py                              # writes spiral.onnx
+python examples/onnx_export.py                              # writes (or replaces) spiral.onnx
 python examples/onnx_export.py --output model.onnx --epochs 2001 --backend array_api_strict
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from _common import parser, positive, run
 
@@ -18,6 +20,13 @@ def main(argv=None) -> None:
     options.add_argument("--epochs", type=positive, default=10001, help="default: %(default)s")
     options.add_argument("--output", default="spiral.onnx", help="the ONNX file to write (default: %(default)s)")
     args = options.parse_args(argv)
+    if not args.output.lower().endswith(".onnx") or not Path(args.output).absolute().parent.is_dir():
+        options.error(f"--output needs a file name ending in .onnx in a folder that exists, got {args.output!r}")
+    try:  # before training: the export needs onnx, running the file onnxruntime
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(f'this example needs {error.name}: pip install "nnx-nnfs[onnx]" onnxruntime') from None
     backend = nnx.backends.get(args.backend)
     print(f"nnx: backend {backend.name} on {backend.device}")
 
@@ -39,10 +48,6 @@ def main(argv=None) -> None:
     path = model.export_onnx(args.output, overwrite=True)
     print(f"exported: {path}")
 
-    try:
-        import onnxruntime  # the exported file runs without nnx
-    except ImportError:
-        raise ImportError("running the exported file needs onnxruntime: pip install onnxruntime") from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probabilities = session.run(None, {"inputs": X.astype("float32")})[0]
     predicted = backend.to_numpy(model.predict(X))

@@ -6,7 +6,9 @@ makes a parent run with one nested run per trial."""
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
 import sys
 import warnings
 
@@ -280,3 +282,23 @@ def test_a_batched_sweep_in_processes_logs_every_trial(store, tmp_path):
     for trial in result.trials:
         (child,) = [run for run in children if run.info.run_name.startswith(f"trial{trial['trial']},")]
         assert metric(child.info.run_id, "loss") == (trial["history"]["epoch"], trial["history"]["loss"])
+
+
+def test_a_run_left_open_by_an_uncaught_ctrl_c_ends_killed_at_exit(store, tmp_path):
+    script = (
+        "import nnx\n"
+        "from nnx.callbacks import Callback, MLflow\n"
+        "from tests.test_tensorboard import build\n\n"
+        "class Interrupt(Callback):\n"
+        "    def on_epoch_end(self, run):\n"
+        "        if run.epoch == 2:\n"
+        "            raise KeyboardInterrupt\n\n"
+        "model, X, y = build()\n"
+        "model.train(X, y, epochs=5, verbose=0, callbacks=[MLflow('stopped'), Interrupt()])\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+    assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr
+    (run,) = runs()
+    assert (run.info.run_name, run.info.status) == ("stopped", "KILLED")
+    assert metric(run.info.run_id, "loss")[0] == [1, 2]  # the MLflow callback logged epoch 2 before the Ctrl-C

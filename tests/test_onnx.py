@@ -257,8 +257,13 @@ def test_a_subclass_that_computes_its_own_forward_does_not_export_as_its_parent(
         (lambda self, graph, inputs: graph.node("Relu", ["missing"]), ValueError, r"'missing' is not a value"),
         (lambda self, graph, inputs: graph.node(3, [inputs]), TypeError, r"op_type must be an operator name"),
         (lambda self, graph, inputs: graph.node("NoSuchOp", [inputs]), ValueError, r"the graph is not valid ONNX"),
+        (
+            lambda self, graph, inputs: graph.node("MatMul", [inputs, graph.constant(np.ones((5, 5)))]),
+            ValueError,
+            r"the graph is not valid ONNX \(\[ShapeInferenceError\]",
+        ),
     ],
-    ids=["none", "unknown-name", "unknown-input", "op-not-a-string", "unknown-op"],
+    ids=["none", "unknown-name", "unknown-input", "op-not-a-string", "unknown-op", "shapes-that-do-not-chain"],
 )
 def test_a_broken_to_onnx_is_refused_and_nothing_is_written(to_onnx, error, match, tmp_path):
     broken = type("Broken", (LeakyReLU,), {"to_onnx": to_onnx})

@@ -93,6 +93,15 @@ def test_scalars_equal_the_history_epoch_by_epoch(backend, tmp_path):
     assert hparams["dtype"] == "float32" and hparams["seed"] == 0
 
 
+def test_two_runs_in_one_folder_within_a_second_both_stay(tmp_path):
+    model, X, y = build()
+    for _ in range(2):
+        model.train(X, y, epochs=2, verbose=0, callbacks=[TensorBoard(tmp_path / "same")])
+    assert len(list((tmp_path / "same").glob("events.out.tfevents.*"))) == 2
+    scalars, _, _ = read(tmp_path / "same")
+    assert [step for step, _ in scalars["loss"]] == [1, 2, 1, 2]
+
+
 def test_validation_without_batches_is_written_at_the_last_epoch(tmp_path):
     model, X, y = build()
     history = model.train(X, y, epochs=4, verbose=0, validation_data=(X, y), callbacks=[TensorBoard(tmp_path)])

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import importlib.util
 import tempfile
 import time
@@ -242,6 +244,7 @@ class MLflow(Callback):
         self.run_id = active.info.run_id
         if self.started:
             _STARTED.add(self.run_id)
+            _end_left_runs_at_exit()
         values = {**hyperparameters(run.model, epochs=run.epochs, batch_size=run.batch_size), **self.hparams}
         tracker.log_params(self.run_id, values)
 
@@ -321,6 +324,19 @@ def _active_run(mlflow: ModuleType) -> Any:
         mlflow.end_run(KILLED)
         active = mlflow.active_run()
     return active
+
+
+@functools.cache
+def _end_left_runs_at_exit() -> None:
+    """At exit, end the runs an MLflow callback started that training never ended (an uncaught Ctrl-C or error) as
+    KILLED, before MLflow's own exit hook (registered earlier, so run later) would end them as FINISHED."""
+    atexit.register(_end_left_runs)
+
+
+def _end_left_runs() -> None:
+    with contextlib.suppress(Exception):  # at exit, a store that is gone cannot be told
+        for run_id in list(_STARTED):
+            Tracker(OWNER).end(run_id, KILLED)
 
 
 def _optional_name(value: Any, name: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +39,20 @@ def tensorboardx(owner: str = OWNER) -> ModuleType:
     """
     problem = f"{owner} writes TensorBoard logs with tensorboardX, which is not installed; install it with: {INSTALL}"
     return _checks.extra_module("tensorboardX", problem)
+
+
+def event_writer(package: ModuleType, folder: Path) -> Any:
+    """A tensorboardX SummaryWriter on a new event file in `folder`: its name made unique (the process and a random
+    tag), so that two runs written into one folder within the same second both stay.
+
+    Args:
+        package: the tensorboardX module.
+        folder: the run's folder.
+
+    Returns:
+        The open SummaryWriter.
+    """
+    return package.SummaryWriter(logdir=str(folder), filename_suffix=f".{os.getpid()}.{secrets.token_hex(4)}")
 
 
 def log_folder(path: FilePath, owner: str = OWNER) -> Path:
@@ -150,7 +165,7 @@ class TensorBoard(Callback):
             run: the training run.
         """
         self.close()  # a run a Ctrl-C or an error left open
-        self.writer = self._tensorboardx.SummaryWriter(logdir=str(self.log_dir))
+        self.writer = event_writer(self._tensorboardx, self.log_dir)
         self.written_epoch = None
         values = {**hyperparameters(run.model, epochs=run.epochs, batch_size=run.batch_size), **self.hparams}
         summary = io.StringIO()
@@ -296,7 +311,7 @@ def write_history(
                 f"nnx TensorBoard run {str(folder)!r}: column {name!r} has {len(column)} values for {len(epochs)} "
                 f"epochs; give one value (or None) per epoch"
             )
-    writer = tensorboardx("nnx TensorBoard run").SummaryWriter(logdir=str(folder))
+    writer = event_writer(tensorboardx("nnx TensorBoard run"), folder)
     try:
         write_hparams(writer, plain_values(hparams), [name for name in METRICS if name in columns])
         for name, column in columns.items():

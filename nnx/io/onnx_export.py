@@ -170,7 +170,7 @@ def export_onnx(model: Any, path: FilePath, *, overwrite: bool = False, summary:
     proto = graph._proto(last, widths(model), metadata(model, graph.dtype, summary), repr(model))
     try:
         graph.onnx.checker.check_model(proto, full_check=True)
-    except graph.onnx.checker.ValidationError as error:
+    except (graph.onnx.checker.ValidationError, graph.onnx.shape_inference.InferenceError) as error:
         raise ValueError(
             f"{OWNER}: the graph is not valid ONNX ({' '.join(str(error).split())[:400]}); a to_onnx method of one "
             f"of your layers made a node that ONNX does not accept"
