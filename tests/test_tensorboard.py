@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -100,6 +101,18 @@ def test_two_runs_in_one_folder_within_a_second_both_stay(tmp_path):
     assert len(list((tmp_path / "same").glob("events.out.tfevents.*"))) == 2
     scalars, _, _ = read(tmp_path / "same")
     assert [step for step, _ in scalars["loss"]] == [1, 2, 1, 2]
+
+
+def test_a_folder_removed_while_training_warns_once_and_training_goes_on(tmp_path):
+    class RemoveFolder(nnx.callbacks.Callback):
+        def on_epoch_end(self, run):
+            if run.epoch == 2:
+                shutil.rmtree(tmp_path / "gone")
+
+    model, X, y = build()
+    with pytest.warns(UserWarning, match=r"was removed while training; the run's later epochs are not kept") as caught:
+        history = model.train(X, y, epochs=5, verbose=0, callbacks=[RemoveFolder(), TensorBoard(tmp_path / "gone")])
+    assert len(caught) == 1 and history.epoch == [1, 2, 3, 4, 5]
 
 
 def test_validation_without_batches_is_written_at_the_last_epoch(tmp_path):

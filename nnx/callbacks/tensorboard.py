@@ -154,6 +154,7 @@ class TensorBoard(Callback):
         self._tensorboardx = tensorboardx()
         self.writer: Any = None
         self.written_epoch: int | None = None
+        self.folder_gone = False
 
     def __repr__(self) -> str:
         return f"TensorBoard({str(self.log_dir)!r})"
@@ -166,7 +167,7 @@ class TensorBoard(Callback):
         """
         self.close()  # a run a Ctrl-C or an error left open
         self.writer = event_writer(self._tensorboardx, self.log_dir)
-        self.written_epoch = None
+        self.written_epoch, self.folder_gone = None, False
         values = {**hyperparameters(run.model, epochs=run.epochs, batch_size=run.batch_size), **self.hparams}
         summary = io.StringIO()
         run.model.summary(file=summary)
@@ -187,7 +188,7 @@ class TensorBoard(Callback):
             self._scalars(run)
         if self.histograms_every and not run.epoch % self.histograms_every and not run.stop:
             self._histograms(run)
-            self.writer.flush()
+            self._flush()
 
     def on_train_end(self, run: Run) -> None:
         """Write the last whole epoch if it is not written yet, the validation measured at the end, and the run's
@@ -227,7 +228,17 @@ class TensorBoard(Callback):
                 if name in run.logs:
                     self.writer.add_scalar(name, float(run.logs[name]), run.epoch)
         self.written_epoch = run.epoch
+        self._flush()
+
+    def _flush(self) -> None:
+        """Flush the event file; warn once if its folder has gone (what is written from then on is lost)."""
         self.writer.flush()
+        if not self.folder_gone and not self.log_dir.is_dir():
+            self.folder_gone = True
+            _checks.warn(
+                f"{OWNER}: the folder {str(self.log_dir)!r} was removed while training; the run's later epochs are "
+                f"not kept. Training goes on"
+            )
 
     def _histograms(self, run: Run) -> None:
         """Weights, biases and their gradients on the epoch's last batch (forward without dropout, then backward)."""
