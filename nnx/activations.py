@@ -7,6 +7,7 @@ accuracy compares with the targets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from nnx import _checks
@@ -14,6 +15,32 @@ from nnx._component import Array, Component
 from nnx.backends.specs import ActivationSpec
 
 __all__ = ["Linear", "ReLU", "Sigmoid", "Softmax"]
+
+
+def onnx_node(op_type: str, **attributes: Any) -> Callable[[Any, Any, str], str]:
+    """An activation's `to_onnx` method: one node of the ONNX operator `op_type` on its input.
+
+    Args:
+        op_type: the operator, e.g. "Relu".
+        **attributes: its attributes, e.g. ``axis=-1``.
+
+    Returns:
+        The method, ``to_onnx(self, graph, inputs) -> the output's name``.
+    """
+
+    def to_onnx(self: Any, graph: Any, inputs: str) -> str:
+        """Add this activation to an ONNX graph being exported, as one node of its ONNX operator.
+
+        Args:
+            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
+            inputs: the name of this activation's input in it.
+
+        Returns:
+            The name of its output.
+        """
+        return graph.node(op_type, [inputs], **attributes)
+
+    return to_onnx
 
 
 class ReLU(Component):
@@ -33,17 +60,7 @@ class ReLU(Component):
         """
         return ActivationSpec("relu")
 
-    def to_onnx(self, graph: Any, inputs: str) -> str:
-        """Add this activation to an ONNX graph being exported: one `Relu` node.
-
-        Args:
-            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
-            inputs: the name of this activation's input in it.
-
-        Returns:
-            The name of its output.
-        """
-        return graph.node("Relu", [inputs])
+    to_onnx = onnx_node("Relu")
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to max(0, inputs).
@@ -97,17 +114,7 @@ class Softmax(Component):
         """
         return ActivationSpec("softmax")
 
-    def to_onnx(self, graph: Any, inputs: str) -> str:
-        """Add this activation to an ONNX graph being exported: one `Softmax` node over the last axis.
-
-        Args:
-            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
-            inputs: the name of this activation's input in it.
-
-        Returns:
-            The name of its output.
-        """
-        return graph.node("Softmax", [inputs], axis=-1)
+    to_onnx = onnx_node("Softmax", axis=-1)
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to exp(inputs) / sum(exp(inputs)) along each row.
@@ -163,17 +170,7 @@ class Sigmoid(Component):
         """
         return ActivationSpec("sigmoid")
 
-    def to_onnx(self, graph: Any, inputs: str) -> str:
-        """Add this activation to an ONNX graph being exported: one `Sigmoid` node.
-
-        Args:
-            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
-            inputs: the name of this activation's input in it.
-
-        Returns:
-            The name of its output.
-        """
-        return graph.node("Sigmoid", [inputs])
+    to_onnx = onnx_node("Sigmoid")
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to 1 / (1 + exp(-inputs)).
@@ -226,17 +223,7 @@ class Linear(Component):
         """
         return ActivationSpec("linear")
 
-    def to_onnx(self, graph: Any, inputs: str) -> str:
-        """Add this activation to an ONNX graph being exported: one `Identity` node.
-
-        Args:
-            graph: the `nnx.io.onnx_export.OnnxGraph` being built.
-            inputs: the name of this activation's input in it.
-
-        Returns:
-            The name of its output.
-        """
-        return graph.node("Identity", [inputs])
+    to_onnx = onnx_node("Identity")
 
     def forward(self, inputs: Array, training: bool = False) -> None:
         """Set `output` to `inputs`.
