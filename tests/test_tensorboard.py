@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -307,3 +308,21 @@ def test_sweep_in_processes_and_batched_writes_every_trial(tmp_path):
         assert len(list((tmp_path / name).iterdir())) == 6
         first = read(tmp_path / name / "trial1,lr=0.5,decay=0")[0]
         assert [value for _, value in first["loss"]] == as_float32(result.trials[0]["history"]["loss"])
+
+
+def test_an_uncaught_ctrl_c_keeps_the_epochs_written(tmp_path):
+    script = (
+        "from nnx.callbacks import Callback, TensorBoard\n"
+        "from tests.test_tensorboard import build\n\n"
+        "class Interrupt(Callback):\n"
+        "    def on_epoch_end(self, run):\n"
+        "        if run.epoch == 3:\n"
+        "            raise KeyboardInterrupt\n\n"
+        "model, X, y = build()\n"
+        f"model.train(X, y, epochs=5, verbose=0, callbacks=[TensorBoard({str(tmp_path / 'run')!r}), Interrupt()])\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+    assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr
+    scalars, _, _ = read(tmp_path / "run")
+    assert [step for step, _ in scalars["loss"]] == [1, 2, 3]

@@ -24,7 +24,8 @@ INSTALL = 'pip install "nnx-nnfs[mlflow]"'
 METRICS = ("loss", "accuracy", "data_loss", "reg_loss", "lr")
 VALIDATION = ("val_loss", "val_accuracy")
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
-_STARTED: set[str] = set()  # runs an MLflow callback started and has not ended (Ctrl-C skips on_train_end)
+SEND_EVERY_S = 1.0  # metrics go to the store at most once a second (and at the end): one request, not one an epoch
+_STARTED: dict[str, MLflow] = {}  # run -> the callback that started it and has not ended it (Ctrl-C skips on_train_end)
 
 
 def mlflow_module(owner: str = OWNER) -> ModuleType:
@@ -161,7 +162,7 @@ class Tracker:
         """
         if run_id is None:
             return
-        _STARTED.discard(run_id)
+        _STARTED.pop(run_id, None)
         active = self.mlflow.active_run()
         if active is not None and active.info.run_id == run_id:
             if self.failure is None:
@@ -221,6 +222,8 @@ class MLflow(Callback):
         self.started = False
         self.history = History()
         self.logged_epoch: int | None = None
+        self.pending: list[tuple[int, dict[str, Any]]] = []  # epochs' metrics not sent yet
+        self.sent = 0.0  # when metrics were last sent (time.monotonic)
 
     def __repr__(self) -> str:
         return f"MLflow(run_name={self.run_name!r})"
@@ -234,6 +237,7 @@ class MLflow(Callback):
         self.tracker = tracker = Tracker(OWNER)
         self.history.on_train_begin(run)
         self.logged_epoch, self.run_id, self.started = None, None, False
+        self.pending, self.sent = [], time.monotonic()
         active = tracker.call(_active_run, tracker.mlflow)
         if active is None and tracker.failure is None:
             experiment = None if self.experiment is None else tracker.experiment_id(self.experiment)
@@ -243,7 +247,7 @@ class MLflow(Callback):
             return
         self.run_id = active.info.run_id
         if self.started:
-            _STARTED.add(self.run_id)
+            _STARTED[self.run_id] = self
             _end_left_runs_at_exit()
         values = {**hyperparameters(run.model, epochs=run.epochs, batch_size=run.batch_size), **self.hparams}
         tracker.log_params(self.run_id, values)
@@ -273,9 +277,9 @@ class MLflow(Callback):
             whole = run.completed_epoch == run.epoch >= run.first_epoch
             if self._logging() and whole and run.divergence is None and self.logged_epoch != run.epoch and run.metrics:
                 self._metrics(run)
-            if self._logging() and run.batch_size is None and whole:
-                final = {name: run.logs[name] for name in VALIDATION if name in run.logs}
-                tracker.log_metrics(run_id, final, run.epoch)  # type: ignore[arg-type]
+            if run.batch_size is None and whole:  # validation without batches: once, at the end
+                self.pending.append((run.epoch, {name: run.logs[name] for name in VALIDATION if name in run.logs}))
+            self._send()
             if self._logging():
                 with tempfile.TemporaryDirectory() as folder:
                     tracker.log_files(run_id, self._files(run, Path(folder)))  # type: ignore[arg-type]
@@ -293,8 +297,19 @@ class MLflow(Callback):
             return
         if run.batch_size is not None:
             values.update({name: run.logs[name] for name in VALIDATION if name in run.logs})
-        self.tracker.log_metrics(self.run_id, values, run.epoch)  # type: ignore[union-attr,arg-type]
+        self.pending.append((run.epoch, values))
         self.logged_epoch = run.epoch
+        if time.monotonic() - self.sent >= SEND_EVERY_S:
+            self._send()
+
+    def _send(self) -> None:
+        """Send the pending epochs' metrics in one request (one per `SEND_EVERY_S`, and at the end)."""
+        pending, self.pending, self.sent = self.pending, [], time.monotonic()
+        if pending and self._logging():
+            names = list(dict.fromkeys(name for _, values in pending for name in values))
+            columns = {name: [values.get(name) for _, values in pending] for name in names}
+            epochs = [epoch for epoch, _ in pending]
+            self.tracker.log_history(self.run_id, epochs, columns)  # type: ignore[union-attr,arg-type]
 
     def _files(self, run: Run, folder: Path) -> list[tuple[Path, str | None]]:
         """The History CSV and, with `log_model`, the model file and its ONNX export, written into `folder`."""
@@ -320,7 +335,7 @@ def _active_run(mlflow: ModuleType) -> Any:
     (KILLED) first."""
     active = mlflow.active_run()
     if active is not None and active.info.run_id in _STARTED:
-        _STARTED.discard(active.info.run_id)
+        _STARTED.pop(active.info.run_id)._send()
         mlflow.end_run(KILLED)
         active = mlflow.active_run()
     return active
@@ -335,7 +350,8 @@ def _end_left_runs_at_exit() -> None:
 
 def _end_left_runs() -> None:
     with contextlib.suppress(Exception):  # at exit, a store that is gone cannot be told
-        for run_id in list(_STARTED):
+        for run_id, callback in list(_STARTED.items()):
+            callback._send()  # the epochs logged since the last send
             Tracker(OWNER).end(run_id, KILLED)
 
 
