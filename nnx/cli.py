@@ -147,6 +147,8 @@ def _load_for_export(path: str, modules: Sequence[str]) -> Model:
 def _export_hint(error: Exception, modules: Sequence[str]) -> str:
     if isinstance(error, FileExistsError):
         return " (on the command line: --overwrite)"
+    if "safetensors" in str(error) and str(getattr(error, "path", "")).lower().endswith(".onnx"):
+        return ". It is an ONNX file: nnx export reads a model file written by Model.save (.nnx)"
     if "does not define" in str(error) and not modules:
         return ". On the command line: --import MODULE, the module that defines your layers"
     return ""

@@ -376,3 +376,10 @@ def test_nnx_export_names_a_missing_model_file(tmp_path, capsys):
     assert cli.main(["export", str(tmp_path / "none.nnx"), str(tmp_path / "model.onnx")]) == 1
     assert "none.nnx" in capsys.readouterr().err
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_nnx_export_says_when_it_is_given_an_onnx_file(tmp_path, capsys):
+    model, _, _ = spiral("numpy", "float32")
+    exported = model.export_onnx(tmp_path / "model.onnx")
+    assert cli.main(["export", str(exported), str(tmp_path / "again.onnx")]) == 1
+    assert "It is an ONNX file: nnx export reads a model file written by Model.save" in capsys.readouterr().err
