@@ -23,6 +23,7 @@ def main(argv=None) -> None:
     options.add_argument("--lr", type=float, default=1.0, help="SGD's learning rate (default: %(default)s)")
     options.add_argument("--decay", type=float, default=0.0, help="learning-rate decay (default: %(default)s)")
     options.add_argument("--momentum", type=float, default=0.0, help="SGD's momentum (default: %(default)s)")
+    options.add_argument("--hidden", type=positive, default=64, help="hidden-layer width (default: %(default)s)")
     options.add_argument(
         "--dtype", default="float32", choices=["float32", "float64"], help="the arrays' dtype (default: %(default)s)"
     )
@@ -37,9 +38,9 @@ def main(argv=None) -> None:
     X_host, y_host = spiral_data(samples=100, classes=3)
     X, y = backend.asarray(X_host, dtype=args.dtype), backend.asarray(y_host)
 
-    dense1 = nnx.Dense(2, 64, xp=backend, dtype=args.dtype)
+    dense1 = nnx.Dense(2, args.hidden, xp=backend, dtype=args.dtype)
     activation1 = nnx.ReLU(xp=backend)
-    dense2 = nnx.Dense(64, 3, xp=backend, dtype=args.dtype)
+    dense2 = nnx.Dense(args.hidden, 3, xp=backend, dtype=args.dtype)
     loss_activation = nnx.SoftmaxCategoricalCrossentropy(xp=backend)
     optimizer = nnx.SGD(learning_rate=args.lr, decay=args.decay, momentum=args.momentum, xp=backend)
     history = nnx.callbacks.History()  # the printed numbers, for --plot

@@ -12,6 +12,7 @@ from nnx.plot import check_path
 from nnx.sweep.result import SweepInterrupted, SweepResult, colormaps_or_none
 from nnx.sweep.runner import run
 from nnx.sweep.space import OWNER, parse_values
+from nnx.sweep.study_cli import add_arguments, best_command, optuna_options, spiral_study
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -24,6 +25,7 @@ examples:
   nnx sweep --lr 0.5,1.0 --dask tcp://scheduler:8786
   nnx sweep --lr 0.5,0.85,1.0 --decay 0,1e-3 --epochs 501 --batched
   nnx sweep --lr 0.5,1.0 --decay 0,1e-3 --epochs 1001 --tensorboard runs --mlflow spiral
+  nnx sweep --optuna --trials 200 --batch 32 --lr 0.01:1.0 --decay 1e-5:1e-2 --hidden 16,32,64 --epochs 1001
 
 A factory is build(**params) -> (model, X, y) or (model, X, y, validation_data), model a finalized nnx.Model;
 each trial seeds NumPy (--seed), calls it with the trial's values and trains with model.train(X, y, epochs=...).
@@ -111,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         "$MLFLOW_TRACKING_URI)",
     )
     how.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    add_arguments(parser)
     return parser
 
 
@@ -172,9 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-        options = _options(args, parser)
+        study = optuna_options(args, parser)
+        options = _options(args, parser) if study is None else study
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if study is not None:
+        return _optuna(study, args)
     if args.factory and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # `nnx` is a console script: find my_models.py here, as `python -m` would
     try:
@@ -189,6 +195,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, ImportError, OSError, backends.BackendUnavailableError) as error:
         return _fail(error)
     return _report(result, args) or (EXIT_FAILED if result.failed else EXIT_OK)
+
+
+def _optuna(options: dict, args: argparse.Namespace) -> int:
+    """``--optuna``: run the study, print the table and the best trial's ``examples/spiral.py`` command."""
+    try:
+        if args.plot:
+            colormaps_or_none()
+            check_path(args.plot, f"{OWNER} --plot")
+        result = spiral_study(**options)
+        if args.csv:
+            result.to_csv(args.csv)
+    except SweepInterrupted as interrupted:
+        status = _report(interrupted.result, args)
+        print(f"{interrupted}; run the same command again to resume", file=sys.stderr)
+        return status or EXIT_INTERRUPTED
+    except (ValueError, TypeError, ImportError, OSError, backends.BackendUnavailableError) as error:
+        return _fail(error)
+    status = _report(result, args)
+    print(best_command(result, options["epochs"], options["dtype"]))
+    return status or (EXIT_FAILED if result.failed else EXIT_OK)
 
 
 def _report(result: SweepResult, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from nnx import _checks
 from nnx._component import FilePath
@@ -28,6 +28,7 @@ from nnx.training.loop import is_auto, only_training, verbosity
 from nnx.training.stack_plan import OWNER, StackPlan, plan_stack
 from nnx.training.stack_records import Completed, StackRecords
 from nnx.training.stack_step import GenericStack, count_hits, export, stack_step
+from nnx.training.stack_stops import StopModels, asked_stops, checked_hook, live_metrics
 
 MEMORY_BUDGET = 1 << 30  # bytes a stack may use by default; larger stacks run in chunks, one after another
 
@@ -46,6 +47,7 @@ def train_many(
     seed: int | None = None,
     memory_budget: int | None = None,
     tensorboard: FilePath | None = None,
+    stop_models: StopModels | None = None,
 ) -> list[History]:
     """Train many models of one architecture on the same data as one stacked computation.
 
@@ -86,10 +88,17 @@ def train_many(
         tensorboard: a folder that gets one TensorBoard run per model after training (also when an error or Ctrl-C
             stops it, for the epochs trained), named by its index and the hyperparameters that differ between the
             models ("model0,learning_rate=0.05"); None for none.
+        stop_models: a function ``stop_models(epoch, metrics)`` called after every epoch with one dict per model
+            still training: "model" (its index in `models`), "loss", "data_loss", "reg_loss", "accuracy", "lr" and,
+            when validated that epoch, "val_loss" and "val_accuracy" (host floats, no extra transfer). It returns
+            the indices of the models to stop (an empty list for none): each leaves the stack at once, holding
+            that epoch, the way a diverged model is frozen, and the others go on with unchanged numbers (a search
+            pruning its bad trials). None for none.
 
     Returns:
         One `History` per model, in order. A diverged model's `final` is {"diverged": True, "epoch", "step",
-        "loss"}, with its last finite loss.
+        "loss"}, with its last finite loss; a model that `stop_models` stopped has its last epoch's metrics and
+        {"stopped": True, "epoch": E}.
 
     Raises:
         TypeError: an argument has the wrong type.
@@ -104,6 +113,7 @@ def train_many(
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", OWNER)
     action = _checks.choice(on_divergence, "on_divergence", OWNER, DIVERGENCE_ACTIONS)
     verbose = verbosity(verbose, OWNER)
+    stop_models = checked_hook(stop_models)
     every = _print_every(print_every, epochs)
     budget = MEMORY_BUDGET if memory_budget is None else _checks.positive_int(memory_budget, "memory_budget", OWNER)
     first = plan.models[0]
@@ -120,7 +130,7 @@ def train_many(
                 model.accuracy.init(y)
         if plan.program.head != SOFTMAX_CROSSENTROPY:
             plan = plan_stack(plan.models)  # again: the regression accuracy's precision is known now
-        run = _Settings(epochs, batch_size, validation, action, seed, StackProgress(verbose, every))
+        run = _Settings(epochs, batch_size, validation, action, seed, StackProgress(verbose, every), stop_models)
         chunks = _chunks(
             len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
         )
@@ -197,6 +207,7 @@ class _Settings:
     action: str
     seed: int | None
     progress: StackProgress
+    stop_models: StopModels | None = None
 
 
 def _data(model: Any, X: Any, y: Any, what: str) -> tuple:
@@ -283,6 +294,7 @@ def _epochs(plan: StackPlan, stack: GenericStack, records: StackRecords, X, targ
         host = _host_block(plan.backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
         validation = _validate(stack, plan, run) if run.batch_size is not None or epoch == run.epochs else None
         diverged = records.add(epoch, members, host, validation)
+        live = None if run.stop_models is None else live_metrics(records.chunk, members, host, validation, diverged)
         if diverged:
             _freeze(plan, members, diverged, records, epoch, steps(n_samples, run.batch_size), run)
             keep = [position for position in range(len(members)) if position not in diverged]
@@ -295,10 +307,32 @@ def _epochs(plan: StackPlan, stack: GenericStack, records: StackRecords, X, targ
             if members:
                 stack.take(keep)
         records.completed = Completed(stack.state(), members, epoch)
+        if live:
+            asked = asked_stops(run.stop_models, epoch, live)  # type: ignore[arg-type]
+            members, streams = _stop(plan, stack, records, (members, streams), asked)
         run.progress.epoch(epoch, records.losses, records.n_diverged)
         if not members:
             break
     run.progress.close()
+
+
+def _stop(plan: StackPlan, stack: GenericStack, records: StackRecords, live: tuple, positions: list[int]) -> tuple:
+    """Write back the models at stack `positions` at the epoch just completed and take them out of the stack;
+    returns the (members, dropout streams) that go on."""
+    members, streams = live
+    if not positions:
+        return members, streams
+    done = cast(Completed, records.completed)  # set before the hook runs
+    _write_back(plan, {position: members[position] for position in positions}, done.state, done.epoch)
+    for position in positions:
+        records.stopped(members[position], done.epoch)
+    keep = [position for position in range(len(members)) if position not in positions]
+    members = [members[position] for position in keep]
+    streams = None if streams is None else [streams[position] for position in keep]
+    if members:
+        stack.take(keep)
+    records.completed = Completed(stack.state() if members else done.state, members, done.epoch)
+    return members, streams
 
 
 def _keep_completed(plan: StackPlan, records: StackRecords, stopped: _Stopped) -> None:

@@ -79,6 +79,10 @@ class StackRecords:
         )
         return self.errors[member]
 
+    def stopped(self, member: int, epoch: int) -> None:
+        """Record that `train_many`'s stop_models hook stopped `member` after `epoch` (which it completed)."""
+        self.final[member] = {"stopped": True, "epoch": epoch}
+
     def raised(self, member: int, epoch: int) -> DivergenceError:
         """The error `on_divergence="raise"` raises for the diverged model at `member`."""
         error = self.errors[member]
@@ -130,6 +134,8 @@ class StackRecords:
         if self.validation:
             named["val_loss"] = [validation[epoch][0] if epoch in validation else None for epoch in epochs]
             named["val_accuracy"] = [validation[epoch][1] if epoch in validation else None for epoch in epochs]
+        if final is not None and final.get("stopped"):
+            final = {**_final(named), **final}  # its last epoch's metrics, and where it stopped
         return History.from_columns(epochs, named, _final(named) if final is None else final)
 
 
