@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nnx"
 MAX_LINES = 500
-MAX_MODEL_LINES = 370  # the Model's public methods carry their whole docstrings (train: 13 arguments)
+MAX_MODEL_LINES = 400  # the Model's public methods carry their whole docstrings (train: 13 arguments)
 
 # From the bottom up: a module may import its own level and the levels below it, never one above.
 LEVELS = [

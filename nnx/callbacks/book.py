@@ -71,8 +71,9 @@ class Validation(Callback):
     progress output find them.
 
     Args:
-        X: the validation inputs, on the model's backend.
-        y: their targets, likewise.
+        X: the validation inputs, on the model's backend; or streamed data that `Model.evaluate` takes (a chunked
+            array, or an iterable of (X, y) batches with `y` None), checked batch by batch at each pass.
+        y: their targets, likewise; None with an iterable of batches.
         verbose: whether `Model.evaluate` prints the book's ``validation, acc: ..., loss: ...`` line.
     """
 
@@ -98,5 +99,6 @@ class Validation(Callback):
             self._evaluate(run)
 
     def _evaluate(self, run: Run) -> None:
-        loss, accuracy = run.model.evaluate(self.X, self.y, batch_size=run.batch_size, verbose=self.verbose)
+        batch_size = None if self.y is None else run.batch_size  # an iterable of batches makes its own
+        loss, accuracy = run.model.evaluate(self.X, self.y, batch_size=batch_size, verbose=self.verbose)
         run.logs["val_loss"], run.logs["val_accuracy"] = loss, accuracy

@@ -22,11 +22,13 @@ class Checkpoint(Callback):
     Args:
         path: the file to write, replaced in one step each time.
         every: epochs between saves, an integer >= 1.
-        save: how to save, ``save(model, path, training)`` with `training` the dict {"epoch", "epochs"}; None is
-            the model's own ``model.save(path, training=training)``.
+        save: how to save, ``save(model, path, training)`` with `training` the dict {"epoch", "epochs"} (and the
+            entries of `record`); None is the model's own ``model.save(path, training=training)``.
+        record: more JSON-friendly entries for the training record, read when it is saved (`Model.train` keeps
+            its shuffling seed there, for `resume`); None for none.
 
     Raises:
-        TypeError: `save` is not callable, or `every` not an integer.
+        TypeError: `save` is not callable, `record` not a dict, or `every` not an integer.
         ValueError: `every` < 1, or `path` cannot be written (its folder is missing, say).
     """
 
@@ -36,12 +38,16 @@ class Checkpoint(Callback):
         *,
         every: int = 1,
         save: Callable[[Any, Any, dict[str, Any]], None] | None = None,
+        record: dict[str, Any] | None = None,
     ):
         self.path = output_path(path, "Model.train checkpoint")
         self.every = _checks.positive_int(every, "checkpoint_every", "Model.train")
         if save is not None and not callable(save):
             raise TypeError(f"Checkpoint save must be a function save(model, path, training), got {save!r}")
         self.save = save or _model_save
+        if record is not None and not isinstance(record, dict):
+            raise TypeError(f"Checkpoint record must be a dict or None, got {_checks.describe(record)}")
+        self.record = {} if record is None else record
 
     def on_train_begin(self, run: Run) -> None:
         """Note where the run starts: nothing is saved before an epoch ends.
@@ -74,7 +80,7 @@ class Checkpoint(Callback):
     def _save(self, run: Run) -> None:
         """Save; a write that fails stops training after this epoch, and `Model.train` raises it with the History."""
         try:
-            self.save(run.model, self.path, {"epoch": run.epoch, "epochs": run.epochs})
+            self.save(run.model, self.path, {**self.record, "epoch": run.epoch, "epochs": run.epochs})
         except (OSError, ValueError) as error:  # a full disk, a folder removed since training began, ...
             failure = error if isinstance(error, SaveError) else SaveError(self.path, str(error))
             run.save_error, run.stop = failure, True

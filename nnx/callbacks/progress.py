@@ -67,18 +67,18 @@ class ProgressBar(Callback):
 
     # The bar itself, usable from any loop ---------------------------------------------------------------------
 
-    def start(self, total: int, *, unit: str = "epoch", description: str | None = None) -> None:
+    def start(self, total: int | None, *, unit: str = "epoch", description: str | None = None) -> None:
         """Open a new bar, closing the previous one.
 
         Args:
-            total: the number of units the bar counts to, an integer >= 1.
+            total: the number of units the bar counts to, an integer >= 1; None counts without a total.
             unit: what it counts, shown after the rate ("epoch", "step", ...).
             description: the text before the bar; None for none.
 
         Raises:
             ValueError: `total` < 1.
         """
-        total = _checks.positive_int(total, "total", "ProgressBar.start")
+        total = None if total is None else _checks.positive_int(total, "total", "ProgressBar.start")
         self.close()
         self.bar = _new_bar(self.file, total=total, unit=unit, desc=description, leave=self.leave)
         self._fetched = time.monotonic()
@@ -129,7 +129,8 @@ class ProgressBar(Callback):
     # As a callback --------------------------------------------------------------------------------------------
 
     def on_train_begin(self, run: Run) -> None:
-        """Open the bar over the run's epochs (with batches: its steps), and show every host copy of the metrics.
+        """Open the bar over the run's epochs (with batches: its steps; a count of them when a stream's length is
+        unknown), and show every host copy of the metrics.
 
         Args:
             run: the training run.
@@ -139,7 +140,8 @@ class ProgressBar(Callback):
         if run.batch_size is None:
             self.start(epochs, unit="epoch", description="training")
         else:
-            self.start(epochs * run.steps, unit="step", description=f"epoch {run.first_epoch}/{run.epochs}")
+            total = epochs * run.steps if run.steps else None
+            self.start(total, unit="step", description=f"epoch {run.first_epoch}/{run.epochs}")
 
     def on_epoch_begin(self, run: Run) -> None:
         """With batches, name the epoch in the bar's description.

@@ -145,11 +145,12 @@ class Model(Component):
 
     def train(
         self,
-        X: Array,
-        y: Array,
+        X: Any,
+        y: Any = None,
         *,
         epochs: int = 1,
         batch_size: int | None = None,
+        shuffle: bool = False,
         print_every: int | str | None = "auto",
         verbose: int | None = None,
         validation_data: tuple[Array, Array] | None = None,
@@ -166,20 +167,28 @@ class Model(Component):
         validation at the end), or chapter 19's every `print_every` steps with it (validation after every epoch).
         A non-finite loss or parameter stops training with the last finite parameters restored. Every argument is
         checked before anything changes. Where a backend has a compiled step for the model, each batch runs as one
-        kernel call (`Model.explain_step()` says which step runs).
+        kernel call (`Model.explain_step()` says which step runs). Data larger than memory stream batch by batch,
+        each one read, checked and copied on a background thread while the previous one trains (how-to: streaming).
 
         Args:
-            X: the inputs, (n_samples, n_features): NumPy or other host data (copied to the model's backend once), or
-                an array of the model's backend.
-            y: the targets: class labels (n_samples,), one-hot rows, or (n_samples, n_outputs) for regression.
+            X: the inputs, (n_samples, n_features): NumPy or other host data (copied to the model's backend once), an
+                array of the model's backend, a chunked array read batch by batch (Zarr, Dask, HDF5), or, with y
+                None, an iterable of (X, y) batches (a generator feeds one epoch; for more pass a re-iterable or a
+                function that returns a new generator).
+            y: the targets: class labels (n_samples,), one-hot rows, or (n_samples, n_outputs) for regression;
+                None when X is an iterable of batches.
             epochs: the epoch to train up to, an integer >= 1; with `resume`, counted from the start of the run.
-            batch_size: samples per step; None trains on the whole set at each step (one step per epoch).
+            batch_size: samples per step; None trains on the whole set at each step (one step per epoch). An
+                iterable of batches makes its own (leave it None); a chunked array needs one.
+            shuffle: whether each epoch takes the rows in a new order, drawn from a seed (from NumPy's global RNG,
+                which `nnx.seed` seeds; kept in checkpoints for `resume`) and the epoch: a permutation in memory, a
+                chunked array's chunks in a new order and rows within windows of about ten batches.
             print_every: epochs (with `batch_size`: steps) between the book's lines; "auto" prints every one as the
                 book does (and, for `verbose` 1 or 2, at most about 100 lines); None or 0 prints nothing.
             verbose: None for the book's lines; else as in Keras: 0 silent, 1 one progress bar (on a terminal or in
                 a notebook; plain lines elsewhere), 2 one line every `print_every` epochs.
-            validation_data: an (X_val, y_val) pair evaluated after every epoch with `batch_size`, else once at the
-                end; None for none.
+            validation_data: an (X_val, y_val) pair (arrays or chunked arrays) or an iterable of (X, y) batches,
+                evaluated after every epoch with `batch_size`, else once at the end; None for none.
             callbacks: `nnx.callbacks.Callback` instances, called after the built-in ones; None for none.
             on_divergence: what a NaN or infinite loss or parameter does: "raise" a DivergenceError, "stop" training
                 quietly, or "warn" and stop. The parameters are restored to the last finite check either way.
@@ -210,6 +219,7 @@ class Model(Component):
             y,
             epochs=epochs,
             batch_size=batch_size,
+            shuffle=shuffle,
             print_every=print_every,
             verbose=verbose,
             validation_data=validation_data,
@@ -236,14 +246,16 @@ class Model(Component):
         return loop.explain_step(self, X, y)
 
     def evaluate(
-        self, X_val: Any, y_val: Any, *, batch_size: int | None = None, verbose: bool = True
+        self, X_val: Any, y_val: Any = None, *, batch_size: int | None = None, verbose: bool = True
     ) -> tuple[float, float]:
         """Measure the loss and the accuracy on validation data, without dropout (the book's chapter 19).
 
         Args:
-            X_val: The inputs, shaped (samples, features): an array on the model's backend, or host data.
-            y_val: Their targets.
-            batch_size: How many samples to pass at once; None (the default) passes them all.
+            X_val: The inputs, shaped (samples, features): an array on the model's backend, host data, a chunked
+                array, or with `y_val` None an iterable of (X, y) batches (all read batch by batch, as `train` does).
+            y_val: Their targets; None with an iterable of batches.
+            batch_size: How many samples to pass at once; None (the default) passes them all (a chunked array: one
+                chunk at a time).
             verbose: Whether to print the book's line ``validation, acc: ..., loss: ...`` (True, the default).
 
         Returns:
@@ -256,8 +268,10 @@ class Model(Component):
         """The model's outputs for some inputs, without dropout.
 
         Args:
-            X: The inputs, shaped (samples, features): an array on the model's backend, or host data.
-            batch_size: How many samples to pass at once; None (the default) passes them all.
+            X: The inputs, shaped (samples, features): an array on the model's backend, host data, a chunked array,
+                or an iterable of X batches or (X, y) batches whose y is ignored (not a list: a list is rows).
+            batch_size: How many samples to pass at once; None (the default) passes them all (a chunked array: one
+                chunk at a time).
 
         Returns:
             The last layer's outputs, as one array on the model's backend.

@@ -7,7 +7,7 @@ from typing import Any
 from nnx import _checks
 from nnx.backends._host import dtype_name
 from nnx.callbacks.base import host_float
-from nnx.training import handoff
+from nnx.training import handoff, streams
 from nnx.training.data import batches, checked_data, checked_inputs, located, pair, slices
 
 
@@ -15,13 +15,23 @@ def evaluated(model: Any, X_val: Any, y_val: Any, *, batch_size: Any, verbose: A
     """What `Model.evaluate` does once its parts are checked: (loss, accuracy) over the data, without dropout."""
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.evaluate")
     verbose = _checks.boolean(verbose, "verbose", "Model.evaluate")
-    X_val, y_val = checked_data(model, X_val, y_val, "evaluation")
+    feed = None
+    if streams.is_stream(X_val, y_val):  # read, checked and copied batch by batch on a reader thread
+        feed = streams.Feed(model, streams.source(X_val, y_val, batch_size, owner="Model.evaluate"), "evaluation")
+        X_val, y_val = feed.first()
+    elif y_val is None:
+        raise TypeError(
+            f"Model.evaluate got inputs ({_checks.describe(X_val)}) without targets; pass evaluate(X_val, y_val), "
+            f"or an iterable of (X, y) batches"
+        )
+    else:
+        X_val, y_val = checked_data(model, X_val, y_val, "evaluation")
     with model.backend.quiet_float_errors():
-        model.accuracy.init(y_val)
+        model.accuracy.init(y_val)  # streamed: the first batch's targets
     model.loss.new_pass()
     model.accuracy.new_pass()
     with _checks.trusted(), model.backend.quiet_float_errors():
-        for X_batch, y_batch in batches(X_val, y_val, batch_size):
+        for X_batch, y_batch in batches(X_val, y_val, batch_size) if feed is None else feed.batches():
             output = model.forward(X_batch, training=False)
             model.loss.calculate(output, y_batch)
             model.accuracy.calculate(handoff.predictions(model, output, y_batch), y_batch)
@@ -35,6 +45,12 @@ def evaluated(model: Any, X_val: Any, y_val: Any, *, batch_size: Any, verbose: A
 def predicted(model: Any, X: Any, *, batch_size: Any) -> Any:
     """What `Model.predict` does once the model is checked: the last layer's outputs for `X`, as one array."""
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.predict")
+    if streams.is_stream(X, None, lists=False):  # read, checked and copied batch by batch on a reader thread
+        feed = streams.Feed(model, streams.source(X, None, batch_size, owner="Model.predict"), "prediction")
+        feed.first()
+        with _checks.trusted(), model.backend.quiet_float_errors():
+            outputs = [model.forward(X_batch, training=False) for X_batch in feed.batches()]
+        return outputs[0] if len(outputs) == 1 else model.xp.concat(outputs, axis=0)
     X = checked_inputs(model, X)
     with _checks.trusted(), model.backend.quiet_float_errors():
         outputs = [model.forward(X[start:stop, ...], training=False) for start, stop in slices(X.shape[0], batch_size)]

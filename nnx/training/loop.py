@@ -20,7 +20,8 @@ from nnx.callbacks.history import History
 from nnx.callbacks.progress import LogLines, ProgressBar, lines_every
 from nnx.errors import CheckpointError, ConcurrentTrainingError, SaveError
 from nnx.io.format import is_count
-from nnx.training.data import batches, checked_data, pair, steps
+from nnx.training import streams
+from nnx.training.data import batches, checked_data, steps
 from nnx.training.steps import GenericStep, PlannedStep, choose_step
 
 CHECK_EVERY = 100  # steps between divergence checks; see benchmarks/divergence_check.py
@@ -30,10 +31,11 @@ VERBOSITY = (0, 1, 2)
 def train(
     model: Any,
     X: Any,
-    y: Any,
+    y: Any = None,
     *,
     epochs: int = 1,
     batch_size: int | None = None,
+    shuffle: bool = False,
     print_every: int | str | None = "auto",
     verbose: int | None = None,
     validation_data: tuple[Any, Any] | None = None,
@@ -53,32 +55,43 @@ def train(
     print_every = _checks.optional_positive_int(print_every, "print_every", "Model.train")
     checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every", "Model.train")
     verbose = verbosity(verbose)
+    shuffle = _checks.boolean(shuffle, "shuffle", "Model.train")
     callbacks = _callback_list(callbacks)
-    X, y = checked_data(model, X, y, "training")
+    feed = _training_feed(model, X, y, batch_size, shuffle, epochs)
+    if feed is None:
+        X, y = checked_data(model, X, y, "training")
+    record: dict[str, Any] = {}  # what checkpoints keep besides the epoch: the shuffling seed
     given = [c for c in callbacks if isinstance(c, History)]
     history = given[0] if given else History()
+    book = _book(verbose, print_every)
+    validation = [] if validation_data is None else [_validation(model, validation_data, book, epochs)]
     hooks = [
         DivergenceGuard(check_every=check_every, action=on_divergence),
         *([BookLog(print_every)] if verbose is None and print_every else []),
-        *([_validation(model, validation_data, _book(verbose, print_every))] if validation_data is not None else []),
+        *validation,
         *_progress_callbacks(verbose, lines_every(epochs) if auto else print_every),
         *([] if given else [history]),  # before the checkpoint: the History holds every epoch a checkpoint holds
-        *([Checkpoint(checkpoint, every=checkpoint_every)] if checkpoint is not None else []),
+        *([Checkpoint(checkpoint, every=checkpoint_every, record=record)] if checkpoint is not None else []),
         *callbacks,
     ]
     callback = CallbackList(hooks)
     with only_training(model):
-        first_epoch = _resume(model, resume, epochs) + 1 if resume is not None else 1
+        saved = _resume(model, resume, epochs) if resume is not None else {"epoch": 0}
+        first_epoch = saved["epoch"] + 1
+        seed = _shuffle_seed(shuffle, saved, record)
+        if feed is not None:
+            feed.source.seed = seed  # an iterable of batches refused shuffle=True already
+            X, y = feed.first(first_epoch)  # the step is chosen for the first batch, as for the whole set in memory
+            batch_size = feed.source.batch_size or X.shape[0]
         with model.backend.quiet_float_errors():
-            model.accuracy.init(y)
-        run = Run(
-            model, epochs=epochs, steps=steps(X.shape[0], batch_size), batch_size=batch_size, first_epoch=first_epoch
-        )
+            model.accuracy.init(y)  # streamed: the first batch's targets (a regression's precision)
+        n_steps = (feed.source.length or 0) if feed is not None else steps(X.shape[0], batch_size)
+        run = Run(model, epochs=epochs, steps=n_steps, batch_size=batch_size, first_epoch=first_epoch)
         step = training_step(model, X, y)
         run.finite_probe = getattr(step, "finite_probe", None)
         try:
             with _checks.trusted(), model.backend.quiet_float_errors():
-                _loop(model, run, callback, X, y, step)
+                _loop(model, run, callback, _epoch_batches(model, run, X, y, feed, seed), step)
         except BaseException as error:  # Ctrl-C too: the run's History goes with the error as `error.history`
             _keep_history(error, history, run)
             raise
@@ -90,10 +103,65 @@ def train(
     return history
 
 
-def _validation(model: Any, validation_data: Any, verbose: bool) -> Validation:
-    """The validation pass on `validation_data`, an (X, y) pair checked and copied to the model's backend."""
-    X_val, y_val = pair(validation_data)
-    return Validation(*checked_data(model, X_val, y_val, "validation"), verbose=verbose)
+def _validation(model: Any, validation_data: Any, verbose: bool, epochs: int) -> Validation:
+    """The validation pass on `validation_data`: an (X, y) pair checked and copied to the model's backend, or
+    streamed data (checked batch by batch at each pass)."""
+    X_val, y_val = streams.validation_parts(validation_data)
+    if not streams.is_stream(X_val, y_val):
+        return Validation(*checked_data(model, X_val, y_val, "validation"), verbose=verbose)
+    one_shot = getattr(X_val, "__next__", None) is not None
+    if one_shot and epochs > 1:
+        raise ValueError(_one_shot("validation_data", epochs))
+    return Validation(X_val, y_val, verbose=verbose)
+
+
+def _training_feed(model: Any, X: Any, y: Any, batch_size: Any, shuffle: bool, epochs: int) -> Any:
+    """The `streams.Feed` of streamed training data, or None for arrays in memory (then y is required)."""
+    if not streams.is_stream(X, y):
+        if y is None:
+            raise TypeError(
+                f"Model.train got inputs X ({_checks.describe(X)}) without targets y; pass train(X, y), or an "
+                f"iterable of (X, y) batches as X"
+            )
+        return None
+    source = streams.source(X, y, batch_size, owner="Model.train", shuffle=shuffle)
+    if source.one_shot and epochs > 1:
+        raise ValueError(_one_shot("X", epochs))
+    return streams.Feed(model, source, "training")
+
+
+def _one_shot(name: str, epochs: int) -> str:
+    return (
+        f"Model.train(epochs={epochs}): {name} is a one-shot iterator (a generator), which can feed one epoch only; "
+        f"pass a re-iterable instead: a function that returns a new generator, or an object whose __iter__ makes "
+        f"one (a list of batches, a class)"
+    )
+
+
+def _shuffle_seed(shuffle: bool, saved: dict[str, Any], record: dict[str, Any]) -> int | None:
+    """The run's shuffling seed, kept in `record` for checkpoints: a resumed run's own, else one drawn from NumPy's
+    global RNG (which `nnx.seed` seeds); None without shuffling."""
+    if not shuffle:
+        return None
+    seed = saved.get("shuffle_seed")
+    record["shuffle_seed"] = seed = streams.draw_seed() if not isinstance(seed, int) else seed
+    return seed
+
+
+def _epoch_batches(model: Any, run: Run, X: Any, y: Any, feed: Any, seed: int | None) -> Any:
+    """A function of the epoch giving its (X, y) batches: streamed, shuffled in memory, or slices in order."""
+    if feed is not None:
+        return lambda epoch: feed.batches(epoch, run)
+    if seed is not None:
+        return lambda epoch: _in_memory(*streams.permuted(model, X, y, seed, epoch), run.batch_size)
+    return lambda epoch: _in_memory(X, y, run.batch_size)
+
+
+def _in_memory(X: Any, y: Any, batch_size: int | None) -> Iterator[tuple[Any, Any]]:
+    if batch_size is None:
+        yield X, y  # without batch_size every step takes the whole set
+    else:
+        yield from batches(X, y, batch_size)
 
 
 @contextlib.contextmanager
@@ -159,10 +227,9 @@ def explain_step(model: Any, X: Any = None, y: Any = None) -> str:
     return choose_step(model, X, y).sentence
 
 
-def _loop(model: Any, run: Run, callback: CallbackList, X: Any, y: Any, train_step: Any) -> None:
+def _loop(model: Any, run: Run, callback: CallbackList, epoch_batches: Any, train_step: Any) -> None:
     callback.on_train_begin(run)
     loss, accuracy = model.loss, model.accuracy
-    whole = ((X, y),)  # without batch_size every step takes the whole set
     for epoch in range(run.first_epoch, run.epochs + 1):
         if run.stop:  # a callback stopped training in on_train_begin: no step runs
             break
@@ -173,13 +240,14 @@ def _loop(model: Any, run: Run, callback: CallbackList, X: Any, y: Any, train_st
         if run.stop:  # stopped in on_epoch_begin: this epoch does not start
             run.epoch = epoch - 1
             break
-        for step, (X_batch, y_batch) in enumerate(whole if run.batch_size is None else batches(X, y, run.batch_size)):
-            run.step, run.batch = step, (X_batch, y_batch)
-            run.set_metrics(*train_step(X_batch, y_batch))
-            run.global_step += 1
-            callback.on_step_end(run)
-            if run.stop:
-                break
+        with contextlib.closing(epoch_batches(epoch)) as epoch_data:  # a stream's reader thread stops with it
+            for step, (X_batch, y_batch) in enumerate(epoch_data):
+                run.step, run.batch = step, (X_batch, y_batch)
+                run.set_metrics(*train_step(X_batch, y_batch))
+                run.global_step += 1
+                callback.on_step_end(run)
+                if run.stop:
+                    break
         if run.stop:
             break
         if run.batch_size is not None:
@@ -204,9 +272,10 @@ def _result(run: Run) -> dict:
     return {**result, **run.logs}
 
 
-def _resume(model: Any, path: Any, epochs: int) -> int:
-    """Load a checkpoint into `model`, all or nothing (parameters, optimizer and RNG state); the last epoch it
-    completed. A checkpoint that has done more than `epochs` epochs is refused before anything changes."""
+def _resume(model: Any, path: Any, epochs: int) -> dict[str, Any]:
+    """Load a checkpoint into `model`, all or nothing (parameters, optimizer and RNG state); its training record
+    (the last epoch it completed, the shuffling seed). A checkpoint that has done more than `epochs` epochs is
+    refused before anything changes."""
     iterations = model.optimizer.iterations
     before = _parameters(model) if iterations else []  # restoring replaces these arrays; it never writes into them
     path = input_path(path, "Model.train resume")
@@ -235,7 +304,7 @@ def _resume(model: Any, path: Any, epochs: int) -> int:
             f"epochs, so there is nothing left to train; pass a larger epochs to train on"
         )
     model.epochs_trained = training["epoch"]
-    return training["epoch"]
+    return training
 
 
 def _parameters(model: Any) -> list:
