@@ -3,6 +3,7 @@ any array-like read by slicing (`nnx.training.streams`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import subprocess
 import sys
@@ -106,13 +107,14 @@ def test_a_reiterable_and_a_function_give_the_in_memory_history(backend):
 def test_a_zarr_array_gives_the_in_memory_history():
     zarr = pytest.importorskip("zarr")
     X, y = data()
-    zX = zarr.create_array(store={}, shape=X.shape, chunks=(90, 2), dtype="float64")
-    zy = zarr.create_array(store={}, shape=y.shape, chunks=(70,), dtype=y.dtype)
+    zX = zarr.zeros(shape=X.shape, chunks=(90, 2), dtype="float64")
+    zy = zarr.zeros(shape=y.shape, chunks=(70,), dtype=y.dtype)
     zX[:], zy[:] = X, y
     net_expected, expected = trained(X, y, batch_size=BATCH)
     net, history = trained(zX, zy, batch_size=BATCH)
     same_history(history, expected)
-    assert net.last_step.startswith("compiled step") and net_expected.last_step == net.last_step
+    assert net.last_step == net_expected.last_step  # the step that in-memory batches take: compiled with Numba
+    assert net.last_step.startswith("compiled step" if importlib.util.find_spec("numba") else "generic step")
 
 
 def test_a_dask_array_gives_the_in_memory_history():
@@ -137,7 +139,7 @@ def test_the_book_lines_and_validation_match_in_memory(capsys):
     zarr = pytest.importorskip("zarr")
     X, y = data()
     X_val, y_val = data(100, seed=4)
-    zX = zarr.create_array(store={}, shape=X_val.shape, chunks=(30, 2), dtype="float64")
+    zX = zarr.zeros(shape=X_val.shape, chunks=(30, 2), dtype="float64")
     zX[:] = X_val
     model().train(X, y, epochs=2, batch_size=BATCH, print_every=2, validation_data=(X_val, y_val))
     expected = capsys.readouterr().out
@@ -177,7 +179,7 @@ def test_evaluate_and_predict_take_streams():
     zarr = pytest.importorskip("zarr")
     X, y = data()
     net, _ = trained(X, y, batch_size=BATCH)
-    zX = zarr.create_array(store={}, shape=X.shape, chunks=(80, 2), dtype="float64")
+    zX = zarr.zeros(shape=X.shape, chunks=(80, 2), dtype="float64")
     zX[:] = X
     expected = net.evaluate(X, y, verbose=False)
     for streamed in (net.evaluate(Batches(X, y), verbose=False), net.evaluate(zX, y, verbose=False)):
@@ -311,7 +313,8 @@ def test_a_reader_error_surfaces_in_the_training_thread_naming_the_batch():
 
     with pytest.raises(OSError, match="the disk went away") as error:
         model().train(failing(), epochs=1, **quiet())
-    assert any("training batch 2 of epoch 1" in note for note in error.value.__notes__)
+    if sys.version_info >= (3, 11):  # exception notes came with Python 3.11
+        assert any("training batch 2 of epoch 1" in note for note in error.value.__notes__)
 
 
 @pytest.mark.parametrize(

@@ -275,7 +275,9 @@ class Prefetcher:
                 return
             if kind == "error":
                 index, error = value
-                error.add_note(f"(raised while reading or checking {self.name(index)}, on the reader thread)")
+                note = getattr(error, "add_note", None)  # Python 3.11+: the traceback also names the batch
+                if note is not None:
+                    note(f"(raised while reading or checking {self.name(index)}, on the reader thread)")
                 raise error
             yield value
 
