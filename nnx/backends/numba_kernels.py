@@ -13,7 +13,7 @@ from nnx.backends.numba_columns import columns_into
 from nnx.backends.numba_ops import FASTMATH, update_rule_step
 
 
-@njit(cache=True, fastmath=FASTMATH, parallel=True)
+@njit(cache=True, fastmath=FASTMATH, parallel=True, nogil=True)  # nogil: a reader thread runs while it trains
 def train_parallel(
     X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants,
     first, second, segments, regularization, update_rule, hyper, results, chunks,
@@ -43,7 +43,7 @@ def train_parallel(
         _finish(model, params, gradients, sums, first, second, segments, regularization, update_rule, hyper, results)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, nogil=True)
 def train_serial(
     X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants,
     first, second, segments, regularization, update_rule, hyper, results, chunks,
