@@ -95,7 +95,7 @@ class SweepResult:
         header = ["rank", *self.varied, "loss", "acc", "best epoch", "best loss", *(["seconds"] * seconds), "status"]
         rows, failed = [header], []
         for rank, trial in enumerate(self.ranked(), 1):
-            params = [_show(trial["params"].get(name)) for name in self.varied]
+            params = [shown(trial["params"].get(name)) for name in self.varied]
             if trial["status"] == "ok":
                 rows.append([str(rank), *params, *_metric_cells(trial, seconds), "ok"])
             else:
@@ -184,20 +184,22 @@ class SweepResult:
             Its varied hyperparameters, e.g. "lr=0.85, decay=0.001" ("trial N" when nothing varies).
         """
         return (
-            ", ".join(f"{name}={_show(trial['params'].get(name))}" for name in self.varied) or f"trial {trial['trial']}"
+            ", ".join(f"{name}={shown(trial['params'].get(name))}" for name in self.varied) or f"trial {trial['trial']}"
         )
 
 
 def _metric_cells(trial: dict, seconds: bool) -> list[str]:
-    cells = [_fixed(trial["loss"]), _fixed(trial["accuracy"]), _show(trial["best_epoch"]), _fixed(trial["best_loss"])]
-    return cells + ([_fixed(trial["seconds"], 2)] if seconds else [])
+    cells = [fixed(trial["loss"]), fixed(trial["accuracy"]), shown(trial["best_epoch"]), fixed(trial["best_loss"])]
+    return cells + ([fixed(trial["seconds"], 2)] if seconds else [])
 
 
-def _fixed(value, decimals: int = 3) -> str:
+def fixed(value, decimals: int = 3) -> str:
+    """A number in a table cell with `decimals` decimals; "-" for None."""
     return "-" if value is None else f"{value:.{decimals}f}"
 
 
-def _show(value) -> str:
+def shown(value) -> str:
+    """A hyperparameter or epoch in a table cell (floats in 4 significant digits); "-" for None."""
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nnx.sweep.result import SweepResult
+from nnx.sweep.result import SweepResult, fixed, shown
 
 MESSAGE_WIDTH = 110  # a pruned or failed trial's line is cut to this many characters
 
@@ -72,11 +72,11 @@ class StudyResult(SweepResult):
         header = ["rank", *self.varied, *value, "loss", "acc", "best epoch", "best loss", *(["seconds"] * seconds)]
         rows, others = [[*header, "status"]], []
         for rank, trial in enumerate(self.ranked(), 1):
-            params = [_show(trial["params"].get(name)) for name in self.varied]
+            params = [shown(trial["params"].get(name)) for name in self.varied]
             if trial["status"] == "ok":
-                cells = [_fixed(trial["value"])] * bool(value) + [_fixed(trial["loss"]), _fixed(trial["accuracy"])]
-                cells += [_show(trial["best_epoch"]), _fixed(trial["best_loss"])]
-                rows.append([str(rank), *params, *cells, *([_fixed(trial["seconds"], 2)] * seconds), "ok"])
+                cells = [fixed(trial["value"])] * bool(value) + [fixed(trial["loss"]), fixed(trial["accuracy"])]
+                cells += [shown(trial["best_epoch"]), fixed(trial["best_loss"])]
+                rows.append([str(rank), *params, *cells, *([fixed(trial["seconds"], 2)] * seconds), "ok"])
             else:
                 others.append(["-", *params, _shorten(f"{trial['status']}: {trial['error']}")])
         prefixes = [row[:-1] for row in others]
@@ -86,16 +86,6 @@ class StudyResult(SweepResult):
             for row in rows + others
         ]
         return "\n".join(lines if len(lines) > 1 else [*lines, "(no trial finished)"])
-
-
-def _fixed(value, decimals: int = 3) -> str:
-    return "-" if value is None else f"{value:.{decimals}f}"
-
-
-def _show(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _shorten(text: str) -> str:
