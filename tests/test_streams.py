@@ -66,7 +66,7 @@ class Recorder(Callback):
         self.parameters.append([[run.model.backend.to_numpy(a) for a in pair] for pair in run.model.get_parameters()])
 
 
-def same_history(a, b, tolerance=1e-12):
+def assert_same_history(a, b, tolerance=1e-12):
     """Every epoch's values and the final ones agree to `tolerance`."""
     assert a.columns() == b.columns() and a.epoch == b.epoch and list(a) == list(b)
     for name in a.columns():
@@ -91,7 +91,7 @@ def test_a_generator_gives_the_in_memory_history():
     X, y = data()
     _, expected = trained(X, y, epochs=1, batch_size=BATCH)
     _, history = trained(iter(Batches(X, y)), epochs=1)
-    same_history(history, expected)
+    assert_same_history(history, expected)
 
 
 def test_a_reiterable_and_a_function_give_the_in_memory_history(backend):
@@ -101,7 +101,7 @@ def test_a_reiterable_and_a_function_give_the_in_memory_history(backend):
     _, from_function = trained(lambda: iter(Batches(X, y)), backend=backend.name)
     _, from_list = trained(list(Batches(X, y)), backend=backend.name)
     for history in (from_class, from_function, from_list):
-        same_history(history, expected)
+        assert_same_history(history, expected)
 
 
 def test_a_zarr_array_gives_the_in_memory_history():
@@ -112,7 +112,7 @@ def test_a_zarr_array_gives_the_in_memory_history():
     zX[:], zy[:] = X, y
     net_expected, expected = trained(X, y, batch_size=BATCH)
     net, history = trained(zX, zy, batch_size=BATCH)
-    same_history(history, expected)
+    assert_same_history(history, expected)
     assert net.last_step == net_expected.last_step  # the step that in-memory batches take: compiled with Numba
     assert net.last_step.startswith("compiled step" if importlib.util.find_spec("numba") else "generic step")
 
@@ -122,7 +122,7 @@ def test_a_dask_array_gives_the_in_memory_history():
     X, y = data()
     _, expected = trained(X, y, batch_size=BATCH)
     _, history = trained(da.from_array(X, chunks=(50, 2)), da.from_array(y, chunks=110), batch_size=BATCH)
-    same_history(history, expected)
+    assert_same_history(history, expected)
 
 
 def test_any_array_read_by_slicing_streams_one_unit_at_a_time():
@@ -131,7 +131,7 @@ def test_any_array_read_by_slicing_streams_one_unit_at_a_time():
     disk = DiskArray(X)
     assert streams.is_chunked_array(disk) and not streams.is_chunked_array(X)
     _, history = trained(disk, y, batch_size=BATCH)
-    same_history(history, expected)
+    assert_same_history(history, expected)
     assert disk.reads == 3 * -(-ROWS // BATCH)  # one slice per batch: no chunks to align to
 
 
@@ -200,7 +200,7 @@ def test_shuffled_runs_with_one_seed_are_identical_and_differ_from_the_book_orde
         recorder = Recorder()
         _, history = trained(disk, y, batch_size=BATCH, shuffle=True, callbacks=[recorder])
         runs.append((history, recorder.rows))
-    same_history(runs[0][0], runs[1][0], 0)
+    assert_same_history(runs[0][0], runs[1][0], 0)
     assert runs[0][1] == runs[1][1]
     ordered = Recorder()
     trained(X, y, batch_size=BATCH, callbacks=[ordered])
