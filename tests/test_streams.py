@@ -14,6 +14,7 @@ import pytest
 import nnx
 from nnx.callbacks import Callback, ProgressBar
 from nnx.training import streams
+from tests.conftest import float64_or_skip
 from tests.helpers import spiral_classifier
 
 BATCH = 64
@@ -95,6 +96,7 @@ def test_a_generator_gives_the_in_memory_history():
 
 
 def test_a_reiterable_and_a_function_give_the_in_memory_history(backend):
+    float64_or_skip(backend)
     X, y = data()
     _, expected = trained(X, y, batch_size=BATCH, backend=backend.name)
     _, from_class = trained(Batches(X, y), backend=backend.name)
@@ -210,6 +212,7 @@ def test_shuffled_runs_with_one_seed_are_identical_and_differ_from_the_book_orde
 
 
 def test_shuffling_in_memory_permutes_rows_per_epoch_and_keeps_every_row(backend):
+    float64_or_skip(backend)
     X, y = data()
     seen = []
 
