@@ -184,25 +184,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.factory and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # `nnx` is a console script: find my_models.py here, as `python -m` would
     try:
-        if args.plot:
-            colormaps_or_none()  # matplotlib is there: checked before the trials, not after them
-            check_path(args.plot, f"{OWNER} --plot")
+        _check_plot(args)
         result = run(**options)
     except SweepInterrupted as interrupted:
         status = _report(interrupted.result, args)
         print(f"{interrupted}{f'; {args.csv} holds them' if args.csv else ''}", file=sys.stderr)
         return status or EXIT_INTERRUPTED
-    except (ValueError, TypeError, ImportError, OSError, backends.BackendUnavailableError) as error:
+    except USER_ERRORS as error:
         return _fail(error)
     return _report(result, args) or (EXIT_FAILED if result.failed else EXIT_OK)
+
+
+USER_ERRORS = (ValueError, TypeError, ImportError, OSError, backends.BackendUnavailableError)  # one line, status 1
+
+
+def _check_plot(args: argparse.Namespace) -> None:
+    """With --plot: matplotlib is there and the file can be written, checked before the trials, not after them."""
+    if args.plot:
+        colormaps_or_none()
+        check_path(args.plot, f"{OWNER} --plot")
 
 
 def _optuna(options: dict, args: argparse.Namespace) -> int:
     """``--optuna``: run the study, print the table and the best trial's ``examples/spiral.py`` command."""
     try:
-        if args.plot:
-            colormaps_or_none()
-            check_path(args.plot, f"{OWNER} --plot")
+        _check_plot(args)
         result = spiral_study(**options)
         if args.csv:
             result.to_csv(args.csv)
@@ -210,7 +216,7 @@ def _optuna(options: dict, args: argparse.Namespace) -> int:
         status = _report(interrupted.result, args)
         print(f"{interrupted}; run the same command again to resume", file=sys.stderr)
         return status or EXIT_INTERRUPTED
-    except (ValueError, TypeError, ImportError, OSError, backends.BackendUnavailableError) as error:
+    except USER_ERRORS as error:
         return _fail(error)
     status = _report(result, args)
     print(best_command(result, options["epochs"], options["dtype"]))
