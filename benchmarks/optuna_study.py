@@ -55,7 +55,7 @@ def main() -> None:
         return build(trial).train(X, y, epochs=args.epochs, verbose=0).final["loss"]
 
     warm = study()  # compile the kernels once, outside both timings
-    nnx.sweep.optimize(warm, build, X, y, n_trials=2, batch=2, epochs=2, objective="loss", progress=False)
+    nnx.sweep.optimize(warm, build, X, y, n_trials=8, batch=8, epochs=2, objective="loss", progress=False)
     warm.optimize(objective, n_trials=1)
 
     batched = study()

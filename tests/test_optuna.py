@@ -112,6 +112,18 @@ def test_every_trial_gets_the_value_it_gets_trained_alone(monkeypatch):
     assert result.best["value"] == study.best_value and result.objective == "val_loss"
 
 
+def test_without_a_pruner_the_intermediate_values_are_the_historys_at_each_report():
+    study = _study()
+    _enqueue(study, [0.01, 0.1])  # two of width 8: a stack
+    study.enqueue_trial({"lr": 0.2, "hidden": 16})  # alone
+    _optimize(study, n_trials=3, batch=3, report_every=5)
+    for trial in study.trials:
+        history = _alone(trial.params).history
+        assert sorted(trial.intermediate_values) == [5, 10, EPOCHS]
+        for epoch, value in trial.intermediate_values.items():
+            assert value == pytest.approx(history["val_loss"][epoch - 1], rel=TOLERANCE)
+
+
 @pytest.mark.integration
 def test_64_trials_in_batches_of_16_equal_each_trial_alone(monkeypatch):
     spy = StackSpy(monkeypatch)

@@ -84,8 +84,11 @@ def train_group(members: list[Member], X: Any, y: Any, validation_data: Any, set
                 verbose=0,
                 on_divergence="stop",
                 seed=settings.seed,
-                stop_models=pruning,
+                stop_models=pruning if settings.prune else None,
             )
+        if not settings.prune:  # no pruner: the reports come from the Histories, no hook ran per epoch
+            for trial, history in zip(pruning.trials, histories, strict=True):
+                pruning.report_after(trial, history)
         seconds = (time.perf_counter() - start + sum(member.seconds for member in members)) / len(members)
         return [
             _outcome(member.number, history, pruning.pruned.get(index), settings.objective, seconds)
@@ -95,7 +98,8 @@ def train_group(members: list[Member], X: Any, y: Any, validation_data: Any, set
 
 class Pruning:
     """`train_many`'s stop_models hook: every `report_every` epochs each model's trial reports its metric, and the
-    pruner's verdict stops it (never at the last epoch: a trial that got there is complete)."""
+    pruner's verdict stops it (never at the last epoch: a trial that got there is complete). Without a pruner the
+    stack runs without the hook, and `report_after` reports the same values from each History once it trained."""
 
     def __init__(self, trials: list, settings: TrainSettings):
         self.trials, self.settings = trials, settings
@@ -103,7 +107,7 @@ class Pruning:
 
     def __call__(self, epoch: int, metrics: list[dict]) -> list[int]:
         settings = self.settings
-        if settings.report is None or (epoch % settings.report_every and epoch != settings.epochs):
+        if settings.report is None or not self._reported(epoch):
             return []
         stops = []
         for values in metrics:
@@ -116,6 +120,17 @@ class Pruning:
                 stops.append(values["model"])
                 self.pruned[values["model"]] = epoch
         return stops
+
+    def report_after(self, trial, history: History) -> None:
+        """Report the trial's metric at the epochs the hook would have, read from its History."""
+        if self.settings.report is None:
+            return
+        for epoch, value in zip(history.epoch, history.history.get(self.settings.report, ()), strict=False):
+            if self._reported(epoch) and isinstance(value, float) and math.isfinite(value):
+                trial.report(value, epoch)
+
+    def _reported(self, epoch: int) -> bool:
+        return epoch % self.settings.report_every == 0 or epoch == self.settings.epochs
 
 
 class _PruningCallback(Callback):
@@ -142,7 +157,7 @@ def _alone(model: Model, data: tuple, settings: TrainSettings, pruning: Pruning)
         validation_data=validation_data,
         verbose=0,
         on_divergence="stop",
-        callbacks=[_PruningCallback(pruning)],
+        callbacks=[_PruningCallback(pruning)] if settings.prune else [],
     )
 
 
