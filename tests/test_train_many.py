@@ -332,6 +332,47 @@ def test_dropout_matches_solo_training_after_seeding_seed_plus_i(path, batch_siz
         assert_models_close(model, alone, EXACT, f"models[{index}]")
 
 
+def test_a_list_of_seeds_gives_each_model_its_own(path):
+    X, y = data()
+    models, seeds = dropout_grid(), [7, 7, 9]
+    options = {"epochs": 6, "batch_size": 50}
+    expected = []
+    for model, seed in zip(models, seeds, strict=True):
+        expected += train_solo([model], X, y, seed=seed, **options)[1]
+    histories = nnx.train_many(models, X, y, seed=seeds, verbose=0, **options)
+    path.check()
+    for index, (history, theirs) in enumerate(zip(histories, expected, strict=True)):
+        assert_histories_close(history, theirs, EXACT, f"models[{index}]")
+
+
+@pytest.mark.parametrize(
+    "seeds, error, match", [([1, 2], ValueError, "2 seeds for 3 models"), ([1, 2, -1], ValueError, r"seed\[2\]")]
+)
+def test_a_list_of_seeds_is_checked(seeds, error, match):
+    X, y = data()
+    with pytest.raises(error, match=match):
+        nnx.train_many(dropout_grid(), X, y, seed=seeds, verbose=0)
+
+
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_shuffle_takes_the_rows_in_model_trains_order(path, batch_size):
+    X, y = data()
+    models = [build(lambda r=rate: nnx.SGD(learning_rate=r, momentum=0.5), seed=i) for i, rate in enumerate((0.3, 1.0))]
+    expected = []
+    for model in models:
+        alone = copy.deepcopy(model)
+        nnx.seed(3)
+        expected.append(alone.train(X, y, epochs=5, batch_size=batch_size, shuffle=True, print_every=None))
+    nnx.seed(3)
+    histories = nnx.train_many(models, X, y, epochs=5, batch_size=batch_size, shuffle=True, verbose=0)
+    path.check()
+    for index, (history, theirs) in enumerate(zip(histories, expected, strict=True)):
+        assert_histories_close(history, theirs, EXACT, f"models[{index}]")
+    if batch_size is not None:  # the order matters: without shuffling the losses differ
+        unshuffled = nnx.train_many(copy.deepcopy(models), X, y, epochs=5, batch_size=batch_size, verbose=0)
+        assert unshuffled[0].history["loss"][-1] != histories[0].history["loss"][-1]
+
+
 def test_dropout_is_reproducible_with_the_same_seed(path):
     X, y = data()
     start = dropout_grid()

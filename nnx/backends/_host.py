@@ -116,10 +116,10 @@ def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str, stream=None)
     return kept / kept.dtype.type(keep)
 
 
-def seeded_streams(first_seed: int, count: int) -> list:
-    """`count` NumPy RandomState streams seeded `first_seed`, `first_seed` + 1, ...: stream i draws what NumPy's global
-    RNG draws after ``np.random.seed(first_seed + i)`` (``nnx.seed``)."""
-    return [np.random.RandomState(first_seed + index) for index in range(count)]
+def seeded_streams(seeds: list[int]) -> list:
+    """One NumPy RandomState stream per seed: stream i draws what NumPy's global RNG draws after
+    ``np.random.seed(seeds[i])`` (``nnx.seed``)."""
+    return [np.random.RandomState(seed) for seed in seeds]
 
 
 def stacked(arrays: list, shape: tuple[int, ...], dtype: str) -> np.ndarray:

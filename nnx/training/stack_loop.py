@@ -29,6 +29,7 @@ from nnx.training.stack_plan import OWNER, StackPlan, plan_stack
 from nnx.training.stack_records import Completed, StackRecords
 from nnx.training.stack_step import GenericStack, count_hits, export, stack_step
 from nnx.training.stack_stops import StopModels, asked_stops, checked_hook, live_metrics
+from nnx.training.streams import draw_seed, permuted
 
 MEMORY_BUDGET = 1 << 30  # bytes a stack may use by default; larger stacks run in chunks, one after another
 
@@ -44,7 +45,8 @@ def train_many(
     print_every: int | str | None = "auto",
     verbose: int | None = None,
     on_divergence: str = "stop",
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
+    shuffle: bool = False,
     memory_budget: int | None = None,
     tensorboard: FilePath | None = None,
     stop_models: StopModels | None = None,
@@ -81,8 +83,11 @@ def train_many(
             nothing left to train; here one diverged setting of many (a high learning rate in a search) is a result,
             not a reason to stop the rest.
         seed: model i draws its dropout masks from a NumPy stream seeded ``seed + i``: the masks a solo
-            ``nnx.seed(seed + i); model.train(...)`` draws on the NumPy backends. None draws the seed from NumPy's
-            global RNG (so `nnx.seed` makes runs repeatable).
+            ``nnx.seed(seed + i); model.train(...)`` draws on the NumPy backends. A list gives each model its own
+            seed. None draws the seed from NumPy's global RNG (so `nnx.seed` makes runs repeatable).
+        shuffle: whether each epoch takes the rows in a new order, the same for every model: the order
+            ``model.train(shuffle=True)`` takes, from one seed drawn from NumPy's global RNG (after the dropout
+            seed, when that is drawn too).
         memory_budget: bytes a stack may use, an integer >= 1; larger stacks train in chunks, one after another.
             None is 1 GiB.
         tensorboard: a folder that gets one TensorBoard run per model after training (also when an error or Ctrl-C
@@ -119,7 +124,8 @@ def train_many(
     first = plan.models[0]
     X, y = _data(first, X, y, "training")
     validation = None if validation_data is None else _validation(first, validation_data)
-    seed = _first_seed(seed, plan)
+    seeds = _model_seeds(seed, plan)
+    order = draw_seed() if _checks.boolean(shuffle, "shuffle", OWNER) else None
     runs = None if tensorboard is None else runs_folder(tensorboard, f"{OWNER} tensorboard")
     _check_finite_start(plan)
     with contextlib.ExitStack() as locks:
@@ -130,7 +136,8 @@ def train_many(
                 model.accuracy.init(y)
         if plan.program.head != SOFTMAX_CROSSENTROPY:
             plan = plan_stack(plan.models)  # again: the regression accuracy's precision is known now
-        run = _Settings(epochs, batch_size, validation, action, seed, StackProgress(verbose, every), stop_models)
+        progress = StackProgress(verbose, every)
+        run = _Settings(epochs, batch_size, validation, action, seeds, progress, stop_models, order)
         chunks = _chunks(
             len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
         )
@@ -205,9 +212,10 @@ class _Settings:
     batch_size: int | None
     validation: tuple | None
     action: str
-    seed: int | None
+    seeds: list[int] | None  # each model's dropout seed, None without dropout
     progress: StackProgress
     stop_models: StopModels | None = None
+    order: int | None = None  # the shuffling seed, None without shuffling
 
 
 def _data(model: Any, X: Any, y: Any, what: str) -> tuple:
@@ -226,18 +234,25 @@ def _print_every(print_every: Any, epochs: int) -> int | None:
     return _checks.positive_int(print_every, "print_every", OWNER)
 
 
-def _first_seed(seed: Any, plan: StackPlan) -> int | None:
-    """The seed of model 0's dropout stream (model i's is seed + i), or None when no model has dropout."""
+def _model_seeds(seed: Any, plan: StackPlan) -> list[int] | None:
+    """Each model's dropout seed (a list's, else seed + i), or None when no model has dropout."""
+    count = len(plan.models)
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != count:
+            raise ValueError(f"{OWNER} got {len(seed)} seeds for {count} models; pass one seed per model, or one int")
+        seeds = [checked_seed(value, f"{OWNER} seed[{index}]") for index, value in enumerate(seed)]
+        return seeds if plan.program.dropout_keep else None
     if seed is not None:
         seed = checked_seed(seed, f"{OWNER} seed")
-        if seed + len(plan.models) > SEED_LIMIT:
+        if seed + count > SEED_LIMIT:
             raise ValueError(
-                f"{OWNER} seed must leave room for one seed per model below 2**32, got {seed} for "
-                f"{len(plan.models)} models; pass a smaller seed"
+                f"{OWNER} seed must leave room for one seed per model below 2**32, got {seed} for {count} models; "
+                f"pass a smaller seed"
             )
     if not plan.program.dropout_keep:
-        return seed
-    return _host.drawn_seed(SEED_LIMIT - len(plan.models)) if seed is None else seed
+        return None
+    first = _host.drawn_seed(SEED_LIMIT - count) if seed is None else seed
+    return [first + index for index in range(count)]
 
 
 def _chunks(n_models: int, bytes_per_model: int, budget: int) -> list[list[int]]:
@@ -278,11 +293,12 @@ def _epochs(plan: StackPlan, stack: GenericStack, records: StackRecords, X, targ
     """Run the epochs, each completed one kept as `records.completed` (replaced in one step: an error between
     two steps finds the last completed epoch whole)."""
     members = list(range(len(plan.models)))  # stack positions -> positions in `plan`
-    streams = None if run.seed is None else _host.seeded_streams(run.seed + records.chunk[0], len(members))
+    streams = None if run.seeds is None else _host.seeded_streams([run.seeds[index] for index in records.chunk])
     n_samples = X.shape[0]
     for epoch in range(1, run.epochs + 1):
         loss_sum = correct = reg_loss = 0
-        for X_batch, y_batch in _batches(X, targets, run.batch_size):
+        ordered = (X, targets) if run.order is None else permuted(plan.models[0], X, targets, run.order, epoch)
+        for X_batch, y_batch in _batches(*ordered, run.batch_size):
             masks = _masks(stack, plan, members, streams, X_batch.shape[0])
             step_loss, step_correct, reg_loss = stack.step(X_batch, y_batch, masks)
             loss_sum, correct = loss_sum + step_loss, correct + step_correct
