@@ -1,7 +1,8 @@
 """nnx: the network of *Neural Networks from Scratch* on any array backend (NumPy, CuPy, Array API).
 
 The book's classes are here under short names (`nnx.Dense`, `nnx.ReLU`, `nnx.Model`, ...); `nnx.nnfs` has them
-under the book's own names (`Layer_Dense`, ...). `nnx.plot`, `nnx.recipes` and `nnx.sweep` load on first use.
+under the book's own names (`Layer_Dense`, ...). `nnx.plot`, `nnx.recipes`, `nnx.sklearn` and `nnx.sweep` load on
+first use.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
 from nnx.training import train_many
 
 # imported on first use: matplotlib, Dask and the testing kit stay unloaded until then
-LAZY_MODULES = ("plot", "recipes", "sweep", "testing")
+LAZY_MODULES = ("plot", "recipes", "sklearn", "sweep", "testing")
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -31,7 +31,7 @@ LEVELS = [
     ("nnx.training",),
     ("nnx.model",),  # the Model and its parts (checks, evaluation, summary): nothing below imports them
     ("nnx.plot", "nnx.recipes", "nnx.nnfs", "nnx.testing"),
-    ("nnx.sweep",),
+    ("nnx.sweep", "nnx.sklearn"),
     ("nnx.cli", "nnx.__main__", "nnx"),
 ]
 

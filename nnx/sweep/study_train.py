@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nnx import backends
-from nnx.callbacks.base import Callback, Run
 from nnx.callbacks.history import History
 from nnx.model import Model
 from nnx.sweep.trials import TRIAL_LOCK, divergence_error
 from nnx.training import train_many
+from nnx.training.stack_stops import StopHook
 
 OPTIMIZE = "nnx.sweep.optimize"  # every message of a study starts with it
 METRIC_OBJECTIVES = {"loss": "minimize", "val_loss": "minimize", "accuracy": "maximize", "val_accuracy": "maximize"}
@@ -133,20 +133,6 @@ class Pruning:
         return epoch % self.settings.report_every == 0 or epoch == self.settings.epochs
 
 
-class _PruningCallback(Callback):
-    """The same reports and pruning for a model trained alone: `run.stop` ends it after the epoch."""
-
-    def __init__(self, pruning: Pruning):
-        self.pruning = pruning
-
-    def on_epoch_end(self, run: Run) -> None:
-        if self.pruning.settings.report is None:
-            return
-        values = {"model": 0, **run.host_metrics(), **run.logs}
-        if self.pruning(run.epoch, [values]):
-            run.stop = True
-
-
 def _alone(model: Model, data: tuple, settings: TrainSettings, pruning: Pruning) -> History:
     X, y, validation_data = data
     return model.train(
@@ -157,7 +143,7 @@ def _alone(model: Model, data: tuple, settings: TrainSettings, pruning: Pruning)
         validation_data=validation_data,
         verbose=0,
         on_divergence="stop",
-        callbacks=[_PruningCallback(pruning)] if settings.prune else [],
+        callbacks=[StopHook(pruning)] if settings.prune else [],
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from nnx import _checks
+from nnx.callbacks.base import Callback, Run
 from nnx.training.stack_plan import OWNER
 
 StopModels = Callable[[int, list[dict]], Iterable[int]]
@@ -62,3 +63,21 @@ def asked_stops(stop_models: StopModels, epoch: int, metrics: list[dict]) -> lis
             )
         positions.add(where[index])
     return sorted(positions)
+
+
+class StopHook(Callback):
+    """A ``stop_models`` hook for one model trained alone with `Model.train`: after each epoch the hook sees the
+    model's metrics (validation ones included) as model 0, and naming it ends the run after that epoch.
+
+    Args:
+        stop_models: the hook, as `train_many` takes it.
+    """
+
+    def __init__(self, stop_models: StopModels):
+        self.stop_models = stop_models
+
+    def on_epoch_end(self, run: Run) -> None:
+        """Ask the hook about this epoch; stop the run when it names the model."""
+        values = {"model": 0, **run.host_metrics(), **run.logs}
+        if asked_stops(self.stop_models, run.epoch, [values]):
+            run.stop = True

@@ -1,0 +1,12 @@
+"""nnx in scikit-learn: `NNXClassifier` and `NNXRegressor` (estimators that pass scikit-learn's own checks) and
+`StackedSearchCV` (a grid search that trains the candidates of each split as stacks). Needs the ``sklearn`` extra."""
+
+from __future__ import annotations
+
+from nnx import _checks
+
+_checks.extra_module("sklearn", 'nnx.sklearn needs scikit-learn; install it: pip install "nnx-nnfs[sklearn]"')
+
+from nnx.sklearn.estimators import NNXClassifier, NNXEstimator, NNXRegressor  # noqa: E402  (after the check)
+
+__all__ = ["NNXClassifier", "NNXEstimator", "NNXRegressor"]
