@@ -171,7 +171,7 @@ class NNXEstimator(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=FLOATS)
         model = self.model_
-        X = np.require(X, dtype=model.trainable_layers[0].dtype, requirements=["C"])
+        X = np.require(X, dtype=dtype_name(model.trainable_layers[0].dtype), requirements=["C"])
         return model.backend.to_numpy(model.predict(X)).astype("float64")
 
     def __sklearn_tags__(self) -> Any:
@@ -276,7 +276,7 @@ class NNXEstimator(BaseEstimator):
             dtype = network.dtype or dtype_name(X.dtype)
             network = Network(**{**network.__dict__, "dtype": dtype})
             model = built(lambda: self._new_model(network, X.shape[1]), weights_seed)
-        X = np.require(X, dtype=model.trainable_layers[0].dtype, requirements=["C"])
+        X = np.require(X, dtype=dtype_name(model.trainable_layers[0].dtype), requirements=["C"])
         fraction = self.validation_fraction if self.early_stopping and not partial else None
         X, targets, validation = split(X, targets, fraction, order_seed, self._is_classifier())
         batch_size = None if self.batch_size is None else min(self.batch_size, X.shape[0])

@@ -107,37 +107,36 @@ class Network:
     def completed(self, model: Model) -> Model:
         """`model` with the parts it lacks (loss, optimizer, accuracy) set from the parameters, finalized."""
         parts = {}
+        backend = model.backend  # a model of your own may be on its own backend
         if model.loss is None:
-            parts["loss"] = self._loss()
+            parts["loss"] = self._loss(backend)
         if model.optimizer is None:
-            parts["optimizer"] = self._optimizer()
+            parts["optimizer"] = self._optimizer(backend)
         if model.accuracy is None:
-            parts["accuracy"] = (
-                Regression() if self.output == "linear" else Categorical(binary=self.output == "sigmoid")
-            )
+            parts["accuracy"] = self._accuracy(backend)
         if parts:
             model.set(**parts)
         if not model.finalized:
             model.finalize()
         return model
 
-    def _accuracy(self) -> Any:
+    def _accuracy(self, backend: Any) -> Any:
         if self.output == "linear":
-            return Regression(xp=self.backend)
-        return Categorical(binary=self.output == "sigmoid", xp=self.backend)
+            return Regression(xp=backend)
+        return Categorical(binary=self.output == "sigmoid", xp=backend)
 
-    def _loss(self) -> Any:
+    def _loss(self, backend: Any) -> Any:
         if self.output == "softmax":
-            return CategoricalCrossentropy(xp=self.backend)
+            return CategoricalCrossentropy(xp=backend)
         if self.output == "sigmoid" and self.loss == "crossentropy":
-            return BinaryCrossentropy(xp=self.backend)
-        return LOSSES[self.loss](xp=self.backend)
+            return BinaryCrossentropy(xp=backend)
+        return LOSSES[self.loss](xp=backend)
 
-    def _optimizer(self) -> Any:
+    def _optimizer(self, backend: Any) -> Any:
         kind = OPTIMIZERS[self.optimizer]
         if kind is SGD:
-            return SGD(self.learning_rate, self.decay, self.momentum, xp=self.backend)
-        return kind(self.learning_rate, self.decay, xp=self.backend)
+            return SGD(self.learning_rate, self.decay, self.momentum, xp=backend)
+        return kind(self.learning_rate, self.decay, xp=backend)
 
 
 def split(X: Any, y: Any, fraction: float | None, seed: int, stratify: bool) -> tuple[Any, Any, tuple | None]:

@@ -1,0 +1,312 @@
+"""`StackedSearchCV`: `GridSearchCV`'s interface and results, with the candidates of each split that share an
+architecture (and their data, epochs and batching) trained as one `train_many` stack instead of one by one."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
+from sklearn.exceptions import FitFailedWarning
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.utils import _safe_indexing, indexable
+from sklearn.utils.validation import check_is_fitted
+
+from nnx import _checks
+from nnx.sklearn.estimators import NNXEstimator
+from nnx.sklearn.fits import Fit, SEED_RANGE, train_fits
+from nnx.training import plan_stack
+
+OWNER = "StackedSearchCV"
+
+
+class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
+    """An exhaustive search over a parameter grid with cross-validation, as `sklearn.model_selection.GridSearchCV`
+    does it, for an `NNXClassifier` or `NNXRegressor`: in each split, the candidates whose networks share a
+    structure (layers and widths, head, optimizer class, dtype) and their training settings (epochs, batch size,
+    shuffling, early stopping) train together as one `nnx.train_many` stack. Every candidate ends as its own `fit`
+    would leave it, so `cv_results_` holds the numbers `GridSearchCV` gives on the same grid.
+
+    With ``random_state=None`` on the estimator, one seed is drawn for the whole search (from NumPy's global RNG),
+    so that every candidate takes its batches in one order and can stack; give an int to repeat a search.
+
+    Args:
+        estimator: an `NNXClassifier` or `NNXRegressor`.
+        param_grid: a dict of parameter names to lists of values, or a list of such dicts.
+        scoring: one scorer: None for the estimator's `score`, a name ("accuracy", "neg_mean_squared_error", ...)
+            or a callable ``scorer(estimator, X, y)``.
+        cv: as `GridSearchCV` takes it: None for 5 folds (stratified for a classifier), an int, a splitter or an
+            iterable of (train, test) index pairs.
+        refit: whether to fit `best_estimator_` on the whole data with the best parameters.
+        return_train_score: whether `cv_results_` holds the training scores too.
+        error_score: the score of a candidate whose fit fails (a divergence, a bad parameter), with a
+            FitFailedWarning; "raise" raises the error instead.
+        verbose: 0 silent; 1 one line per stack; 2 also the stacks' progress lines.
+
+    Attributes:
+        cv_results_: `GridSearchCV`'s dict: params, param_<name>, split<k>_test_score, mean/std/rank_test_score,
+            mean/std fit and score times (a stack's time shared by its members), and train scores on request.
+        best_index_, best_params_, best_score_: the candidate ranked first (by mean test score).
+        best_estimator_: the estimator refitted with `best_params_` (with refit=True).
+        refit_time_: the seconds that refit took.
+        n_splits_: the number of splits.
+        scorer_: the scorer used.
+        n_stacks_: how many stacks the search trained (one per group of candidates per split).
+    """
+
+    def __init__(
+        self,
+        estimator: NNXEstimator,
+        param_grid: dict | list[dict],
+        *,
+        scoring: Any = None,
+        cv: Any = None,
+        refit: bool = True,
+        return_train_score: bool = False,
+        error_score: Any = np.nan,
+        verbose: int = 0,
+    ) -> None:
+        self.estimator = estimator
+        self.param_grid = param_grid
+        self.scoring = scoring
+        self.cv = cv
+        self.refit = refit
+        self.return_train_score = return_train_score
+        self.error_score = error_score
+        self.verbose = verbose
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> StackedSearchCV:
+        """Score every candidate on every split, rank them, and refit the best.
+
+        Args:
+            X: the samples, as the estimator's `fit` takes them.
+            y: the targets.
+            groups: group labels for a group splitter (GroupKFold, ...); None otherwise.
+
+        Returns:
+            The fitted search.
+        """
+        base = self._base()
+        candidates = list(ParameterGrid(self.param_grid))
+        scorer = check_scoring(base, scoring=self.scoring)
+        X, y, groups = indexable(X, y, groups)
+        splits = list(check_cv(self.cv, y, classifier=is_classifier(base)).split(X, y, groups))
+        scores = _Scores(len(candidates), len(splits), self.return_train_score)
+        self.n_stacks_ = 0
+        for split_index, (train, test) in enumerate(splits):
+            data = (
+                _safe_indexing(X, train),
+                _safe_indexing(y, train),
+                _safe_indexing(X, test),
+                _safe_indexing(y, test),
+            )
+            self._search_split(base, candidates, data, scorer, scores.of_split(split_index))
+        self.cv_results_ = scores.results(candidates)
+        self.n_splits_, self.scorer_ = len(splits), scorer
+        self.best_index_ = int(np.argmin(self.cv_results_["rank_test_score"]))
+        self.best_params_ = candidates[self.best_index_]
+        self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
+        if self.refit:
+            start = time.perf_counter()
+            self.best_estimator_ = clone(base).set_params(**self.best_params_).fit(X, y)
+            self.refit_time_ = time.perf_counter() - start
+        return self
+
+    def _base(self) -> NNXEstimator:
+        if not isinstance(self.estimator, NNXEstimator):
+            raise TypeError(
+                f"{OWNER} searches an NNXClassifier or NNXRegressor, got {_checks.describe(self.estimator)}; for "
+                f"other estimators use sklearn.model_selection.GridSearchCV"
+            )
+        base = clone(self.estimator)
+        if base.random_state is None:  # one seed for every candidate: one order of batches, so they can stack
+            base.set_params(random_state=int(np.random.randint(0, SEED_RANGE)))
+        return base
+
+    def _search_split(self, base: NNXEstimator, candidates: list[dict], data: tuple, scorer: Any, out: Any) -> None:
+        X_train, y_train, X_test, y_test = data
+        prepared: list[tuple[int, NNXEstimator, Fit]] = []
+        for index, params in enumerate(candidates):
+            estimator = clone(base).set_params(**params)
+            try:
+                prepared.append((index, estimator, estimator._prepared_fit(X_train, y_train)))
+            except Exception as error:  # a bad candidate fails alone, as in GridSearchCV
+                out.failed(index, self._failure(error, params))
+        for group in _stacks(prepared):
+            self.n_stacks_ += 1
+            start = time.perf_counter()
+            histories = train_fits([fit for _, _, fit in group], on_divergence=self._on_divergence())
+            seconds = (time.perf_counter() - start) / len(group)
+            if self.verbose:
+                print(f"{OWNER}: a stack of {len(group)} candidates trained in {seconds * len(group):.2f} s")
+            for (index, estimator, fit), history in zip(group, histories, strict=True):
+                if history.final.get("diverged"):
+                    error = ValueError(f"training diverged at epoch {history.final.get('epoch')}")
+                    out.failed(index, self._failure(error, candidates[index]), seconds)
+                    continue
+                estimator._fitted(fit, history)
+                out.scored(index, seconds, lambda e=estimator, X=X_test, y=y_test: scorer(e, X, y))
+                if self.return_train_score:
+                    out.train_score(index, scorer(estimator, X_train, y_train))
+
+    def _on_divergence(self) -> str:
+        return "raise" if self.error_score == "raise" else "stop"
+
+    def _failure(self, error: Exception, params: dict) -> float:
+        if self.error_score == "raise":
+            raise error
+        warnings.warn(
+            f"{OWNER}: the fit with {params} failed and scores error_score={self.error_score!r}: "
+            f"{type(error).__name__}: {error}",
+            FitFailedWarning,
+            stacklevel=3,
+        )
+        return float(self.error_score)
+
+    # The best estimator's methods -------------------------------------------------------------------------------
+
+    def predict(self, X: Any) -> Any:
+        """`best_estimator_.predict(X)`.
+
+        Args:
+            X: the samples.
+
+        Returns:
+            The predictions.
+        """
+        return self._best().predict(X)
+
+    def predict_proba(self, X: Any) -> Any:
+        """`best_estimator_.predict_proba(X)` (a classifier).
+
+        Args:
+            X: the samples.
+
+        Returns:
+            The class probabilities.
+        """
+        return self._best().predict_proba(X)
+
+    def score(self, X: Any, y: Any) -> float:
+        """The scorer's value for `best_estimator_` on (X, y).
+
+        Args:
+            X: the samples.
+            y: their targets.
+
+        Returns:
+            The score.
+        """
+        return float(self.scorer_(self._best(), X, y))
+
+    @property
+    def classes_(self) -> Any:
+        """The best estimator's class labels."""
+        return self._best().classes_
+
+    def _best(self) -> NNXEstimator:
+        check_is_fitted(self, "cv_results_")
+        if not self.refit:
+            raise AttributeError(f"{OWNER} was created with refit=False: it has no best_estimator_ to predict with")
+        return self.best_estimator_
+
+
+def _stacks(prepared: list[tuple[int, NNXEstimator, Fit]]) -> Iterator[list[tuple[int, NNXEstimator, Fit]]]:
+    """The prepared candidates in groups that train as one stack: the same `Fit.shared()` and one structure."""
+    groups: list[list[tuple[int, NNXEstimator, Fit]]] = []
+    for member in prepared:
+        for group in groups:
+            first = group[0][2]
+            if first.shared() == member[2].shared() and _one_structure(first, member[2]):
+                group.append(member)
+                break
+        else:
+            groups.append([member])
+    yield from groups
+
+
+def _one_structure(first: Fit, other: Fit) -> bool:
+    try:
+        plan_stack([first.model, other.model])
+    except Exception:  # not one structure, or models train_many cannot run
+        return False
+    return True
+
+
+class _Scores:
+    """Every candidate's scores and times on every split, and `cv_results_` made from them as GridSearchCV makes
+    it."""
+
+    def __init__(self, n_candidates: int, n_splits: int, train: bool):
+        shape = (n_candidates, n_splits)
+        self.test, self.fit_time, self.score_time = np.full(shape, np.nan), np.zeros(shape), np.zeros(shape)
+        self.train = np.full(shape, np.nan) if train else None
+        self.split = 0
+
+    def of_split(self, split: int) -> _Scores:
+        self.split = split
+        return self
+
+    def failed(self, index: int, score: float, seconds: float = 0.0) -> None:
+        self.test[index, self.split] = score
+        self.fit_time[index, self.split] = seconds
+        if self.train is not None:
+            self.train[index, self.split] = score
+
+    def scored(self, index: int, seconds: float, score: Any) -> None:
+        start = time.perf_counter()
+        self.test[index, self.split] = score()
+        self.score_time[index, self.split] = time.perf_counter() - start
+        self.fit_time[index, self.split] = seconds
+
+    def train_score(self, index: int, score: float) -> None:
+        if self.train is not None:
+            self.train[index, self.split] = score
+
+    def results(self, candidates: list[dict]) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for name, values in (("fit_time", self.fit_time), ("score_time", self.score_time)):
+            results[f"mean_{name}"], results[f"std_{name}"] = values.mean(axis=1), values.std(axis=1)
+        results.update(_param_columns(candidates))
+        results["params"] = candidates
+        for kind, values in (("test", self.test), ("train", self.train)):
+            if values is None:
+                continue
+            for split in range(values.shape[1]):
+                results[f"split{split}_{kind}_score"] = values[:, split]
+            results[f"mean_{kind}_score"], results[f"std_{kind}_score"] = values.mean(axis=1), values.std(axis=1)
+            if kind == "test":
+                results["rank_test_score"] = _ranks(results["mean_test_score"])
+        return results
+
+
+def _ranks(means: Any) -> Any:
+    """Ranks as GridSearchCV gives them: 1 is best, ties share the lowest rank, NaN ranks last."""
+    if np.isnan(means).all():
+        return np.ones(len(means), dtype=np.int32)
+    filled = np.nan_to_num(means, nan=np.nanmin(means) - 1)
+    return rankdata(-filled, method="min").astype(np.int32)
+
+
+def _param_columns(candidates: list[dict]) -> dict[str, Any]:
+    """A masked "param_<name>" column per parameter (masked where a candidate lacks it), typed as its values."""
+    names = sorted({name for params in candidates for name in params})
+    columns = {}
+    for name in names:
+        values = [params[name] for params in candidates if name in params]
+        try:
+            typed = np.array(values)
+            dtype = typed.dtype if typed.dtype.kind not in "UO" and typed.ndim == 1 else np.dtype(object)
+        except ValueError:
+            dtype = np.dtype(object)
+        column = np.ma.MaskedArray(np.empty(len(candidates), dtype=dtype), mask=True)
+        for index, params in enumerate(candidates):
+            if name in params:
+                column[index] = params[name]
+        columns[f"param_{name}"] = column
+    return columns
