@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from nnx import _checks
 from nnx.sklearn.estimators import NNXEstimator
-from nnx.sklearn.fits import Fit, SEED_RANGE, train_fits
+from nnx.sklearn.fits import SEED_RANGE, Fit, train_fits
 from nnx.training import plan_stack
 
 OWNER = "StackedSearchCV"
@@ -146,8 +146,8 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
                 print(f"{OWNER}: a stack of {len(group)} candidates trained in {seconds * len(group):.2f} s")
             for (index, estimator, fit), history in zip(group, histories, strict=True):
                 if history.final.get("diverged"):
-                    error = ValueError(f"training diverged at epoch {history.final.get('epoch')}")
-                    out.failed(index, self._failure(error, candidates[index]), seconds)
+                    diverged = ValueError(f"training diverged at epoch {history.final.get('epoch')}")
+                    out.failed(index, self._failure(diverged, candidates[index]), seconds)
                     continue
                 estimator._fitted(fit, history)
                 out.scored(index, seconds, lambda e=estimator, X=X_test, y=y_test: scorer(e, X, y))
@@ -270,11 +270,12 @@ class _Scores:
 
     def results(self, candidates: list[dict]) -> dict[str, Any]:
         results: dict[str, Any] = {}
-        for name, values in (("fit_time", self.fit_time), ("score_time", self.score_time)):
-            results[f"mean_{name}"], results[f"std_{name}"] = values.mean(axis=1), values.std(axis=1)
+        for name, times in (("fit_time", self.fit_time), ("score_time", self.score_time)):
+            results[f"mean_{name}"], results[f"std_{name}"] = times.mean(axis=1), times.std(axis=1)
         results.update(_param_columns(candidates))
         results["params"] = candidates
-        for kind, values in (("test", self.test), ("train", self.train)):
+        kinds: list[tuple[str, Any]] = [("test", self.test), ("train", self.train)]
+        for kind, values in kinds:
             if values is None:
                 continue
             for split in range(values.shape[1]):
