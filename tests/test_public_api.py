@@ -28,6 +28,7 @@ PUBLIC_MODULES = [
     "nnx.optimizers",
     "nnx.plot",
     "nnx.recipes",
+    "nnx.sklearn",
     "nnx.sweep",
     "nnx.testing",
     "nnx.training",
@@ -41,6 +42,8 @@ NOTHING_RETURNED = (None, type(None), "None")
 def _module(name: str):
     if name == "nnx.plot":
         pytest.importorskip("matplotlib")
+    if name == "nnx.sklearn":
+        pytest.importorskip("sklearn")
     return importlib.import_module(name)
 
 

@@ -7,7 +7,7 @@ from nnx import _checks
 
 _checks.extra_module("sklearn", 'nnx.sklearn needs scikit-learn; install it: pip install "nnx-nnfs[sklearn]"')
 
-from nnx.sklearn.estimators import NNXClassifier, NNXEstimator, NNXRegressor  # noqa: E402  (after the check)
+from nnx.sklearn.estimators import NNXClassifier, NNXRegressor  # noqa: E402  (after the check)
 from nnx.sklearn.search import StackedSearchCV  # noqa: E402
 
-__all__ = ["NNXClassifier", "NNXEstimator", "NNXRegressor", "StackedSearchCV"]
+__all__ = ["NNXClassifier", "NNXRegressor", "StackedSearchCV"]

@@ -18,7 +18,7 @@ from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.validation import check_is_fitted
 
 from nnx import _checks
-from nnx.sklearn.estimators import NNXEstimator
+from nnx.sklearn.base import NNXEstimator
 from nnx.sklearn.fits import SEED_RANGE, Fit, train_fits
 from nnx.training import plan_stack
 
