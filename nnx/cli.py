@@ -34,6 +34,9 @@ LIBRARIES = (
     ("onnxruntime", "onnxruntime"),
     ("tensorboardX", "tensorboardX"),
     ("MLflow", ("mlflow", "mlflow-skinny")),
+    ("Optuna", "optuna"),
+    ("Zarr", "zarr"),
+    ("scikit-learn", "scikit-learn"),
 )
 
 
