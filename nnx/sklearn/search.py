@@ -33,7 +33,8 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
     would leave it, so `cv_results_` holds the numbers `GridSearchCV` gives on the same grid.
 
     With ``random_state=None`` on the estimator, one seed is drawn for the whole search (from NumPy's global RNG),
-    so that every candidate takes its batches in one order and can stack; give an int to repeat a search.
+    so that every candidate takes its batches in one order and can stack; give an int to repeat a search. There is
+    no `n_jobs`: a stack already trains its models on every core (NumPy backend with the ``fast`` extra).
 
     Args:
         estimator: an `NNXClassifier` or `NNXRegressor`.
@@ -46,7 +47,8 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         return_train_score: whether `cv_results_` holds the training scores too.
         error_score: the score of a candidate whose fit fails (a divergence, a bad parameter), with a
             FitFailedWarning; "raise" raises the error instead.
-        verbose: 0 silent; 1 one line per stack; 2 also the stacks' progress lines.
+        verbose: 0 silent; 1 or more prints one line per stack trained (the estimator's own `verbose` shows
+            each stack's progress).
 
     Attributes:
         cv_results_: `GridSearchCV`'s dict: params, param_<name>, split<k>_test_score, mean/std/rank_test_score,
