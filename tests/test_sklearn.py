@@ -150,10 +150,49 @@ def test_your_own_model_builder_gets_the_sizes_and_missing_parts():
             model.add(layer)
         return model
 
-    model = _classifier(model=build).fit(X, Y)
+    model = NNXClassifier(model=build, epochs=3, random_state=0).fit(X, Y)
     assert seen == [(64, 10)] and isinstance(model.model_.optimizer, nnx.Adam)
     with pytest.raises(TypeError, match=r"model\(64, 10\) must return an nnx.Model"):
-        _classifier(model=lambda n_features, n_outputs: "a model").fit(X, Y)
+        NNXClassifier(model=lambda n_features, n_outputs: "a model").fit(X, Y)
+
+
+def _own(n_inputs=None, n_outputs=None, head=nnx.Softmax):
+    def build(n_features, outputs):
+        model = nnx.Model()
+        layers = (nnx.Dense(n_inputs or n_features, 8), nnx.ReLU(), nnx.Dense(8, n_outputs or outputs), head())
+        for layer in layers:
+            model.add(layer)
+        return model
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"model": _own(n_outputs=12)}, r"model\(64, 10\): the last Dense layer has 12 neurons; make it n_outputs=10"),
+        ({"model": _own(n_inputs=65)}, r"the first Dense layer takes 65 inputs; make it 64"),
+        ({"model": _own(head=nnx.Linear)}, r"output='softmax' needs a Softmax last layer, got Linear"),
+        ({"model": _own(), "dropout": 0.2}, "dropout describe the built-in network, which model= replaces"),
+        ({"model": _own(), "dtype": "float64"}, "dtype='float64' but the model's layers compute in"),
+    ],
+)
+def test_your_own_model_is_checked_against_the_data(params, match):
+    with pytest.raises(ValueError, match=match):
+        NNXClassifier(epochs=1, **params).fit(X, Y)
+
+
+def test_a_warm_start_keeps_the_features_the_classes_and_the_structure():
+    model = _classifier(warm_start=True, epochs=2).fit(X, Y)
+    with pytest.raises(ValueError, match="X has 10 features, but NNXClassifier is expecting 64 features"):
+        model.fit(X[:, :10], Y)
+    with pytest.raises(ValueError, match=r"does not have the classes \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]"):
+        model.fit(X, Y % 2)
+    with pytest.raises(ValueError, match=r"built with hidden_layer_sizes=\(16,\), but hidden_layer_sizes is now"):
+        model.set_params(hidden_layer_sizes=(8,)).fit(X, Y)
+    model.set_params(hidden_layer_sizes=(16,), learning_rate=0.002).fit(X, Y)  # a new rate is taken
+    assert model.model_.optimizer.learning_rate == 0.002 and model.n_iter_ == 4
+    assert model.predict(X).shape == (len(X),)  # still usable after the refusals
 
 
 @pytest.mark.parametrize(
@@ -180,9 +219,24 @@ def test_sample_weight_is_refused_with_the_reason():
         _classifier().fit(X, Y, sample_weight=np.ones(len(Y)))
 
 
-def test_a_diverging_fit_raises():
-    with pytest.raises(nnx.DivergenceError):
+def test_a_diverging_fit_raises_naming_the_estimator():
+    with pytest.raises(nnx.DivergenceError, match=r"NNXClassifier.fit: .*diverged.* Lower learning_rate"):
         _classifier(learning_rate=1e38, optimizer="sgd").fit(X, Y)
+
+
+def test_an_unknown_backend_is_named_with_the_estimator():
+    with pytest.raises(ValueError, match="NNXClassifier backend='nope': unknown backend 'nope'"):
+        _classifier(backend="nope").fit(X, Y)
+
+
+def test_a_sigmoid_regressor_refuses_targets_outside_zero_and_one():
+    with pytest.raises(ValueError, match=r"output='sigmoid' predicts values in \(0, 1\), but y ranges over"):
+        NNXRegressor(output="sigmoid", epochs=1).fit(X, X[:, 3] * 10)
+
+
+def test_hidden_layer_sizes_may_be_an_array_and_verbose_a_bool():
+    model = _classifier(hidden_layer_sizes=np.array([12, 6]), verbose=False, epochs=1).fit(X, Y)
+    assert [layer.n_neurons for layer in model.model_.trainable_layers] == [12, 6, 10]
 
 
 # StackedSearchCV --------------------------------------------------------------------------------------------------

@@ -10,13 +10,31 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from nnx import _checks
+from nnx import _checks, backends
+from nnx.backends import BackendUnavailableError
 from nnx.backends._host import dtype_name
 from nnx.callbacks.history import History
+from nnx.errors import DivergenceError
 from nnx.model import Model
-from nnx.sklearn.fits import ACTIVATIONS, OPTIMIZERS, Fit, Network, built, fit_seeds, split, train_fits
+from nnx.sklearn.fits import (
+    ACTIVATIONS,
+    OPTIMIZERS,
+    Fit,
+    Network,
+    built,
+    check_own_model,
+    fit_seeds,
+    split,
+    train_fits,
+)
 
 FLOATS = ("float64", "float32")
+# What a fitted network is made of: a warm start or partial_fit that changes one of these is refused.
+STRUCTURE = (
+    "hidden_layer_sizes", "activation", "output", "loss", "optimizer", "momentum", "l1", "l2", "dropout", "dtype",
+    "backend", "model",
+)  # fmt: skip
+NETWORK_DEFAULTS = {"hidden_layer_sizes": (100,), "activation": "relu", "dropout": 0.0, "l1": 0.0, "l2": 0.0}
 
 
 class NNXEstimator(BaseEstimator):
@@ -93,7 +111,7 @@ class NNXEstimator(BaseEstimator):
             The fitted estimator.
         """
         fit = self._prepared_fit(X, y, **fit_params)
-        self._fitted(fit, train_fits([fit])[0])
+        self._fitted(fit, self._trained([fit]))
         return self
 
     def _prepared_fit(self, X: Any, y: Any, **fit_params: Any) -> Fit:
@@ -110,8 +128,11 @@ class NNXEstimator(BaseEstimator):
         """
         self._refuse(fit_params, "fit")
         settings = self._settings()
-        X, y = self._validated(X, y, reset=True)
-        keep = self.warm_start and self._continues(X, y)
+        keep = self.warm_start and hasattr(self, "model_")
+        X, y = self._validated(X, y, reset=not keep)  # a warm start keeps n_features_in_: another width is refused
+        if keep:
+            self._check_same_targets(y)
+            self._go_on_with(settings)
         targets = self._encoded(y, reset=not keep)
         return self._fit(X, targets, settings, self.epochs, keep)
 
@@ -121,9 +142,11 @@ class NNXEstimator(BaseEstimator):
         X, y = self._validated(X, y, reset=first)
         if first:
             self._first_classes(classes, y)
+        else:
+            self._go_on_with(settings)
         targets = self._encoded(y, reset=False)
         fit = self._fit(X, targets, settings, 1, keep=not first, partial=True)
-        self._fitted(fit, train_fits([fit])[0])
+        self._fitted(fit, self._trained([fit]))
         return self
 
     def _predicted(self, X: Any) -> Any:
@@ -154,8 +177,9 @@ class NNXEstimator(BaseEstimator):
             self.validation_fraction, "validation_fraction", owner, low=0, high=1, low_open=True, high_open=True
         )
         _checks.non_negative(self.tol, "tol", owner)
-        if self.verbose not in (0, 1, 2) or isinstance(self.verbose, bool):
-            raise ValueError(f"{owner} verbose must be 0, 1 or 2, got {self.verbose!r}")
+        if self.verbose not in (0, 1, 2):
+            raise ValueError(f"{owner} verbose must be 0, 1 or 2 (or a bool), got {self.verbose!r}")
+        self._backend(owner)
         if self.model is not None and not callable(self.model):
             raise TypeError(
                 f"{owner} model must be a function model(n_features, n_outputs) -> nnx.Model, or None, got "
@@ -177,13 +201,20 @@ class NNXEstimator(BaseEstimator):
             backend=self.backend,
         )
 
+    def _backend(self, owner: str) -> None:
+        try:
+            backends.get(self.backend)
+        except (ValueError, TypeError, BackendUnavailableError) as error:
+            raise type(error)(f"{owner} backend={self.backend!r}: {error}") from None
+
     def _hidden(self, owner: str) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, int) and not isinstance(sizes, bool):
             sizes = (sizes,)
-        if not isinstance(sizes, (tuple, list)):
+        sizes = sizes.tolist() if hasattr(sizes, "tolist") and getattr(sizes, "ndim", 0) == 1 else sizes
+        if not isinstance(sizes, (tuple, list)) or not sizes:
             raise TypeError(
-                f"{owner} hidden_layer_sizes must be a tuple of layer widths such as (100,) or (64, 64), got "
+                f"{owner} hidden_layer_sizes must be a non-empty tuple of layer widths such as (100,) or (64, 64), got "
                 f"{_checks.describe(sizes)}"
             )
         return tuple(_checks.positive_int(size, "hidden_layer_sizes[i]", owner) for size in sizes)
@@ -223,9 +254,27 @@ class NNXEstimator(BaseEstimator):
         X, y = validate_data(self, X, y, reset=reset, dtype=FLOATS, **self._target_options)
         return np.require(X, requirements=["C", "W"]), y
 
-    def _continues(self, X: Any, y: Any) -> bool:
-        """Whether a warm-started fit can go on with the fitted network (same features and classes)."""
-        return hasattr(self, "model_") and X.shape[1] == self.n_features_in_ and self._same_targets(y)
+    def _check_same_targets(self, y: Any) -> None:
+        if not self._same_targets(y):
+            raise ValueError(
+                f"{type(self).__name__} warm_start=True goes on with the fitted network, but y does not have the "
+                f"{self._targets_fitted()} it was fitted on; set warm_start=False to fit a new network"
+            )
+
+    def _go_on_with(self, settings: Network) -> None:
+        """Check that a continued fit keeps the network's structure, and give its optimizer the new learning rate
+        and decay (a schedule over warm starts)."""
+        owner = type(self).__name__
+        for name, before in self._built_with_.items():
+            now = _comparable(getattr(self, name))
+            if now != before:
+                raise ValueError(
+                    f"{owner} goes on with the fitted network, built with {name}={before!r}, but {name} is now "
+                    f"{now!r}; set it back, or fit a new network (warm_start=False, or a new estimator)"
+                )
+        optimizer = self.model_.optimizer
+        if self.model is None and optimizer is not None:
+            optimizer.learning_rate, optimizer.decay = settings.learning_rate, settings.decay
 
     def _fit(self, X: Any, targets: Any, network: Network, epochs: int, keep: bool, partial: bool = False) -> Fit:
         trained = self.model_.epochs_trained if keep else 0
@@ -238,23 +287,37 @@ class NNXEstimator(BaseEstimator):
             model = built(lambda: self._new_model(network, X.shape[1]), weights_seed)
         X = np.require(X, dtype=dtype_name(model.trainable_layers[0].dtype), requirements=["C"])
         fraction = self.validation_fraction if self.early_stopping and not partial else None
-        X, targets, validation = split(X, targets, fraction, order_seed, self._is_classifier())
+        try:
+            X, targets, validation = split(X, targets, fraction, order_seed, self._is_classifier())
+        except ValueError as error:
+            raise ValueError(
+                f"{type(self).__name__} early_stopping cannot hold out validation_fraction={fraction} of "
+                f"{X.shape[0]} samples: {error}; use a validation_fraction that leaves samples of every class on "
+                f"both sides, or early_stopping=False"
+            ) from None
         batch_size = None if self.batch_size is None else min(self.batch_size, X.shape[0])
         patience = (self.n_iter_no_change, float(self.tol)) if validation is not None else None
         seeds = (dropout_seed, order_seed)
         key = (fraction, order_seed, X.dtype.name)  # with one training set, equal keys make equal splits
-        return Fit(model, X, targets, validation, epochs, batch_size, self.shuffle, seeds, patience, self.verbose, key)
+        return Fit(
+            model, X, targets, validation, epochs, batch_size, self.shuffle, seeds, patience, int(self.verbose), key
+        )
 
     def _new_model(self, network: Network, n_features: int) -> Model:
         n_outputs = self._n_outputs(network.output)
         if self.model is None:
             return network.model(n_features, n_outputs)
+        owner = f"{type(self).__name__} model({n_features}, {n_outputs})"
+        unused = [name for name, default in NETWORK_DEFAULTS.items() if _comparable(getattr(self, name)) != default]
+        if unused:
+            raise ValueError(
+                f"{type(self).__name__}: {', '.join(unused)} describe the built-in network, which model= replaces; "
+                f"put those layers in your model, or leave {', '.join(unused)} at the default"
+            )
         model = self.model(n_features, n_outputs)
         if not isinstance(model, Model):
-            raise TypeError(
-                f"{type(self).__name__} model({n_features}, {n_outputs}) must return an nnx.Model, got "
-                f"{_checks.describe(model)}"
-            )
+            raise TypeError(f"{owner} must return an nnx.Model, got {_checks.describe(model)}")
+        check_own_model(model, owner, (n_features, n_outputs, network.output, self.dtype))
         return network.completed(model)
 
     def _fitted(self, fit: Fit, history: History) -> None:
@@ -265,6 +328,30 @@ class NNXEstimator(BaseEstimator):
             history: its History.
         """
         self.model_ = fit.model
+        self._built_with_ = {name: _comparable(getattr(self, name)) for name in STRUCTURE}
         self.history_ = history
         self.n_iter_ = fit.model.epochs_trained
         self.loss_ = history.final.get("loss")
+
+    def _trained(self, fits: list[Fit]) -> History:
+        """Train one fit; a divergence is raised naming the estimator."""
+        try:
+            return train_fits(fits)[0]
+        except DivergenceError as error:
+            raise DivergenceError(
+                f"{type(self).__name__}.fit: {error}. Lower learning_rate, add decay, or scale the data",
+                epoch=error.epoch,
+                step=error.step,
+                last_finite_loss=error.last_finite_loss,
+            ) from None
+
+
+def _comparable(value: Any) -> Any:
+    """A parameter's value as a warm start compares it: sequences as tuples, numbers as floats."""
+    if hasattr(value, "tolist") and not callable(value):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value

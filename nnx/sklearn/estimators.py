@@ -134,8 +134,8 @@ class NNXClassifier(ClassifierMixin, NNXEstimator):
             )
         if len(self.classes_) < 2:
             raise ValueError(
-                f"{owner} needs samples of at least 2 classes to learn from, got 1 class ({self.classes_[0]!r}); "
-                f"add samples of another class"
+                f"{owner} needs samples of at least 2 classes to learn from, got 1 class "
+                f"({self.classes_.tolist()[0]!r}); add samples of another class"
             )
         codes = np.searchsorted(self.classes_, y)
         if self._output() != "sigmoid":
@@ -146,6 +146,9 @@ class NNXClassifier(ClassifierMixin, NNXEstimator):
                 f"output='softmax'"
             )
         return codes.astype("float64").reshape(-1, 1)
+
+    def _targets_fitted(self) -> str:
+        return f"classes {self.classes_.tolist()}"
 
     def _first_classes(self, classes: Any, y: Any) -> None:
         if classes is None:
@@ -254,6 +257,11 @@ class NNXRegressor(RegressorMixin, NNXEstimator):
 
     def _encoded(self, y: Any, *, reset: bool) -> Any:
         targets = np.ascontiguousarray(y, dtype="float64").reshape(len(y), -1)
+        if self._output() == "sigmoid" and len(targets) and not ((targets >= 0) & (targets <= 1)).all():
+            raise ValueError(
+                f"{type(self).__name__} output='sigmoid' predicts values in (0, 1), but y ranges over "
+                f"[{targets.min():g}, {targets.max():g}]; scale y into [0, 1] or use output='linear'"
+            )
         if reset:
             self.n_outputs_ = targets.shape[1]
         elif targets.shape[1] != self.n_outputs_:
@@ -262,6 +270,9 @@ class NNXRegressor(RegressorMixin, NNXEstimator):
                 f"pass targets of the same shape, or fit anew"
             )
         return targets
+
+    def _targets_fitted(self) -> str:
+        return f"{self.n_outputs_} target column(s)"
 
     def _first_classes(self, classes: Any, y: Any) -> None:
         self.n_outputs_ = np.reshape(y, (len(y), -1)).shape[1]

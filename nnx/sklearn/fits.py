@@ -139,6 +139,40 @@ class Network:
         return kind(self.learning_rate, self.decay, xp=backend)
 
 
+HEADS = {"softmax": Softmax, "sigmoid": Sigmoid}
+
+
+def check_own_model(model: Model, owner: str, expected: tuple) -> None:
+    """A ValueError unless the user's model takes `n_features` inputs, gives `n_outputs` outputs through the head
+    `output` names, and (when `dtype` is given) computes in it; `owner` names the call."""
+    n_features, n_outputs, output, dtype = expected
+    dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+    if not dense:
+        raise ValueError(
+            f"{owner} returned a model without Dense layers; add your layers, e.g. Dense({n_features}, 64)"
+        )
+    first, last = dense[0], dense[-1]
+    if first.n_inputs != n_features:
+        raise ValueError(f"{owner}: the first Dense layer takes {first.n_inputs} inputs; make it {n_features}")
+    if last.n_neurons != n_outputs:
+        raise ValueError(
+            f"{owner}: the last Dense layer has {last.n_neurons} neurons; make it n_outputs={n_outputs} (one per "
+            f"class for a softmax head, 1 for a sigmoid one, one per target column for a regression)"
+        )
+    head = model.layers[-1]
+    wanted = HEADS.get(output)
+    if wanted is not None and not isinstance(head, wanted):
+        raise ValueError(
+            f"{owner}: output={output!r} needs a {wanted.__name__} last layer, got {type(head).__name__}; end the "
+            f"model with nnx.{wanted.__name__}()"
+        )
+    if dtype is not None and str(first.dtype).rsplit(".", 1)[-1] != dtype:
+        raise ValueError(
+            f"{owner}: dtype={dtype!r} but the model's layers compute in {first.dtype}; build them "
+            f"with dtype={dtype!r}, or leave dtype=None"
+        )
+
+
 def split(X: Any, y: Any, fraction: float | None, seed: int, stratify: bool) -> tuple[Any, Any, tuple | None]:
     """(X, y, validation): the `fraction` held out for early stopping (stratified for a classifier when every
     class can be), or the data whole and None."""
