@@ -294,6 +294,60 @@ def test_a_diverging_candidate_scores_error_score_as_in_grid_search():
         StackedSearchCV(estimator, grid, cv=3, error_score="raise").fit(X, Y)
 
 
+def test_a_candidate_that_fails_in_training_or_scoring_fails_alone():
+    estimator = NNXClassifier(epochs=2, random_state=0)
+    grid = {"model": [_own(), _own(n_inputs=65)]}
+    with pytest.warns(FitFailedWarning, match="the fit with .* failed"):
+        ours = StackedSearchCV(estimator, grid, cv=3).fit(X, Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = GridSearchCV(estimator, grid, cv=3).fit(X, Y)
+    _results_equal(ours, theirs)
+    assert np.isnan(ours.cv_results_["mean_test_score"][1])
+
+    def broken(estimator, X, y):
+        raise ZeroDivisionError("a scorer bug")
+
+    with pytest.warns(FitFailedWarning, match="the scoring with .* failed"), pytest.raises(ValueError, match="all"):
+        StackedSearchCV(estimator, {"epochs": [1]}, cv=2, scoring=broken).fit(X, Y)
+
+
+def test_a_stack_that_fails_is_trained_again_member_by_member(monkeypatch):
+    from nnx.sklearn import search
+
+    real = search.train_fits
+
+    def stacks_fail(fits, **options):
+        if len(fits) > 1:
+            raise RuntimeError("a stack broke")
+        return real(fits, **options)
+
+    monkeypatch.setattr(search, "train_fits", stacks_fail)
+    estimator = _classifier(dtype="float64", epochs=3)
+    grid = {"learning_rate": [0.003, 0.03], "l2": [0.0, 1e-4]}
+    ours = StackedSearchCV(estimator, grid, cv=2).fit(X, Y)
+    theirs = GridSearchCV(estimator, grid, cv=2).fit(X, Y)
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"], atol=EXACT)
+
+
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        ({"scoring": ["accuracy", "f1_macro"]}, TypeError, "takes one scorer"),
+        ({"error_score": "oops"}, ValueError, "error_score must be 'raise' or a number"),
+        ({"refit": "accuracy"}, TypeError, "refit"),
+    ],
+)
+def test_stacked_search_checks_its_arguments_before_training(options, error, match):
+    with pytest.raises(error, match=match):
+        StackedSearchCV(_classifier(), {"epochs": [1]}, **options).fit(X, Y)
+
+
+def test_when_every_fit_fails_the_search_says_so():
+    with pytest.warns(FitFailedWarning), pytest.raises(ValueError, match="all the 4 fits failed"):
+        StackedSearchCV(_classifier(), {"learning_rate": [-1, -2]}, cv=2, refit=False).fit(X, Y)
+
+
 def test_stacked_search_refuses_other_estimators():
     from sklearn.linear_model import LogisticRegression
 

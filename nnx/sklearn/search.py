@@ -18,11 +18,14 @@ from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.validation import check_is_fitted
 
 from nnx import _checks
+from nnx.callbacks.history import History
+from nnx.errors import DivergenceError
 from nnx.sklearn.base import NNXEstimator
 from nnx.sklearn.fits import SEED_RANGE, Fit, train_fits
 from nnx.training import plan_stack
 
 OWNER = "StackedSearchCV"
+Member = tuple[int, NNXEstimator, Fit]  # a candidate's index, its estimator and its prepared fit
 
 
 class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
@@ -93,6 +96,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         Returns:
             The fitted search.
         """
+        self._check_arguments()
         base = self._base()
         candidates = list(ParameterGrid(self.param_grid))
         scorer = check_scoring(base, scoring=self.scoring)
@@ -108,6 +112,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
                 _safe_indexing(y, test),
             )
             self._search_split(base, candidates, data, scorer, scores.of_split(split_index))
+        scores.check_some_succeeded()
         self.cv_results_ = scores.results(candidates)
         self.n_splits_, self.scorer_ = len(splits), scorer
         self.best_index_ = int(np.argmin(self.cv_results_["rank_test_score"]))
@@ -118,6 +123,18 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
             self.best_estimator_ = clone(base).set_params(**self.best_params_).fit(X, y)
             self.refit_time_ = time.perf_counter() - start
         return self
+
+    def _check_arguments(self) -> None:
+        if isinstance(self.scoring, (list, tuple, set, dict)):
+            raise TypeError(
+                f"{OWNER} takes one scorer (a name, a callable or None), got {_checks.describe(self.scoring)}; "
+                f"search once per metric, or use GridSearchCV for several metrics"
+            )
+        error_score = self.error_score
+        if error_score != "raise" and (isinstance(error_score, bool) or not isinstance(error_score, (int, float))):
+            raise ValueError(f"{OWNER} error_score must be 'raise' or a number (NaN by default), got {error_score!r}")
+        _checks.boolean(self.refit, "refit", OWNER)
+        _checks.boolean(self.return_train_score, "return_train_score", OWNER)
 
     def _base(self) -> NNXEstimator:
         if not isinstance(self.estimator, NNXEstimator):
@@ -131,39 +148,69 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         return base
 
     def _search_split(self, base: NNXEstimator, candidates: list[dict], data: tuple, scorer: Any, out: Any) -> None:
-        X_train, y_train, X_test, y_test = data
-        prepared: list[tuple[int, NNXEstimator, Fit]] = []
+        prepared = []
         for index, params in enumerate(candidates):
-            estimator = clone(base).set_params(**params)
-            try:
-                prepared.append((index, estimator, estimator._prepared_fit(X_train, y_train)))
-            except Exception as error:  # a bad candidate fails alone, as in GridSearchCV
-                out.failed(index, self._failure(error, params))
+            member = self._prepared(base, index, params, data, out)
+            if member is not None:
+                prepared.append(member)
         for group in _stacks(prepared):
             self.n_stacks_ += 1
-            start = time.perf_counter()
-            histories = train_fits([fit for _, _, fit in group], on_divergence=self._on_divergence())
-            seconds = (time.perf_counter() - start) / len(group)
-            if self.verbose:
-                print(f"{OWNER}: a stack of {len(group)} candidates trained in {seconds * len(group):.2f} s")
-            for (index, estimator, fit), history in zip(group, histories, strict=True):
-                if history.final.get("diverged"):
-                    diverged = ValueError(f"training diverged at epoch {history.final.get('epoch')}")
-                    out.failed(index, self._failure(diverged, candidates[index]), seconds)
-                    continue
-                estimator._fitted(fit, history)
-                out.scored(index, seconds, lambda e=estimator, X=X_test, y=y_test: scorer(e, X, y))
-                if self.return_train_score:
-                    out.train_score(index, scorer(estimator, X_train, y_train))
+            for member, history, seconds in self._trained(group, base, candidates, data, out):
+                self._scored(member, history, seconds, (data, scorer, candidates[member[0]]), out)
 
-    def _on_divergence(self) -> str:
-        return "raise" if self.error_score == "raise" else "stop"
+    def _prepared(self, base: NNXEstimator, index: int, params: dict, data: tuple, out: Any) -> Member | None:
+        """The candidate's estimator and its `Fit` on the split's training part; None when preparing it failed."""
+        estimator = clone(base).set_params(**params)
+        try:
+            return index, estimator, estimator._prepared_fit(data[0], data[1])
+        except Exception as error:  # a bad candidate fails alone, as in GridSearchCV
+            out.failed(index, self._failure(error, params))
+            return None
 
-    def _failure(self, error: Exception, params: dict) -> float:
+    def _trained(self, group: list[Member], base: NNXEstimator, candidates: list[dict], data: tuple, out: Any) -> list:
+        """(member, History, seconds) for each member that trained: the group as one stack, or, when the stack
+        fails, each member again from a fresh start, alone, so that a failing candidate fails alone."""
+        start = time.perf_counter()
+        try:
+            histories = train_fits([fit for _, _, fit in group], on_divergence="stop")
+        except Exception as error:
+            if len(group) == 1:
+                out.failed(group[0][0], self._failure(error, candidates[group[0][0]]))
+                return []
+            again = [self._prepared(base, index, candidates[index], data, out) for index, _, _ in group]
+            return [done for member in again if member for done in self._trained([member], base, candidates, data, out)]
+        seconds = (time.perf_counter() - start) / len(group)
+        if self.verbose:
+            print(f"{OWNER}: a stack of {len(group)} candidates trained in {seconds * len(group):.2f} s")
+        return [(member, history, seconds) for member, history in zip(group, histories, strict=True)]
+
+    def _scored(self, member: Member, history: History, seconds: float, context: tuple, out: Any) -> None:
+        (X_train, y_train, X_test, y_test), scorer, params = context
+        index, estimator, fit = member
+        final = history.final
+        if final.get("diverged"):
+            error = DivergenceError(
+                f"training diverged at epoch {final.get('epoch')} (last finite loss: {final.get('loss')}); lower "
+                f"the learning rate or add decay",
+                epoch=final.get("epoch"),
+            )
+            out.failed(index, self._failure(error, params), seconds)
+            return
+        estimator._fitted(fit, history)
+        try:
+            out.scored(index, seconds, lambda: scorer(estimator, X_test, y_test))
+            if self.return_train_score:
+                out.train_score(index, scorer(estimator, X_train, y_train))
+        except Exception as error:
+            out.failed(index, self._failure(error, params, "scoring"), seconds)
+
+    def _failure(self, error: Exception, params: dict, what: str = "fit") -> float:
         if self.error_score == "raise":
+            if isinstance(error, DivergenceError):
+                raise DivergenceError(f"{OWNER}: the fit with {params} failed: {error}", epoch=error.epoch) from None
             raise error
         warnings.warn(
-            f"{OWNER}: the fit with {params} failed and scores error_score={self.error_score!r}: "
+            f"{OWNER}: the {what} with {params} failed and scores error_score={self.error_score!r}: "
             f"{type(error).__name__}: {error}",
             FitFailedWarning,
             stacklevel=3,
@@ -207,6 +254,16 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         return float(self.scorer_(self._best(), X, y))
 
     @property
+    def n_features_in_(self) -> int:
+        """The number of features the best estimator was fitted on."""
+        return self._best().n_features_in_
+
+    @property
+    def feature_names_in_(self) -> Any:
+        """The best estimator's feature names (when fitted on a pandas DataFrame)."""
+        return self._best().feature_names_in_
+
+    @property
     def classes_(self) -> Any:
         """The best estimator's class labels."""
         return self._best().classes_
@@ -218,9 +275,9 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self.best_estimator_
 
 
-def _stacks(prepared: list[tuple[int, NNXEstimator, Fit]]) -> Iterator[list[tuple[int, NNXEstimator, Fit]]]:
+def _stacks(prepared: list[Member]) -> Iterator[list[Member]]:
     """The prepared candidates in groups that train as one stack: the same `Fit.shared()` and one structure."""
-    groups: list[list[tuple[int, NNXEstimator, Fit]]] = []
+    groups: list[list[Member]] = []
     for member in prepared:
         for group in groups:
             first = group[0][2]
@@ -249,16 +306,26 @@ class _Scores:
         self.test, self.fit_time, self.score_time = np.full(shape, np.nan), np.zeros(shape), np.zeros(shape)
         self.train = np.full(shape, np.nan) if train else None
         self.split = 0
+        self.failures: list[str] = []
 
     def of_split(self, split: int) -> _Scores:
         self.split = split
         return self
 
     def failed(self, index: int, score: float, seconds: float = 0.0) -> None:
+        self.failures.append(f"candidate {index}, split {self.split}")
         self.test[index, self.split] = score
         self.fit_time[index, self.split] = seconds
         if self.train is not None:
             self.train[index, self.split] = score
+
+    def check_some_succeeded(self) -> None:
+        """A ValueError when every fit failed, as GridSearchCV raises it."""
+        if len(self.failures) == self.test.size:
+            raise ValueError(
+                f"{OWNER}: all the {self.test.size} fits failed (the warnings say why); the estimator is very likely "
+                f"misconfigured. Pass error_score='raise' to see the first error as it happens"
+            )
 
     def scored(self, index: int, seconds: float, score: Any) -> None:
         start = time.perf_counter()
