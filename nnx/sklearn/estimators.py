@@ -44,11 +44,16 @@ class NNXClassifier(ClassifierMixin, NNXEstimator):
         dtype: "float32" or "float64"; None follows the data (float32 stays float32, anything else is float64).
         random_state: an int for repeatable fits (initial weights, shuffling, dropout and the validation split),
             a RandomState, or None to draw from NumPy's global RNG.
-        verbose: 0 silent, 1 a progress bar, 2 lines.
-        warm_start: whether `fit` goes on training the fitted network instead of starting anew.
-        model: a function ``model(n_features, n_outputs) -> nnx.Model`` for your own architecture: its layers,
-            and any loss, optimizer and accuracy it sets (those it leaves out come from the parameters above);
-            None builds the network of `hidden_layer_sizes`.
+        verbose: 0 silent (or False), 1 a progress bar (or True; plain lines without a terminal or notebook), 2 a
+            line every few epochs.
+        warm_start: whether `fit` goes on training the fitted network instead of starting anew: with the same
+            features, targets and structure (a changed layer parameter is refused), and the current
+            `learning_rate` and `decay`.
+        model: a function ``model(n_features, n_outputs) -> nnx.Model`` for your own architecture: its layers
+            (checked: n_features inputs, n_outputs outputs, the head `output` names), and any loss, optimizer and
+            accuracy it sets (those it leaves out come from the parameters above); `hidden_layer_sizes`,
+            `activation`, `dropout`, `l1` and `l2` must then keep their defaults. None builds the network of
+            `hidden_layer_sizes`.
 
     Attributes:
         model_: the fitted `nnx.Model`.
@@ -196,11 +201,16 @@ class NNXRegressor(RegressorMixin, NNXEstimator):
         dtype: "float32" or "float64"; None follows the data (float32 stays float32, anything else is float64).
         random_state: an int for repeatable fits (initial weights, shuffling, dropout and the validation split),
             a RandomState, or None to draw from NumPy's global RNG.
-        verbose: 0 silent, 1 a progress bar, 2 lines.
-        warm_start: whether `fit` goes on training the fitted network instead of starting anew.
-        model: a function ``model(n_features, n_outputs) -> nnx.Model`` for your own architecture: its layers,
-            and any loss, optimizer and accuracy it sets (those it leaves out come from the parameters above);
-            None builds the network of `hidden_layer_sizes`.
+        verbose: 0 silent (or False), 1 a progress bar (or True; plain lines without a terminal or notebook), 2 a
+            line every few epochs.
+        warm_start: whether `fit` goes on training the fitted network instead of starting anew: with the same
+            features, targets and structure (a changed layer parameter is refused), and the current
+            `learning_rate` and `decay`.
+        model: a function ``model(n_features, n_outputs) -> nnx.Model`` for your own architecture: its layers
+            (checked: n_features inputs, n_outputs outputs, the head `output` names), and any loss, optimizer and
+            accuracy it sets (those it leaves out come from the parameters above); `hidden_layer_sizes`,
+            `activation`, `dropout`, `l1` and `l2` must then keep their defaults. None builds the network of
+            `hidden_layer_sizes`.
 
     Attributes:
         model_: the fitted `nnx.Model`.
