@@ -348,11 +348,34 @@ def test_when_every_fit_fails_the_search_says_so():
         StackedSearchCV(_classifier(), {"learning_rate": [-1, -2]}, cv=2, refit=False).fit(X, Y)
 
 
+def test_a_pipeline_search_fits_the_steps_before_the_network_once_per_setting(monkeypatch):
+    fitted = []
+    original = StandardScaler.fit
+
+    def counted(scaler, *args, **kwargs):
+        fitted.append(scaler.with_mean)
+        return original(scaler, *args, **kwargs)
+
+    X_raw, _ = load_digits(return_X_y=True)
+    pipeline = make_pipeline(StandardScaler(), _classifier(dtype="float64", epochs=4))
+    grid = {"standardscaler__with_mean": [True, False], "nnxclassifier__learning_rate": [0.003, 0.03]}
+    monkeypatch.setattr(StandardScaler, "fit", counted)
+    ours = StackedSearchCV(pipeline, grid, cv=3).fit(X_raw[:400], Y)
+    assert len(fitted) == 3 * 2 + 1 and ours.n_stacks_ == 3 * 2  # per split one fit and one stack per scaler setting
+    theirs = GridSearchCV(pipeline, grid, cv=3).fit(X_raw[:400], Y)
+    _results_equal(ours, theirs)
+    np.testing.assert_array_equal(ours.predict(X_raw[400:500]), theirs.predict(X_raw[400:500]))
+
+
 def test_stacked_search_refuses_other_estimators():
     from sklearn.linear_model import LogisticRegression
 
-    with pytest.raises(TypeError, match="searches an NNXClassifier or NNXRegressor"):
+    with pytest.raises(TypeError, match="searches an NNXClassifier or NNXRegressor, or a Pipeline that ends"):
         StackedSearchCV(LogisticRegression(), {"C": [1.0]}).fit(X, Y)
+    with pytest.raises(TypeError, match="a Pipeline that ends with one, got sklearn.pipeline.Pipeline"):
+        StackedSearchCV(make_pipeline(StandardScaler(), LogisticRegression()), {"logisticregression__C": [1.0]}).fit(
+            X, Y
+        )
 
 
 # The extra ------------------------------------------------------------------------------------------------------

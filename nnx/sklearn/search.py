@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.validation import check_is_fitted
 
@@ -25,12 +26,13 @@ from nnx.sklearn.fits import SEED_RANGE, Fit, train_fits
 from nnx.training import plan_stack
 
 OWNER = "StackedSearchCV"
-Member = tuple[int, NNXEstimator, Fit]  # a candidate's index, its estimator and its prepared fit
+Member = tuple[int, Any, Fit]  # a candidate's index, its estimator (or Pipeline) and its prepared fit
 
 
 class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
     """An exhaustive search over a parameter grid with cross-validation, as `sklearn.model_selection.GridSearchCV`
-    does it, for an `NNXClassifier` or `NNXRegressor`: in each split, the candidates whose networks share a
+    does it, for an `NNXClassifier` or `NNXRegressor` (alone or at the end of a Pipeline): in each split, the
+    candidates whose networks share a
     structure (layers and widths, head, optimizer class, dtype) and their training settings (epochs, batch size,
     shuffling, early stopping) train together as one `nnx.train_many` stack. Every candidate ends as its own `fit`
     would leave it, so `cv_results_` holds the numbers `GridSearchCV` gives on the same grid.
@@ -40,7 +42,9 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
     no `n_jobs`: a stack already trains its models on every core (NumPy backend with the ``fast`` extra).
 
     Args:
-        estimator: an `NNXClassifier` or `NNXRegressor`.
+        estimator: an `NNXClassifier` or `NNXRegressor`, or a `Pipeline` that ends with one: its steps before the
+            network are fitted once per split and setting of theirs, and shared by the candidates with that
+            setting.
         param_grid: a dict of parameter names to lists of values, or a list of such dicts.
         scoring: one scorer: None for the estimator's `score`, a name ("accuracy", "neg_mean_squared_error", ...)
             or a callable ``scorer(estimator, X, y)``.
@@ -66,7 +70,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def __init__(
         self,
-        estimator: NNXEstimator,
+        estimator: Any,
         param_grid: dict | list[dict],
         *,
         scoring: Any = None,
@@ -112,6 +116,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
                 _safe_indexing(y, test),
             )
             self._search_split(base, candidates, data, scorer, scores.of_split(split_index))
+        self._transformed = {}
         scores.check_some_succeeded()
         self.cv_results_ = scores.results(candidates)
         self.n_splits_, self.scorer_ = len(splits), scorer
@@ -136,19 +141,21 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         _checks.boolean(self.refit, "refit", OWNER)
         _checks.boolean(self.return_train_score, "return_train_score", OWNER)
 
-    def _base(self) -> NNXEstimator:
-        if not isinstance(self.estimator, NNXEstimator):
+    def _base(self) -> Any:
+        if not isinstance(_final(self.estimator), NNXEstimator):
             raise TypeError(
-                f"{OWNER} searches an NNXClassifier or NNXRegressor, got {_checks.describe(self.estimator)}; for "
-                f"other estimators use sklearn.model_selection.GridSearchCV"
+                f"{OWNER} searches an NNXClassifier or NNXRegressor, or a Pipeline that ends with one, got "
+                f"{_checks.describe(self.estimator)}; for other estimators use sklearn.model_selection.GridSearchCV"
             )
         base = clone(self.estimator)
-        if base.random_state is None:  # one seed for every candidate: one order of batches, so they can stack
-            base.set_params(random_state=int(np.random.randint(0, SEED_RANGE)))
+        final = _final(base)
+        if final.random_state is None:  # one seed for every candidate: one order of batches, so they can stack
+            final.set_params(random_state=int(np.random.randint(0, SEED_RANGE)))
         return base
 
-    def _search_split(self, base: NNXEstimator, candidates: list[dict], data: tuple, scorer: Any, out: Any) -> None:
+    def _search_split(self, base: Any, candidates: list[dict], data: tuple, scorer: Any, out: Any) -> None:
         prepared = []
+        self._transformed: dict[str, tuple] = {}  # a Pipeline's steps before the network, fitted once per setting
         for index, params in enumerate(candidates):
             member = self._prepared(base, index, params, data, out)
             if member is not None:
@@ -158,16 +165,34 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
             for member, history, seconds in self._trained(group, base, candidates, data, out):
                 self._scored(member, history, seconds, (data, scorer, candidates[member[0]]), out)
 
-    def _prepared(self, base: NNXEstimator, index: int, params: dict, data: tuple, out: Any) -> Member | None:
+    def _prepared(self, base: Any, index: int, params: dict, data: tuple, out: Any) -> Member | None:
         """The candidate's estimator and its `Fit` on the split's training part; None when preparing it failed."""
-        estimator = clone(base).set_params(**params)
+        candidate = clone(base).set_params(**params)
         try:
-            return index, estimator, estimator._prepared_fit(data[0], data[1])
+            X_train, setting = self._before_network(candidate, params, data)
+            fit = _final(candidate)._prepared_fit(X_train, data[1])
         except Exception as error:  # a bad candidate fails alone, as in GridSearchCV
             out.failed(index, self._failure(error, params))
             return None
+        fit.data_key = (setting, *fit.data_key)  # candidates whose steps before the network differ do not stack
+        return index, candidate, fit
 
-    def _trained(self, group: list[Member], base: NNXEstimator, candidates: list[dict], data: tuple, out: Any) -> list:
+    def _before_network(self, candidate: Any, params: dict, data: tuple) -> tuple[Any, str]:
+        """The training inputs the network of `candidate` sees, and the setting of the Pipeline steps before it
+        (fitted once per setting and split, and shared by the candidates with that setting)."""
+        if not isinstance(candidate, Pipeline):
+            return data[0], ""
+        network = candidate.steps[-1][0]
+        own = [(key, repr(value)) for key, value in params.items() if key.split("__")[0] != network]
+        setting = repr(sorted(own))
+        if setting not in self._transformed:
+            steps = Pipeline(candidate.steps[:-1])
+            self._transformed[setting] = (steps.fit_transform(data[0], data[1]), steps.steps)
+        X_train, fitted = self._transformed[setting]
+        candidate.steps[:-1] = fitted
+        return X_train, setting
+
+    def _trained(self, group: list[Member], base: Any, candidates: list[dict], data: tuple, out: Any) -> list:
         """(member, History, seconds) for each member that trained: the group as one stack, or, when the stack
         fails, each member again from a fresh start, alone, so that a failing candidate fails alone."""
         start = time.perf_counter()
@@ -196,7 +221,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
             )
             out.failed(index, self._failure(error, params), seconds)
             return
-        estimator._fitted(fit, history)
+        _final(estimator)._fitted(fit, history)
         try:
             out.scored(index, seconds, lambda: scorer(estimator, X_test, y_test))
             if self.return_train_score:
@@ -268,11 +293,16 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         """The best estimator's class labels."""
         return self._best().classes_
 
-    def _best(self) -> NNXEstimator:
+    def _best(self) -> Any:
         check_is_fitted(self, "cv_results_")
         if not self.refit:
             raise AttributeError(f"{OWNER} was created with refit=False: it has no best_estimator_ to predict with")
         return self.best_estimator_
+
+
+def _final(estimator: Any) -> Any:
+    """The network of a search: the estimator itself, or a Pipeline's last step."""
+    return estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
 
 
 def _stacks(prepared: list[Member]) -> Iterator[list[Member]]:
