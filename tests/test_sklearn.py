@@ -372,7 +372,7 @@ def test_stacked_search_refuses_other_estimators():
 
     with pytest.raises(TypeError, match="searches an NNXClassifier or NNXRegressor, or a Pipeline that ends"):
         StackedSearchCV(LogisticRegression(), {"C": [1.0]}).fit(X, Y)
-    with pytest.raises(TypeError, match="a Pipeline that ends with one, got sklearn.pipeline.Pipeline"):
+    with pytest.raises(TypeError, match=r"a Pipeline that ends with one, got sklearn\.pipeline\.Pipeline"):
         StackedSearchCV(make_pipeline(StandardScaler(), LogisticRegression()), {"logisticregression__C": [1.0]}).fit(
             X, Y
         )

@@ -904,6 +904,14 @@ def test_verbose_2_prints_one_line_per_stack_every_print_every_epochs(path, caps
     assert histories[3].final["diverged"] is True and histories[3].final["epoch"] == 3
 
 
+def test_verbose_2_one_model_reports_its_loss(path, capsys):
+    X, y = data()
+    (history,) = nnx.train_many(optimizer_grid("adam")[:1], X, y, epochs=3, verbose=2, print_every=3)
+    (line,) = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"training epoch 3/3 - loss: (\S+)", line), line
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(history.final["loss"], rel=1e-3)
+
+
 def test_verbose_2_one_stack_reports_best_and_median(path, capsys):
     X, y = data()
     models = optimizer_grid("adam")

@@ -259,11 +259,13 @@ class StackProgress:
         self.every, self.interval = every or 1, interval
         self.bar: Any = None
         self.label, self.epochs, self._shown = "", 1, 0.0
+        self.alone = False
 
     def start(self, number: int, stacks: int, models: int, epochs: int) -> None:
         """A new stack (`number` of `stacks`) of `models` models begins `epochs` epochs."""
         self.close()
-        self.label, self.epochs = f"stack {number}/{stacks} ({models} models)", epochs
+        self.alone = (stacks, models) == (1, 1)  # one model (an estimator's fit): no stack to speak of
+        self.label, self.epochs = "training" if self.alone else f"stack {number}/{stacks} ({models} models)", epochs
         if self.mode == "bar":
             self.bar = _new_bar(self.file, total=epochs, unit="epoch", desc=self.label, leave=True)
             self._shown = 0.0
@@ -274,11 +276,16 @@ class StackProgress:
         if self.mode == "bar":
             if time.monotonic() - self._shown >= self.interval or epoch == self.epochs:
                 self._shown = time.monotonic()
-                self.bar.set_postfix_str(stack_metrics(losses(), diverged, ", "), refresh=False)
+                self.bar.set_postfix_str(self._metrics(losses(), diverged, ", "), refresh=False)
             self.bar.update(1)
         elif self.mode == "lines" and (epoch % self.every == 0 or epoch == self.epochs):
-            line = f"{self.label} epoch {epoch}/{self.epochs} - {stack_metrics(losses(), diverged)}"
+            line = f"{self.label} epoch {epoch}/{self.epochs} - {self._metrics(losses(), diverged)}"
             print(line, file=self.file or sys.stdout, flush=True)
+
+    def _metrics(self, losses: list[float], diverged: int, separator: str = " - ") -> str:
+        if self.alone and losses:
+            return f"loss: {_number(losses[0])}"
+        return stack_metrics(losses, diverged, separator)
 
     def close(self) -> None:
         """Close the bar, if one is open."""
