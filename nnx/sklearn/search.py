@@ -116,7 +116,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
                 _safe_indexing(y, test),
             )
             self._search_split(base, candidates, data, scorer, scores.of_split(split_index))
-        self._transformed = {}
+        self._transformed: dict[str, tuple] = {}  # the last split's transformed data: not kept after the search
         scores.check_some_succeeded()
         self.cv_results_ = scores.results(candidates)
         self.n_splits_, self.scorer_ = len(splits), scorer
@@ -155,7 +155,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _search_split(self, base: Any, candidates: list[dict], data: tuple, scorer: Any, out: Any) -> None:
         prepared = []
-        self._transformed: dict[str, tuple] = {}  # a Pipeline's steps before the network, fitted once per setting
+        self._transformed = {}  # a Pipeline's steps before the network, fitted once per setting
         for index, params in enumerate(candidates):
             member = self._prepared(base, index, params, data, out)
             if member is not None:
