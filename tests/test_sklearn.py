@@ -283,7 +283,7 @@ def test_stacked_search_equals_grid_search_with_early_stopping_and_a_regressor()
 def test_a_diverging_candidate_scores_error_score_as_in_grid_search():
     estimator = _classifier(dtype="float64", optimizer="sgd", epochs=4)
     grid = {"learning_rate": [0.1, 1e38]}
-    with pytest.warns(FitFailedWarning, match="diverged"):
+    with pytest.warns(FitFailedWarning, match="diverged"), pytest.warns(UserWarning, match="not finite"):
         ours = StackedSearchCV(estimator, grid, cv=3).fit(X, Y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -297,7 +297,7 @@ def test_a_diverging_candidate_scores_error_score_as_in_grid_search():
 def test_a_candidate_that_fails_in_training_or_scoring_fails_alone():
     estimator = NNXClassifier(epochs=2, random_state=0)
     grid = {"model": [_own(), _own(n_inputs=65)]}
-    with pytest.warns(FitFailedWarning, match="the fit with .* failed"):
+    with pytest.warns(FitFailedWarning, match="the fit with .* failed"), pytest.warns(UserWarning, match="not finite"):
         ours = StackedSearchCV(estimator, grid, cv=3).fit(X, Y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -367,12 +367,55 @@ def test_a_pipeline_search_fits_the_steps_before_the_network_once_per_setting(mo
     np.testing.assert_array_equal(ours.predict(X_raw[400:500]), theirs.predict(X_raw[400:500]))
 
 
+class _Columns(sklearn.base.TransformerMixin, sklearn.base.BaseEstimator):
+    """Keeps the first `n` columns, and prints alike whatever `n` is."""
+
+    def __init__(self, n=10):
+        self.n = n
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X[:, : self.n]
+
+    def __repr__(self, N_CHAR_MAX=700):
+        return "_Columns(...)"
+
+
+def test_pipeline_settings_that_print_alike_are_told_apart():
+    pipeline = make_pipeline(_Columns(), _classifier(dtype="float64", epochs=3))
+    grid = {"_columns": [_Columns(8), _Columns(64)], "nnxclassifier__learning_rate": [0.01, 0.03]}
+    ours = StackedSearchCV(pipeline, grid, cv=2).fit(X, Y)
+    theirs = GridSearchCV(pipeline, grid, cv=2).fit(X, Y)
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"], atol=EXACT)
+    assert ours.n_stacks_ == 2 * 2
+
+
+def test_the_grid_may_put_another_estimator_in_the_networks_place():
+    from sklearn.linear_model import LogisticRegression
+
+    pipeline = make_pipeline(StandardScaler(), _classifier(dtype="float64", epochs=3))
+    grid = {"nnxclassifier": [_classifier(dtype="float64", epochs=3), LogisticRegression(max_iter=200)]}
+    ours = StackedSearchCV(pipeline, grid, cv=2).fit(X, Y)
+    theirs = GridSearchCV(pipeline, grid, cv=2).fit(X, Y)
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"], atol=EXACT)
+
+
+def test_a_one_step_pipeline_and_the_searchs_tags():
+    search = StackedSearchCV(make_pipeline(_classifier(epochs=2)), {"nnxclassifier__l2": [0.0, 1e-4]}, cv=2)
+    assert sklearn.base.is_classifier(search)
+    scores = cross_val_score(search, X, Y, cv=2)
+    assert scores.shape == (2,) and scores.min() > 0.5
+    assert not hasattr(StackedSearchCV(_classifier(), {"l2": [0.0]}, refit=False), "predict")
+
+
 def test_stacked_search_refuses_other_estimators():
     from sklearn.linear_model import LogisticRegression
 
-    with pytest.raises(TypeError, match="searches an NNXClassifier or NNXRegressor, or a Pipeline that ends"):
+    with pytest.raises(TypeError, match="searches an NNXClassifier or NNXRegressor, or a Pipeline whose last step"):
         StackedSearchCV(LogisticRegression(), {"C": [1.0]}).fit(X, Y)
-    with pytest.raises(TypeError, match=r"a Pipeline that ends with one, got sklearn\.pipeline\.Pipeline"):
+    with pytest.raises(TypeError, match=r"got a Pipeline ending with sklearn\.linear_model.*LogisticRegression"):
         StackedSearchCV(make_pipeline(StandardScaler(), LogisticRegression()), {"logisticregression__C": [1.0]}).fit(
             X, Y
         )

@@ -4,6 +4,7 @@ scikit-learn's `GridSearchCV` makes it: the same keys, masked parameter columns 
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,12 @@ class Scores:
             results[f"mean_{kind}_score"], results[f"std_{kind}_score"] = values.mean(axis=1), values.std(axis=1)
             if kind == "test":
                 results["rank_test_score"] = _ranks(results["mean_test_score"])
+            if not np.isfinite(results[f"mean_{kind}_score"]).all():
+                warnings.warn(
+                    f"{OWNER}: one or more of the mean {kind} scores are not finite: {results[f'mean_{kind}_score']}",
+                    UserWarning,
+                    stacklevel=3,
+                )
         return results
 
 

@@ -3,9 +3,11 @@ architecture (and their data, epochs and batching) trained as one `train_many` s
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Iterator
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,8 @@ from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterGrid, check_cv
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing, indexable
+from sklearn.utils import _safe_indexing, get_tags, indexable
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from nnx import _checks
@@ -107,6 +110,11 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         X, y, groups = indexable(X, y, groups)
         splits = list(check_cv(self.cv, y, classifier=is_classifier(base)).split(X, y, groups))
         scores = Scores(len(candidates), len(splits), self.return_train_score)
+        self.scorer_, self.multimetric_ = scorer, False
+        if self.verbose:
+            print(
+                f"{OWNER}: {len(splits)} splits of {len(candidates)} candidates, {len(splits) * len(candidates)} fits"
+            )
         self.n_stacks_ = 0
         for split_index, (train, test) in enumerate(splits):
             data = (
@@ -119,7 +127,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         self._transformed: dict[str, tuple] = {}  # the last split's transformed data: not kept after the search
         scores.check_some_succeeded()
         self.cv_results_ = scores.results(candidates)
-        self.n_splits_, self.scorer_ = len(splits), scorer
+        self.n_splits_ = len(splits)
         self.best_index_ = int(np.argmin(self.cv_results_["rank_test_score"]))
         self.best_params_ = candidates[self.best_index_]
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
@@ -136,22 +144,24 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
                 f"search once per metric, or use GridSearchCV for several metrics"
             )
         error_score = self.error_score
-        if error_score != "raise" and (isinstance(error_score, bool) or not isinstance(error_score, (int, float))):
+        if error_score != "raise" and (isinstance(error_score, bool) or not isinstance(error_score, Real)):
             raise ValueError(f"{OWNER} error_score must be 'raise' or a number (NaN by default), got {error_score!r}")
+        if isinstance(self.verbose, str) or not isinstance(self.verbose, int) or self.verbose < 0:
+            raise ValueError(f"{OWNER} verbose must be 0 (silent), a positive int or a bool, got {self.verbose!r}")
         _checks.boolean(self.refit, "refit", OWNER)
         _checks.boolean(self.return_train_score, "return_train_score", OWNER)
 
     def _base(self) -> Any:
-        if not isinstance(_final(self.estimator), NNXEstimator):
+        final = _final(self.estimator)
+        if not isinstance(final, NNXEstimator):
+            within = "a Pipeline ending with " if final is not self.estimator else ""
             raise TypeError(
-                f"{OWNER} searches an NNXClassifier or NNXRegressor, or a Pipeline that ends with one, got "
-                f"{_checks.describe(self.estimator)}; for other estimators use sklearn.model_selection.GridSearchCV"
+                f"{OWNER} searches an NNXClassifier or NNXRegressor, or a Pipeline whose last step is one, got "
+                f"{within}{_checks.describe(final)}; put the network last in one flat Pipeline, or use "
+                f"sklearn.model_selection.GridSearchCV for other estimators"
             )
-        base = clone(self.estimator)
-        final = _final(base)
-        if final.random_state is None:  # one seed for every candidate: one order of batches, so they can stack
-            final.set_params(random_state=int(np.random.randint(0, SEED_RANGE)))
-        return base
+        self._seed = int(np.random.randint(0, SEED_RANGE))  # random_state=None: one seed for every candidate
+        return clone(self.estimator)
 
     def _search_split(self, base: Any, candidates: list[dict], data: tuple, scorer: Any, out: Any) -> None:
         prepared = []
@@ -168,9 +178,15 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _prepared(self, base: Any, index: int, params: dict, data: tuple, out: Any) -> Member | None:
         """The candidate's estimator and its `Fit` on the split's training part; None when preparing it failed."""
         candidate = clone(base).set_params(**params)
+        network = _final(candidate)
+        if not isinstance(network, NNXEstimator):  # the grid swapped the network for another estimator
+            self._plain(index, candidate, (data, self.scorer_, params), out)
+            return None
+        if network.random_state is None:  # one order of batches for the candidates, so that they can stack
+            network.set_params(random_state=self._seed)
         try:
             X_train, setting = self._before_network(candidate, params, data)
-            fit = _final(candidate)._prepared_fit(X_train, data[1])
+            fit = network._prepared_fit(X_train, data[1])
         except Exception as error:  # a bad candidate fails alone, as in GridSearchCV
             out.failed(index, self._failure(error, params))
             return None
@@ -183,8 +199,10 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         if not isinstance(candidate, Pipeline):
             return data[0], ""
         network = candidate.steps[-1][0]
-        own = [(key, repr(value)) for key, value in params.items() if key.split("__")[0] != network]
-        setting = repr(sorted(own))
+        # the grid's value objects, by identity: two settings that print alike are still told apart
+        setting = repr(sorted((key, id(value)) for key, value in params.items() if key.split("__")[0] != network))
+        if len(candidate.steps) == 1:
+            return data[0], setting
         if setting not in self._transformed:
             steps = Pipeline(candidate.steps[:-1])
             self._transformed[setting] = (steps.fit_transform(data[0], data[1]), steps.steps)
@@ -206,11 +224,12 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
             return [done for member in again if member for done in self._trained([member], base, candidates, data, out)]
         seconds = (time.perf_counter() - start) / len(group)
         if self.verbose:
-            print(f"{OWNER}: a stack of {len(group)} candidates trained in {seconds * len(group):.2f} s")
+            what = "1 candidate alone" if len(group) == 1 else f"{len(group)} candidates as one stack"
+            print(f"{OWNER}: split {out.split + 1}: {what} in {seconds * len(group):.2f} s")
         return [(member, history, seconds) for member, history in zip(group, histories, strict=True)]
 
     def _scored(self, member: Member, history: History, seconds: float, context: tuple, out: Any) -> None:
-        (X_train, y_train, X_test, y_test), scorer, params = context
+        params = context[2]
         index, estimator, fit = member
         final = history.final
         if final.get("diverged"):
@@ -222,12 +241,28 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
             out.failed(index, self._failure(error, params), seconds)
             return
         _final(estimator)._fitted(fit, history)
+        self._score(index, estimator, seconds, context, out)
+
+    def _score(self, index: int, estimator: Any, seconds: float, context: tuple, out: Any) -> None:
+        (X_train, y_train, X_test, y_test), scorer, params = context
         try:
             out.scored(index, seconds, lambda: scorer(estimator, X_test, y_test))
             if self.return_train_score:
                 out.train_score(index, scorer(estimator, X_train, y_train))
         except Exception as error:
             out.failed(index, self._failure(error, params, "scoring"), seconds)
+
+    def _plain(self, index: int, candidate: Any, context: tuple, out: Any) -> None:
+        """A candidate whose grid put another estimator in the network's place: fitted and scored alone, as
+        GridSearchCV does."""
+        data, _, params = context
+        start = time.perf_counter()
+        try:
+            candidate.fit(data[0], data[1])
+        except Exception as error:
+            out.failed(index, self._failure(error, params), time.perf_counter() - start)
+            return
+        self._score(index, candidate, time.perf_counter() - start, context, out)
 
     def _failure(self, error: Exception, params: dict, what: str = "fit") -> float:
         if self.error_score == "raise":
@@ -244,6 +279,15 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     # The best estimator's methods -------------------------------------------------------------------------------
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator)
+        tags.estimator_type = inner.estimator_type
+        tags.classifier_tags = copy.deepcopy(inner.classifier_tags)
+        tags.regressor_tags = copy.deepcopy(inner.regressor_tags)
+        return tags
+
+    @available_if(lambda search: _offers(search, "predict"))
     def predict(self, X: Any) -> Any:
         """`best_estimator_.predict(X)`.
 
@@ -255,6 +299,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         """
         return self._best().predict(X)
 
+    @available_if(lambda search: _offers(search, "predict_proba"))
     def predict_proba(self, X: Any) -> Any:
         """`best_estimator_.predict_proba(X)` (a classifier).
 
@@ -266,6 +311,7 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         """
         return self._best().predict_proba(X)
 
+    @available_if(lambda search: _offers(search, "score"))
     def score(self, X: Any, y: Any) -> float:
         """The scorer's value for `best_estimator_` on (X, y).
 
@@ -298,6 +344,11 @@ class StackedSearchCV(MetaEstimatorMixin, BaseEstimator):
         if not self.refit:
             raise AttributeError(f"{OWNER} was created with refit=False: it has no best_estimator_ to predict with")
         return self.best_estimator_
+
+
+def _offers(search: StackedSearchCV, method: str) -> bool:
+    """Whether the search has `method`: with refit, when its (best) estimator has it."""
+    return bool(search.refit) and hasattr(getattr(search, "best_estimator_", search.estimator), method)
 
 
 def _final(estimator: Any) -> Any:
