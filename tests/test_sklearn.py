@@ -173,13 +173,48 @@ def _own(n_inputs=None, n_outputs=None, head=nnx.Softmax):
         ({"model": _own(n_outputs=12)}, r"model\(64, 10\): the last Dense layer has 12 neurons; make it n_outputs=10"),
         ({"model": _own(n_inputs=65)}, r"the first Dense layer takes 65 inputs; make it 64"),
         ({"model": _own(head=nnx.Linear)}, r"output='softmax' needs a Softmax last layer, got Linear"),
-        ({"model": _own(), "dropout": 0.2}, "dropout describe the built-in network, which model= replaces"),
+        ({"model": _own(), "dropout": 0.2}, "dropout describes the built-in network, which model= replaces"),
         ({"model": _own(), "dtype": "float64"}, "dtype='float64' but the model's layers compute in"),
     ],
 )
 def test_your_own_model_is_checked_against_the_data(params, match):
     with pytest.raises(ValueError, match=match):
         NNXClassifier(epochs=1, **params).fit(X, Y)
+
+
+def test_your_own_model_on_float64_with_its_optimizer_and_a_regressor_head_check():
+    def float64(n_features, n_outputs):
+        model = nnx.Model()
+        for layer in (nnx.Dense(n_features, 8, dtype="float64"), nnx.ReLU(), nnx.Dense(8, n_outputs, dtype="float64")):
+            model.add(layer)
+        model.add(nnx.Softmax())
+        model.set(optimizer=nnx.SGD(learning_rate=0.5))
+        return model
+
+    model = NNXClassifier(model=float64, dtype="float64", epochs=2, warm_start=True, random_state=0).fit(X, Y)
+    model.set_params(learning_rate=0.1).fit(X, Y)  # the model's own optimizer keeps its own rate
+    assert model.model_.optimizer.learning_rate == 0.5 and model.n_iter_ == 4
+    with pytest.raises(ValueError, match=r"output='linear' needs a Linear last layer .* got Softmax"):
+        NNXRegressor(model=_own(), epochs=1).fit(X, X[:, 5])
+    with pytest.raises(ValueError, match="hidden_layer_sizes describes the built-in network"):
+        NNXClassifier(model=_own(), hidden_layer_sizes=50).fit(X, Y)
+
+
+def test_a_refused_fit_changes_nothing():
+    model = _classifier(epochs=2).fit(X, Y)
+    before = dict(model.__dict__)
+    with pytest.raises(ValueError, match="hidden_layer_sizes, dropout describe the built-in network"):
+        model.set_params(model=_own(), dropout=0.5).fit(X, np.array(list("abcdefghij"))[Y])
+    assert model.__dict__.keys() == before.keys() and model.classes_ is before["classes_"]
+    assert model.model_ is before["model_"]
+
+
+def test_a_warm_start_compares_parameters_as_they_resolve():
+    model = NNXRegressor(hidden_layer_sizes=(8,), epochs=2, warm_start=True, random_state=0).fit(X, X[:, 5])
+    model.set_params(dtype="float64", backend="numpy", loss="mse", output="linear").fit(X, X[:, 5])
+    assert model.n_iter_ == 4
+    with pytest.raises(ValueError, match="built with dtype='float64', but dtype is now 'float32'"):
+        model.set_params(dtype="float32").fit(X, X[:, 5])
 
 
 def test_a_warm_start_keeps_the_features_the_classes_and_the_structure():

@@ -3,7 +3,8 @@ nnx's messages), fit, partial_fit and predict, validated with scikit-learn's own
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -110,8 +111,9 @@ class NNXEstimator(BaseEstimator):
         Returns:
             The fitted estimator.
         """
-        fit = self._prepared_fit(X, y, **fit_params)
-        self._fitted(fit, self._trained([fit]))
+        with self._kept_on_error():
+            fit = self._prepared_fit(X, y, **fit_params)
+            self._fitted(fit, self._trained([fit]))
         return self
 
     def _prepared_fit(self, X: Any, y: Any, **fit_params: Any) -> Fit:
@@ -126,28 +128,41 @@ class NNXEstimator(BaseEstimator):
         Returns:
             The `Fit` to train; `_fitted` sets the estimator's attributes once it trained.
         """
-        self._refuse(fit_params, "fit")
-        settings = self._settings()
-        keep = self.warm_start and hasattr(self, "model_")
-        X, y = self._validated(X, y, reset=not keep)  # a warm start keeps n_features_in_: another width is refused
-        if keep:
-            self._check_same_targets(y)
-            self._go_on_with(settings)
-        targets = self._encoded(y, reset=not keep)
-        return self._fit(X, targets, settings, self.epochs, keep)
+        with self._kept_on_error():
+            self._refuse(fit_params, "fit")
+            settings = self._settings()
+            keep = self.warm_start and hasattr(self, "model_")
+            X, y = self._validated(X, y, reset=not keep)  # a warm start keeps n_features_in_: another is refused
+            if keep:
+                self._check_same_targets(y)
+                self._go_on_with(settings)
+            targets = self._encoded(y, reset=not keep)
+            return self._fit(X, targets, settings, self.epochs, keep)
 
     def _partial_fit(self, X: Any, y: Any, classes: Any = None) -> NNXEstimator:
-        settings = self._settings()
-        first = not hasattr(self, "model_")
-        X, y = self._validated(X, y, reset=first)
-        if first:
-            self._first_classes(classes, y)
-        else:
-            self._go_on_with(settings)
-        targets = self._encoded(y, reset=False)
-        fit = self._fit(X, targets, settings, 1, keep=not first, partial=True)
-        self._fitted(fit, self._trained([fit]))
+        with self._kept_on_error():
+            settings = self._settings()
+            first = not hasattr(self, "model_")
+            X, y = self._validated(X, y, reset=first)
+            if first:
+                self._first_classes(classes, y)
+            else:
+                self._go_on_with(settings)
+            targets = self._encoded(y, reset=False)
+            fit = self._fit(X, targets, settings, 1, keep=not first, partial=True)
+            self._fitted(fit, self._trained([fit]))
         return self
+
+    @contextlib.contextmanager
+    def _kept_on_error(self) -> Iterator[None]:
+        """Leave the estimator as it was when the block raises (a refused fit changes nothing)."""
+        state = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
 
     def _predicted(self, X: Any) -> Any:
         """The network's outputs for X, on the host in float64."""
@@ -265,16 +280,28 @@ class NNXEstimator(BaseEstimator):
         """Check that a continued fit keeps the network's structure, and give its optimizer the new learning rate
         and decay (a schedule over warm starts)."""
         owner = type(self).__name__
+        now_values = self._structure()
         for name, before in self._built_with_.items():
-            now = _comparable(getattr(self, name))
-            if now != before:
+            now = now_values[name]
+            if now != before and not (name == "dtype" and now is None):  # dtype=None follows the data
                 raise ValueError(
                     f"{owner} goes on with the fitted network, built with {name}={before!r}, but {name} is now "
                     f"{now!r}; set it back, or fit a new network (warm_start=False, or a new estimator)"
                 )
         optimizer = self.model_.optimizer
-        if self.model is None and optimizer is not None:
+        if self._sets_optimizer_ and optimizer is not None:
             optimizer.learning_rate, optimizer.decay = settings.learning_rate, settings.decay
+
+    def _structure(self) -> dict[str, Any]:
+        """The parameters that make the network, as they resolve (None: the head's loss, the current backend)."""
+        values = {name: _comparable(getattr(self, name)) for name in STRUCTURE}
+        values.update(
+            hidden_layer_sizes=self._hidden(type(self).__name__),
+            output=self._output(),
+            loss=self._loss(),
+            backend=backends.get(self.backend).name,
+        )
+        return values
 
     def _fit(self, X: Any, targets: Any, network: Network, epochs: int, keep: bool, partial: bool = False) -> Fit:
         trained = self.model_.epochs_trained if keep else 0
@@ -306,18 +333,25 @@ class NNXEstimator(BaseEstimator):
     def _new_model(self, network: Network, n_features: int) -> Model:
         n_outputs = self._n_outputs(network.output)
         if self.model is None:
+            self._sets_optimizer_ = True
             return network.model(n_features, n_outputs)
         owner = f"{type(self).__name__} model({n_features}, {n_outputs})"
-        unused = [name for name, default in NETWORK_DEFAULTS.items() if _comparable(getattr(self, name)) != default]
+        structure = self._structure()
+        unused = [name for name, default in NETWORK_DEFAULTS.items() if structure[name] != default]
         if unused:
+            names = ", ".join(unused)
             raise ValueError(
-                f"{type(self).__name__}: {', '.join(unused)} describe the built-in network, which model= replaces; "
-                f"put those layers in your model, or leave {', '.join(unused)} at the default"
+                f"{type(self).__name__}: {names} {'describes' if len(unused) == 1 else 'describe'} the built-in "
+                f"network, which model= replaces; put those layers in your model, or leave {names} at the default"
             )
-        model = self.model(n_features, n_outputs)
+        try:
+            model = self.model(n_features, n_outputs)
+        except TypeError as error:
+            raise TypeError(f"{owner} raised TypeError: {error}; model must take (n_features, n_outputs)") from error
         if not isinstance(model, Model):
             raise TypeError(f"{owner} must return an nnx.Model, got {_checks.describe(model)}")
         check_own_model(model, owner, (n_features, n_outputs, network.output, self.dtype))
+        self._sets_optimizer_ = model.optimizer is None  # else its own optimizer: learning_rate etc. unused
         return network.completed(model)
 
     def _fitted(self, fit: Fit, history: History) -> None:
@@ -328,7 +362,7 @@ class NNXEstimator(BaseEstimator):
             history: its History.
         """
         self.model_ = fit.model
-        self._built_with_ = {name: _comparable(getattr(self, name)) for name in STRUCTURE}
+        self._built_with_ = {**self._structure(), "dtype": dtype_name(fit.model.trainable_layers[0].dtype)}
         self.history_ = history
         self.n_iter_ = fit.model.epochs_trained
         self.loss_ = history.final.get("loss")

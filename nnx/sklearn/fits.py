@@ -166,7 +166,12 @@ def check_own_model(model: Model, owner: str, expected: tuple) -> None:
             f"{owner}: output={output!r} needs a {wanted.__name__} last layer, got {type(head).__name__}; end the "
             f"model with nnx.{wanted.__name__}()"
         )
-    if dtype is not None and str(first.dtype).rsplit(".", 1)[-1] != dtype:
+    if wanted is None and isinstance(head, tuple(HEADS.values())):
+        raise ValueError(
+            f"{owner}: output={output!r} needs a Linear last layer (or none after the last Dense), got "
+            f"{type(head).__name__}; end the model with nnx.Linear(), or pass output='sigmoid' for a sigmoid head"
+        )
+    if dtype is not None and _host.dtype_name(first.dtype) != dtype:
         raise ValueError(
             f"{owner}: dtype={dtype!r} but the model's layers compute in {first.dtype}; build them "
             f"with dtype={dtype!r}, or leave dtype=None"
