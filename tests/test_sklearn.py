@@ -126,10 +126,12 @@ def test_warm_start_goes_on_where_the_last_fit_stopped():
     assert cold.n_iter_ == 5
 
 
-def test_early_stopping_stops_when_the_validation_loss_stalls():
-    model = _classifier(epochs=300, early_stopping=True, n_iter_no_change=3, learning_rate=0.05).fit(X, Y)
+def test_early_stopping_stops_when_the_validation_loss_stalls(capsys):
+    model = _classifier(epochs=300, early_stopping=True, n_iter_no_change=3, learning_rate=0.05, verbose=2)
+    model.fit(X, Y)
     assert 3 < model.n_iter_ < 300
     assert model.history_.history["val_loss"][-1] is not None
+    assert f"NNXClassifier: early stopping after epoch {model.n_iter_}:" in capsys.readouterr().out
 
 
 def test_multi_output_regression():

@@ -366,6 +366,11 @@ class NNXEstimator(BaseEstimator):
         self.history_ = history
         self.n_iter_ = fit.model.epochs_trained
         self.loss_ = history.final.get("loss")
+        if fit.verbose and fit.patience is not None and len(history.epoch) < fit.epochs:
+            print(
+                f"{type(self).__name__}: early stopping after epoch {history.epoch[-1]}: the validation loss has not "
+                f"improved by tol={fit.patience[1]:g} for n_iter_no_change={fit.patience[0]} epochs"
+            )
 
     def _trained(self, fits: list[Fit]) -> History:
         """Train one fit; a divergence is raised naming the estimator."""

@@ -44,14 +44,15 @@ class NNXClassifier(ClassifierMixin, NNXEstimator):
         dtype: "float32" or "float64"; None follows the data (float32 stays float32, anything else is float64).
         random_state: an int for repeatable fits (initial weights, shuffling, dropout and the validation split),
             a RandomState, or None to draw from NumPy's global RNG.
-        verbose: 0 silent (or False), 1 a progress bar (or True; plain lines without a terminal or notebook), 2 a
-            line every few epochs.
+        verbose: 0 silent (or False); 1 a progress bar (or True; lines where there is no terminal or notebook); 2
+            lines (at most about 100). Both say when early stopping ends training.
         warm_start: whether `fit` goes on training the fitted network instead of starting anew: with the same
             features, targets and structure (a changed layer parameter is refused), and the current
             `learning_rate` and `decay`.
         model: a function ``model(n_features, n_outputs) -> nnx.Model`` for your own architecture: its layers
             (checked: n_features inputs, n_outputs outputs, the head `output` names), and any loss, optimizer and
-            accuracy it sets (those it leaves out come from the parameters above); `hidden_layer_sizes`,
+            accuracy it sets (those it leaves out come from the parameters above: a model with its own optimizer
+            does not use `optimizer`, `learning_rate`, `decay` or `momentum`); `hidden_layer_sizes`,
             `activation`, `dropout`, `l1` and `l2` must then keep their defaults. None builds the network of
             `hidden_layer_sizes`.
 
@@ -201,14 +202,15 @@ class NNXRegressor(RegressorMixin, NNXEstimator):
         dtype: "float32" or "float64"; None follows the data (float32 stays float32, anything else is float64).
         random_state: an int for repeatable fits (initial weights, shuffling, dropout and the validation split),
             a RandomState, or None to draw from NumPy's global RNG.
-        verbose: 0 silent (or False), 1 a progress bar (or True; plain lines without a terminal or notebook), 2 a
-            line every few epochs.
+        verbose: 0 silent (or False); 1 a progress bar (or True; lines where there is no terminal or notebook); 2
+            lines (at most about 100). Both say when early stopping ends training.
         warm_start: whether `fit` goes on training the fitted network instead of starting anew: with the same
             features, targets and structure (a changed layer parameter is refused), and the current
             `learning_rate` and `decay`.
         model: a function ``model(n_features, n_outputs) -> nnx.Model`` for your own architecture: its layers
             (checked: n_features inputs, n_outputs outputs, the head `output` names), and any loss, optimizer and
-            accuracy it sets (those it leaves out come from the parameters above); `hidden_layer_sizes`,
+            accuracy it sets (those it leaves out come from the parameters above: a model with its own optimizer
+            does not use `optimizer`, `learning_rate`, `decay` or `momentum`); `hidden_layer_sizes`,
             `activation`, `dropout`, `l1` and `l2` must then keep their defaults. None builds the network of
             `hidden_layer_sizes`.
 
