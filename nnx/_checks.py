@@ -264,9 +264,15 @@ def finite(backend, x, owner: object, what: str = "inputs") -> None:
 
 
 def _count_not_finite(backend, x) -> int:
+    """How many values of `x` are NaN or infinite. The sum is finite only if every value is, so one pass answers
+    the common case; the count runs only when the sum is not finite (a bad value, or finite values whose sum
+    overflows)."""
     xp = backend.xp
     if not is_kind(xp, x.dtype, "real floating"):
         return 0
+    with backend.quiet_float_errors():
+        if math.isfinite(float(backend.to_numpy(xp.sum(x)))):
+            return 0
     return int(backend.to_numpy(xp.sum(xp.astype(~xp.isfinite(x), backend.int_dtype))))
 
 
@@ -377,6 +383,9 @@ def class_targets(backend, y, n_classes: int, owner: object):
 def _label_summary(backend, y, n_classes: int):
     """One small array, copied once: [rows bad, min, max] of what can go wrong with these targets."""
     xp = backend.xp
+    if len(y.shape) == 1 and is_kind(xp, y.dtype, "integral"):  # integers are whole and never NaN: two reductions
+        low, high = xp.min(y), xp.max(y)
+        return xp.stack([xp.astype(value, backend.wide_float) for value in (low - low, low, high)])
     values = xp.astype(y, backend.wide_float)
     if len(y.shape) == 2:
         not_binary = xp.sum(xp.astype((values != 0) & (values != 1), values.dtype), axis=1)

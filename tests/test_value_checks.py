@@ -196,3 +196,31 @@ def test_the_same_data_trains_a_float64_model(spiral):
     X[7, 0] = 1e300
     model = classifier(nnx.backends.get("numpy"), dtype="float64")
     assert model.predict(X).shape == (60, 3)
+
+
+# The one-pass value checks: a finite sum proves finite values; integer labels need only their extremes ------------
+
+
+def test_finite_values_whose_sum_overflows_are_accepted(backend):
+    X = np.full((4, 2), 3e38, dtype=np.float32)  # each finite; their float32 sum is inf
+    _checks.finite(backend, backend.asarray(X), "Dense", "inputs")
+
+
+@pytest.mark.parametrize("bad", [[np.inf, -np.inf], [np.nan, 1.0], [1.0, -np.inf]], ids=["inf-inf", "nan", "-inf"])
+def test_non_finite_values_are_counted_whatever_their_sum(backend, bad):
+    X = np.ones((3, 2), dtype=np.float32)
+    X[1] = bad
+    expected = sum(not np.isfinite(value) for value in bad)
+    with pytest.raises(ValueError, match=rf"inputs contain {expected} NaN or infinite value"):
+        _checks.finite(backend, backend.asarray(X), "Dense", "inputs")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int32", "int64"])
+@pytest.mark.parametrize(("labels", "message"), [([0, 2, 1], None), ([0, 3, 1], "got values from 0 to 3")])
+def test_integer_labels_are_checked_by_their_extremes(backend, dtype, labels, message):
+    y = backend.asarray(np.array(labels, dtype=dtype))
+    if message is None:
+        assert _checks.class_targets(backend, y, 3, "CategoricalCrossentropy") is y
+        return
+    with pytest.raises(ValueError, match=message):
+        _checks.class_targets(backend, y, 3, "CategoricalCrossentropy")
