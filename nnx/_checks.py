@@ -10,6 +10,7 @@ differ from any earlier one.
 
 from __future__ import annotations
 
+import cmath
 import contextlib
 import contextvars
 import importlib
@@ -162,18 +163,21 @@ def already_checked(x, key) -> bool:
     return seen[1] is None or _same_fingerprint(seen[1], fingerprint(x))
 
 
-def remember(x, key, *, watch: bool = True) -> None:
+def remember(x, key, *, watch: bool = True, known: tuple | None = None) -> None:
     """Record that `x` passed the value check `key`; forgotten when `x` is freed.
 
     `watch`: keep a fingerprint of a host NumPy array, so that a value written into it in place is checked at its
-    next use; False for an array nnx made itself (a layer's output), known by identity alone."""
+    next use; False for an array nnx made itself (a layer's output), known by identity alone. `known`: that
+    fingerprint, when the check computed it already."""
     entry = (id(x), key)
+    if watch and known is None:
+        known = fingerprint(x)
 
     def forget(_ref: object) -> None:
         _seen.pop(entry, None)
 
     with contextlib.suppress(TypeError):  # an array type without weak references is simply checked again
-        _seen[entry] = (weakref.ref(x, forget), fingerprint(x) if watch else None)
+        _seen[entry] = (weakref.ref(x, forget), known if watch else None)
 
 
 def fingerprint(x) -> tuple | None:
@@ -259,8 +263,10 @@ def finite(backend, x, owner: object, what: str = "inputs") -> None:
     values, for a host NumPy array)."""
     if already_checked(x, "finite"):
         return
-    _check_finite(backend, x, owner, what)
-    remember(x, "finite")
+    print_ = fingerprint(x)  # a host NumPy array's sum: finite only if every value is, so it is the check too
+    if print_ is None or not cmath.isfinite(print_[1]):
+        _check_finite(backend, x, owner, what)
+    remember(x, "finite", known=print_)
 
 
 def _count_not_finite(backend, x) -> int:

@@ -7,6 +7,7 @@ import importlib.util
 import io
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -280,7 +281,8 @@ def test_a_used_generator_is_an_error_naming_the_fix():
         model().evaluate(batches)
 
 
-def test_a_bad_batch_in_epoch_two_names_it_and_keeps_the_last_good_step():
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_a_bad_batch_in_epoch_two_names_it_and_keeps_the_last_good_step(prefetch):
     X, y = data()
 
     class Poisoned(Batches):
@@ -297,7 +299,7 @@ def test_a_bad_batch_in_epoch_two_names_it_and_keeps_the_last_good_step():
     recorder = Recorder()
     net = model()
     with pytest.raises(ValueError, match="training batch 3 of epoch 2 inputs") as error:
-        net.train(Poisoned(X, y), epochs=3, callbacks=[recorder], **quiet())
+        net.train(Poisoned(X, y), epochs=3, callbacks=[recorder], prefetch=prefetch, **quiet())
     assert len(recorder.parameters) == 5 + 3
     for (weights, biases), (good_weights, good_biases) in zip(
         net.get_parameters(), recorder.parameters[-1], strict=True
@@ -306,7 +308,8 @@ def test_a_bad_batch_in_epoch_two_names_it_and_keeps_the_last_good_step():
     assert error.value.history.epoch == [1]  # the History of the epoch that ended
 
 
-def test_a_reader_error_surfaces_in_the_training_thread_naming_the_batch():
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_a_reader_error_surfaces_in_the_training_thread_naming_the_batch(prefetch):
     X, y = data()
 
     def failing():
@@ -315,7 +318,7 @@ def test_a_reader_error_surfaces_in_the_training_thread_naming_the_batch():
         raise OSError("the disk went away")
 
     with pytest.raises(OSError, match="the disk went away") as error:
-        model().train(failing(), epochs=1, **quiet())
+        model().train(failing(), epochs=1, prefetch=prefetch, **quiet())
     if sys.version_info >= (3, 11):  # exception notes came with Python 3.11
         assert any("training batch 2 of epoch 1" in note for note in error.value.__notes__)
 
@@ -349,6 +352,74 @@ def test_wrong_arguments_for_streams_are_errors():
         model().train([], epochs=1)
     with pytest.raises(TypeError, match="validation_data must be an \\(X, y\\) pair of arrays, or an iterable"):
         model().train(X, y, validation_data=X)
+
+
+# Reading ahead on a thread, or in line ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["chunked", "iterable"])
+def test_every_prefetch_gives_the_same_history(source):
+    X, y = data()
+    streamed = (DiskArray(X), DiskArray(y)) if source == "chunked" else (Batches(X, y), None)
+    options = quiet(epochs=3, validation_data=streamed, **({"batch_size": BATCH} if source == "chunked" else {}))
+    expected = model().train(X, y, **{**options, "batch_size": BATCH, "validation_data": (X, y)})
+    for prefetch in (0, 1, 2, 5, "auto"):
+        assert_same_history(model().train(*streamed, prefetch=prefetch, **options), expected, tolerance=0)
+
+
+@pytest.mark.parametrize(("prefetch", "in_line"), [(0, True), (2, False)])
+def test_prefetch_zero_reads_in_the_training_thread_and_more_on_a_reader_thread(prefetch, in_line):
+    X, y = data()
+    readers = []
+
+    def batches():
+        for X_batch, y_batch in Batches(X, y):
+            readers.append(threading.current_thread())
+            yield X_batch, y_batch
+
+    net = model()
+    net.train(batches, epochs=2, prefetch=prefetch, **quiet())
+    net.evaluate(batches, prefetch=prefetch, verbose=False)
+    net.predict(batches, prefetch=prefetch)
+    assert len(readers) == 4 * len(Batches(X, y))
+    assert all((thread is threading.main_thread()) == in_line for thread in readers)
+
+
+def test_auto_reads_in_line_where_the_cpu_kernels_fill_the_cores(monkeypatch):
+    X, y = data(rows=4096)
+    net = model()
+    monkeypatch.setattr(nnx.backends._host, "host_cores", lambda: 2)
+    assert net.backend.fills_host_cores(512) and not net.backend.fills_host_cores(511)
+    assert streams.Feed(net, streams.source(DiskArray(X), y, 1024, owner="test"), "training").read_ahead == 0
+    assert streams.Feed(net, streams.source(DiskArray(X), y, 64, owner="test"), "training").read_ahead == 2
+    assert streams.Feed(net, streams.source(Batches(X, y), None, None, owner="test"), "training").read_ahead == 2
+    monkeypatch.setattr(nnx.backends._host, "host_cores", lambda: 1)
+    assert not net.backend.fills_host_cores(10**6)
+
+
+def test_checks_run_on_batches_read_in_line_inside_the_loop():
+    X, y = data()
+    bad = X.copy()
+    bad[BATCH + 3, 0] = np.inf
+    with pytest.raises(ValueError, match="training batch 1 of epoch 1 inputs contain 1 NaN or infinite value"):
+        model().train(Batches(bad, y), epochs=1, prefetch=0, **quiet())
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "fast", None])
+@pytest.mark.parametrize("call", ["train", "evaluate", "predict"])
+def test_a_wrong_prefetch_is_refused_before_anything_changes(call, value):
+    X, y = data()
+    net = model()
+    before = [np.copy(array) for pair in net.get_parameters() for array in pair]
+    run = {
+        "train": lambda: net.train(Batches(X, y), prefetch=value, **quiet()),
+        "evaluate": lambda: net.evaluate(Batches(X, y), prefetch=value, verbose=False),
+        "predict": lambda: net.predict(Batches(X, y), prefetch=value),
+    }[call]
+    with pytest.raises(ValueError, match=rf"Model.{call} prefetch must be 'auto' or a number of batches read ahead"):
+        run()
+    after = [array for pair in net.get_parameters() for array in pair]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
 def test_import_nnx_imports_neither_zarr_nor_dask():

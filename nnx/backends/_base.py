@@ -14,6 +14,8 @@ from nnx.backends._kernels import Array, Kernels
 if TYPE_CHECKING:
     from nnx.backends.step_program import StepProgram
 
+PARALLEL_MIN_ROWS = 512  # from this many rows, host kernels split a batch across the cores (fewer: one thread)
+
 
 class BackendUnavailableError(RuntimeError):
     """A registered backend cannot be used here; the message says why and how to fix it."""
@@ -100,6 +102,20 @@ class Backend(Kernels):
     def wide_float(self) -> Any:
         """float64 where there is one, else float32: for exact sums of small integers (label checks)."""
         return self.dtype("float64" if self.has_dtype("float64") else "float32")
+
+    def fills_host_cores(self, rows: int) -> bool:
+        """Whether computing on a batch of `rows` keeps every host core busy, so that a thread reading the next
+        batch beside it would only take cores from it: on the CPU, batches the kernels split across the cores.
+
+        Args:
+            rows: the batch's rows.
+
+        Returns:
+            True on a CPU device with several cores for `rows` of at least `PARALLEL_MIN_ROWS`; False on an
+            accelerator, whose host thread mostly waits.
+        """
+        on_cpu = self.device.upper().startswith("CPU")
+        return on_cpu and rows >= PARALLEL_MIN_ROWS and _host.host_cores() > 1
 
     def float_dtype(self, spec: Any = None) -> Any:
         """The namespace's float dtype of a name or dtype.

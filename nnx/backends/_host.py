@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,6 +28,12 @@ def is_host_data(x) -> bool:
 
 
 DEVICE_LIBRARIES = ("cupy", "torch", "jax", "jaxlib", "array_api_strict", "dask")
+
+
+def host_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it, else the machine's)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def host_array(x):

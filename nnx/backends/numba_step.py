@@ -16,6 +16,7 @@ from typing import cast
 import numba
 import numpy as np
 
+from nnx.backends._base import PARALLEL_MIN_ROWS  # fewer rows (all models together) run on the calling thread
 from nnx.backends._parallel import parallel_call
 from nnx.backends.numba_kernels import train_parallel, train_serial
 from nnx.backends.step_program import FLOAT_DTYPES, StepProgram
@@ -23,7 +24,6 @@ from nnx.backends.tables import KERNEL_NUMBERS, head, update_rule
 
 MAX_LAYER_SIZE = 65536  # n_inputs * n_outputs above which BLAS (the generic step) beats the kernel
 NARROW = 16  # Dense layers with fewer outputs are stored transposed, so that their loops run along the inputs
-PARALLEL_MIN_ROWS = 512  # fewer rows (all models together) run on the calling thread: waking the threads costs more
 MIN_CHUNK_ROWS = 256  # a model's rows are split across the threads in runs of at least this many
 # Columns of the layer table, one row per Dense layer.
 N_INPUTS, N_OUTPUTS, WEIGHTS_AT, BIASES_AT, TRANSPOSED = range(5)

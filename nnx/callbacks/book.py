@@ -75,10 +75,11 @@ class Validation(Callback):
             array, or an iterable of (X, y) batches with `y` None), checked batch by batch at each pass.
         y: their targets, likewise; None with an iterable of batches.
         verbose: whether `Model.evaluate` prints the book's ``validation, acc: ..., loss: ...`` line.
+        prefetch: for streamed data, batches read ahead on a background thread (`Model.train`'s `prefetch`).
     """
 
-    def __init__(self, X: Any, y: Any, *, verbose: bool):
-        self.X, self.y, self.verbose = X, y, verbose
+    def __init__(self, X: Any, y: Any, *, verbose: bool, prefetch: int | str = "auto"):
+        self.X, self.y, self.verbose, self.prefetch = X, y, verbose, prefetch
 
     def on_epoch_end(self, run: Run) -> None:
         """With batches, evaluate after the epoch (unless training stopped).
@@ -100,5 +101,6 @@ class Validation(Callback):
 
     def _evaluate(self, run: Run) -> None:
         batch_size = None if self.y is None else run.batch_size  # an iterable of batches makes its own
-        loss, accuracy = run.model.evaluate(self.X, self.y, batch_size=batch_size, verbose=self.verbose)
+        options = {"batch_size": batch_size, "verbose": self.verbose, "prefetch": self.prefetch}
+        loss, accuracy = run.model.evaluate(self.X, self.y, **options)
         run.logs["val_loss"], run.logs["val_accuracy"] = loss, accuracy

@@ -160,6 +160,7 @@ class Model(Component):
         checkpoint: FilePath | None = None,
         checkpoint_every: int = 1,
         resume: FilePath | None = None,
+        prefetch: int | str = "auto",
     ) -> History:
         """Train the model for `epochs` epochs on (X, y), as the book's `Model.train` does.
 
@@ -168,7 +169,7 @@ class Model(Component):
         A non-finite loss or parameter stops training with the last finite parameters restored. Every argument is
         checked before anything changes. Where a backend has a compiled step for the model, each batch runs as one
         kernel call (`Model.explain_step()` says which step runs). Data larger than memory stream batch by batch,
-        each one read, checked and copied on a background thread while the previous one trains (how-to: streaming).
+        each one read, checked and copied once (how-to: streaming).
 
         Args:
             X: the inputs, (n_samples, n_features): NumPy or other host data (copied to the model's backend once), an
@@ -199,6 +200,9 @@ class Model(Component):
             checkpoint_every: epochs between checkpoints, an integer >= 1.
             resume: a checkpoint file to continue from, bit for bit as if training had not stopped; None starts
                 from the model's current state.
+            prefetch: for streamed data (validation too), how many batches a background thread reads ahead while
+                one trains; 0 reads each in this thread when it is needed. "auto": 2, or 0 on the CPU for batches
+                the kernels spread over every core (a reader thread would only take cores from them).
 
         Returns:
             The run's `History`: every epoch's metrics, and as a mapping the final ones (accuracy, loss, data_loss,
@@ -229,6 +233,7 @@ class Model(Component):
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             resume=resume,
+            prefetch=prefetch,
         )
 
     def explain_step(self, X: Array | None = None, y: Array | None = None) -> str:
@@ -246,7 +251,13 @@ class Model(Component):
         return loop.explain_step(self, X, y)
 
     def evaluate(
-        self, X_val: Any, y_val: Any = None, *, batch_size: int | None = None, verbose: bool = True
+        self,
+        X_val: Any,
+        y_val: Any = None,
+        *,
+        batch_size: int | None = None,
+        verbose: bool = True,
+        prefetch: int | str = "auto",
     ) -> tuple[float, float]:
         """Measure the loss and the accuracy on validation data, without dropout (the book's chapter 19).
 
@@ -257,14 +268,15 @@ class Model(Component):
             batch_size: How many samples to pass at once; None (the default) passes them all (a chunked array: one
                 chunk at a time).
             verbose: Whether to print the book's line ``validation, acc: ..., loss: ...`` (True, the default).
+            prefetch: For streamed data, batches read ahead on a background thread, as in `train`.
 
         Returns:
             (loss, accuracy) as Python floats.
         """
         self._require("loss", "accuracy")
-        return evaluation.evaluated(self, X_val, y_val, batch_size=batch_size, verbose=verbose)
+        return evaluation.evaluated(self, X_val, y_val, batch_size=batch_size, verbose=verbose, prefetch=prefetch)
 
-    def predict(self, X: Any, *, batch_size: int | None = None) -> Array:
+    def predict(self, X: Any, *, batch_size: int | None = None, prefetch: int | str = "auto") -> Array:
         """The model's outputs for some inputs, without dropout.
 
         Args:
@@ -272,12 +284,13 @@ class Model(Component):
                 or an iterable of X batches or (X, y) batches whose y is ignored (not a list: a list is rows).
             batch_size: How many samples to pass at once; None (the default) passes them all (a chunked array: one
                 chunk at a time).
+            prefetch: For streamed data, batches read ahead on a background thread, as in `train`.
 
         Returns:
             The last layer's outputs, as one array on the model's backend.
         """
         self._require()
-        return evaluation.predicted(self, X, batch_size=batch_size)
+        return evaluation.predicted(self, X, batch_size=batch_size, prefetch=prefetch)
 
     def get_parameters(self) -> list[tuple[Array, Array]]:
         """Copies of the parameters of every trainable layer (the book's `get_parameters`).

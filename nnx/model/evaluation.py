@@ -11,13 +11,17 @@ from nnx.training import handoff, streams
 from nnx.training.data import batches, checked_data, checked_inputs, located, pair, slices
 
 
-def evaluated(model: Any, X_val: Any, y_val: Any, *, batch_size: Any, verbose: Any) -> tuple[float, float]:
+def evaluated(
+    model: Any, X_val: Any, y_val: Any, *, batch_size: Any, verbose: Any, prefetch: Any = "auto"
+) -> tuple[float, float]:
     """What `Model.evaluate` does once its parts are checked: (loss, accuracy) over the data, without dropout."""
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.evaluate")
     verbose = _checks.boolean(verbose, "verbose", "Model.evaluate")
+    prefetch = streams.checked_prefetch(prefetch, "Model.evaluate")
     feed = None
-    if streams.is_stream(X_val, y_val):  # read, checked and copied batch by batch on a reader thread
-        feed = streams.Feed(model, streams.source(X_val, y_val, batch_size, owner="Model.evaluate"), "evaluation")
+    if streams.is_stream(X_val, y_val):  # read, checked and copied batch by batch
+        source = streams.source(X_val, y_val, batch_size, owner="Model.evaluate")
+        feed = streams.Feed(model, source, "evaluation", prefetch)
         X_val, y_val = feed.first()
     elif y_val is None:
         raise TypeError(
@@ -42,11 +46,13 @@ def evaluated(model: Any, X_val: Any, y_val: Any, *, batch_size: Any, verbose: A
     return loss, accuracy
 
 
-def predicted(model: Any, X: Any, *, batch_size: Any) -> Any:
+def predicted(model: Any, X: Any, *, batch_size: Any, prefetch: Any = "auto") -> Any:
     """What `Model.predict` does once the model is checked: the last layer's outputs for `X`, as one array."""
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.predict")
-    if streams.is_stream(X, None, lists=False):  # read, checked and copied batch by batch on a reader thread
-        feed = streams.Feed(model, streams.source(X, None, batch_size, owner="Model.predict"), "prediction")
+    prefetch = streams.checked_prefetch(prefetch, "Model.predict")
+    if streams.is_stream(X, None, lists=False):  # read, checked and copied batch by batch
+        source = streams.source(X, None, batch_size, owner="Model.predict")
+        feed = streams.Feed(model, source, "prediction", prefetch)
         feed.first()
         with _checks.trusted(), model.backend.quiet_float_errors():
             outputs = [model.forward(X_batch, training=False) for X_batch in feed.batches()]

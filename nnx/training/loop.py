@@ -45,6 +45,7 @@ def train(
     checkpoint: FilePath | None = None,
     checkpoint_every: int = 1,
     resume: FilePath | None = None,
+    prefetch: int | str = "auto",
 ) -> History:
     """`Model.train`'s body: `model` is the Model, the other arguments are documented there."""
     model._require("loss", "optimizer", "accuracy")
@@ -56,15 +57,16 @@ def train(
     checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every", "Model.train")
     verbose = verbosity(verbose)
     shuffle = _checks.boolean(shuffle, "shuffle", "Model.train")
+    prefetch = streams.checked_prefetch(prefetch, "Model.train")
     callbacks = _callback_list(callbacks)
-    feed = _training_feed(model, X, y, batch_size, shuffle, epochs)
+    feed = _training_feed(model, X, y, batch_size, shuffle, epochs, prefetch)
     if feed is None:
         X, y = checked_data(model, X, y, "training")
     record: dict[str, Any] = {}  # what checkpoints keep besides the epoch: the shuffling seed
     given = [c for c in callbacks if isinstance(c, History)]
     history = given[0] if given else History()
     book = _book(verbose, print_every)
-    validation = [] if validation_data is None else [_validation(model, validation_data, book, epochs)]
+    validation = [] if validation_data is None else [_validation(model, validation_data, book, epochs, prefetch)]
     hooks = [
         DivergenceGuard(check_every=check_every, action=on_divergence),
         *([BookLog(print_every)] if verbose is None and print_every else []),
@@ -103,7 +105,7 @@ def train(
     return history
 
 
-def _validation(model: Any, validation_data: Any, verbose: bool, epochs: int) -> Validation:
+def _validation(model: Any, validation_data: Any, verbose: bool, epochs: int, prefetch: int | str) -> Validation:
     """The validation pass on `validation_data`: an (X, y) pair checked and copied to the model's backend, or
     streamed data (checked batch by batch at each pass)."""
     X_val, y_val = streams.validation_parts(validation_data)
@@ -112,10 +114,10 @@ def _validation(model: Any, validation_data: Any, verbose: bool, epochs: int) ->
     one_shot = getattr(X_val, "__next__", None) is not None
     if one_shot and epochs > 1:
         raise ValueError(_one_shot("validation_data", epochs))
-    return Validation(X_val, y_val, verbose=verbose)
+    return Validation(X_val, y_val, verbose=verbose, prefetch=prefetch)
 
 
-def _training_feed(model: Any, X: Any, y: Any, batch_size: Any, shuffle: bool, epochs: int) -> Any:
+def _training_feed(model: Any, X: Any, y: Any, batch_size: Any, shuffle: bool, epochs: int, prefetch: Any) -> Any:
     """The `streams.Feed` of streamed training data, or None for arrays in memory (then y is required)."""
     if not streams.is_stream(X, y):
         if y is None:
@@ -127,7 +129,7 @@ def _training_feed(model: Any, X: Any, y: Any, batch_size: Any, shuffle: bool, e
     source = streams.source(X, y, batch_size, owner="Model.train", shuffle=shuffle)
     if source.one_shot and epochs > 1:
         raise ValueError(_one_shot("X", epochs))
-    return streams.Feed(model, source, "training")
+    return streams.Feed(model, source, "training", prefetch)
 
 
 def _one_shot(name: str, epochs: int) -> str:

@@ -2,8 +2,10 @@
 (Zarr, Dask, HDF5 or any array-like with `shape`, `dtype` and slicing that reads on demand).
 
 Each batch is read, checked as in-memory data are (`nnx.training.data.checked_data`) and copied to the model's
-backend once, on a background thread that stays up to `QUEUE_DEPTH` batches ahead of the training loop, so that
-reading overlaps computing. An error there surfaces in the training thread, naming the batch.
+backend once. With `prefetch` batches ahead (`READ_AHEAD` by default on an accelerator), that happens on a
+background thread, so that reading overlaps computing; an error there surfaces in the training thread, naming the
+batch. On the CPU, where the kernels already spread a large batch over every core, a reader thread would only take
+cores from them, so by default each batch is read in the training thread when it is needed (`prefetch=0`).
 
 Shuffling is per epoch, seeded with (seed, epoch): a chunked array's read units in a new order, then its rows
 within a window of about `BUFFER_BATCHES` batches. An iterable of batches keeps its own order.
@@ -14,6 +16,7 @@ through its own slicing, on the host (with NumPy) before the one copy per batch.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +28,7 @@ from nnx import _checks
 from nnx.backends._host import SEED_LIMIT, host_array
 from nnx.training.data import checked_data, checked_inputs
 
-QUEUE_DEPTH = 2  # batches the reader thread prepares ahead of the one training
+READ_AHEAD = 2  # batches a reader thread prepares ahead of the one training, with prefetch="auto"
 BUFFER_BATCHES = 10  # with shuffling, rows are shuffled within windows of about this many batches
 IN_MEMORY_LIBRARIES = ("numpy", "pandas", "polars", "cupy", "torch", "jax", "jaxlib", "array_api_strict")
 _END = object()
@@ -231,7 +234,59 @@ def source(X: Any, y: Any, batch_size: int | None, *, owner: str, shuffle: bool 
     return BatchSource(X)
 
 
-# The reader thread ----------------------------------------------------------------------------------------------------
+# Readers: a background thread, or the training thread ------------------------------------------------------------
+
+
+def checked_prefetch(value: Any, owner: str) -> int | str:
+    """`prefetch` as given: "auto", or how many batches a reader thread prepares ahead (0: none, no thread)."""
+    if value == "auto" and isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"{owner} prefetch must be 'auto' or a number of batches read ahead on a background thread (0 reads "
+            f"each batch in the training thread), got {_checks.describe(value)}; pass e.g. prefetch=2"
+        )
+    return value
+
+
+def _noted(error: BaseException, text: str) -> BaseException:
+    note = getattr(error, "add_note", None)  # Python 3.11+: the traceback also names the batch
+    if note is not None:
+        note(text)
+    return error
+
+
+class InlineReader:
+    """Reads and prepares each item in the consumer's thread when the consumer asks for it (`prefetch=0`).
+
+    `prepare(index, item)` and the reading run in a fresh context, as on a new thread: the value checks run even
+    inside the training loop's trusted block. An error names the item, as `Prefetcher`'s do.
+    """
+
+    def __init__(self, items: Callable[[], Iterator[Any]], prepare: Callable[[int, Any], Any], name: Callable):
+        self.items, self.prepare, self.name = items, prepare, name
+        self.iterator: Iterator[Any] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        context = contextvars.Context()
+        self.iterator = context.run(self.items)
+        index = 0
+        while True:
+            try:
+                item = context.run(next, self.iterator, _END)
+                if item is _END:
+                    return
+                prepared = context.run(self.prepare, index, item)
+            except Exception as error:
+                raise _noted(error, f"(raised while reading or checking {self.name(index)})")  # noqa: B904
+            yield prepared
+            index += 1
+
+    def close(self) -> None:
+        """Close the source's iterator (a generator's `finally` runs; a chunk it held is freed)."""
+        close = getattr(self.iterator, "close", None)
+        if close is not None:
+            close()
 
 
 class Prefetcher:
@@ -275,10 +330,7 @@ class Prefetcher:
                 return
             if kind == "error":
                 index, error = value
-                note = getattr(error, "add_note", None)  # Python 3.11+: the traceback also names the batch
-                if note is not None:
-                    note(f"(raised while reading or checking {self.name(index)}, on the reader thread)")
-                raise error
+                raise _noted(error, f"(raised while reading or checking {self.name(index)}, on the reader thread)")
             yield value
 
     def close(self) -> None:
@@ -293,11 +345,21 @@ class Feed:
         model: the Model.
         source: a `BatchSource` or an `ArraySource`.
         what: "training", "validation", "evaluation" or "prediction": the checks' wording.
+        prefetch: how many batches a background thread reads ahead (0: each is read in the training thread when
+            needed); "auto": `READ_AHEAD`, or 0 where the model's backend keeps every host core busy on batches of
+            this source's size (`Backend.fills_host_cores`).
     """
 
-    def __init__(self, model: Any, source: Any, what: str):
+    def __init__(self, model: Any, source: Any, what: str, prefetch: int | str = "auto"):
         self.model, self.source, self.what = model, source, what
-        self.ahead: tuple[int | None, Iterator[Any], Prefetcher] | None = None
+        self.read_ahead = self._read_ahead(prefetch)
+        self.ahead: tuple[int | None, Iterator[Any], Any] | None = None
+
+    def _read_ahead(self, prefetch: int | str) -> int:
+        if prefetch != "auto":
+            return int(prefetch)
+        rows = self.source.batch_size  # None: an iterable of batches, whose size is known only once read
+        return 0 if rows is not None and self.model.backend.fills_host_cores(rows) else READ_AHEAD
 
     def name(self, epoch: int | None) -> Callable[[int], str]:
         """The batch's name in errors: "training batch 3 of epoch 2" (batches count from 0, as steps do)."""
@@ -305,27 +367,27 @@ class Feed:
 
     def first(self, epoch: int | None = None) -> tuple[Any, Any]:
         """The first checked batch of `epoch`, read ahead: `batches(epoch)` starts with it."""
-        prefetcher = self._open(epoch)
-        iterator = iter(prefetcher)
+        reader = self._open(epoch)
+        iterator = iter(reader)
         item = next(iterator, _END)
         if item is _END:
-            prefetcher.close()
+            reader.close()
             kind = "generator was used already (a generator feeds one pass)" if self.source.one_shot else "is empty"
             raise ValueError(
                 f"{self.what} data: the iterable of batches {kind}; pass a re-iterable: an object whose __iter__ "
                 f"makes a new iterator, or a function that returns a new generator"
             )
-        self.ahead = (epoch, _chain(item, iterator), prefetcher)
+        self.ahead = (epoch, _chain(item, iterator), reader)
         return item  # type: ignore[return-value]  # a checked (X, y) pair
 
     def batches(self, epoch: int | None = None, run: Any = None) -> Iterator[Any]:
         """The epoch's checked batches; with `run`, `run.steps` says whether each is the epoch's last."""
         if self.ahead is not None and self.ahead[0] == epoch:
-            _, iterator, prefetcher = self.ahead
+            _, iterator, reader = self.ahead
             self.ahead = None
         else:
-            prefetcher = self._open(epoch)
-            iterator = iter(prefetcher)
+            reader = self._open(epoch)
+            iterator = iter(reader)
         length = self.source.length
         try:
             for step, (item, last) in enumerate(_with_last(iterator)):
@@ -333,11 +395,15 @@ class Feed:
                     run.steps = step + 1 if last else max(length or 0, step + 2)
                 yield item
         finally:
-            prefetcher.close()
+            reader.close()
 
-    def _open(self, epoch: int | None) -> Prefetcher:
+    def _open(self, epoch: int | None) -> Any:
         name = self.name(epoch)
-        return Prefetcher(lambda: self.source.raw(epoch or 1), lambda i, item: self._checked(name(i), item), name)
+        items = lambda: self.source.raw(epoch or 1)  # noqa: E731
+        prepare = lambda i, item: self._checked(name(i), item)  # noqa: E731
+        if self.read_ahead == 0:
+            return InlineReader(items, prepare, name)
+        return Prefetcher(items, prepare, name, depth=self.read_ahead)
 
     def _checked(self, name: str, item: Any) -> Any:
         if self.what == "prediction":
