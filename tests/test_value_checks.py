@@ -202,8 +202,9 @@ def test_the_same_data_trains_a_float64_model(spiral):
 
 
 def test_finite_values_whose_sum_overflows_are_accepted(backend):
-    X = np.full((4, 2), 3e38, dtype=np.float32)  # each finite; their float32 sum is inf
-    _checks.finite(backend, backend.asarray(X), "Dense", "inputs")
+    X = backend.asarray(np.full((4, 2), 3e38, dtype=np.float32))  # each finite; their float32 sum is inf
+    assert _checks._count_not_finite(backend, X) == 0
+    _checks.finite(backend, X, "Dense", "inputs")  # no error
 
 
 @pytest.mark.parametrize("bad", [[np.inf, -np.inf], [np.nan, 1.0], [1.0, -np.inf]], ids=["inf-inf", "nan", "-inf"])
