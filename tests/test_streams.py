@@ -345,10 +345,12 @@ def test_wrong_arguments_for_streams_are_errors():
     with pytest.raises(TypeError, match="without targets"):
         model().evaluate(X)
     with pytest.raises(ValueError, match="an array without chunks is read batch by batch, and batch_size is None"):
+        model().evaluate(DiskArray(X), y)
+    with pytest.raises(ValueError, match=r"Model.train: X is a chunked array .* and batch_size is None; pass"):
         model().train(DiskArray(X), y)
     with pytest.raises(ValueError, match="the targets have 10 rows and the inputs 300"):
         model().train(DiskArray(X), y[:10], batch_size=BATCH)
-    with pytest.raises(ValueError, match="iterable of batches is empty"):
+    with pytest.raises(ValueError, match="iterable of batches gave no batches in epoch 1"):
         model().train([], epochs=1)
     with pytest.raises(TypeError, match="validation_data must be an \\(X, y\\) pair of arrays, or an iterable"):
         model().train(X, y, validation_data=X)
@@ -416,7 +418,8 @@ def test_a_wrong_prefetch_is_refused_before_anything_changes(call, value):
         "evaluate": lambda: net.evaluate(Batches(X, y), prefetch=value, verbose=False),
         "predict": lambda: net.predict(Batches(X, y), prefetch=value),
     }[call]
-    with pytest.raises(ValueError, match=rf"Model.{call} prefetch must be 'auto' or a number of batches read ahead"):
+    error = ValueError if value == -1 else TypeError  # a wrong type is a TypeError, as for the other arguments
+    with pytest.raises(error, match=rf"Model.{call} prefetch must be 'auto' or a number of batches read ahead"):
         run()
     after = [array for pair in net.get_parameters() for array in pair]
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
@@ -425,3 +428,94 @@ def test_a_wrong_prefetch_is_refused_before_anything_changes(call, value):
 def test_import_nnx_imports_neither_zarr_nor_dask():
     code = "import sys, nnx; print([name for name in ('zarr', 'dask') if name in sys.modules])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+# Early stops, reused buffers and misplaced arguments ------------------------------------------------------------
+
+
+def no_reader_left() -> bool:
+    """Whether every reader thread has ended (each gets a second to see that it was stopped)."""
+    for thread in threading.enumerate():
+        if thread.name == "nnx-batches":
+            thread.join(timeout=2)
+    return not any(thread.name == "nnx-batches" for thread in threading.enumerate())
+
+
+class StopAtStart(Callback):
+    def on_train_begin(self, run):
+        run.stop = True
+
+
+class FailAtStart(Callback):
+    def on_train_begin(self, run):
+        raise RuntimeError("a callback failed")
+
+
+@pytest.mark.parametrize("case", ["stop at start", "callback error", "nothing left to resume", "interrupted"])
+def test_no_reader_thread_is_left_when_training_ends_before_its_batches(tmp_path, case):
+    X, y = data()
+    chunked = (DiskArray(X), DiskArray(y))
+    options = quiet(batch_size=BATCH, prefetch=2)
+    if case == "stop at start":
+        model().train(*chunked, callbacks=[StopAtStart()], **options)
+    elif case == "callback error":
+        with pytest.raises(RuntimeError, match="a callback failed"):
+            model().train(*chunked, callbacks=[FailAtStart()], **options)
+    elif case == "nothing left to resume":
+        net = model()
+        net.train(X, y, epochs=2, checkpoint=tmp_path / "run.nnx", **quiet(batch_size=BATCH))
+        with pytest.warns(UserWarning, match="nothing left to train"):
+            net.train(*chunked, epochs=2, resume=tmp_path / "run.nnx", **options)
+    else:
+
+        def interrupted():
+            raise KeyboardInterrupt
+            yield  # a generator
+
+        for call in (lambda net: net.train(interrupted, **quiet(prefetch=2)), lambda net: net.predict(interrupted)):
+            with pytest.raises(KeyboardInterrupt):
+                call(model())
+    assert no_reader_left()
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 2])
+def test_a_generator_that_reuses_its_arrays_trains_as_in_memory(prefetch):
+    X, y = data()
+
+    def reusing():
+        X_batch, y_batch = np.empty((BATCH, 2)), np.empty(BATCH, dtype=np.int64)
+        for start in range(0, ROWS - ROWS % BATCH, BATCH):
+            X_batch[:], y_batch[:] = X[start : start + BATCH], y[start : start + BATCH]
+            yield X_batch, y_batch
+
+    rows = ROWS - ROWS % BATCH
+    expected = model().train(X[:rows], y[:rows], **quiet(epochs=2, batch_size=BATCH))
+    net = model()
+    assert_same_history(net.train(reusing, prefetch=prefetch, **quiet(epochs=2)), expected, tolerance=0)
+    assert net.evaluate(reusing, prefetch=prefetch, verbose=False) == net.evaluate(X[:rows], y[:rows], verbose=False)
+    np.testing.assert_array_equal(net.predict(reusing, prefetch=prefetch), net.predict(X[:rows]))
+
+
+def test_an_iterable_empty_in_a_later_epoch_is_an_error_naming_it():
+    X, y = data()
+    batches = iter(Batches(X, y))
+
+    class SameIterator:
+        def __iter__(self):
+            return batches  # exhausted after the first epoch
+
+    with pytest.raises(ValueError, match=r"the iterable of batches gave no batches in epoch 2; .* a new iterator"):
+        model().train(SameIterator(), epochs=2, **quiet())
+
+
+def test_misplaced_stream_arguments_say_what_to_do():
+    X, y = data()
+    with pytest.raises(TypeError, match=r"Model.train got a chunked array X .* without targets y"):
+        model().train(DiskArray(X), batch_size=BATCH)
+    with pytest.raises(TypeError, match=r"Model.evaluate got a chunked array X .* without targets y"):
+        model().evaluate(DiskArray(X), batch_size=BATCH)
+    with pytest.raises(TypeError, match=r"an iterable of batches as X .* leave y out"):
+        model().train(Batches(X, y), y)
+    with pytest.raises(TypeError, match=r"a list or tuple is read as an \(X, y\) pair: pass a list of batches as"):
+        model().train(X, y, validation_data=list(Batches(X, y)), **quiet())
+    assert model().train(Batches(X, y), prefetch=np.int64(1), **quiet()).epoch == [1]

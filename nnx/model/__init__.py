@@ -188,8 +188,9 @@ class Model(Component):
                 book does (and, for `verbose` 1 or 2, at most about 100 lines); None or 0 prints nothing.
             verbose: None for the book's lines; else as in Keras: 0 silent, 1 one progress bar (on a terminal or in
                 a notebook; plain lines elsewhere), 2 one line every `print_every` epochs.
-            validation_data: an (X_val, y_val) pair (arrays or chunked arrays) or an iterable of (X, y) batches,
-                evaluated after every epoch with `batch_size`, else once at the end; None for none.
+            validation_data: an (X_val, y_val) pair (arrays or chunked arrays) or an iterable of (X, y) batches
+                (not a list: a list is read as a pair), evaluated after every epoch with `batch_size`, else once at
+                the end; None for none.
             callbacks: `nnx.callbacks.Callback` instances, called after the built-in ones; None for none.
             on_divergence: what a NaN or infinite loss or parameter does: "raise" a DivergenceError, "stop" training
                 quietly, or "warn" and stop. The parameters are restored to the last finite check either way.

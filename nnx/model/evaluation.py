@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from nnx import _checks
@@ -18,11 +19,10 @@ def evaluated(
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.evaluate")
     verbose = _checks.boolean(verbose, "verbose", "Model.evaluate")
     prefetch = streams.checked_prefetch(prefetch, "Model.evaluate")
-    feed = None
     if streams.is_stream(X_val, y_val):  # read, checked and copied batch by batch
         source = streams.source(X_val, y_val, batch_size, owner="Model.evaluate")
-        feed = streams.Feed(model, source, "evaluation", prefetch)
-        X_val, y_val = feed.first()
+        with contextlib.closing(streams.Feed(model, source, "evaluation", prefetch)) as feed:
+            loss, accuracy = _evaluation_pass(model, *feed.first(), feed.batches())
     elif y_val is None:
         raise TypeError(
             f"Model.evaluate got inputs ({_checks.describe(X_val)}) without targets; pass evaluate(X_val, y_val), "
@@ -30,20 +30,26 @@ def evaluated(
         )
     else:
         X_val, y_val = checked_data(model, X_val, y_val, "evaluation")
+        loss, accuracy = _evaluation_pass(model, X_val, y_val, batches(X_val, y_val, batch_size))
+    if verbose:
+        print(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
+    return loss, accuracy
+
+
+def _evaluation_pass(model: Any, X_first: Any, y_first: Any, pairs: Any) -> tuple[float, float]:
+    """(loss, accuracy) over the checked (X, y) `pairs`; the accuracy is set up from the first batch's targets (a
+    streamed regression's precision)."""
     with model.backend.quiet_float_errors():
-        model.accuracy.init(y_val)  # streamed: the first batch's targets
+        model.accuracy.init(y_first)
     model.loss.new_pass()
     model.accuracy.new_pass()
     with _checks.trusted(), model.backend.quiet_float_errors():
-        for X_batch, y_batch in batches(X_val, y_val, batch_size) if feed is None else feed.batches():
+        for X_batch, y_batch in pairs:
             output = model.forward(X_batch, training=False)
             model.loss.calculate(output, y_batch)
             model.accuracy.calculate(handoff.predictions(model, output, y_batch), y_batch)
     loss = host_float(model.backend, model.loss.calculate_accumulated())
-    accuracy = host_float(model.backend, model.accuracy.calculate_accumulated())
-    if verbose:
-        print(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
-    return loss, accuracy
+    return loss, host_float(model.backend, model.accuracy.calculate_accumulated())
 
 
 def predicted(model: Any, X: Any, *, batch_size: Any, prefetch: Any = "auto") -> Any:
@@ -51,11 +57,11 @@ def predicted(model: Any, X: Any, *, batch_size: Any, prefetch: Any = "auto") ->
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.predict")
     prefetch = streams.checked_prefetch(prefetch, "Model.predict")
     if streams.is_stream(X, None, lists=False):  # read, checked and copied batch by batch
-        source = streams.source(X, None, batch_size, owner="Model.predict")
-        feed = streams.Feed(model, source, "prediction", prefetch)
-        feed.first()
-        with _checks.trusted(), model.backend.quiet_float_errors():
-            outputs = [model.forward(X_batch, training=False) for X_batch in feed.batches()]
+        source = streams.source(X, None, batch_size, owner="Model.predict", targets=False)
+        with contextlib.closing(streams.Feed(model, source, "prediction", prefetch)) as feed:
+            feed.first()
+            with _checks.trusted(), model.backend.quiet_float_errors():
+                outputs = [model.forward(X_batch, training=False) for X_batch in feed.batches()]
         return outputs[0] if len(outputs) == 1 else model.xp.concat(outputs, axis=0)
     X = checked_inputs(model, X)
     with _checks.trusted(), model.backend.quiet_float_errors():

@@ -77,7 +77,7 @@ def train(
         *callbacks,
     ]
     callback = CallbackList(hooks)
-    with only_training(model):
+    with only_training(model), contextlib.closing(feed) if feed is not None else contextlib.nullcontext():
         saved = _resume(model, resume, epochs) if resume is not None else {"epoch": 0}
         first_epoch = saved["epoch"] + 1
         seed = _shuffle_seed(shuffle, saved, record)
@@ -119,6 +119,11 @@ def _validation(model: Any, validation_data: Any, verbose: bool, epochs: int, pr
 
 def _training_feed(model: Any, X: Any, y: Any, batch_size: Any, shuffle: bool, epochs: int, prefetch: Any) -> Any:
     """The `streams.Feed` of streamed training data, or None for arrays in memory (then y is required)."""
+    if y is not None and streams.is_batch_iterable(X, lists=False):
+        raise TypeError(
+            f"Model.train got an iterable of batches as X ({_checks.describe(X)}) and targets y; its batches carry "
+            f"their own targets: leave y out, as in train(batches)"
+        )
     if not streams.is_stream(X, y):
         if y is None:
             raise TypeError(
@@ -126,10 +131,23 @@ def _training_feed(model: Any, X: Any, y: Any, batch_size: Any, shuffle: bool, e
                 f"iterable of (X, y) batches as X"
             )
         return None
+    if streams.is_chunked_array(X) and batch_size is None:
+        raise ValueError(
+            f"Model.train: X is a chunked array ({_checks.describe(X)}), which trains batch by batch, and batch_size "
+            f"is None; pass batch_size (e.g. {_chunk_rows(X) or 10_000}), or load the arrays into memory to train "
+            f"on the whole set at each step"
+        )
     source = streams.source(X, y, batch_size, owner="Model.train", shuffle=shuffle)
     if source.one_shot and epochs > 1:
         raise ValueError(_one_shot("X", epochs))
     return streams.Feed(model, source, "training", prefetch)
+
+
+def _chunk_rows(X: Any) -> int | None:
+    """The rows of a chunked array's first chunk, if it says."""
+    chunks = getattr(X, "chunks", None)
+    first = chunks[0] if isinstance(chunks, tuple) and chunks else None
+    return first[0] if isinstance(first, tuple) and first else first if isinstance(first, int) else None
 
 
 def _one_shot(name: str, epochs: int) -> str:

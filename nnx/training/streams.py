@@ -17,6 +17,7 @@ through its own slicing, on the host (with NumPy) before the one copy per batch.
 from __future__ import annotations
 
 import contextvars
+import numbers
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -70,9 +71,15 @@ def validation_parts(value: Any) -> tuple[Any, Any]:
         return value[0], value[1]
     if is_batch_iterable(value, lists=False):
         return value, None
+    hint = ""
+    if isinstance(value, (tuple, list)):
+        hint = (
+            "; a list or tuple is read as an (X, y) pair: pass a list of batches as a function that returns them "
+            "(validation_data=lambda: iter(batches))"
+        )
     raise TypeError(
-        f"Model.train validation_data must be an (X, y) pair of arrays, or an iterable of (X, y) batches, got "
-        f"{_checks.describe(value)}"
+        f"Model.train validation_data must be an (X, y) pair of arrays, or an iterable of (X, y) batches that is "
+        f"not a list, got {_checks.describe(value)}{hint}"
     )
 
 
@@ -106,9 +113,19 @@ class BatchSource:
         self.length = len(batches) if hasattr(batches, "__len__") else None
 
     def raw(self, epoch: int) -> Iterator[Any]:
-        """The epoch's items, as the iterable gives them."""
+        """The epoch's items, as the iterable gives them, with host NumPy arrays copied: a generator may reuse
+        its arrays for the next batch while this one is still to train."""
         function = callable(self.batches) and not hasattr(self.batches, "__iter__")
-        return iter(self.batches() if function else self.batches)
+        return (_own_copy(item) for item in (self.batches() if function else self.batches))
+
+
+def _own_copy(item: Any) -> Any:
+    """`item` (an array, or an (X, y) pair) with its host NumPy arrays copied."""
+    if isinstance(item, np.ndarray):
+        return item.copy()
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return tuple(part.copy() if isinstance(part, np.ndarray) else part for part in item)
+    return item
 
 
 class ArraySource:
@@ -210,11 +227,16 @@ def read_units(X: Any, rows: int, batch_size: int | None) -> list[tuple[int, int
     return [unit for unit in units if unit[1] > unit[0]]
 
 
-def source(X: Any, y: Any, batch_size: int | None, *, owner: str, shuffle: bool = False) -> Any:
+def source(X: Any, y: Any, batch_size: int | None, *, owner: str, shuffle: bool = False, targets: bool = True) -> Any:
     """The source of a streamed (X, y): chunked arrays, or an iterable of batches (then y is None, and neither
     batch_size nor shuffle is given: the iterable decides its batches and their order). A shuffled source takes
-    its seed as `source.seed` before the first epoch."""
+    its seed as `source.seed` before the first epoch. `targets`: whether a chunked X needs its y."""
     if is_chunked_array(X):
+        if targets and y is None:
+            raise TypeError(
+                f"{owner} got a chunked array X ({_checks.describe(X)}) without targets y; pass y as an array of the "
+                f"same rows (a chunked array, or a NumPy array)"
+            )
         if y is not None and not hasattr(y, "shape"):
             raise TypeError(
                 f"{owner}: X is a chunked array and y is {_checks.describe(y)}; pass y as an array of the same rows "
@@ -239,14 +261,17 @@ def source(X: Any, y: Any, batch_size: int | None, *, owner: str, shuffle: bool 
 
 def checked_prefetch(value: Any, owner: str) -> int | str:
     """`prefetch` as given: "auto", or how many batches a reader thread prepares ahead (0: none, no thread)."""
-    if value == "auto" and isinstance(value, str):
+    if isinstance(value, str) and value == "auto":
         return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"{owner} prefetch must be 'auto' or a number of batches read ahead on a background thread (0 reads "
-            f"each batch in the training thread), got {_checks.describe(value)}; pass e.g. prefetch=2"
-        )
-    return value
+    expected = (
+        f"{owner} prefetch must be 'auto' or a number of batches read ahead on a background thread (0 reads each "
+        f"batch in the training thread)"
+    )
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{expected}, got {_checks.describe(value)}; pass e.g. prefetch=2")
+    if value < 0:
+        raise ValueError(f"{expected}, got {value!r}; pass e.g. prefetch=2")
+    return int(value)
 
 
 def _noted(error: BaseException, text: str) -> BaseException:
@@ -369,16 +394,32 @@ class Feed:
         """The first checked batch of `epoch`, read ahead: `batches(epoch)` starts with it."""
         reader = self._open(epoch)
         iterator = iter(reader)
-        item = next(iterator, _END)
+        try:
+            item = next(iterator, _END)
+        except BaseException:  # Ctrl-C while waiting, or an error in the first batch: the reader stops too
+            reader.close()
+            raise
         if item is _END:
             reader.close()
-            kind = "generator was used already (a generator feeds one pass)" if self.source.one_shot else "is empty"
-            raise ValueError(
-                f"{self.what} data: the iterable of batches {kind}; pass a re-iterable: an object whose __iter__ "
-                f"makes a new iterator, or a function that returns a new generator"
-            )
+            self._raise_empty(epoch)
         self.ahead = (epoch, _chain(item, iterator), reader)
         return item  # type: ignore[return-value]  # a checked (X, y) pair
+
+    def _raise_empty(self, epoch: int | None) -> None:
+        if self.source.one_shot:
+            problem = "the generator was used already (a generator feeds one pass)"
+        else:
+            problem = "the iterable of batches gave no batches" + ("" if epoch is None else f" in epoch {epoch}")
+        raise ValueError(
+            f"{self.what} data: {problem}; pass a re-iterable: an object whose __iter__ makes a new iterator each "
+            f"time, or a function that returns a new generator"
+        )
+
+    def close(self) -> None:
+        """Stop the reader of a batch read ahead by `first` that no epoch took (training stopped before it)."""
+        if self.ahead is not None:
+            self.ahead[2].close()
+            self.ahead = None
 
     def batches(self, epoch: int | None = None, run: Any = None) -> Iterator[Any]:
         """The epoch's checked batches; with `run`, `run.steps` says whether each is the epoch's last."""
@@ -389,6 +430,7 @@ class Feed:
             reader = self._open(epoch)
             iterator = iter(reader)
         length = self.source.length
+        step = -1
         try:
             for step, (item, last) in enumerate(_with_last(iterator)):
                 if run is not None:
@@ -396,6 +438,8 @@ class Feed:
                 yield item
         finally:
             reader.close()
+        if step < 0:
+            self._raise_empty(epoch)
 
     def _open(self, epoch: int | None) -> Any:
         name = self.name(epoch)
