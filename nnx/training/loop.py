@@ -132,22 +132,16 @@ def _training_feed(model: Any, X: Any, y: Any, batch_size: Any, shuffle: bool, e
             )
         return None
     if streams.is_chunked_array(X) and batch_size is None:
+        example = (streams.chunk_sizes(X, int(X.shape[0])) or [10_000])[0]
         raise ValueError(
             f"Model.train: X is a chunked array ({_checks.describe(X)}), which trains batch by batch, and batch_size "
-            f"is None; pass batch_size (e.g. {_chunk_rows(X) or 10_000}), or load the arrays into memory to train "
-            f"on the whole set at each step"
+            f"is None; pass batch_size (e.g. {example}), or load the arrays into memory to train on the whole set "
+            f"at each step"
         )
     source = streams.source(X, y, batch_size, owner="Model.train", shuffle=shuffle)
     if source.one_shot and epochs > 1:
         raise ValueError(_one_shot("X", epochs))
     return streams.Feed(model, source, "training", prefetch)
-
-
-def _chunk_rows(X: Any) -> int | None:
-    """The rows of a chunked array's first chunk, if it says."""
-    chunks = getattr(X, "chunks", None)
-    first = chunks[0] if isinstance(chunks, tuple) and chunks else None
-    return first[0] if isinstance(first, tuple) and first else first if isinstance(first, int) else None
 
 
 def _one_shot(name: str, epochs: int) -> str:

@@ -203,20 +203,26 @@ def _batch(X: Any, y: Any) -> Any:
     return X if y is None else (X, y)
 
 
-def read_units(X: Any, rows: int, batch_size: int | None) -> list[tuple[int, int]]:
-    """(start, stop) of each read: whole chunks along the rows, merged until a unit holds a batch; without chunks,
-    one batch each."""
+def chunk_sizes(X: Any, rows: int) -> list[int] | None:
+    """The rows of each chunk of a chunked array along its first axis, or None for an array without chunks."""
     chunks = getattr(X, "chunks", None)
     first = chunks[0] if isinstance(chunks, tuple) and chunks else None
     if isinstance(first, tuple):  # Dask: the size of every chunk
-        sizes = [int(size) for size in first]
-    elif isinstance(first, int) and first > 0:  # Zarr, HDF5: one chunk size
-        sizes = [first] * -(-rows // first)
-    elif batch_size is None:
-        raise ValueError(
-            "an array without chunks is read batch by batch, and batch_size is None; pass batch_size (e.g. 10_000)"
-        )
-    else:
+        return [int(size) for size in first]
+    if isinstance(first, int) and first > 0:  # Zarr, HDF5: one chunk size
+        return [first] * -(-rows // first)
+    return None
+
+
+def read_units(X: Any, rows: int, batch_size: int | None) -> list[tuple[int, int]]:
+    """(start, stop) of each read: whole chunks along the rows, merged until a unit holds a batch; without chunks,
+    one batch each."""
+    sizes = chunk_sizes(X, rows)
+    if sizes is None:
+        if batch_size is None:
+            raise ValueError(
+                "an array without chunks is read batch by batch, and batch_size is None; pass batch_size (e.g. 10_000)"
+            )
         sizes = [batch_size] * -(-rows // batch_size)
     units, start, stop = [], 0, 0
     for size in sizes:
