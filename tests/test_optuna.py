@@ -124,6 +124,56 @@ def test_without_a_pruner_the_intermediate_values_are_the_historys_at_each_repor
             assert value == pytest.approx(history["val_loss"][epoch - 1], rel=TOLERANCE)
 
 
+def test_without_a_pruner_or_report_every_nothing_is_reported():
+    study = _study()
+    _optimize(study, n_trials=3, batch=3)
+    assert [trial.intermediate_values for trial in study.trials] == [{}, {}, {}]
+    assert all(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials)
+
+
+def test_full_batch_trials_pruned_inside_spans_equal_each_trial_alone(monkeypatch):
+    """On the whole set the compiled stack trains the epochs between two reports in one call: the values are still
+    each trial's alone, and the pruned trials stop at their report."""
+    spy = StackSpy(monkeypatch)
+    study = _study(pruner=PruneTrials({1}, step=4))
+    _enqueue(study, [0.01, 0.1, 1.0, 0.5])
+    _optimize(study, n_trials=4, batch=4, batch_size=None, objective="loss", report_every=4, validation_data=None)
+    assert spy.sizes == [4]
+    pruned = study.trials[1]
+    assert pruned.state == optuna.trial.TrialState.PRUNED and sorted(pruned.intermediate_values) == [4]
+    for trial in study.trials:
+        nnx.seed(0)
+        alone = build(optuna.trial.FixedTrial(trial.params)).train(X, Y, epochs=EPOCHS if trial.number != 1 else 4)
+        expected = alone.final["loss"]
+        value = trial.value if trial.number != 1 else trial.intermediate_values[4]
+        assert value == pytest.approx(expected, rel=TOLERANCE)
+
+
+def test_models_sharing_a_layer_train_in_separate_stacks(monkeypatch):
+    spy = StackSpy(monkeypatch)
+    shared = nnx.ReLU()  # every trial's model holds this one layer object: they cannot stack together
+
+    def sharing(trial):
+        lr = trial.suggest_float("lr", 1e-3, 1.0, log=True)
+        hidden = trial.suggest_categorical("hidden", [8, 16])
+        model = nnx.Model()
+        for layer in (nnx.Dense(2, hidden, dtype="float64"), shared, nnx.Dense(hidden, 3, dtype="float64")):
+            model.add(layer)
+        model.add(nnx.Softmax())
+        model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD(learning_rate=lr))
+        model.set(accuracy=nnx.metrics.Categorical())
+        model.finalize()
+        return model
+
+    study = _study()
+    _enqueue(study, [0.01, 0.1, 0.5])
+    _optimize(study, sharing, n_trials=3, batch=3)
+    assert spy.sizes == [1, 1, 1]
+    for trial in study.trials:
+        expected = _alone(trial.params, build_model=sharing).final["val_loss"]
+        assert trial.value == pytest.approx(expected, rel=TOLERANCE)
+
+
 @pytest.mark.integration
 def test_64_trials_in_batches_of_16_equal_each_trial_alone(monkeypatch):
     spy = StackSpy(monkeypatch)

@@ -18,29 +18,44 @@ def train_parallel(
     X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants,
     first, second, segments, regularization, update_rule, hyper, results, chunks,
 ):  # fmt: skip
-    """One batch for every model, its rows split into `chunks` runs, the pieces split across the threads. Row m of
-    `params`, `first`, `second`, `masks`, `constants`, `regularization` and `hyper` is model m's; `results[m]` gets
-    its (sum of sample losses, sum of comparisons, regularization loss, finite probe): see `train_serial`."""
-    n_models = params.shape[0]
+    """Steps on one batch for every model, its rows split into `chunks` runs, the pieces split across the threads.
+    Row m of `params`, `first`, `second`, `masks`, `constants` and `regularization` is model m's; `hyper[s, m]` holds
+    model m's numbers for step s (one step per row of `hyper`), and `results[s, m]` gets its (sum of sample losses,
+    sum of comparisons, regularization loss, finite probe) of that step: see `train_serial`. With one piece per
+    model, each model runs all its steps on one thread and stops after a step whose probe is not finite (its later
+    rows of `results` are left as they were)."""
+    n_steps, n_models = hyper.shape[0], params.shape[0]
     gradients = np.zeros((n_models, chunks, params.shape[1]), dtype=params.dtype)
     sums = np.zeros((n_models, chunks, 2))
-    if chunks == 1:  # one piece per model: its update follows in the same pass over the threads
+    if chunks == 1:  # one piece per model: its steps and updates follow one another on one thread
         for model in prange(n_models):
-            _piece(
-                model, 1, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns,
-                head, constants, gradients, sums,
-            )  # fmt: skip
-            _finish(
-                model, params, gradients, sums, first, second, segments, regularization, update_rule, hyper, results
-            )
+            for step in range(n_steps):
+                if step:
+                    gradients[model, 0, :] = 0
+                _piece(
+                    model, 1, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts,
+                    mask_columns, head, constants, gradients, sums,
+                )  # fmt: skip
+                _finish(
+                    model, params, gradients, sums, first, second, segments, regularization, update_rule,
+                    hyper[step], results[step],
+                )  # fmt: skip
+                if not np.isfinite(results[step, model, 3]):
+                    break
         return
-    for piece in prange(n_models * chunks):
-        _piece(
-            piece, chunks, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns,
-            head, constants, gradients, sums,
-        )  # fmt: skip
-    for model in prange(n_models):
-        _finish(model, params, gradients, sums, first, second, segments, regularization, update_rule, hyper, results)
+    for step in range(n_steps):
+        if step:
+            gradients[:] = 0
+        for piece in prange(n_models * chunks):
+            _piece(
+                piece, chunks, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts,
+                mask_columns, head, constants, gradients, sums,
+            )  # fmt: skip
+        for model in prange(n_models):
+            _finish(
+                model, params, gradients, sums, first, second, segments, regularization, update_rule, hyper[step],
+                results[step],
+            )  # fmt: skip
 
 
 @njit(cache=True, fastmath=FASTMATH, nogil=True)
@@ -48,19 +63,28 @@ def train_serial(
     X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns, head, constants,
     first, second, segments, regularization, update_rule, hyper, results, chunks,
 ):  # fmt: skip
-    """`train_parallel` on the calling thread (no threads to wake: for small batches). `results[m]` gets model m's
-    sum of sample losses, sum of comparisons, regularization loss (of the parameters before the update) and finite
-    probe: its loss plus the sum of p * 0 over its updated parameters, NaN or inf unless all of them are finite."""
-    n_models = params.shape[0]
+    """`train_parallel` on the calling thread (no threads to wake: for small batches). `results[s, m]` gets model
+    m's sum of sample losses, sum of comparisons, regularization loss (of the parameters before the update) and
+    finite probe of step s: its loss plus the sum of p * 0 over its updated parameters, NaN or inf unless all of
+    them are finite. Each model stops after a step whose probe is not finite."""
+    n_steps, n_models = hyper.shape[0], params.shape[0]
     gradients = np.zeros((n_models, chunks, params.shape[1]), dtype=params.dtype)
     sums = np.zeros((n_models, chunks, 2))
-    for piece in range(n_models * chunks):
-        _piece(
-            piece, chunks, X, labels, targets, masks, params, layers, widths, chain_ops, chain_starts, mask_columns,
-            head, constants, gradients, sums,
-        )  # fmt: skip
     for model in range(n_models):
-        _finish(model, params, gradients, sums, first, second, segments, regularization, update_rule, hyper, results)
+        for step in range(n_steps):
+            if step:
+                gradients[model, :, :] = 0
+            for chunk in range(chunks):
+                _piece(
+                    model * chunks + chunk, chunks, X, labels, targets, masks, params, layers, widths, chain_ops,
+                    chain_starts, mask_columns, head, constants, gradients, sums,
+                )  # fmt: skip
+            _finish(
+                model, params, gradients, sums, first, second, segments, regularization, update_rule, hyper[step],
+                results[step],
+            )  # fmt: skip
+            if not np.isfinite(results[step, model, 3]):
+                break
 
 
 @njit(cache=True, fastmath=FASTMATH)

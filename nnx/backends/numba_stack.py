@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnx.backends.numba_step import NumbaStepKernel
+from nnx.backends.numba_step import NumbaStepKernel, launcher
 from nnx.backends.step_program import StepProgram
 
 
@@ -65,3 +65,24 @@ class NumbaStackKernel(NumbaStepKernel):
         else:
             self._cached_call(X_batch, targets)()
         return self.results
+
+    def run_steps(self, X_batch, targets, learning_rates, steps):
+        """Train every model for several steps on one batch (the whole set, epoch after epoch, without dropout) in
+        one compiled call, updating the buffers in place. `learning_rates` and `steps` (from 1): (S, M) arrays, one
+        row per step.
+
+        Returns an (S, M, 4) array: each step's `run_stack` results. A model whose probe is not finite after a
+        step stops there, and its later rows are NaN."""
+        n_steps = learning_rates.shape[0]
+        hypers = np.repeat(self.hypers[None], n_steps, axis=0)
+        hypers[:, :, 0], hypers[:, :, 1] = -learning_rates, learning_rates
+        if self.rule.step_numbers is not None:
+            for offset, numbers in enumerate(self.rule.step_numbers(self.model_rule_constants, steps)):
+                hypers[:, :, self.step_at + offset] = numbers
+        results = np.full((n_steps, self.n_models, 4), np.nan)
+        self.cached = None
+        self.model_constants[:, 0] = X_batch.shape[0]
+        labels, others = (targets, self.no_targets) if self.labels else (self.no_labels, targets)
+        kernel, chunks = launcher(self.n_models, X_batch.shape[0], self.threads)
+        kernel(X_batch, labels, others, self.no_masks, self.params, *self.rest[:-2], hypers, results, chunks)
+        return results

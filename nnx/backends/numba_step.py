@@ -102,7 +102,7 @@ class NumbaStepKernel:
         first, second = (*buffers[1:], empty, empty)[:2]
         self.params = buffers[0]
         self.rest = (*self.tables, self.model_constants, first, second, self.segments, self.regularizations)
-        self.rest += (self.update_rule, self.hypers, self.results)
+        self.rest += (self.update_rule, self.hypers[None], self.results[None])  # one step: see `train_parallel`
         self.cached = None
         return buffers
 

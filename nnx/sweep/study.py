@@ -18,7 +18,7 @@ from nnx.sweep.result import SweepInterrupted
 from nnx.sweep.study_result import StudyResult
 from nnx.sweep.study_train import METRIC_OBJECTIVES, OPTIMIZE, Member, Outcome, TrainSettings, train_group
 from nnx.sweep.trials import Trial, load_factory, trial_record
-from nnx.training.stack_plan import plan_stack
+from nnx.training.stack_plan import components, structure
 
 OPTUNA_HINT = 'pip install "nnx-nnfs[optuna]"'
 INTERRUPTED = "interrupted"  # the fail_reason of a trial that Ctrl-C or a crash stopped: it is asked again
@@ -53,11 +53,11 @@ def optimize(
     batch_size=batch_size, validation_data=validation_data)`` (float64: equal to about 1e-13; float32 differs by
     rounding, as `train_many` says; with dropout, the stack's model i draws the masks of ``nnx.seed(seed + i)``).
 
-    Pruning: every `report_every` epochs each trial reports its objective metric (``trial.report(value, epoch)``)
-    and asks the study's pruner (``trial.should_prune()``); a pruned model leaves its stack at once, and the others
-    go on with unchanged numbers. A validation metric is measured every epoch only with `batch_size` (else once, at
-    the end, and nothing is reported); a callable objective reports nothing. A trial whose training diverges is told
-    FAIL, with the reason in its user attribute "fail_reason".
+    Pruning: with a pruner, every `report_every` epochs each trial reports its objective metric
+    (``trial.report(value, epoch)``) and asks the pruner (``trial.should_prune()``); a pruned model leaves its
+    stack at once, and the others go on with unchanged numbers. A validation metric is measured every epoch only
+    with `batch_size` (else once, at the end, and nothing is reported); a callable objective reports nothing. A trial
+    whose training diverges is told FAIL, with the reason in its user attribute "fail_reason".
 
     Resuming: `n_trials` counts the study's finished trials (complete, pruned, failed), earlier runs' included, so
     calling `optimize` again on a stored study (``optuna.create_study(storage="sqlite:///study.db",
@@ -79,7 +79,9 @@ def optimize(
             study's direction must fit: minimize a loss, maximize an accuracy), or a function of the trial's
             `History` returning a number. None is "val_loss" with validation data, else "loss".
         batch_size: samples per step; None trains on the whole set at each step.
-        report_every: epochs between a trial's reports (and its last epoch); None makes at most about 100 reports.
+        report_every: epochs between a trial's reports (and its last epoch). None makes at most about 100 reports
+            with a pruner, and none without one (each trial's History still holds every epoch); pass it to see the
+            curves in Optuna's plots (each report is a write to the study's storage).
         dask: run each batch's stacks as Dask tasks, one stack per task: a scheduler address or a
             ``distributed.Client``. The trials report through the study's storage, which must then be an RDB URL
             (``sqlite:///study.db`` on one machine, ``postgresql://...`` for several). None trains here.
@@ -115,8 +117,9 @@ def optimize(
     show = True if progress is None else _checks.boolean(progress, "progress", OPTIMIZE)
     if dask is not None:
         _check_shared_storage(optuna, study)
-    report = objective if isinstance(objective, str) else None
     prune = not isinstance(study.pruner, optuna.pruners.NopPruner)
+    asked_reports = report_every is not None or prune  # without a pruner, reports only fill Optuna's curves
+    report = objective if isinstance(objective, str) and asked_reports else None
     name = backends.get(backend).name
     settings = TrainSettings(epochs, batch_size, objective, report, every, prune, seed, name)
     client, owned = connect(dask, dask_timeout) if dask is not None else (None, False)
@@ -275,24 +278,18 @@ def _ask(optuna, study, build, what: tuple, asked: dict, result: StudyResult) ->
 
 
 def _groups(members: list[Member]) -> list[list[Member]]:
-    """The members in groups that train as one stack, in trial order (a model that stacks with no other: alone)."""
-    groups: list[list[Member]] = []
+    """The members in groups that train as one stack, in trial order: models of one structure that share no layer,
+    loss, optimizer or accuracy object (a model that stacks with no other: alone)."""
+    groups: list[tuple[Any, set[int], list[Member]]] = []  # (structure, the members' components, the members)
     for member in members:
-        for group in groups:
-            if _stack_together(group[0].model, member.model):
-                group.append(member)
-                break
+        key, parts = structure(member.model), components(member.model)
+        joined = key is not None and next((group for group in groups if group[0] == key and not parts & group[1]), None)
+        if joined:
+            joined[1].update(parts)
+            joined[2].append(member)
         else:
-            groups.append([member])
-    return groups
-
-
-def _stack_together(first: Model, other: Model) -> bool:
-    try:
-        plan_stack([first, other])
-    except Exception:  # not one structure, or models train_many cannot run
-        return False
-    return True
+            groups.append((key, parts, [member]))
+    return [group[2] for group in groups]
 
 
 def _train(groups: list[list[Member]], data: tuple, settings: TrainSettings, client: Any):

@@ -85,6 +85,7 @@ def train_group(members: list[Member], X: Any, y: Any, validation_data: Any, set
                 on_divergence="stop",
                 seed=settings.seed,
                 stop_models=pruning if settings.prune else None,
+                stop_every=settings.report_every,
             )
         if not settings.prune:  # no pruner: the reports come from the Histories, no hook ran per epoch
             for trial, history in zip(pruning.trials, histories, strict=True):

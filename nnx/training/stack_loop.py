@@ -22,12 +22,12 @@ from nnx.callbacks.divergence import DIVERGENCE_ACTIONS
 from nnx.callbacks.history import History
 from nnx.callbacks.progress import StackProgress, lines_every
 from nnx.callbacks.tensorboard import runs_folder, write_models
-from nnx.optimizers import PARAMETERS
 from nnx.training.data import batches, checked_data, pair, steps
 from nnx.training.loop import is_auto, only_training, verbosity
 from nnx.training.stack_plan import OWNER, StackPlan, plan_stack
 from nnx.training.stack_records import Completed, StackRecords
-from nnx.training.stack_step import GenericStack, count_hits, export, stack_step
+from nnx.training.stack_spans import spans_for
+from nnx.training.stack_step import GenericStack, count_hits, host_block, host_rows, stack_step, write_back
 from nnx.training.stack_stops import StopModels, asked_stops, checked_hook, live_metrics
 from nnx.training.streams import draw_seed, permuted
 
@@ -50,6 +50,7 @@ def train_many(
     memory_budget: int | None = None,
     tensorboard: FilePath | None = None,
     stop_models: StopModels | None = None,
+    stop_every: int = 1,
 ) -> list[History]:
     """Train many models of one architecture on the same data as one stacked computation.
 
@@ -99,6 +100,9 @@ def train_many(
             the indices of the models to stop (an empty list for none): each leaves the stack at once, holding
             that epoch, the way a diverged model is frozen, and the others go on with unchanged numbers (a search
             pruning its bad trials). None for none.
+        stop_every: epochs between calls of `stop_models`, an integer >= 1: it is called after every
+            `stop_every`-th epoch and after the last. Where a stack trains several epochs in one kernel call, they
+            run between those calls.
 
     Returns:
         One `History` per model, in order. A diverged model's `final` is {"diverged": True, "epoch", "step",
@@ -119,6 +123,7 @@ def train_many(
     action = _checks.choice(on_divergence, "on_divergence", OWNER, DIVERGENCE_ACTIONS)
     verbose = verbosity(verbose, OWNER)
     stop_models = checked_hook(stop_models)
+    every_stop = _checks.positive_int(stop_every, "stop_every", OWNER)
     every = _print_every(print_every, epochs)
     budget = MEMORY_BUDGET if memory_budget is None else _checks.positive_int(memory_budget, "memory_budget", OWNER)
     first = plan.models[0]
@@ -137,7 +142,9 @@ def train_many(
         if plan.program.head != SOFTMAX_CROSSENTROPY:
             plan = plan_stack(plan.models)  # again: the regression accuracy's precision is known now
         progress = StackProgress(verbose, every)
-        run = _Settings(epochs, batch_size, validation, action, seeds, progress, stop_models, order)
+        n_steps = steps(X.shape[0], batch_size)
+        hook = (stop_models, every_stop)
+        run = _Settings(epochs, batch_size, validation, action, seeds, progress, *hook, order, n_steps)
         chunks = _chunks(
             len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
         )
@@ -215,7 +222,9 @@ class _Settings:
     seeds: list[int] | None  # each model's dropout seed, None without dropout
     progress: StackProgress
     stop_models: StopModels | None = None
+    stop_every: int = 1  # epochs between calls of stop_models (and the last epoch)
     order: int | None = None  # the shuffling seed, None without shuffling
+    steps: int = 1  # steps per epoch
 
 
 def _data(model: Any, X: Any, y: Any, what: str) -> tuple:
@@ -285,51 +294,75 @@ def _train_stack(plan: StackPlan, chunk: list[int], X, y, run: _Settings, stoppe
         _keep_completed(plan, records, stopped)
         raise
     done = records.completed
-    _write_back(plan, done.members, done.state, done.epoch)
+    write_back(plan, done.members, done.state, done.epoch)
     return records.histories()
 
 
 def _epochs(plan: StackPlan, stack: GenericStack, records: StackRecords, X, targets, run: _Settings) -> None:
     """Run the epochs, each completed one kept as `records.completed` (replaced in one step: an error between
-    two steps finds the last completed epoch whole)."""
+    two steps finds the last completed epoch whole); spans of epochs with nothing between them train in one call."""
     members = list(range(len(plan.models)))  # stack positions -> positions in `plan`
     streams = None if run.seeds is None else _host.seeded_streams([run.seeds[index] for index in records.chunk])
-    n_samples = X.shape[0]
-    for epoch in range(1, run.epochs + 1):
-        loss_sum = correct = reg_loss = 0
-        ordered = (X, targets) if run.order is None else permuted(plan.models[0], X, targets, run.order, epoch)
-        for X_batch, y_batch in _batches(*ordered, run.batch_size):
-            masks = _masks(stack, plan, members, streams, X_batch.shape[0])
-            step_loss, step_correct, reg_loss = stack.step(X_batch, y_batch, masks)
-            loss_sum, correct = loss_sum + step_loss, correct + step_correct
-        if run.batch_size is not None:
-            reg_loss = stack.penalties()
-        data_loss = loss_sum / n_samples
-        accuracy = correct / (n_samples * _comparisons_per_sample(stack))
-        probe = stack.finite_probe(data_loss + reg_loss)
-        host = _host_block(plan.backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
-        validation = _validate(stack, plan, run) if run.batch_size is not None or epoch == run.epochs else None
-        diverged = records.add(epoch, members, host, validation)
-        live = None if run.stop_models is None else live_metrics(records.chunk, members, host, validation, diverged)
-        if diverged:
-            _freeze(plan, members, diverged, records, epoch, steps(n_samples, run.batch_size), run)
-            keep = [position for position in range(len(members)) if position not in diverged]
-            if run.action == "raise":  # every other model stops here too, at this (finite) epoch
-                others = {position: members[position] for position in keep}
-                records.completed = Completed(stack.state(), others, epoch)
-                raise records.raised(members[diverged[0]], epoch)
-            members = [members[position] for position in keep]
-            streams = None if streams is None else [streams[position] for position in keep]
-            if members:
-                stack.take(keep)
-        records.completed = Completed(stack.state(), members, epoch)
-        if live:
-            asked = asked_stops(run.stop_models, epoch, live)  # type: ignore[arg-type]
-            members, streams = _stop(plan, stack, records, (members, streams), asked)
-        run.progress.epoch(epoch, records.losses, records.n_diverged)
-        if not members:
-            break
+    every = None if run.stop_models is None else run.stop_every
+    same_steps = run.batch_size is None and streams is None and run.order is None  # each epoch: one step, same data
+    spans = spans_for(stack, X, targets, run.epochs, every) if same_steps else None
+    epoch = 1
+    while epoch <= run.epochs and members:
+        span = None if spans is None else spans.run(epoch, records)
+        for host in [] if span is None else span[:-1]:  # epochs inside a span: recorded, nothing else to do
+            records.add(epoch, members, host, None)
+            run.progress.epoch(epoch, records.losses, records.n_diverged)
+            epoch += 1
+        host = _one_epoch(plan, stack, members, streams, X, targets, run, epoch) if span is None else span[-1]
+        members, streams = _end_epoch(plan, stack, records, run, epoch, host, (members, streams))
+        epoch += 1
     run.progress.close()
+
+
+def _one_epoch(plan: StackPlan, stack: GenericStack, members: list, streams, X, targets, run: _Settings, epoch: int):
+    """Train one epoch batch by batch; returns its host rows (see `StackRecords.add`)."""
+    n_samples = X.shape[0]
+    loss_sum = correct = reg_loss = 0
+    ordered = (X, targets) if run.order is None else permuted(plan.models[0], X, targets, run.order, epoch)
+    for X_batch, y_batch in _batches(*ordered, run.batch_size):
+        masks = _masks(stack, plan, members, streams, X_batch.shape[0])
+        step_loss, step_correct, reg_loss = stack.step(X_batch, y_batch, masks)
+        loss_sum, correct = loss_sum + step_loss, correct + step_correct
+    if run.batch_size is not None:
+        reg_loss = stack.penalties()
+    data_loss = loss_sum / n_samples
+    accuracy = correct / (n_samples * _comparisons_per_sample(stack))
+    probe = stack.finite_probe(data_loss + reg_loss)
+    return host_block(plan.backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
+
+
+def _end_epoch(
+    plan: StackPlan, stack: GenericStack, records: StackRecords, run: _Settings, epoch: int, host, live: tuple
+) -> tuple:
+    """Record an epoch's host rows (validating when due), freeze the models that diverged in it, keep it as the
+    last completed epoch and ask the stop_models hook; returns the (members, dropout streams) that go on."""
+    members, streams = live
+    validation = _validate(stack, plan, run) if run.batch_size is not None or epoch == run.epochs else None
+    diverged = records.add(epoch, members, host, validation)
+    asked = run.stop_models is not None and (epoch % run.stop_every == 0 or epoch == run.epochs)
+    metrics = live_metrics(records.chunk, members, host, validation, diverged) if asked else None
+    if diverged:
+        _freeze(plan, members, diverged, records, epoch, run.steps, run)
+        keep = [position for position in range(len(members)) if position not in diverged]
+        if run.action == "raise":  # every other model stops here too, at this (finite) epoch
+            others = {position: members[position] for position in keep}
+            records.completed = Completed(stack.state(), others, epoch)
+            raise records.raised(members[diverged[0]], epoch)
+        members = [members[position] for position in keep]
+        streams = None if streams is None else [streams[position] for position in keep]
+        if members:
+            stack.take(keep)
+    records.completed = Completed(stack.state(), members, epoch)
+    if metrics:
+        positions = asked_stops(run.stop_models, epoch, metrics)  # type: ignore[arg-type]
+        members, streams = _stop(plan, stack, records, (members, streams), positions)
+    run.progress.epoch(epoch, records.losses, records.n_diverged)
+    return members, streams
 
 
 def _stop(plan: StackPlan, stack: GenericStack, records: StackRecords, live: tuple, positions: list[int]) -> tuple:
@@ -339,7 +372,7 @@ def _stop(plan: StackPlan, stack: GenericStack, records: StackRecords, live: tup
     if not positions:
         return members, streams
     done = cast(Completed, records.completed)  # set before the hook runs
-    _write_back(plan, {position: members[position] for position in positions}, done.state, done.epoch)
+    write_back(plan, {position: members[position] for position in positions}, done.state, done.epoch)
     for position in positions:
         records.stopped(members[position], done.epoch)
     keep = [position for position in range(len(members)) if position not in positions]
@@ -358,7 +391,7 @@ def _keep_completed(plan: StackPlan, records: StackRecords, stopped: _Stopped) -
     if done is not None:
         pending = {position: member for position, member in done.members.items() if records.final[member] is None}
         if done.epoch and pending:
-            _write_back(plan, pending, done.state, done.epoch)
+            write_back(plan, pending, done.state, done.epoch)
         records.drop_after(done.epoch)
     stopped.histories, stopped.epoch = records.histories(), 0 if done is None else done.epoch
 
@@ -392,18 +425,6 @@ def _masks(stack: GenericStack, plan: StackPlan, members: list, streams, n_sampl
     ]
 
 
-def _host_rows(backend, values: list) -> list[list[float]]:
-    """The per-model values (each (M,) on the device) as host floats, one row per model: one transfer."""
-    return _host_block(backend, values).tolist()
-
-
-def _host_block(backend, values: list):
-    """The per-model values (each (M,) on the device) as one (M, len(values)) host array: one transfer."""
-    xp = backend.xp
-    wide = backend.wide_float
-    return backend.to_numpy(xp.stack([xp.astype(value, wide) for value in values], axis=1))
-
-
 def _validate(stack: GenericStack, plan: StackPlan, run: _Settings):
     """Each model's (validation loss, validation accuracy) as host rows, batch by batch as `Model.evaluate`."""
     if run.validation is None:
@@ -417,7 +438,7 @@ def _validate(stack: GenericStack, plan: StackPlan, run: _Settings):
         loss_sum = loss_sum + stack.xp.sum(losses, axis=-1)
         correct = correct + count_hits(stack.xp, hits)
     n_samples = X_val.shape[0]
-    return _host_rows(stack.backend, [loss_sum / n_samples, correct / (n_samples * _comparisons_per_sample(stack))])
+    return host_rows(stack.backend, [loss_sum / n_samples, correct / (n_samples * _comparisons_per_sample(stack))])
 
 
 def _check_finite_start(plan: StackPlan) -> None:
@@ -428,7 +449,7 @@ def _check_finite_start(plan: StackPlan) -> None:
             sum(xp.sum(array * 0) for layer in model.trainable_layers for array in (layer.weights, layer.biases))
             for model in plan.models
         ]
-        host = _host_rows(plan.backend, [xp.stack(probes)])
+        host = host_rows(plan.backend, [xp.stack(probes)])
     for index, (value,) in enumerate(host):
         if not math.isfinite(value):
             raise ValueError(
@@ -441,7 +462,7 @@ def _freeze(plan, members, diverged, records, epoch, n_steps, run) -> None:
     """Write the diverged models back at their last finite epoch (the last completed one), and warn if asked."""
     errors = [(members[position], records.diverged(members[position], epoch, n_steps - 1)) for position in diverged]
     done = records.completed
-    _write_back(plan, {position: members[position] for position in diverged}, done.state, done.epoch)
+    write_back(plan, {position: members[position] for position in diverged}, done.state, done.epoch)
     if run.action == "warn":
         for member, error in errors:
             warnings.warn(f"{records.name(member)}: {error}", RuntimeWarning, stacklevel=5)
@@ -450,23 +471,3 @@ def _freeze(plan, members, diverged, records, epoch, n_steps, run) -> None:
 def _attach_histories(error: BaseException, histories: list[History]) -> None:
     """Give `error` every model's History as `error.histories`."""
     error.histories = histories  # type: ignore[attr-defined]
-
-
-def _write_back(plan: StackPlan, members: dict, state: dict, epochs_done: int) -> None:
-    """Give each model `members[position]` its arrays at stack `position` of `state`, its optimizer progress and
-    `epochs_done` more epochs trained (one host copy of the step counts and learning rates for all of them)."""
-    schedule = _host_rows(plan.backend, [state["iterations"], state["rates"]])
-    for position, member in members.items():
-        model, dense = plan.models[member], plan.plans[member].dense
-        parameters, slots = export(model.xp, state, position, len(dense), plan.program.slots)
-        for layer, (weights, biases) in zip(dense, parameters, strict=True):
-            layer.weights, layer.biases = weights, biases
-        own = model.optimizer.STATE_NAMES
-        kept = {
-            index: {f"{prefix}_{name}": slots[name][index][k] for name in own for k, prefix in enumerate(PARAMETERS)}
-            for index in range(len(dense))
-        }
-        iterations, rate = schedule[position]
-        progress = {"iterations": int(iterations), "current_learning_rate": rate, "slots": kept}
-        model.optimizer.load_state_dict(progress, dense, copy=False)
-        model.epochs_trained += epochs_done

@@ -101,6 +101,39 @@ def plan_stack(models: Sequence[Any]) -> StackPlan:
     return StackPlan(models, plans, _one_update_rule([cast(StepProgram, plan.program) for plan in plans]))
 
 
+def structure(model: Any) -> tuple | None:
+    """What `model` shares with every model it can stack with (`plan_stack` stacks models whose structures are
+    equal), or None when `train_many` cannot train it.
+
+    Args:
+        model: a finalized Model.
+
+    Returns:
+        A hashable tuple: the backend, the layer kinds and sizes, dtype, and the loss, accuracy and optimizer
+        classes; or None.
+    """
+    try:
+        model._require("loss", "optimizer", "accuracy")
+        plan = plan_step(model)
+    except Exception:  # a model train_many cannot take: it trains alone
+        return None
+    if not plan.planned:
+        return None
+    return (id(model.backend), *(what for _, what in _signature(model, plan)))
+
+
+def components(model: Any) -> set[int]:
+    """The ids of `model`'s layer, loss, optimizer and accuracy objects: two models of one stack share none.
+
+    Args:
+        model: a Model.
+
+    Returns:
+        The set of ids.
+    """
+    return {id(part) for part in (*model.layers, model.loss, model.optimizer, model.accuracy)}
+
+
 def _model_list(models: Any) -> list:
     if not isinstance(models, (list, tuple)):
         raise TypeError(

@@ -33,8 +33,20 @@ class Schedule:
             self.current = xp.where(self.decay != 0, decayed, self.current)
         return self.current
 
-    def advance(self) -> None:
-        self.iterations = self.iterations + 1
+    def advance(self, steps: int = 1) -> None:
+        self.iterations = self.iterations + steps
+
+    def rates_ahead(self, steps: int) -> tuple:
+        """Each model's learning rates and step numbers (from 1) for the coming `steps` steps, as (steps, M) arrays
+        (what `next_rates` and `advance` give step after step; `current` becomes the last step's rates)."""
+        xp = self.xp
+        iterations = self.iterations + xp.reshape(xp.arange(steps, dtype=self.iterations.dtype), (-1, 1))
+        rates = xp.broadcast_to(self.current, iterations.shape)
+        if self.decays:
+            decayed = self.base * (1.0 / (1.0 + self.decay * iterations))
+            rates = xp.where(self.decay != 0, decayed, self.current)
+        self.current = rates[-1]
+        return rates, iterations + 1
 
     def take(self, positions) -> None:
         for name in ("base", "decay", "current", "iterations"):
@@ -156,6 +168,56 @@ class GenericStack:
         }
         self.numbers = _taken_numbers(backend, self.numbers, positions)
         self.schedule.take(positions)
+
+
+def write_back(plan: StackPlan, members: dict, state: dict, epochs_done: int) -> None:
+    """Give each model `members[position]` its arrays at stack `position` of `state`, its optimizer progress and
+    `epochs_done` more epochs trained (one host copy of the step counts and learning rates for all of them).
+
+    Args:
+        plan: the stack's plan.
+        members: {stack position: position of the model in `plan`}.
+        state: a stack's `state()`.
+        epochs_done: the epochs the models trained since they were last written back.
+    """
+    schedule = host_rows(plan.backend, [state["iterations"], state["rates"]])
+    for position, member in members.items():
+        model, dense = plan.models[member], plan.plans[member].dense
+        parameters, slots = export(model.xp, state, position, len(dense), plan.program.slots)
+        for layer, (weights, biases) in zip(dense, parameters, strict=True):
+            layer.weights, layer.biases = weights, biases
+        own = model.optimizer.STATE_NAMES
+        kept = {
+            index: {f"{prefix}_{name}": slots[name][index][k] for name in own for k, prefix in enumerate(PARAMETERS)}
+            for index in range(len(dense))
+        }
+        iterations, rate = schedule[position]
+        progress = {"iterations": int(iterations), "current_learning_rate": rate, "slots": kept}
+        model.optimizer.load_state_dict(progress, dense, copy=False)
+        model.epochs_trained += epochs_done
+
+
+def host_rows(backend, values: list) -> list[list[float]]:
+    """The per-model values (each (M,) on the device) as host floats, one row per model: one transfer.
+
+    Args:
+        backend: the models' backend.
+        values: (M,) arrays on the device.
+    """
+    return host_block(backend, values).tolist()
+
+
+def host_block(backend, values: list):
+    """The per-model values (each (M,) on the device, or each (S, M)) as one (M, len(values)) host array (or
+    (S, M, len(values))): one transfer.
+
+    Args:
+        backend: the models' backend.
+        values: arrays of one shape on the device.
+    """
+    xp = backend.xp
+    wide = backend.wide_float
+    return backend.to_numpy(xp.stack([xp.astype(value, wide) for value in values], axis=-1))
 
 
 def export(xp, state: dict, position: int, n_dense: int, slot_names) -> tuple[list, dict]:
@@ -303,6 +365,36 @@ class KernelStack(GenericStack):
         xp = self.xp
         losses, hits, penalties, self.probes = (results[:, column] for column in range(4))
         return xp.astype(losses, self.dtype), xp.astype(hits, xp.float32), xp.astype(penalties, self.dtype)
+
+    def can_run_epochs(self, X, y) -> bool:
+        """Whether `run_epochs` can train on (X, y): the kernel trains several steps in one call, and takes them."""
+        return hasattr(self.kernel, "run_steps") and self.kernel.batch_targets(X, y) is not None
+
+    def run_epochs(self, X, y, epochs: int) -> tuple:
+        """Train every model for `epochs` epochs of one step on the whole set (X, y), without dropout, in one
+        kernel call.
+
+        Returns:
+            (losses, hits, penalties, probes, rates), each an (epochs, M) array: each epoch's sum of sample losses
+            (model dtype), correct comparisons (float32), regularization loss (model dtype), the kernel's finite
+            probe and the learning rate. A model whose probe is not finite stops at that epoch; its later rows are
+            NaN and its arrays are not usable (`restore` a state).
+        """
+        xp = self.xp
+        rates, steps = self.schedule.rates_ahead(epochs)
+        results = self.kernel.run_steps(X, self.kernel.batch_targets(X, y), rates, steps)
+        self.schedule.advance(epochs)
+        self.probes = results[-1, :, 3]
+        losses, hits, penalties, probes = (results[:, :, column] for column in range(4))
+        dtype = self.dtype
+        return xp.astype(losses, dtype), xp.astype(hits, xp.float32), xp.astype(penalties, dtype), probes, rates
+
+    def restore(self, state: dict) -> None:
+        """Go back to `state` (from `state()`, with the same models): the buffers and the schedule."""
+        for buffer, saved in zip(self.buffers, state["buffers"], strict=True):
+            self.kernel.copy_into(buffer, saved)
+        self.schedule.current, self.schedule.iterations = state["rates"], state["iterations"]
+        self.probes = None
 
     def finite_probe(self, losses):
         """`losses` plus the probe the kernel computed in its last step (its loss and sum(p * 0) over the updated

@@ -1,0 +1,98 @@
+"""Spans of epochs that a compiled stack trains in one kernel call, where nothing happens between its epochs: the
+whole set as one batch, no dropout, no shuffling, and no `stop_models` call before the span's last epoch.
+
+A span gives the numbers the epochs would give one call at a time (each model's steps are the same compiled code, on
+its own). Where a model stops being finite inside a span, the stack goes back to the span's start and trains up to
+that epoch again, so that the epoch runs alone and the usual freezing applies. A span lasts about `SPAN_SECONDS`, so
+that Ctrl-C and the progress bar wait no longer than that.
+"""
+
+from __future__ import annotations
+
+import time
+
+from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
+from nnx.training.stack_records import StackRecords
+from nnx.training.stack_step import GenericStack, KernelStack, host_block
+
+SPAN_SECONDS = 0.2  # a span's wall time at most, about (measured on the spans before it)
+FIRST_SPAN = 8  # epochs in the first span, which measures how long an epoch takes
+
+
+class Spans:
+    """Chooses and runs the spans of one stack (`train_many`'s loop asks it before each epoch).
+
+    Args:
+        stack: the stack; spans run only on a `KernelStack` whose kernel trains several steps per call.
+        X: the training inputs; spans run only when each epoch is one step on all of them.
+        targets: the training targets, as the stack's steps take them.
+        epochs: the epochs of the run.
+        stop_every: the epochs between calls of the `stop_models` hook (a span ends at each), or None without one.
+    """
+
+    def __init__(self, stack: GenericStack, X, targets, epochs: int, stop_every: int | None):
+        self.stack, self.X, self.targets = stack, X, targets
+        self.epochs, self.stop_every = epochs, stop_every
+        self.length = FIRST_SPAN
+        self.alone: int | None = None  # an epoch in which a model stopped being finite: it runs on its own
+
+    def run(self, epoch: int, records: StackRecords):
+        """Train the span that starts at `epoch`; returns its epochs' host rows (an (epochs, M, 5) array, see
+        `StackRecords.add`), or None when `epoch` should run on its own (one epoch, or a model diverges in it)."""
+        length = self._length(epoch)
+        if length < 2:
+            self.alone = None if self.alone == epoch else self.alone
+            return None
+        rows = self._train(length)
+        finite = self.stack.xp.all(self.stack.xp.isfinite(rows[:, :, 4]), axis=1).tolist()
+        if all(finite):
+            return rows
+        self.stack.restore(records.completed.state)  # type: ignore[attr-defined, union-attr]
+        self.alone = epoch + finite.index(False)
+        return self._train(self.alone - epoch) if self.alone - epoch > 1 else None  # the epochs before, again
+
+    def _train(self, length: int):
+        """Train a span of `length` epochs; returns its host rows, and sets the length of the next span from the
+        time it took."""
+        start = time.perf_counter()
+        rows = self._rows(self.stack.run_epochs(self.X, self.targets, length))  # type: ignore[attr-defined]
+        self.length = max(1, int(SPAN_SECONDS * length / max(time.perf_counter() - start, 1e-9)))
+        return rows
+
+    def _length(self, epoch: int) -> int:
+        """How many epochs the span from `epoch` holds: up to the next call of the hook, the epoch that runs alone
+        and the end of training, about SPAN_SECONDS long."""
+        last = self.epochs
+        if self.stop_every is not None:
+            last = min(last, -(-epoch // self.stop_every) * self.stop_every)
+        if self.alone is not None:
+            last = min(last, self.alone - 1) if epoch < self.alone else epoch
+        return min(last - epoch + 1, self.length)
+
+    def _rows(self, results: tuple):
+        """The host rows (accuracy, data loss, regularization loss, learning rate, finite probe) of every epoch of
+        a span, computed as the one-epoch loop computes them."""
+        stack = self.stack
+        losses, hits, penalties, probes, rates = results
+        n_samples = self.X.shape[0]
+        comparisons = 1 if stack.program.head == SOFTMAX_CROSSENTROPY else stack.program.widths[-1]
+        data_loss = losses / n_samples
+        accuracy = hits / (n_samples * comparisons)
+        probe = (data_loss + penalties) + probes * 0
+        return host_block(stack.backend, [accuracy, data_loss, penalties, rates, probe])
+
+
+def spans_for(stack: GenericStack, X, targets, epochs: int, stop_every: int | None) -> Spans | None:
+    """The `Spans` of a stack whose epochs are each one step on the whole set, without dropout or shuffling, or
+    None where the stack cannot train several steps in one call.
+
+    Args:
+        stack: the stack.
+        X: the training inputs.
+        targets: the training targets.
+        epochs: the epochs of the run.
+        stop_every: the epochs between calls of the `stop_models` hook, or None without one.
+    """
+    if not (isinstance(stack, KernelStack) and stack.can_run_epochs(X, targets)):
+        return None
+    return Spans(stack, X, targets, epochs, stop_every)
