@@ -135,9 +135,13 @@ def stacked(arrays: list, shape: tuple[int, ...], dtype: str) -> np.ndarray:
 
 
 def per_model_columns(blocks: list) -> list[list[list[float]]]:
-    """Epoch blocks of per-model host rows ((M, k) arrays, one per epoch, the same M) as each model's k columns of
-    Python floats, in one pass: result[m][c] is column c of model m over the epochs."""
-    return np.stack(blocks, axis=2).tolist()
+    """Epoch blocks of a stack's host rows ((M, 5) arrays of accuracy, data loss, regularization loss, learning rate
+    and finite probe, one per epoch, the same M) as each model's columns of Python floats, in one pass: result[m][c]
+    is column c of model m over the epochs, the last column the loss (data loss + regularization loss) instead of
+    the probe."""
+    stacked = np.stack(blocks, axis=2)
+    stacked[:, 4] = stacked[:, 1] + stacked[:, 2]
+    return stacked.tolist()
 
 
 def drawn_seed(limit: int) -> int:

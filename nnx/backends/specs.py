@@ -192,6 +192,10 @@ def _known(name: Any, known: tuple[str, ...], spec: str, field: str) -> None:
 
 def _real(value: Any, what: str) -> float:
     """`value` as a float, if it is a finite real number (a NumPy scalar too)."""
+    if type(value) is float or type(value) is int:  # the usual case, without the slower checks below
+        if not math.isfinite(value):
+            raise ValueError(f"{what} must be finite, got {value!r}")
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{what} must be a number, got {value!r}")
     if not math.isfinite(value):

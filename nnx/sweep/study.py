@@ -338,8 +338,7 @@ def _tell(study: Any, state: Any, trial: Any, outcome: Outcome, result: StudyRes
 def _record(trial: Any, outcome: Outcome, result: StudyResult) -> dict:
     """The trial as a sweep's record (`nnx.sweep.SweepResult`), with its value and Optuna state."""
     history = outcome.history
-    curves = {"epoch": list(history.epoch), "loss": [], "accuracy": []}
-    curves.update({name: list(column) for name, column in history.history.items()})
+    curves = {"epoch": history.epoch, "loss": [], "accuracy": [], **history.history}  # trial_record copies them
     final = history.final
     settings = {"objective": result.objective}
     entry = Trial(trial.number, dict(trial.params), settings)

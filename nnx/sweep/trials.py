@@ -111,11 +111,8 @@ def unpack(built, factory) -> tuple:
 
 def trial_record(trial: Trial, curves: dict, seconds, *, loss=None, accuracy=None, error=None) -> dict:
     best_epoch = best_loss = None
-    points = [
-        (value, epoch) for epoch, value in zip(curves["epoch"], curves["loss"], strict=True) if is_finite_number(value)
-    ]
-    if error is None and points:
-        best_loss, best_epoch = min(points)  # the first epoch among equal losses
+    if error is None:
+        best_loss, best_epoch = _lowest(curves["epoch"], curves["loss"])
     return {
         "trial": trial.index,
         "params": dict(trial.params),
@@ -129,6 +126,15 @@ def trial_record(trial: Trial, curves: dict, seconds, *, loss=None, accuracy=Non
         "error": None if error is None else f"{type(error).__name__}: {' '.join(str(error).split())}",
         "history": {name: list(values) for name, values in curves.items()},
     }
+
+
+def _lowest(epochs: list, losses: list) -> tuple:
+    """(the lowest finite loss, its first epoch), or (None, None) when no loss is a finite number."""
+    best_loss = best_epoch = None
+    for epoch, loss in zip(epochs, losses, strict=True):
+        if isinstance(loss, (int, float)) and math.isfinite(loss) and (best_loss is None or loss < best_loss):
+            best_loss, best_epoch = loss, epoch
+    return best_loss, best_epoch
 
 
 def is_finite_number(value) -> bool:

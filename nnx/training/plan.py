@@ -85,18 +85,23 @@ def _expected(kinds: tuple[type, ...]) -> str:
     return ", ".join(kind.__name__ for kind in kinds) + " (from nnx.training) or None"
 
 
-def check_specs(model: Any) -> None:
+def check_specs(model: Any) -> dict[int, Any]:
     """Ask every component of `model` for its kernel spec, so that a broken `kernel_spec()` is refused before
     training changes anything.
+
+    Args:
+        model: a Model with its loss, accuracy and optimizer set.
+
+    Returns:
+        {id(component): its spec or None} for every layer, the loss, the accuracy and the optimizer.
 
     Raises:
         TypeError: a component's `kernel_spec()` raised or returned something other than its spec or None.
     """
-    for layer in model.layers:
-        spec_of(layer, LAYER_SPECS)
-    spec_of(model.loss, (LossSpec,))
-    spec_of(model.accuracy, (AccuracySpec,))
-    spec_of(model.optimizer, (OptimizerSpec,))
+    specs = {id(layer): spec_of(layer, LAYER_SPECS) for layer in model.layers}
+    for component, kinds in ((model.loss, LossSpec), (model.accuracy, AccuracySpec), (model.optimizer, OptimizerSpec)):
+        specs[id(component)] = spec_of(component, (kinds,))
+    return specs
 
 
 def plan_step(model: Any) -> StepPlan:
@@ -116,9 +121,9 @@ class _Unplanned(Exception):
 
 
 def _plan(model: Any) -> StepPlan:
-    check_specs(model)  # every broken spec is a TypeError, whatever the plan stops at
+    known = check_specs(model)  # every broken spec is a TypeError, whatever the plan stops at
     body, last = model.layers[:-1], model.layers[-1]
-    specs = [_body_spec(layer) for layer in body]
+    specs = [_body_spec(layer, known[id(layer)]) for layer in body]
     dense_specs = [spec for spec in specs if isinstance(spec, DenseSpec)]
     dense = [layer for layer, spec in zip(body, specs, strict=True) if isinstance(spec, DenseSpec)]
     if not dense:
@@ -129,8 +134,8 @@ def _plan(model: Any) -> StepPlan:
     if len(dtypes) > 1:
         raise _Unplanned(f"its Dense layers mix dtypes ({', '.join(sorted(dtypes))})")
     chains, dropouts = _chains(body, specs)
-    head, loss, accuracy = _head(model, last)
-    optimizer = _required(model.optimizer, OptimizerSpec, "the optimizer", "its update")
+    head, loss, accuracy = _head(model, last, known)
+    optimizer = cast(OptimizerSpec, _required(model.optimizer, known, "the optimizer", "its update"))
     program = StepProgram(
         dtype=dtypes.pop(),
         dense=tuple(spec.shape for spec in dense_specs),
@@ -146,8 +151,7 @@ def _plan(model: Any) -> StepPlan:
     return StepPlan(program, dense, [layer for layer, _ in dropouts])
 
 
-def _body_spec(layer: Any) -> Any:
-    spec = spec_of(layer, LAYER_SPECS)
+def _body_spec(layer: Any, spec: Any) -> Any:
     label = getattr(layer, "label", repr(layer))
     if spec is None:
         raise _Unplanned(f"{label} has no kernel_spec(): no kernel computes it")
@@ -171,24 +175,25 @@ def _chains(body: list, specs: list) -> tuple[tuple, list]:
     return tuple(tuple(chain) for chain in chains), dropouts
 
 
-def _head(model: Any, last: Any) -> tuple[int, LossSpec, AccuracySpec]:
-    """The head code of (output activation, loss, accuracy), from their specs, and the loss's and accuracy's specs."""
-    activation = spec_of(last, LAYER_SPECS)
+def _head(model: Any, last: Any, known: dict[int, Any]) -> tuple[int, LossSpec, AccuracySpec]:
+    """The head code of (output activation, loss, accuracy), from their specs (`known`, by component id), and the
+    loss's and accuracy's specs."""
+    activation = known[id(last)]
     if activation is None:
         raise _Unplanned(f"the output activation {last!r} has no kernel_spec(): no kernel computes it")
-    loss = _required(model.loss, LossSpec, "the loss", "it")
-    accuracy = _required(model.accuracy, AccuracySpec, "the accuracy", "it")
+    loss = cast(LossSpec, _required(model.loss, known, "the loss", "it"))
+    accuracy = cast(AccuracySpec, _required(model.accuracy, known, "the accuracy", "it"))
     name = activation.op if isinstance(activation, ActivationSpec) else LAYER_OPS[type(activation)]
     parts = (name, loss.loss, accuracy.accuracy)
     head = HEADS.get(parts)
     if head is None:
-        known = "; ".join(entry.name for entry in HEADS.values())
-        raise _Unplanned(f"no kernel computes the head {' + '.join(parts)} (kernels compute: {known})")
+        kernels = "; ".join(entry.name for entry in HEADS.values())
+        raise _Unplanned(f"no kernel computes the head {' + '.join(parts)} (kernels compute: {kernels})")
     return head.code, loss, accuracy
 
 
-def _required(component: Any, kind: type[Spec], role: str, what: str) -> Spec:
-    spec = spec_of(component, (kind,))
+def _required(component: Any, known: dict[int, Any], role: str, what: str) -> Any:
+    spec = known[id(component)]
     if spec is None:
         raise _Unplanned(f"{role} {component!r} has no kernel_spec(): no kernel computes {what}")
     return spec

@@ -122,10 +122,10 @@ class StackRecords:
         return runs
 
     def _history(self, columns: list, validation: dict, final: dict | None) -> History:
-        accuracy, data_loss, reg_loss, lr, _ = columns
+        accuracy, data_loss, reg_loss, lr, loss = columns
         epochs = list(range(1, len(accuracy) + 1))  # a model is recorded every epoch until it stops
         named = {
-            "loss": [data + reg for data, reg in zip(data_loss, reg_loss, strict=True)],
+            "loss": loss,
             "data_loss": data_loss,
             "reg_loss": reg_loss,
             "accuracy": accuracy,

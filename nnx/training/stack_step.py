@@ -41,10 +41,8 @@ class Schedule:
         (what `next_rates` and `advance` give step after step; `current` becomes the last step's rates)."""
         xp = self.xp
         iterations = self.iterations + xp.reshape(xp.arange(steps, dtype=self.iterations.dtype), (-1, 1))
-        rates = xp.broadcast_to(self.current, iterations.shape)
-        if self.decays:
-            decayed = self.base * (1.0 / (1.0 + self.decay * iterations))
-            rates = xp.where(self.decay != 0, decayed, self.current)
+        decayed = self.base * (1.0 / (1.0 + self.decay * iterations))
+        rates = xp.where(self.decay != 0, decayed, self.current)  # (steps, M): a model without decay keeps its rate
         self.current = rates[-1]
         return rates, iterations + 1
 
