@@ -345,9 +345,14 @@ def config_problems(component: Component) -> list[str]:
     return problems
 
 
+_PLAIN_TYPES = (int, float, str, bool, type(None))  # values a file holds as they are (NaN and inf included)
+
+
 def _json_problems(name: str, config: dict[str, Any]) -> list[str]:
     problems = []
     for key, value in config.items():
+        if type(value) in _PLAIN_TYPES:
+            continue
         try:
             json.dumps(value)
         except (TypeError, ValueError):
@@ -373,14 +378,22 @@ def _init_parameters(cls: Any) -> dict[str, inspect.Parameter]:
     return dict(list(inspect.signature(cls.__init__).parameters.items())[1:])
 
 
-def _argument_problems(cls: Any, config: dict[str, Any]) -> list[str]:
-    """Constructor arguments missing from the config; with Component's `from_config`, names it cannot pass."""
-    name, parameters = cls.__name__, _init_parameters(cls)
+@functools.cache
+def _recorded_arguments(cls: Any) -> tuple[list[str], type]:
+    """The constructor arguments `cls`'s config must record (read once per class), and its config's definer."""
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    parameters = _init_parameters(cls)
     named = [key for key, parameter in parameters.items() if parameter.kind not in variadic and key != "xp"]
     definer = _config_definer(cls)
     excused = set() if definer is Component else set(_init_parameters(definer))  # the definer's to rebuild
-    missing = [key for key in named if key not in config and key not in excused]
+    return [key for key in named if key not in excused], definer
+
+
+def _argument_problems(cls: Any, config: dict[str, Any]) -> list[str]:
+    """Constructor arguments missing from the config; with Component's `from_config`, names it cannot pass."""
+    name, parameters = cls.__name__, _init_parameters(cls)
+    recorded, definer = _recorded_arguments(cls)
+    missing = [key for key in recorded if key not in config]
     problems = []
     if missing:
         listed = ", ".join(map(repr, missing))
