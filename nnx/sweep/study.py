@@ -328,20 +328,22 @@ def _tell(study: Any, state: Any, trial: Any, outcome: Outcome, result: StudyRes
     else:
         trial.set_user_attr("fail_reason", outcome.reason)
         study.tell(trial, state=state.FAIL)
-    result.trials.append(_record(trial, outcome, result))
-    for name in trial.params:
+    params = trial.params  # a copy Optuna makes at each reading
+    result.trials.append(_record(trial.number, params, outcome, result))
+    for name in params:
         if name not in result.params:
             result.params.append(name)
             result.varied.append(name)
 
 
-def _record(trial: Any, outcome: Outcome, result: StudyResult) -> dict:
-    """The trial as a sweep's record (`nnx.sweep.SweepResult`), with its value and Optuna state."""
+def _record(number: int, params: dict, outcome: Outcome, result: StudyResult) -> dict:
+    """Trial `number` (with `params`) as a sweep's record (`nnx.sweep.SweepResult`), with its value and Optuna
+    state."""
     history = outcome.history
     curves = {"epoch": history.epoch, "loss": [], "accuracy": [], **history.history}  # trial_record copies them
     final = history.final
     settings = {"objective": result.objective}
-    entry = Trial(trial.number, dict(trial.params), settings)
+    entry = Trial(number, params, settings)
     if outcome.state == "fail":
         record = trial_record(entry, curves, outcome.seconds, error=RuntimeError(outcome.reason))
         record["error"] = outcome.reason

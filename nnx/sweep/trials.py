@@ -130,6 +130,13 @@ def trial_record(trial: Trial, curves: dict, seconds, *, loss=None, accuracy=Non
 
 def _lowest(epochs: list, losses: list) -> tuple:
     """(the lowest finite loss, its first epoch), or (None, None) when no loss is a finite number."""
+    try:
+        whole = math.isfinite(sum(losses))  # every loss a finite number (a sum is finite only then): no loop here
+    except TypeError:  # a None
+        whole = False
+    if whole and losses:
+        best = min(losses)
+        return best, epochs[losses.index(best)]
     best_loss = best_epoch = None
     for epoch, loss in zip(epochs, losses, strict=True):
         if isinstance(loss, (int, float)) and math.isfinite(loss) and (best_loss is None or loss < best_loss):

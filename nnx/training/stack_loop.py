@@ -309,8 +309,8 @@ def _epochs(plan: StackPlan, stack: GenericStack, records: StackRecords, X, targ
     epoch = 1
     while epoch <= run.epochs and members:
         span = None if spans is None else spans.run(epoch, records)
-        for host in [] if span is None else span[:-1]:  # epochs inside a span: recorded, nothing else to do
-            records.add(epoch, members, host, None)
+        for host in [] if span is None else span[:-1]:  # the epochs inside a span: recorded, nothing else to do
+            records.add_finite(epoch, members, host)
             run.progress.epoch(epoch, records.losses, records.n_diverged)
             epoch += 1
         host = _one_epoch(plan, stack, members, streams, X, targets, run, epoch) if span is None else span[-1]

@@ -51,6 +51,10 @@ class StackRecords:
         self.blocks.append((epoch, members, host, validation, frozenset(diverged)))
         return diverged
 
+    def add_finite(self, epoch: int, members: list, host) -> None:
+        """Record the host rows of an epoch known to be finite (inside a span), as `add` takes them, unchecked."""
+        self.blocks.append((epoch, members, host, None, frozenset()))
+
     def losses(self) -> list[float]:
         """The last epoch's losses of the models recorded in it."""
         _, _, host, _, diverged = self.blocks[-1]
