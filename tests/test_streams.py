@@ -178,6 +178,54 @@ def test_the_progress_bar_has_a_total_when_the_length_is_known_and_counts_otherw
     assert "10step" in unknown.getvalue().replace(" ", "") and "/10" not in unknown.getvalue()
 
 
+def memory_mapped(folder, X, y):
+    """X and y saved as .npy files and opened as ``np.load(path, mmap_mode="r")`` opens them."""
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
+    return np.load(folder / "X.npy", mmap_mode="r"), np.load(folder / "y.npy", mmap_mode="r")
+
+
+def test_a_memory_mapped_array_with_a_batch_size_streams_and_gives_the_in_memory_history(tmp_path, monkeypatch):
+    X, y = data()
+    mX, my = memory_mapped(tmp_path, X, y)
+    assert streams.read_on_demand(mX, BATCH) and not streams.read_on_demand(mX, None)
+    assert not streams.read_on_demand(X, BATCH)
+    sources = []
+    original = streams.ArraySource.__init__
+
+    def recorded(self, *args, **kwargs):
+        sources.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(streams.ArraySource, "__init__", recorded)
+    net_expected, expected = trained(X, y, batch_size=BATCH)
+    net, history = trained(mX, my, batch_size=BATCH)
+    assert len(sources) == 1  # read batch by batch, not loaded whole
+    assert_same_history(history, expected)
+    for ours, theirs in zip(net.get_parameters(), net_expected.get_parameters(), strict=True):
+        np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-12)
+    assert net.evaluate(mX, my, batch_size=BATCH, verbose=False) == pytest.approx(
+        net.evaluate(X, y, verbose=False), abs=1e-12
+    )
+    np.testing.assert_allclose(net.predict(mX, batch_size=BATCH), net.predict(X), rtol=0, atol=1e-12)
+    assert len(sources) == 3
+
+
+def test_a_memory_mapped_array_without_a_batch_size_trains_in_memory(tmp_path):
+    X, y = data()
+    mX, my = memory_mapped(tmp_path, X, y)
+    _, expected = trained(X, y, epochs=2)
+    _, history = trained(mX, my, epochs=2)
+    assert_same_history(history, expected)
+
+
+def test_a_shuffled_memory_mapped_array_is_reproducible(tmp_path):
+    X, y = data()
+    mX, my = memory_mapped(tmp_path, X, y)
+    runs = [trained(mX, my, batch_size=BATCH, shuffle=True)[1] for _ in range(2)]
+    assert_same_history(runs[0], runs[1], 0)
+
+
 def test_evaluate_and_predict_take_streams():
     zarr = pytest.importorskip("zarr")
     X, y = data()

@@ -19,7 +19,7 @@ def evaluated(
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.evaluate")
     verbose = _checks.boolean(verbose, "verbose", "Model.evaluate")
     prefetch = streams.checked_prefetch(prefetch, "Model.evaluate")
-    if streams.is_stream(X_val, y_val):  # read, checked and copied batch by batch
+    if streams.is_stream(X_val, y_val, batch_size=batch_size):  # read, checked and copied batch by batch
         source = streams.source(X_val, y_val, batch_size, owner="Model.evaluate")
         with contextlib.closing(streams.Feed(model, source, "evaluation", prefetch)) as feed:
             loss, accuracy = _evaluation_pass(model, *feed.first(), feed.batches())
@@ -56,7 +56,7 @@ def predicted(model: Any, X: Any, *, batch_size: Any, prefetch: Any = "auto") ->
     """What `Model.predict` does once the model is checked: the last layer's outputs for `X`, as one array."""
     batch_size = _checks.optional_positive_int(batch_size, "batch_size", "Model.predict")
     prefetch = streams.checked_prefetch(prefetch, "Model.predict")
-    if streams.is_stream(X, None, lists=False):  # read, checked and copied batch by batch
+    if streams.is_stream(X, None, lists=False, batch_size=batch_size):  # read, checked and copied batch by batch
         source = streams.source(X, None, batch_size, owner="Model.predict", targets=False)
         with contextlib.closing(streams.Feed(model, source, "prediction", prefetch)) as feed:
             feed.first()

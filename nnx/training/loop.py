@@ -124,7 +124,7 @@ def _training_feed(model: Any, X: Any, y: Any, batch_size: Any, shuffle: bool, e
             f"Model.train got an iterable of batches as X ({_checks.describe(X)}) and targets y; its batches carry "
             f"their own targets: leave y out, as in train(batches)"
         )
-    if not streams.is_stream(X, y):
+    if not streams.is_stream(X, y, batch_size=batch_size):
         if y is None:
             raise TypeError(
                 f"Model.train got inputs X ({_checks.describe(X)}) without targets y; pass train(X, y), or an "

@@ -60,9 +60,15 @@ def is_batch_iterable(x: Any, *, lists: bool = True) -> bool:
     return hasattr(x, "__iter__") or callable(x)
 
 
-def is_stream(X: Any, y: Any, *, lists: bool = True) -> bool:
-    """Whether (X, y) is read batch by batch: a chunked array X, or an iterable of batches with y None."""
-    return is_chunked_array(X) or (y is None and is_batch_iterable(X, lists=lists))
+def read_on_demand(x: Any, batch_size: int | None) -> bool:
+    """Whether `x` is an array read batch by batch: a chunked array, or with a `batch_size` a memory-mapped NumPy
+    array (``np.load(path, mmap_mode="r")``; without one, the whole set is one batch in memory anyway)."""
+    return is_chunked_array(x) or (batch_size is not None and isinstance(x, np.memmap))
+
+
+def is_stream(X: Any, y: Any, *, lists: bool = True, batch_size: int | None = None) -> bool:
+    """Whether (X, y) is read batch by batch: an array read on demand, or an iterable of batches with y None."""
+    return read_on_demand(X, batch_size) or (y is None and is_batch_iterable(X, lists=lists))
 
 
 def validation_parts(value: Any) -> tuple[Any, Any]:
@@ -237,7 +243,7 @@ def source(X: Any, y: Any, batch_size: int | None, *, owner: str, shuffle: bool 
     """The source of a streamed (X, y): chunked arrays, or an iterable of batches (then y is None, and neither
     batch_size nor shuffle is given: the iterable decides its batches and their order). A shuffled source takes
     its seed as `source.seed` before the first epoch. `targets`: whether a chunked X needs its y."""
-    if is_chunked_array(X):
+    if read_on_demand(X, batch_size):
         if targets and y is None:
             raise TypeError(
                 f"{owner} got a chunked array X ({_checks.describe(X)}) without targets y; pass y as an array of the "
