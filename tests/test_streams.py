@@ -356,6 +356,22 @@ def test_a_bad_batch_in_epoch_two_names_it_and_keeps_the_last_good_step(prefetch
     assert error.value.history.epoch == [1]  # the History of the epoch that ended
 
 
+def test_a_bad_validation_batch_says_after_which_epoch_it_was_read():
+    X, y = data()
+    X_val = X.copy()
+    X_val[150, 0] = np.nan  # in the validation batch of index 2 (64 rows each)
+
+    def validation():
+        return iter(Batches(X_val, y))
+
+    net = model()
+    with pytest.raises(ValueError, match="evaluation batch 2 inputs contain 1 NaN") as error:
+        net.train(X, y, epochs=3, batch_size=BATCH, validation_data=validation, **quiet())
+    assert net.optimizer.iterations == -(-ROWS // BATCH)  # epoch 1's steps, and no more
+    if sys.version_info >= (3, 11):  # exception notes came with Python 3.11
+        assert any("while validating after epoch 1" in note for note in error.value.__notes__)
+
+
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_a_reader_error_surfaces_in_the_training_thread_naming_the_batch(prefetch):
     X, y = data()

@@ -102,5 +102,14 @@ class Validation(Callback):
     def _evaluate(self, run: Run) -> None:
         batch_size = None if self.y is None else run.batch_size  # an iterable of batches makes its own
         options = {"batch_size": batch_size, "verbose": self.verbose, "prefetch": self.prefetch}
-        loss, accuracy = run.model.evaluate(self.X, self.y, **options)
+        try:
+            loss, accuracy = run.model.evaluate(self.X, self.y, **options)
+        except Exception as error:  # a bad batch of streamed validation data: say where training stood
+            note = getattr(error, "add_note", None)
+            if note is not None:
+                note(
+                    f"(raised while validating after epoch {run.epoch}: its evaluation batches are validation_data's; "
+                    f"the model holds the parameters of that epoch's last step)"
+                )
+            raise
         run.logs["val_loss"], run.logs["val_accuracy"] = loss, accuracy
