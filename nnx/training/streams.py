@@ -30,6 +30,7 @@ from nnx.backends._host import SEED_LIMIT, host_array
 from nnx.training.data import checked_data, checked_inputs
 
 READ_AHEAD = 2  # batches a reader thread prepares ahead of the one training, with prefetch="auto"
+JOIN_SECONDS = 5.0  # how long closing a reader waits for the read in progress
 BUFFER_BATCHES = 10  # with shuffling, rows are shuffled within windows of about this many batches
 IN_MEMORY_LIBRARIES = ("numpy", "pandas", "polars", "cupy", "torch", "jax", "jaxlib", "array_api_strict")
 _END = object()
@@ -371,8 +372,11 @@ class Prefetcher:
             yield value
 
     def close(self) -> None:
-        """Stop the thread after its current item; what it read is dropped."""
+        """Stop the thread after its current item and wait for it (at most `JOIN_SECONDS`: a read that hangs is
+        left to its daemon thread); what it read is dropped."""
         self.stopped.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout=JOIN_SECONDS)
 
 
 class Feed:
