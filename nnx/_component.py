@@ -345,14 +345,9 @@ def config_problems(component: Component) -> list[str]:
     return problems
 
 
-_PLAIN_TYPES = (int, float, str, bool, type(None))  # values a file holds as they are (NaN and inf included)
-
-
 def _json_problems(name: str, config: dict[str, Any]) -> list[str]:
     problems = []
     for key, value in config.items():
-        if type(value) in _PLAIN_TYPES:
-            continue
         try:
             json.dumps(value)
         except (TypeError, ValueError):
@@ -367,6 +362,7 @@ def _shown(value: Any) -> str:
     return _checks.describe(value) if hasattr(value, "shape") else f"{value!r} ({type(value).__name__})"
 
 
+@functools.cache
 def _config_definer(cls: type) -> type:
     """The class whose `get_config`/`from_config` this class uses: Component's own, or the nearest override."""
     return next(base for base in cls.__mro__ if "get_config" in vars(base) or "from_config" in vars(base))
@@ -378,22 +374,14 @@ def _init_parameters(cls: Any) -> dict[str, inspect.Parameter]:
     return dict(list(inspect.signature(cls.__init__).parameters.items())[1:])
 
 
-@functools.cache
-def _recorded_arguments(cls: Any) -> tuple[list[str], type]:
-    """The constructor arguments `cls`'s config must record (read once per class), and its config's definer."""
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    parameters = _init_parameters(cls)
-    named = [key for key, parameter in parameters.items() if parameter.kind not in variadic and key != "xp"]
-    definer = _config_definer(cls)
-    excused = set() if definer is Component else set(_init_parameters(definer))  # the definer's to rebuild
-    return [key for key in named if key not in excused], definer
-
-
 def _argument_problems(cls: Any, config: dict[str, Any]) -> list[str]:
     """Constructor arguments missing from the config; with Component's `from_config`, names it cannot pass."""
     name, parameters = cls.__name__, _init_parameters(cls)
-    recorded, definer = _recorded_arguments(cls)
-    missing = [key for key in recorded if key not in config]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    named = [key for key, parameter in parameters.items() if parameter.kind not in variadic and key != "xp"]
+    definer = _config_definer(cls)
+    excused = set() if definer is Component else set(_init_parameters(definer))  # the definer's to rebuild
+    missing = [key for key in named if key not in config and key not in excused]
     problems = []
     if missing:
         listed = ", ".join(map(repr, missing))
