@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import time
 
 import numpy as np
 import pytest
@@ -104,7 +105,7 @@ def test_spans_give_every_number_of_epoch_by_epoch_training(monkeypatch, span_le
 def test_spans_match_solo_training(span_lengths):
     X, y = data()
     models = healthy_pair()
-    solo, expected = train_solo(models, X, y, epochs=25)
+    _, expected = train_solo(models, X, y, epochs=25)
     histories = nnx.train_many(models, X, y, epochs=25, verbose=0)
     assert span_lengths[0] == spans.FIRST_SPAN and sum(span_lengths) == 25
     for history, alone in zip(histories, expected, strict=True):
@@ -116,6 +117,7 @@ def test_spans_match_solo_training(span_lengths):
 def test_a_model_diverging_inside_a_span_is_frozen_as_epoch_by_epoch(monkeypatch, span_lengths, epochs):
     """The diverging model turns infinite at epoch 3, inside the first span: the stack goes back to the span's
     start, trains epochs 1-2 as a span, then epoch 3 on its own."""
+    monkeypatch.setattr(spans, "FIRST_SPAN", 8)
     X, y = data()
     models = [healthy_pair()[0], diverging(), healthy_pair()[1]]
     expected_models, expected = epoch_by_epoch(monkeypatch, models, X, y, epochs=epochs)
@@ -124,7 +126,19 @@ def test_a_model_diverging_inside_a_span_is_frozen_as_epoch_by_epoch(monkeypatch
     assert_same_models(models, expected_models)
     if epochs > 2:
         assert histories[1].final["diverged"] is True and histories[1].final["epoch"] == 3
-        assert span_lengths[:2] == [min(epochs, spans.FIRST_SPAN), 2]  # the span, then its epochs before 3
+        assert span_lengths[:2] == [min(epochs, 8), 2]  # the span, then its epochs before 3
+
+
+@QUIET_FLOATS
+def test_a_model_diverging_in_a_spans_first_epoch_runs_that_epoch_alone(monkeypatch, span_lengths):
+    monkeypatch.setattr(spans, "FIRST_SPAN", 2)  # epochs 1-2, then a span from epoch 3, where a model diverges
+    X, y = data()
+    models = [healthy_pair()[0], diverging(), healthy_pair()[1]]
+    expected_models, expected = epoch_by_epoch(monkeypatch, models, X, y, epochs=30)
+    histories = nnx.train_many(models, X, y, epochs=30, verbose=0)
+    assert_same_histories(histories, expected)
+    assert_same_models(models, expected_models)
+    assert histories[1].final["epoch"] == 3 and span_lengths[0] == 2
 
 
 @QUIET_FLOATS
@@ -144,8 +158,9 @@ def test_raise_inside_a_span_stops_every_model_at_that_epoch(monkeypatch, span_l
 
 
 def test_stop_models_is_called_every_stop_every_epochs_and_spans_end_there(monkeypatch, span_lengths):
+    monkeypatch.setattr(spans, "FIRST_SPAN", 100)  # the spans end at the hook's epochs, not for time
     X, y = data()
-    models = [build(lambda: nnx.SGD(learning_rate=0.5 + 0.1 * index), seed=index) for index in range(3)]
+    models = [build(lambda rate=0.5 + 0.1 * index: nnx.SGD(learning_rate=rate), seed=index) for index in range(3)]
     called = []
 
     def stop_models(epoch, metrics):
@@ -193,13 +208,30 @@ def test_ctrl_c_in_a_span_keeps_the_epoch_before_it(monkeypatch):
 
 def test_spans_grow_to_about_span_seconds(monkeypatch, span_lengths):
     X, y = data()
-    monkeypatch.setattr(spans, "SPAN_SECONDS", 1e-12)  # every span "too long": one epoch at a time after the first
+    monkeypatch.setattr(spans, "SPAN_SECONDS", 1e-12)  # every epoch "too long" for a span: one epoch per call
     nnx.train_many(healthy_pair(), X, y, epochs=20, verbose=0)
-    assert span_lengths == [spans.FIRST_SPAN]
+    assert span_lengths == [1] * 20
     span_lengths.clear()
-    monkeypatch.setattr(spans, "SPAN_SECONDS", 1e6)
+    monkeypatch.setattr(spans, "SPAN_SECONDS", 1e6)  # never too long: each span twice the one before
     nnx.train_many(healthy_pair(), X, y, epochs=1000, verbose=0)
-    assert span_lengths == [spans.FIRST_SPAN, 1000 - spans.FIRST_SPAN]
+    assert span_lengths == [1, 2, 4, 8, 16, 32, 64, 128, 256, 489]
+
+
+def test_a_slow_first_span_does_not_stop_the_spans_from_growing(monkeypatch):
+    """The first call may compile the kernel or load it from the cache (seconds): later spans grow again."""
+    X, y = data()
+    lengths = []
+    original = KernelStack.run_epochs
+
+    def slow_first(self, X, y, epochs):
+        if not lengths:
+            time.sleep(0.3)  # longer than a span may last
+        lengths.append(epochs)
+        return original(self, X, y, epochs)
+
+    monkeypatch.setattr(KernelStack, "run_epochs", slow_first)
+    nnx.train_many(healthy_pair(), X, y, epochs=200, verbose=0)
+    assert lengths[:2] == [1, 1] and max(lengths) >= 64 and sum(lengths) == 200
 
 
 @pytest.mark.parametrize(
@@ -216,12 +248,14 @@ def test_no_spans_where_epochs_differ(span_lengths, options):
     assert span_lengths == []
 
 
-@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-2, ValueError), (1.5, ValueError), (True, TypeError), ("4", TypeError)])
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-2, ValueError), (1.5, ValueError), (True, TypeError), ("4", TypeError)]
+)
 def test_stop_every_is_checked(value, error):
     X, y = data(samples=10)
     models = healthy_pair()
     before = [host(model) for model in models]
-    with pytest.raises(error, match="nnx.train_many stop_every"):
+    with pytest.raises(error, match=r"nnx\.train_many stop_every"):
         nnx.train_many(models, X, y, epochs=2, verbose=0, stop_every=value)
     for model, arrays in zip(models, before, strict=True):
         for array, saved in zip(host(model), arrays, strict=True):

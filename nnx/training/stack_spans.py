@@ -16,7 +16,7 @@ from nnx.training.stack_records import StackRecords
 from nnx.training.stack_step import GenericStack, KernelStack, host_block
 
 SPAN_SECONDS = 0.2  # a span's wall time at most, about (measured on the spans before it)
-FIRST_SPAN = 8  # epochs in the first span, which measures how long an epoch takes
+FIRST_SPAN = 1  # epochs in the first span; each next one is at most twice as long, and about SPAN_SECONDS
 
 
 class Spans:
@@ -38,25 +38,29 @@ class Spans:
 
     def run(self, epoch: int, records: StackRecords):
         """Train the span that starts at `epoch`; returns its epochs' host rows (an (epochs, M, 5) array, see
-        `StackRecords.add`), or None when `epoch` should run on its own (one epoch, or a model diverges in it)."""
-        length = self._length(epoch)
-        if length < 2:
-            self.alone = None if self.alone == epoch else self.alone
+        `StackRecords.add`), or None when `epoch` should run on its own (a model diverges in it)."""
+        if self.alone == epoch:
+            self.alone = None
             return None
+        length = self._length(epoch)
         rows = self._train(length)
         finite = self.stack.xp.all(self.stack.xp.isfinite(rows[:, :, 4]), axis=1).tolist()
         if all(finite):
             return rows
         self.stack.restore(records.completed.state)  # type: ignore[attr-defined, union-attr]
-        self.alone = epoch + finite.index(False)
-        return self._train(self.alone - epoch) if self.alone - epoch > 1 else None  # the epochs before, again
+        first_bad = finite.index(False)
+        if first_bad == 0:  # this epoch runs on its own, now
+            return None
+        self.alone = epoch + first_bad
+        return self._train(first_bad)  # the epochs before it, again: the same numbers
 
     def _train(self, length: int):
         """Train a span of `length` epochs; returns its host rows, and sets the length of the next span from the
-        time it took."""
+        time it took (at most twice this one: the first calls also compile or load the kernel)."""
         start = time.perf_counter()
         rows = self._rows(self.stack.run_epochs(self.X, self.targets, length))  # type: ignore[attr-defined]
-        self.length = max(1, int(SPAN_SECONDS * length / max(time.perf_counter() - start, 1e-9)))
+        fitting = int(SPAN_SECONDS * length / max(time.perf_counter() - start, 1e-9))
+        self.length = max(1, min(2 * length, fitting))
         return rows
 
     def _length(self, epoch: int) -> int:
@@ -66,7 +70,7 @@ class Spans:
         if self.stop_every is not None:
             last = min(last, -(-epoch // self.stop_every) * self.stop_every)
         if self.alone is not None:
-            last = min(last, self.alone - 1) if epoch < self.alone else epoch
+            last = min(last, self.alone - 1)
         return min(last - epoch + 1, self.length)
 
     def _rows(self, results: tuple):
