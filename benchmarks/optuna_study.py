@@ -12,6 +12,7 @@ a lone model of 300 rows trains on one core, a stack on all of them.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import optuna
@@ -53,7 +54,11 @@ def main() -> None:
     warm = _study()  # compile the kernels once, outside the timings
     nnx.sweep.optimize(warm, build, X, y, n_trials=8, batch=8, epochs=2, objective="loss", progress=False)
     warm.optimize(_objective(X, y, 2), n_trials=1)
-    print(f"{args.trials} trials in batches of {args.batch}, best of {args.repeats} runs, {host_cores()} cores")
+    threads = os.environ.get("NUMBA_NUM_THREADS", "all")
+    print(
+        f"{args.trials} trials in batches of {args.batch}, best of {args.repeats} runs, {host_cores()} cores "
+        f"(compiled kernels on {threads} of them)"
+    )
     print(f"{'epochs':>6}  {'batched':>9}  {'one by one':>10}  {'speed-up':>8}  {'goal':>8}  largest difference")
     for epochs in args.epochs:
         batched_s, solo_s, gap = _compare(X, y, args, epochs)
