@@ -362,7 +362,6 @@ def _shown(value: Any) -> str:
     return _checks.describe(value) if hasattr(value, "shape") else f"{value!r} ({type(value).__name__})"
 
 
-@functools.cache
 def _config_definer(cls: type) -> type:
     """The class whose `get_config`/`from_config` this class uses: Component's own, or the nearest override."""
     return next(base for base in cls.__mro__ if "get_config" in vars(base) or "from_config" in vars(base))

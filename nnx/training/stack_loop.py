@@ -27,7 +27,15 @@ from nnx.training.loop import is_auto, only_training, verbosity
 from nnx.training.stack_plan import OWNER, StackPlan, plan_stack
 from nnx.training.stack_records import Completed, StackRecords
 from nnx.training.stack_spans import spans_for
-from nnx.training.stack_step import GenericStack, count_hits, host_block, host_rows, stack_step, write_back
+from nnx.training.stack_step import (
+    GenericStack,
+    comparisons_per_sample,
+    count_hits,
+    epoch_rows,
+    host_rows,
+    stack_step,
+    write_back,
+)
 from nnx.training.stack_stops import StopModels, asked_stops, checked_hook, live_metrics
 from nnx.training.streams import draw_seed, permuted
 
@@ -142,9 +150,8 @@ def train_many(
         if plan.program.head != SOFTMAX_CROSSENTROPY:
             plan = plan_stack(plan.models)  # again: the regression accuracy's precision is known now
         progress = StackProgress(verbose, every)
-        n_steps = steps(X.shape[0], batch_size)
-        hook = (stop_models, every_stop)
-        run = _Settings(epochs, batch_size, validation, action, seeds, progress, *hook, order, n_steps)
+        run = _Settings(epochs, batch_size, validation, action, seeds, progress, stop_models, every_stop)
+        run.order, run.steps = order, steps(X.shape[0], batch_size)
         chunks = _chunks(
             len(plan.models), _bytes_per_model(plan, X.shape[0] if batch_size is None else batch_size), budget
         )
@@ -330,10 +337,7 @@ def _one_epoch(plan: StackPlan, stack: GenericStack, members: list, streams, X, 
         loss_sum, correct = loss_sum + step_loss, correct + step_correct
     if run.batch_size is not None:
         reg_loss = stack.penalties()
-    data_loss = loss_sum / n_samples
-    accuracy = correct / (n_samples * _comparisons_per_sample(stack))
-    probe = stack.finite_probe(data_loss + reg_loss)
-    return host_block(plan.backend, [accuracy, data_loss, reg_loss, stack.schedule.current, probe])
+    return epoch_rows(stack, (loss_sum, correct, reg_loss), stack.schedule.current, n_samples)
 
 
 def _end_epoch(
@@ -408,10 +412,6 @@ def _batches(X, y, batch_size):
     return ((X, y),) if batch_size is None else batches(X, y, batch_size)
 
 
-def _comparisons_per_sample(stack: GenericStack) -> int:
-    return 1 if stack.program.head == SOFTMAX_CROSSENTROPY else stack.program.widths[-1]
-
-
 def _masks(stack: GenericStack, plan: StackPlan, members: list, streams, n_samples: int):
     """Each dropout's (M, n_samples, width) masks, each model's from its own stream; None without dropout."""
     if streams is None:
@@ -438,7 +438,7 @@ def _validate(stack: GenericStack, plan: StackPlan, run: _Settings):
         loss_sum = loss_sum + stack.xp.sum(losses, axis=-1)
         correct = correct + count_hits(stack.xp, hits)
     n_samples = X_val.shape[0]
-    return host_rows(stack.backend, [loss_sum / n_samples, correct / (n_samples * _comparisons_per_sample(stack))])
+    return host_rows(stack.backend, [loss_sum / n_samples, correct / (n_samples * comparisons_per_sample(stack))])
 
 
 def _check_finite_start(plan: StackPlan) -> None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import time
 
-from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
 from nnx.training.stack_records import StackRecords
-from nnx.training.stack_step import GenericStack, KernelStack, host_block
+from nnx.training.stack_step import GenericStack, KernelStack, epoch_rows
 
 SPAN_SECONDS = 0.2  # a span's wall time at most, about (measured on the spans before it)
 FIRST_SPAN = 1  # epochs in the first span; each next one is at most twice as long, and about SPAN_SECONDS
@@ -74,16 +73,9 @@ class Spans:
         return min(last - epoch + 1, self.length)
 
     def _rows(self, results: tuple):
-        """The host rows (accuracy, data loss, regularization loss, learning rate, finite probe) of every epoch of
-        a span, computed as the one-epoch loop computes them."""
-        stack = self.stack
+        """The host rows of every epoch of a span, computed as one epoch's are."""
         losses, hits, penalties, probes, rates = results
-        n_samples = self.X.shape[0]
-        comparisons = 1 if stack.program.head == SOFTMAX_CROSSENTROPY else stack.program.widths[-1]
-        data_loss = losses / n_samples
-        accuracy = hits / (n_samples * comparisons)
-        probe = (data_loss + penalties) + probes * 0
-        return host_block(stack.backend, [accuracy, data_loss, penalties, rates, probe])
+        return epoch_rows(self.stack, (losses, hits, penalties), rates, self.X.shape[0], probes)
 
 
 def spans_for(stack: GenericStack, X, targets, epochs: int, stop_every: int | None) -> Spans | None:

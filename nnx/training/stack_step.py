@@ -8,6 +8,7 @@ A compiled stack kernel (`nnx.backends.numba_stack`) runs the same programs and 
 
 from __future__ import annotations
 
+from nnx.backends.step_program import SOFTMAX_CROSSENTROPY
 from nnx.backends.tables import element_wise_op, head, update_rule
 from nnx.optimizers import PARAMETERS
 from nnx.training.stack_plan import StackPlan
@@ -216,6 +217,37 @@ def host_block(backend, values: list):
     xp = backend.xp
     wide = backend.wide_float
     return backend.to_numpy(xp.stack([xp.astype(value, wide) for value in values], axis=-1))
+
+
+def comparisons_per_sample(stack: GenericStack) -> int:
+    """How many comparisons the accuracy makes per sample: one for class labels, one per output otherwise.
+
+    Args:
+        stack: the stack.
+    """
+    return 1 if stack.program.head == SOFTMAX_CROSSENTROPY else stack.program.widths[-1]
+
+
+def epoch_rows(stack: GenericStack, sums: tuple, rates, n_samples: int, probes=None):
+    """The host rows of an epoch, as `StackRecords.add` takes them: each model's accuracy, data loss,
+    regularization loss, learning rate and finite probe, from its sums over the epoch (one transfer).
+
+    Args:
+        stack: the stack.
+        sums: (sum of sample losses, correct comparisons, regularization loss): (M,) arrays, or (S, M) for a span
+            of S epochs.
+        rates: the learning rates, shaped as the sums.
+        n_samples: the rows of an epoch.
+        probes: the kernel's finite probes of a span, shaped as the sums; None asks the stack (`finite_probe`).
+
+    Returns:
+        An (M, 5) host array, or (S, M, 5).
+    """
+    loss_sum, correct, reg_loss = sums
+    data_loss = loss_sum / n_samples
+    accuracy = correct / (n_samples * comparisons_per_sample(stack))
+    probe = stack.finite_probe(data_loss + reg_loss) if probes is None else (data_loss + reg_loss) + probes * 0
+    return host_block(stack.backend, [accuracy, data_loss, reg_loss, rates, probe])
 
 
 def export(xp, state: dict, position: int, n_dense: int, slot_names) -> tuple[list, dict]:
