@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnx.backends.numba_step import NumbaStepKernel, launcher
+from nnx.backends.numba_step import NumbaStepKernel
 from nnx.backends.step_program import StepProgram
 
 
@@ -53,11 +53,7 @@ class NumbaStackKernel(NumbaStepKernel):
         Returns an (M, 4) array of each model's (sum of sample losses, sum of comparisons, regularization loss,
         finite probe: NaN or inf unless its loss and updated parameters are all finite)."""
         n_models = self.n_models
-        hypers = self.hypers  # in the model dtype, as the generic update rounds them
-        hypers[:, 0], hypers[:, 1] = -learning_rates, learning_rates
-        if self.rule.step_numbers is not None:
-            for offset, numbers in enumerate(self.rule.step_numbers(self.model_rule_constants, steps)):
-                hypers[:, self.step_at + offset] = numbers
+        self._set_step_numbers(self.hypers, learning_rates, steps)
         if masks:
             self.cached = None
             self.model_constants[:, 0] = X_batch.shape[0]
@@ -75,14 +71,17 @@ class NumbaStackKernel(NumbaStepKernel):
         step stops there, and its later rows are NaN."""
         n_steps = learning_rates.shape[0]
         hypers = np.repeat(self.hypers[None], n_steps, axis=0)
-        hypers[:, :, 0], hypers[:, :, 1] = -learning_rates, learning_rates
-        if self.rule.step_numbers is not None:
-            for offset, numbers in enumerate(self.rule.step_numbers(self.model_rule_constants, steps)):
-                hypers[:, :, self.step_at + offset] = numbers
+        self._set_step_numbers(hypers, learning_rates, steps)
         results = np.full((n_steps, self.n_models, 4), np.nan)
         self.cached = None
         self.model_constants[:, 0] = X_batch.shape[0]
-        labels, others = (targets, self.no_targets) if self.labels else (self.no_labels, targets)
-        kernel, chunks = launcher(self.n_models, X_batch.shape[0], self.threads)
-        kernel(X_batch, labels, others, self.no_masks, self.params, *self.rest[:-2], hypers, results, chunks)
+        self._call(X_batch, targets, self.no_masks, (*self.rest[:-2], hypers, results))
         return results
+
+    def _set_step_numbers(self, hypers, learning_rates, steps) -> None:
+        """Write each model's learning rate (negated, then as is) and the rule's per-step numbers into `hypers`
+        ((M, n) for one step, (S, M, n) for S), in the model dtype, as the generic update rounds them."""
+        hypers[..., 0], hypers[..., 1] = -learning_rates, learning_rates
+        if self.rule.step_numbers is not None:
+            for offset, numbers in enumerate(self.rule.step_numbers(self.model_rule_constants, steps)):
+                hypers[..., self.step_at + offset] = numbers

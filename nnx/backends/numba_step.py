@@ -210,12 +210,14 @@ class NumbaStepKernel:
         all of them are finite (computed in the kernel, nothing more to reduce)."""
         return self.results[0, 3]
 
-    def _call(self, X_batch, targets, mask) -> None:
-        """The one compiled call for a batch (every model), its results in `self.results`."""
+    def _call(self, X_batch, targets, mask, rest: tuple | None = None) -> None:
+        """The one compiled call for a batch (every model), its results in `self.results`; `rest`: the kernel's
+        other arguments, when not `self.rest` (another step count)."""
+        rest = self.rest if rest is None else rest
         if self.labels:
-            run_kernel(X_batch, targets, self.no_targets, mask, self.params, self.rest, self.threads)
+            run_kernel(X_batch, targets, self.no_targets, mask, self.params, rest, self.threads)
         else:
-            run_kernel(X_batch, self.no_labels, targets, mask, self.params, self.rest, self.threads)
+            run_kernel(X_batch, self.no_labels, targets, mask, self.params, rest, self.threads)
 
 
 @functools.lru_cache(maxsize=64)

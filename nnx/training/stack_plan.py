@@ -131,7 +131,13 @@ def components(model: Any) -> set[int]:
     Returns:
         The set of ids.
     """
-    return {id(part) for part in (*model.layers, model.loss, model.optimizer, model.accuracy)}
+    return {id(part) for _, part in _parts(model)}
+
+
+def _parts(model: Any) -> list[tuple[str, Any]]:
+    """(where, object) for each layer, the loss, the optimizer and the accuracy of `model`."""
+    parts = [(f"layer {position}", layer) for position, layer in enumerate(model.layers)]
+    return parts + [(name, getattr(model, name)) for name in ("loss", "optimizer", "accuracy")]
 
 
 def _model_list(models: Any) -> list:
@@ -170,9 +176,7 @@ def _own_components(models: list) -> None:
     one stack, each would be written back over the other."""
     owners: dict[int, tuple[int, str, Any]] = {}
     for index, model in enumerate(models):
-        parts = [(f"layer {position}", layer) for position, layer in enumerate(model.layers)]
-        parts += [(name, getattr(model, name)) for name in ("loss", "optimizer", "accuracy")]
-        for where, part in parts:
+        for where, part in _parts(model):
             earlier = owners.setdefault(id(part), (index, where, part))
             if earlier[0] != index:
                 raise ValueError(
